@@ -1,0 +1,91 @@
+#pragma once
+
+// The registry: where definitions live. One interface, one backend per URI
+// scheme (sqlite:// embedded, postgresql:// later), chosen by RegistryFromUri.
+// Every backend passes registry_conformance_test.cc.
+//
+// Thread safety: all methods may be called concurrently from any thread.
+// Writes go through Commit(), which applies a RegistryWrite atomically with
+// optimistic concurrency: each put names the version it replaces, and the
+// commit fails with Conflict if another writer got there first, so the caller
+// re-reads and retries (two concurrent patches both land, as two versions).
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fstore/core/status.h"
+#include "fstore/registry/definitions.h"
+
+namespace fstore {
+
+/// A put of a versioned definition. `expected_version` is the stored version
+/// this replaces, 0 for a new object; `value.version` must be expected + 1.
+template <typename T>
+struct VersionedPut {
+  T value;
+  int64_t expected_version = 0;
+};
+
+/// Everything one API call changes, applied all-or-nothing.
+struct RegistryWrite {
+  std::vector<Entity> new_entities;
+  std::vector<VersionedPut<FeatureSet>> feature_sets;
+  std::vector<VersionedPut<Feature>> features;
+};
+
+class Registry {
+ public:
+  virtual ~Registry() = default;
+
+  /// Applies pending schema migrations (idempotent); returns the schema version.
+  virtual Result<int> Migrate() = 0;
+  /// The applied schema version (0 when none).
+  virtual Result<int> SchemaVersion() = 0;
+  /// Cheap reachability check for /ready.
+  virtual Status Ping() = 0;
+
+  /// Applies `write` atomically. Errors: AlreadyExists (field "name") when a
+  /// new entity, feature set or feature takes a name in use by a live object
+  /// of its kind (features: within their feature set); Conflict when a put's
+  /// expected_version is not the stored one; InvalidArgument when a version
+  /// does not follow expected_version. Every put also records the new version
+  /// in the object's history.
+  virtual Status Commit(const RegistryWrite& write) = 0;
+
+  /// Monotonic counter bumped by every commit (for snapshot refreshes).
+  virtual Result<int64_t> ChangeSequence() = 0;
+
+  virtual Result<std::vector<Entity>> ListEntities() = 0;
+  /// By id, or else by name.
+  virtual Result<std::optional<Entity>> FindEntity(std::string_view id_or_name) = 0;
+
+  /// Live feature sets, or all with include_deleted; ordered by name, then id.
+  virtual Result<std::vector<FeatureSet>> ListFeatureSets(bool include_deleted) = 0;
+  /// The current version, by id or else by name (the live one when names repeat
+  /// across deletions). Deleted ones only with include_deleted.
+  virtual Result<std::optional<FeatureSet>> FindFeatureSet(std::string_view id_or_name,
+                                                          bool include_deleted) = 0;
+  /// Every version of a feature set, oldest first; empty if the id is unknown.
+  virtual Result<std::vector<FeatureSet>> FeatureSetHistory(std::string_view id) = 0;
+
+  /// Live features (all with include_deleted); ordered by feature set id, name.
+  virtual Result<std::vector<Feature>> ListFeatures(bool include_deleted) = 0;
+  /// The current version by id.
+  virtual Result<std::optional<Feature>> FindFeature(std::string_view id,
+                                                     bool include_deleted) = 0;
+  /// Every version of a feature, oldest first; empty if the id is unknown.
+  virtual Result<std::vector<Feature>> FeatureHistory(std::string_view id) = 0;
+
+  /// Releases connections; further calls fail. Idempotent.
+  virtual Status Close() = 0;
+};
+
+/// Opens the registry a URI names: "sqlite:///abs/path.db", "sqlite://rel/path.db",
+/// "sqlite::memory:". postgresql:// answers NotImplemented until its backend
+/// exists. Does not migrate.
+Result<std::unique_ptr<Registry>> RegistryFromUri(const std::string& uri);
+
+}  // namespace fstore
