@@ -1,1 +1,176 @@
-int main() { return 0; }
+// fstore: the feature store's one binary.
+//   fstore serve [--port 8002] [--data-dir ./data] [every setting as a flag]
+//   fstore migrate   apply the registry's schema migrations and exit
+//   fstore version
+// Settings come from defaults, then environment variables, then flags
+// (core/config.h). A bad setting stops start-up with a message naming it; a
+// backend that is not built yet says so and exits 2.
+
+#include <iostream>
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "fstore/core/config.h"
+#include "fstore/server/api_routes.h"
+#include "fstore/server/http_server.h"
+#include "fstore/service/feature_store.h"
+
+namespace fstore {
+namespace {
+
+constexpr int kExitBadConfig = 2;
+constexpr int kExitFailure = 1;
+
+struct SettingFlags {
+  std::map<std::string, std::string> values;
+  std::map<std::string, CLI::Option*> options;
+};
+
+void AddSettingFlags(CLI::App* cmd, SettingFlags* flags) {
+  for (const SettingInfo& s : AllSettings()) {
+    std::string desc = s.description + "  [env " + s.env + ", default: " +
+                       (s.default_text.empty() ? "none" : s.default_text) + "]";
+    flags->options[s.flag] = cmd->add_option("--" + s.flag, flags->values[s.flag], desc);
+  }
+}
+
+Result<Config> LoadConfig(const SettingFlags& flags) {
+  Config config;
+  ARROW_RETURN_NOT_OK(ApplyEnvironment(ProcessEnvironment(), &config));
+  for (const auto& [flag, option] : flags.options) {
+    if (option->count() > 0) {
+      ARROW_RETURN_NOT_OK(ApplySetting(flag, flags.values.at(flag), &config));
+    }
+  }
+  ARROW_RETURN_NOT_OK(ValidateConfig(config));
+  return config;
+}
+
+int Fail(const Status& status) {
+  const ErrorDetail* e = ErrorOf(status);
+  std::string where = e && !e->field().empty() ? e->field() + ": " : "";
+  std::cerr << "fstore: " << where << status.message() << std::endl;
+  return ErrorCodeOf(status) == ErrorCode::kInvalidArgument ||
+                 ErrorCodeOf(status) == ErrorCode::kNotImplemented
+             ? kExitBadConfig
+             : kExitFailure;
+}
+
+/// Backends the configuration selects that are not built yet: refused by name
+/// rather than silently replaced by the embedded default.
+Status CheckBackendsBuilt(const Config& config) {
+  if (!config.redis_url.empty()) {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the Redis online store is not built yet; unset REDIS_URL to use the "
+                     "embedded RocksDB store",
+                     "REDIS_URL");
+  }
+  if (config.storage_backend == "s3") {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the S3 offline store is not built yet; use STORAGE_BACKEND=local",
+                     "STORAGE_BACKEND");
+  }
+  if (config.compute_engine == "spark") {
+    return MakeError(ErrorCode::kNotImplemented,
+                     "the Spark compute engine is not built yet; use COMPUTE_ENGINE=local",
+                     "COMPUTE_ENGINE");
+  }
+  return Status::OK();
+}
+
+FeatureStoreOptions StoreOptions(const Config& config) {
+  FeatureStoreOptions options;
+  options.registry_uri = config.RegistryUri();
+  options.offline_store_uri = config.OfflineStoreUri();
+  options.online_store_uri = config.OnlineStoreUri();
+  return options;
+}
+
+void SetLogLevel(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+}
+
+int Serve(const Config& config) {
+  SetLogLevel(config.log_level);
+  if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
+  auto store = FeatureStore::Open(StoreOptions(config));
+  if (!store.ok()) return Fail(store.status());
+
+  Router router;
+  AddApiRoutes(store->get(), &router);
+  HttpServerOptions options;
+  options.host = config.host;
+  options.port = config.port;
+  options.threads = config.io_threads;
+  options.max_body_bytes = config.max_body_bytes;
+  options.header_timeout_seconds = config.header_timeout_seconds;
+  options.read_timeout_seconds = config.read_timeout_seconds;
+  options.idle_timeout_seconds = config.idle_timeout_seconds;
+  auto server = HttpServer::Start(options, &router);
+  if (!server.ok()) return Fail(server.status());
+
+  spdlog::info("fstore serving on http://{}:{} (registry {}, offline {}, online {})", config.host,
+               (*server)->port(), config.RegistryUri(), config.OfflineStoreUri(),
+               config.OnlineStoreUri());
+  // Tests and scripts read the bound port (useful with --port 0) from stdout.
+  std::cout << "fstore listening on port " << (*server)->port() << std::endl;
+
+  (*server)->WaitForSignal();
+  spdlog::info("shutting down: requests finished, closing stores");
+  if (Status st = (*store)->Close(); !st.ok()) {
+    spdlog::error("closing the stores failed: {}", st.ToString());
+    return kExitFailure;
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+int Migrate(const Config& config) {
+  SetLogLevel(config.log_level);
+  auto registry = RegistryFromUri(config.RegistryUri());
+  if (!registry.ok()) return Fail(registry.status());
+  auto version = (*registry)->Migrate();
+  if (!version.ok()) return Fail(version.status());
+  std::cout << "registry " << config.RegistryUri() << " is at schema version " << *version
+            << std::endl;
+  return (*registry)->Close().ok() ? 0 : kExitFailure;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"fstore: a feature store for machine learning"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "fstore 0.1.0");
+
+  SettingFlags serve_flags;
+  CLI::App* serve = app.add_subcommand("serve", "Serve the REST API (port 8002 by default)");
+  AddSettingFlags(serve, &serve_flags);
+
+  SettingFlags migrate_flags;
+  CLI::App* migrate = app.add_subcommand("migrate", "Apply the registry's schema migrations");
+  AddSettingFlags(migrate, &migrate_flags);
+
+  CLI::App* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitBadConfig;
+  }
+  if (version->parsed()) {
+    std::cout << "fstore 0.1.0" << std::endl;
+    return 0;
+  }
+  const SettingFlags& flags = serve->parsed() ? serve_flags : migrate_flags;
+  auto config = LoadConfig(flags);
+  if (!config.ok()) return Fail(config.status());
+  return serve->parsed() ? Serve(*config) : Migrate(*config);
+}
+
+}  // namespace
+}  // namespace fstore
+
+int main(int argc, char** argv) { return fstore::Main(argc, argv); }

@@ -30,6 +30,12 @@ struct RouteInfo {
 
 class Router {
  public:
+  // Out of line because Route is defined in router.cc.
+  Router();
+  ~Router();
+  Router(Router&&) noexcept;
+  Router& operator=(Router&&) noexcept;
+
   void Add(std::string method, std::string pattern, HttpHandler handler,
            RouteOptions options = {});
 

@@ -1,0 +1,87 @@
+#include "fstore/compute/source_schema.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <arrow/dataset/api.h>
+#include <arrow/filesystem/api.h>
+
+namespace fstore {
+namespace fs = std::filesystem;
+namespace ds = arrow::dataset;
+
+namespace {
+
+bool HasGlob(const std::string& path) {
+  return path.find_first_of("*?[") != std::string::npos;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source) {
+  if (source.type != "file" || source.path.empty()) return nullptr;
+
+  std::shared_ptr<ds::FileFormat> format;
+  if (source.format == "csv") {
+    format = std::make_shared<ds::CsvFileFormat>();
+  } else {
+    format = std::make_shared<ds::ParquetFileFormat>();
+  }
+  auto local = std::make_shared<arrow::fs::LocalFileSystem>();
+  std::error_code ec;
+  fs::path path = fs::absolute(source.path, ec);
+  if (ec) return nullptr;
+
+  std::vector<std::string> files;
+  if (HasGlob(source.path)) {
+    // Arrow has no public glob: walk the fixed prefix and match with POSIX
+    // fnmatch, '*' not crossing '/'.
+    std::string pattern = path.string();
+    fs::path root = fs::path(pattern.substr(0, pattern.find_first_of("*?["))).parent_path();
+    if (!fs::is_directory(root, ec)) return nullptr;
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec) &&
+          ::fnmatch(pattern.c_str(), it->path().c_str(), FNM_PATHNAME) == 0) {
+        files.push_back(it->path().string());
+      }
+    }
+  } else if (fs::is_directory(path, ec)) {
+    arrow::fs::FileSelector selector;
+    selector.base_dir = path.string();
+    selector.recursive = true;
+    auto infos = local->GetFileInfo(selector);
+    if (!infos.ok()) return nullptr;
+    for (const auto& info : *infos) {
+      if (!info.IsFile()) continue;
+      std::string name = info.base_name();
+      if (!name.empty() && (name[0] == '.' || name[0] == '_')) continue;
+      files.push_back(info.path());
+    }
+  } else if (fs::is_regular_file(path, ec)) {
+    files.push_back(path.string());
+  }
+  if (files.empty()) return nullptr;
+  std::sort(files.begin(), files.end());
+
+  ds::FileSystemFactoryOptions options;
+  auto factory = ds::FileSystemDatasetFactory::Make(local, files, format, options);
+  if (!factory.ok()) {
+    return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
+                                            (source.format.empty() ? "parquet" : source.format) +
+                                            ": " + factory.status().message());
+  }
+  ds::InspectOptions inspect;
+  inspect.fragments = 1;
+  auto schema = (*factory)->Inspect(inspect);
+  if (!schema.ok()) {
+    return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
+                                            (source.format.empty() ? "parquet" : source.format) +
+                                            ": " + schema.status().message());
+  }
+  return *schema;
+}
+
+}  // namespace fstore

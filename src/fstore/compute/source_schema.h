@@ -1,0 +1,22 @@
+#pragma once
+
+// The schema of a feature set's source, read when the feature set is defined
+// so that column references are checked then, not at the first run.
+
+#include <memory>
+
+#include <arrow/type_fwd.h>
+
+#include "fstore/core/status.h"
+#include "fstore/registry/definitions.h"
+
+namespace fstore {
+
+/// The schema of a file source (a Parquet or CSV file, a directory of them, or
+/// a glob), read with Arrow datasets from the files' metadata / CSV header.
+/// Returns null when the schema cannot be known yet: a push or postgres source,
+/// or a path that matches no file (data may arrive later). A path that exists
+/// but cannot be read as the declared format is Unprocessable on source.path.
+Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source);
+
+}  // namespace fstore

@@ -1,0 +1,477 @@
+#include "fstore/server/http_server.h"
+
+// The only translation unit that includes Boost.Beast (compile time).
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "fstore/server/http_error.h"
+#include "fstore/server/internal/request_target.h"
+
+namespace fstore {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+/// Largest accepted request head (request line and headers), in bytes.
+constexpr uint32_t kHeaderLimitBytes = 16 * 1024;
+/// After an error response that closes the connection, how long unread request
+/// bytes are drained so that the client sees the response rather than a reset.
+constexpr auto kLingerTime = std::chrono::seconds(2);
+/// How long Shutdown() waits, after closing every connection, for the
+/// sessions to wind down before stopping the io_context.
+constexpr auto kCloseWaitTime = std::chrono::seconds(2);
+
+class Session;
+
+/// What the server and its sessions share. Sessions hold it by shared_ptr, so
+/// a session that outlives the server object (destroyed with the io_context)
+/// still finds it.
+struct ServerState {
+  HttpServerOptions options;
+  const Router* router = nullptr;
+  std::atomic<bool> shutting_down{false};
+
+  std::mutex mu;
+  std::condition_variable changed;             ///< in_flight or sessions changed
+  int in_flight = 0;                           ///< requests read but not yet answered
+  uint64_t next_session_id = 0;
+  std::map<uint64_t, std::weak_ptr<Session>> sessions;  ///< open connections
+};
+
+/// One connection: reads requests one after another (keep-alive), runs the
+/// router, writes responses. All its handlers run on its own strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, std::shared_ptr<ServerState> state, uint64_t id)
+      : stream_(std::move(socket)), state_(std::move(state)), id_(id) {}
+
+  ~Session() {
+    EndRequest();
+    std::lock_guard lock(state_->mu);
+    state_->sessions.erase(id_);
+    state_->changed.notify_all();
+  }
+
+  void Start() {
+    asio::dispatch(stream_.get_executor(),
+                   beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+  }
+
+  /// Closes the connection unless a request is being handled (for shutdown).
+  void CloseIfIdle() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->in_request_) self->Close();
+    });
+  }
+
+  /// Closes the connection whatever it is doing (end of shutdown).
+  void CloseNow() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+  }
+
+ private:
+  const HttpServerOptions& options() const { return state_->options; }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  /// Between keep-alive requests: wait up to the idle timeout for the first
+  /// byte of the next request, then give the head its own header timeout.
+  void WaitForNextRequest() {
+    if (closed_ || state_->shutting_down) return Close();
+    stream_.expires_after(std::chrono::seconds(options().idle_timeout_seconds));
+    stream_.async_read_some(buffer_.prepare(4096),
+                            beast::bind_front_handler(&Session::OnIdleData, shared_from_this()));
+  }
+
+  void OnIdleData(beast::error_code ec, size_t bytes) {
+    buffer_.commit(bytes);
+    if (ec) return Close();  // idle timeout, client closed, or shutdown
+    ReadHeader();
+  }
+
+  void ReadHeader() {
+    if (closed_) return;
+    request_start_ = Clock::now();
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimitBytes);
+    if (options().max_body_bytes >= 0) {
+      parser_->body_limit(static_cast<uint64_t>(options().max_body_bytes));
+    } else {
+      parser_->body_limit(boost::none);
+    }
+    stream_.expires_after(std::chrono::seconds(options().header_timeout_seconds));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    BeginRequest();
+    // The whole request (head and body) must arrive within the read timeout.
+    stream_.expires_at(request_start_ + std::chrono::seconds(options().read_timeout_seconds));
+    const auto& head = parser_->get();
+    if (beast::iequals(head[http::field::expect], "100-continue") && !parser_->is_done()) {
+      continue_.version(head.version());
+      continue_.result(http::status::continue_);
+      continue_.set(http::field::server, "fstore");
+      http::async_write(stream_, continue_,
+                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                          if (ec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      return WriteErrorAndClose(ErrorResponse(MakeError(
+          ErrorCode::kPayloadTooLarge, "request body exceeds the limit of " +
+                                           std::to_string(options().max_body_bytes) +
+                                           " bytes")));
+    }
+    if (ec == http::error::header_limit) {
+      return WriteErrorAndClose(ErrorResponse(InvalidArgument(
+          "", "request head exceeds the limit of " + std::to_string(kHeaderLimitBytes) +
+                  " bytes")));
+    }
+    if (ec.category() == beast::error_code(http::error::end_of_stream).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message &&
+        ec != http::error::need_more && ec != http::error::need_buffer) {
+      // A parse error: the bytes received are not HTTP/1.1.
+      return WriteErrorAndClose(
+          ErrorResponse(InvalidArgument("", "malformed HTTP request: " + ec.message())));
+    }
+    // Timeout, end of stream, reset, or closed by shutdown: nothing to answer.
+    Close();
+  }
+
+  void OnBody(beast::error_code ec, size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    http::request<http::string_body> message = parser_->release();
+    parser_.reset();
+
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    server_internal::SplitRequestTarget(request.target, &request.path, &request.query);
+    for (const auto& field : message) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      request.headers.emplace_back(std::move(name), std::string(field.value()));
+    }
+    request.body = std::move(message.body());
+
+    HttpResponse response = state_->router->Handle(request);
+    const bool keep_alive =
+        message.keep_alive() && !response.close_connection && !state_->shutting_down;
+    Write(std::move(request.method), std::move(request.target), message.version(),
+          std::move(response), keep_alive, /*linger=*/false);
+  }
+
+  void WriteErrorAndClose(HttpResponse response) {
+    const bool have_head = parser_ && parser_->is_header_done();
+    std::string method = have_head ? std::string(parser_->get().method_string()) : "-";
+    std::string target = have_head ? std::string(parser_->get().target()) : "-";
+    const unsigned version = have_head ? parser_->get().version() : 11;
+    parser_.reset();
+    if (!in_request_) BeginRequest();
+    Write(std::move(method), std::move(target), version, std::move(response),
+          /*keep_alive=*/false, /*linger=*/true);
+  }
+
+  void Write(std::string method, std::string target, unsigned version, HttpResponse response,
+             bool keep_alive, bool linger) {
+    response_ = {};
+    response_.version(version);
+    response_.result(static_cast<unsigned>(response.status));
+    response_.set(http::field::server, "fstore");
+    if (!response.content_type.empty()) {
+      response_.set(http::field::content_type, response.content_type);
+    }
+    for (auto& [name, value] : response.headers) response_.insert(name, value);
+    response_.body() = std::move(response.body);
+    response_.keep_alive(keep_alive);
+    response_.prepare_payload();
+
+    spdlog::debug("{} {} {} {}us", method, target, response.status,
+                  std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
+                                                                        request_start_)
+                      .count());
+
+    stream_.expires_after(std::chrono::seconds(options().read_timeout_seconds));
+    http::async_write(stream_, response_,
+                      [self = shared_from_this(), keep_alive, linger](beast::error_code ec,
+                                                                      size_t) {
+                        self->OnWrite(ec, keep_alive, linger);
+                      });
+  }
+
+  void OnWrite(beast::error_code ec, bool keep_alive, bool linger) {
+    EndRequest();
+    if (ec) return Close();
+    if (linger) return LingeringClose();
+    if (!keep_alive) return Close();
+    if (buffer_.size() > 0) return ReadHeader();  // a pipelined request is waiting
+    WaitForNextRequest();
+  }
+
+  /// Half-closes and discards what the client still sends for a while, so
+  /// that it reads our error response instead of a connection reset.
+  void LingeringClose() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return Close();
+    buffer_.consume(buffer_.size());
+    stream_.expires_after(kLingerTime);
+    Drain();
+  }
+
+  void Drain() {
+    stream_.async_read_some(buffer_.prepare(16 * 1024),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->Close();
+                              self->Drain();
+                            });
+  }
+
+  void BeginRequest() {
+    in_request_ = true;
+    std::lock_guard lock(state_->mu);
+    ++state_->in_flight;
+  }
+
+  void EndRequest() {
+    if (!in_request_) return;
+    in_request_ = false;
+    std::lock_guard lock(state_->mu);
+    --state_->in_flight;
+    state_->changed.notify_all();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> response_;
+  http::response<http::empty_body> continue_;
+  std::shared_ptr<ServerState> state_;
+  const uint64_t id_;
+  Clock::time_point request_start_ = Clock::now();
+  bool in_request_ = false;  ///< between a complete head and the written response
+  bool closed_ = false;
+};
+
+class BeastHttpServer final : public HttpServer {
+ public:
+  BeastHttpServer(const HttpServerOptions& options, const Router* router, int threads)
+      : ioc_(threads),
+        work_(asio::make_work_guard(ioc_)),
+        acceptor_(asio::make_strand(ioc_)),
+        accept_retry_(acceptor_.get_executor()),
+        state_(std::make_shared<ServerState>()),
+        thread_count_(threads) {
+    state_->options = options;
+    state_->router = router;
+  }
+
+  ~BeastHttpServer() override { Shutdown(); }
+
+  Status Listen() {
+    const HttpServerOptions& options = state_->options;
+    beast::error_code ec;
+    tcp::endpoint endpoint;
+    const auto address = asio::ip::make_address(options.host, ec);
+    if (!ec) {
+      endpoint = tcp::endpoint(address, static_cast<unsigned short>(options.port));
+    } else {
+      tcp::resolver resolver(ioc_);
+      auto results = resolver.resolve(options.host, std::to_string(options.port),
+                                      tcp::resolver::passive, ec);
+      if (ec || results.empty()) {
+        return Unavailable("cannot resolve host '" + options.host + "': " + ec.message());
+      }
+      endpoint = results.begin()->endpoint();
+    }
+    const std::string where = options.host + ":" + std::to_string(options.port);
+    if (acceptor_.open(endpoint.protocol(), ec)) {
+      return Unavailable("cannot open a socket for " + where + ": " + ec.message());
+    }
+    if (acceptor_.set_option(asio::socket_base::reuse_address(true), ec)) {
+      return Unavailable("cannot set SO_REUSEADDR on " + where + ": " + ec.message());
+    }
+    if (acceptor_.bind(endpoint, ec)) {
+      return Unavailable("cannot bind " + where + ": " + ec.message());
+    }
+    if (acceptor_.listen(asio::socket_base::max_listen_connections, ec)) {
+      return Unavailable("cannot listen on " + where + ": " + ec.message());
+    }
+    port_ = acceptor_.local_endpoint().port();
+    return Status::OK();
+  }
+
+  void Run() {
+    Accept();
+    threads_.reserve(thread_count_);
+    for (int i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { ioc_.run(); });
+  }
+
+  int port() const override { return port_; }
+
+  void Shutdown(int grace_seconds = 10) override {
+    {
+      std::lock_guard lock(shutdown_mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+    }
+    signal_ioc_.stop();  // releases a WaitForSignal() caller
+    state_->shutting_down = true;
+    asio::post(acceptor_.get_executor(), [this] {
+      beast::error_code ec;
+      accept_retry_.cancel();
+      acceptor_.close(ec);
+    });
+    // Idle connections have nothing to finish; busy ones answer with
+    // "Connection: close" and close themselves.
+    ForEachSession([](Session& s) { s.CloseIfIdle(); });
+
+    const auto deadline = Clock::now() + std::chrono::seconds(std::max(grace_seconds, 0));
+    {
+      std::unique_lock lock(state_->mu);
+      state_->changed.wait_until(lock, deadline, [&] { return state_->in_flight == 0; });
+    }
+    ForEachSession([](Session& s) { s.CloseNow(); });
+    {
+      std::unique_lock lock(state_->mu);
+      state_->changed.wait_for(lock, kCloseWaitTime, [&] { return state_->sessions.empty(); });
+    }
+    work_.reset();
+    ioc_.stop();
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  void WaitForSignal() override {
+    asio::signal_set signals(signal_ioc_, SIGINT, SIGTERM);
+    signals.async_wait([](const beast::error_code& ec, int signal_number) {
+      if (!ec) spdlog::info("received signal {}, shutting down", signal_number);
+    });
+    signal_ioc_.run();
+    Shutdown();
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(asio::make_strand(ioc_),
+                           [this](beast::error_code ec, tcp::socket socket) {
+                             OnAccept(ec, std::move(socket));
+                           });
+  }
+
+  void OnAccept(beast::error_code ec, tcp::socket socket) {
+    if (state_->shutting_down || !acceptor_.is_open()) return;
+    if (ec) {
+      // Usually out of file descriptors: back off briefly instead of spinning.
+      spdlog::warn("HTTP accept failed: {}", ec.message());
+      accept_retry_.expires_after(std::chrono::milliseconds(50));
+      accept_retry_.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && !state_->shutting_down) Accept();
+      });
+      return;
+    }
+    beast::error_code opt_ec;
+    socket.set_option(tcp::no_delay(true), opt_ec);
+    std::shared_ptr<Session> session;
+    {
+      std::lock_guard lock(state_->mu);
+      const uint64_t id = state_->next_session_id++;
+      session = std::make_shared<Session>(std::move(socket), state_, id);
+      state_->sessions.emplace(id, session);
+    }
+    session->Start();
+    Accept();
+  }
+
+  template <typename F>
+  void ForEachSession(F f) {
+    std::vector<std::shared_ptr<Session>> live;
+    {
+      std::lock_guard lock(state_->mu);
+      for (auto& [id, weak] : state_->sessions) {
+        if (auto s = weak.lock()) live.push_back(std::move(s));
+      }
+    }
+    for (auto& s : live) f(*s);
+  }
+
+  asio::io_context ioc_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  tcp::acceptor acceptor_;          ///< used only on its strand once running
+  asio::steady_timer accept_retry_;
+  asio::io_context signal_ioc_;
+  std::shared_ptr<ServerState> state_;
+  const int thread_count_;
+  int port_ = 0;
+  std::vector<std::thread> threads_;
+  std::mutex shutdown_mu_;
+  bool shut_down_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                      const Router* router) {
+  if (router == nullptr) return InvalidArgument("router", "HttpServer needs a router");
+  int threads = options.threads;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto server = std::make_unique<BeastHttpServer>(options, router, threads);
+  ARROW_RETURN_NOT_OK(server->Listen());
+  server->Run();
+  spdlog::info("HTTP server listening on {}:{} ({} threads)", options.host, server->port(),
+               threads);
+  return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace fstore

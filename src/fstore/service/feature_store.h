@@ -1,0 +1,118 @@
+#pragma once
+
+// FeatureStore: the facade the server and the CLI talk to. It wires the
+// registry (and, in later layers, the stores and engines) and owns the rules
+// that span definitions: references between features, cycles, dependants,
+// versions. It does no I/O of its own beyond its components'.
+//
+// Definitions arrive as JSON (the API's and `fstore apply`'s form) and leave
+// as model structs; codec.h turns those back into JSON.
+//
+// Thread safety: every method may be called concurrently. Writes use the
+// registry's optimistic concurrency and retry on conflicts, so concurrent
+// patches of one object all land, each as its own version.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "fstore/core/status.h"
+#include "fstore/registry/definitions.h"
+#include "fstore/registry/registry.h"
+
+namespace fstore {
+
+struct FeatureStoreOptions {
+  std::string registry_uri;       ///< sqlite://..., postgresql://...
+  std::string offline_store_uri;  ///< file:///abs/dir (s3:// later)
+  std::string online_store_uri;   ///< rocksdb:///abs/dir (redis:// later)
+};
+
+struct FeatureSetFilter {
+  std::string owner;   ///< exact match
+  std::string entity;  ///< has this entity
+  std::string tag;     ///< has this tag
+  std::string q;       ///< case-insensitive substring of name or description
+  bool include_deleted = false;
+};
+
+struct FeatureFilter {
+  std::string feature_set;  ///< id or name
+  std::string data_type;
+  std::string tag;
+  std::string q;
+  bool include_deleted = false;
+};
+
+/// One search result.
+struct SearchHit {
+  std::string kind;  ///< "entity" | "feature_set" | "feature"
+  std::string id;
+  std::string name;
+  std::string description;
+  std::string feature_set;  ///< for features: the feature set's name
+  double score = 0;
+  std::vector<std::string> matched;  ///< fields that matched: name, description, tags, owner
+};
+
+class FeatureStore {
+ public:
+  /// Opens the registry (and applies migrations) and the stores.
+  static Result<std::unique_ptr<FeatureStore>> Open(const FeatureStoreOptions& options);
+  ~FeatureStore();
+
+  // Entities
+  Result<Entity> CreateEntity(const boost::json::value& body);
+  Result<std::vector<Entity>> ListEntities();
+  Result<Entity> GetEntity(std::string_view id_or_name);
+
+  // Feature sets
+  Result<FeatureSet> CreateFeatureSet(const boost::json::value& body);
+  Result<std::vector<FeatureSet>> ListFeatureSets(const FeatureSetFilter& filter);
+  /// The current version, or `version` from its history. Deleted feature sets
+  /// are NotFound unless a version is asked for.
+  Result<FeatureSet> GetFeatureSet(std::string_view id_or_name,
+                                   std::optional<int64_t> version = std::nullopt);
+  /// Live features of a feature set, by name.
+  Result<std::vector<Feature>> FeaturesOf(const FeatureSet& feature_set);
+  Result<FeatureSet> UpdateFeatureSet(std::string_view id_or_name,
+                                      const boost::json::value& patch);
+  /// Soft delete, with the feature set's features; Conflict naming the
+  /// features of other feature sets that depend on them.
+  Result<FeatureSet> DeleteFeatureSet(std::string_view id_or_name);
+  Result<std::vector<FeatureSet>> FeatureSetVersions(std::string_view id_or_name);
+
+  // Features. A feature is named by id, "feature_set:feature", or a bare name
+  // when that is unique among live features.
+  Result<Feature> CreateFeature(const boost::json::value& body);
+  Result<std::vector<Feature>> ListFeatures(const FeatureFilter& filter);
+  Result<Feature> GetFeature(std::string_view ref, std::optional<int64_t> version = std::nullopt);
+  Result<Feature> UpdateFeature(std::string_view ref, const boost::json::value& patch);
+  Result<Feature> DeleteFeature(std::string_view ref);
+  Result<std::vector<Feature>> FeatureVersions(std::string_view ref);
+  /// {"feature": ..., "upstream": {...}, "downstream": [...]}
+  Result<boost::json::object> FeatureLineage(std::string_view ref);
+
+  /// Ranked matches across entities, feature sets and features.
+  Result<std::vector<SearchHit>> Search(std::string_view q, size_t limit);
+
+  /// OK when the registry answers and the stores are open.
+  Status CheckReady();
+  /// Closes the registry and stores; idempotent.
+  Status Close();
+
+  Registry* registry() { return registry_.get(); }
+
+ private:
+  explicit FeatureStore(std::unique_ptr<Registry> registry, FeatureStoreOptions options);
+
+  std::unique_ptr<Registry> registry_;
+  FeatureStoreOptions options_;
+};
+
+}  // namespace fstore
