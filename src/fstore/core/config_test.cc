@@ -1,8 +1,8 @@
 #include "fstore/core/config.h"
 
 #include <cstdlib>
-#include <ostream>
 #include <filesystem>
+#include <ostream>
 #include <set>
 #include <string>
 #include <utility>

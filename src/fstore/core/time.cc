@@ -143,7 +143,9 @@ Result<TimestampMicros> ParseTimestamp(std::string_view text) {
 std::string FormatTimestamp(TimestampMicros micros) {
   namespace chr = std::chrono;
   int64_t days = FloorDiv(micros, kMicrosPerDay);
-  const int64_t micros_of_day = micros - days * kMicrosPerDay;
+  // Not micros - days * kMicrosPerDay: that overflows near INT64_MIN.
+  int64_t micros_of_day = micros % kMicrosPerDay;
+  if (micros_of_day < 0) micros_of_day += kMicrosPerDay;
   // chrono::year only spans +-32767; move the date into 1970..2369 by whole
   // 400-year cycles (the calendar repeats exactly) and add the years back.
   const int64_t cycles = FloorDiv(days, kDaysPer400Years);

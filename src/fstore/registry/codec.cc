@@ -79,10 +79,6 @@ class FieldReader {
   }
 
   Status Timestamp(std::string_view field, const json::value& v, TimestampMicros* out) const {
-    if (v.is_int64()) {
-      *out = v.as_int64();
-      return Status::OK();
-    }
     if (!v.is_string()) return WrongType(field, "a timestamp string", v);
     auto parsed = ParseTimestamp(std::string_view(v.as_string()));
     if (!parsed.ok()) return InvalidArgument(std::string(field), parsed.status().message());

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs fstore's test suites: unit | asan | fuzz | integration | all.
+# Assumes scripts/install-deps.sh has run (the Makefile makes sure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-$(nproc)}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+
+unit() {
+  echo "== unit tests (build/)"
+  ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 300
+}
+
+asan() {
+  echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+  if [ ! -f build-asan/build.ninja ]; then
+    cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFSTORE_SANITIZE=ON \
+      -DFSTORE_BUILD_SERVER=OFF
+  fi
+  cmake --build build-asan -j "$JOBS"
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 600
+}
+
+fuzz() {
+  echo "== libFuzzer targets, ${FUZZ_SECONDS}s each (build-fuzz/)"
+  if [ ! -f build-fuzz/build.ninja ]; then
+    CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+      -DFSTORE_FUZZ=ON -DFSTORE_BUILD_TESTS=OFF -DFSTORE_BUILD_SERVER=OFF
+  fi
+  local targets=(transformation_fuzzer definition_json_fuzzer)
+  cmake --build build-fuzz -j "$JOBS" --target "${targets[@]}"
+  for t in "${targets[@]}"; do
+    local exe corpus
+    exe=$(find build-fuzz -type f -name "$t" -perm -u+x | head -n 1)
+    corpus="build-fuzz/corpus/$t"
+    mkdir -p "$corpus"
+    cp -n tests/fuzz/"$t"/* "$corpus"/ 2>/dev/null || true
+    echo "-- $t"
+    "$exe" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      "$corpus" 2>&1 | tail -n 12
+    echo "$t: no crash in ${FUZZ_SECONDS}s"
+  done
+}
+
+integration() {
+  echo "== integration tests (build/fstore over HTTP)"
+  FSTORE_BIN="$PWD/build/fstore" .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider
+}
+
+case "${1:-all}" in
+  unit) unit ;;
+  asan) asan ;;
+  fuzz) fuzz ;;
+  integration) integration ;;
+  all) unit; asan; fuzz; integration ;;
+  *) echo "usage: $0 unit|asan|fuzz|integration|all" >&2; exit 2 ;;
+esac
