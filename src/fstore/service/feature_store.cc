@@ -110,8 +110,11 @@ struct Catalog {
     if (matches.empty()) {
       return MakeError(missing, "feature '" + std::string(ref) + "' not found", field);
     }
+    std::vector<std::string> qualified;
+    for (const Feature* f : matches) qualified.push_back(QualifiedName(*f));
+    std::sort(qualified.begin(), qualified.end());
     std::string names;
-    for (const Feature* f : matches) names += (names.empty() ? "" : ", ") + QualifiedName(*f);
+    for (const auto& q : qualified) names += (names.empty() ? "" : ", ") + q;
     return InvalidArgument(field, "feature name '" + std::string(ref) +
                                       "' is ambiguous; use feature_set:feature (" + names + ")");
   }
