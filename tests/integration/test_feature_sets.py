@@ -190,3 +190,30 @@ def test_feature_set_defaults(api):
 def test_integer_ttl_is_seconds(api):
     fs = api.create_feature_set(ttl=3600)
     assert fs["ttl"] == "3600s"
+
+
+def test_patch_entities_auto_creates_new_entity(api):
+    fs = api.create_feature_set()
+    ent = uniq("merchant")
+    r = api.patch(f"/api/v1/feature-sets/{fs['id']}", {"entities": ["user", ent]})
+    assert r.status_code == 200, r.text
+    assert r.json()["entities"] == ["user", ent]
+    e = api.get(f"/api/v1/entities/{ent}")
+    assert e.status_code == 200 and e.json()["join_keys"] == [ent + "_id"]
+
+
+def test_versions_by_reused_name_are_the_new_sets(api):
+    fs = api.create_feature_set()
+    api.patch(f"/api/v1/feature-sets/{fs['id']}", {"description": "old v2"})
+    assert api.delete(f"/api/v1/feature-sets/{fs['id']}").status_code == 200
+    again = api.create_feature_set(name=fs["name"])
+    r = api.get(f"/api/v1/feature-sets/{fs['name']}/versions")
+    assert r.status_code == 200
+    assert [v["id"] for v in r.json()["versions"]] == [again["id"]]
+    assert_error(api.get(f"/api/v1/feature-sets/{fs['name']}?version=2"), 404, "not_found")
+    # the old set's history stays reachable by id
+    assert api.get(f"/api/v1/feature-sets/{fs['id']}/versions").json()["count"] == 3
+
+
+def test_unknown_feature_set_versions_404(api):
+    assert_error(api.get(f"/api/v1/feature-sets/{uniq('nope')}/versions"), 404, "not_found")

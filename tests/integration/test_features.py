@@ -249,3 +249,17 @@ def test_derived_feature_requires_transformation(api):
     r = api.post("/api/v1/features", {"name": uniq("d"), "feature_set_id": fs["id"],
                                       "data_type": "int", "source_features": ["m"]})
     assert_error(r, 400, "invalid_argument", "transformation")
+
+
+def test_percent_encoded_qualified_name(api):
+    fs = api.create_feature_set()
+    f = api.create_feature(fs["id"])
+    r = api.get(f"/api/v1/features/{fs['name']}%3A{f['name']}")
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == f["id"]
+
+
+def test_trailing_slash_same_route(api):
+    fs = api.create_feature_set()
+    r = api.get(f"/api/v1/feature-sets/{fs['id']}/")
+    assert r.status_code == 200 and r.json()["id"] == fs["id"]

@@ -76,7 +76,7 @@ def test_deleted_not_found_and_limit(api):
         api.create_feature(fs["id"], name=f"{token}_{i}")
     assert len(search(api, token)) == 4
     assert len(search(api, token, limit=2)) == 2
-    api.delete(f"/api/v1/feature-sets/{fs['id']}")
+    assert api.delete(f"/api/v1/feature-sets/{fs['id']}").status_code == 200
     assert search(api, token) == []
 
 

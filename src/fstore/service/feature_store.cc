@@ -46,11 +46,10 @@ Status RequireObject(const json::value& body) {
   return Status::OK();
 }
 
+// The directory of a file:// URI; empty for any other scheme.
 std::string DirFromFileUri(const std::string& uri) {
   constexpr std::string_view kFile = "file://";
   if (uri.rfind(kFile, 0) == 0) return uri.substr(kFile.size());
-  constexpr std::string_view kRocks = "rocksdb://";
-  if (uri.rfind(kRocks, 0) == 0) return uri.substr(kRocks.size());
   return {};
 }
 
@@ -142,36 +141,46 @@ struct Catalog {
 
 }  // namespace
 
-FeatureStore::FeatureStore(std::unique_ptr<Registry> registry, FeatureStoreOptions options)
-    : registry_(std::move(registry)), options_(std::move(options)) {}
+FeatureStore::FeatureStore(std::unique_ptr<Registry> registry,
+                           std::unique_ptr<OnlineStore> online, FeatureStoreOptions options)
+    : registry_(std::move(registry)), online_(std::move(online)), options_(std::move(options)) {}
 
 FeatureStore::~FeatureStore() { (void)Close(); }
 
 Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptions& options) {
-  for (const std::string* uri : {&options.offline_store_uri, &options.online_store_uri}) {
-    if (uri->empty()) continue;
-    std::string dir = DirFromFileUri(*uri);
+  if (!options.offline_store_uri.empty()) {
+    std::string dir = DirFromFileUri(options.offline_store_uri);
     if (dir.empty()) {
-      return NotImplemented("the store backend of '" + *uri + "' is not built yet");
+      return NotImplemented("the offline store backend of '" + options.offline_store_uri +
+                            "' is not built yet");
     }
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    if (ec) return Unavailable("cannot create the store directory " + dir + ": " + ec.message());
+    if (ec) return Unavailable("cannot create the offline store directory " + dir + ": " + ec.message());
+  }
+  std::unique_ptr<OnlineStore> online;
+  if (!options.online_store_uri.empty()) {
+    ARROW_ASSIGN_OR_RAISE(online, OnlineStoreFromUri(options.online_store_uri));
   }
   ARROW_ASSIGN_OR_RAISE(auto registry, RegistryFromUri(options.registry_uri));
   ARROW_RETURN_NOT_OK(registry->Migrate().status());
-  return std::unique_ptr<FeatureStore>(new FeatureStore(std::move(registry), options));
+  return std::unique_ptr<FeatureStore>(
+      new FeatureStore(std::move(registry), std::move(online), options));
 }
 
-Status FeatureStore::Close() { return registry_ ? registry_->Close() : Status::OK(); }
+Status FeatureStore::Close() {
+  Status online = online_ ? online_->Close() : Status::OK();
+  Status registry = registry_ ? registry_->Close() : Status::OK();
+  return online.ok() ? registry : online;
+}
 
 Status FeatureStore::CheckReady() {
   ARROW_RETURN_NOT_OK(registry_->Ping());
-  for (const std::string* uri : {&options_.offline_store_uri, &options_.online_store_uri}) {
-    if (uri->empty()) continue;
-    std::string dir = DirFromFileUri(*uri);
+  if (online_) ARROW_RETURN_NOT_OK(online_->CheckHealth());
+  if (!options_.offline_store_uri.empty()) {
+    std::string dir = DirFromFileUri(options_.offline_store_uri);
     if (::access(dir.c_str(), W_OK) != 0) {
-      return Unavailable("the store directory " + dir + " is not writable");
+      return Unavailable("the offline store directory " + dir + " is not writable");
     }
   }
   return Status::OK();

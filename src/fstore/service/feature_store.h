@@ -22,6 +22,7 @@
 #include <boost/json/value.hpp>
 
 #include "fstore/core/status.h"
+#include "fstore/online/online_store.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
 
@@ -109,9 +110,11 @@ class FeatureStore {
   Registry* registry() { return registry_.get(); }
 
  private:
-  explicit FeatureStore(std::unique_ptr<Registry> registry, FeatureStoreOptions options);
+  FeatureStore(std::unique_ptr<Registry> registry, std::unique_ptr<OnlineStore> online,
+               FeatureStoreOptions options);
 
   std::unique_ptr<Registry> registry_;
+  std::unique_ptr<OnlineStore> online_;  // null when no online store is configured
   FeatureStoreOptions options_;
 };
 
