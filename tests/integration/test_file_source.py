@@ -55,11 +55,6 @@ def test_parquet_format_inferred_when_omitted(api, parquet_path):
     assert fs["source"]["format"] == "parquet"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: CreateFeatureSet reads the source schema (SchemaOf) before "
-    "ValidateFeatureSet infers format=csv from the .csv extension, so a csv "
-    "file without an explicit format is read as parquet -> 422 source.path "
-    "'cannot read ... as parquet: Parquet magic bytes not found'"))
 def test_csv_format_inferred_from_extension(api, csv_path):
     r = api.post("/api/v1/feature-sets", {"name": uniq("fs"), "entities": ["user"],
                                           "source": {"type": "file", "path": csv_path}})

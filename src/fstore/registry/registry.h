@@ -34,6 +34,10 @@ struct RegistryWrite {
   std::vector<Entity> new_entities;
   std::vector<VersionedPut<FeatureSet>> feature_sets;
   std::vector<VersionedPut<Feature>> features;
+  /// When set, the commit fails with Conflict unless the registry's change
+  /// sequence still has this value: for writes whose checks read other objects
+  /// (dependants, references), so that no concurrent write invalidates them.
+  std::optional<int64_t> expected_change_sequence;
 };
 
 class Registry {

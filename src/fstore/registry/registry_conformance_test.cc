@@ -821,3 +821,35 @@ INSTANTIATE_TEST_SUITE_P(
     RegistryBackendName);
 
 }  // namespace fstore
+
+namespace fstore {
+namespace {
+
+TEST_P(RegistryConformanceTest, ExpectedChangeSequenceGuardsTheCommit) {
+  ASSERT_OK_AND_ASSIGN(int64_t seq, registry_->ChangeSequence());
+  FeatureSet a = NewFeatureSet("a");
+  RegistryWrite first;
+  first.feature_sets.push_back({a, 0});
+  first.expected_change_sequence = seq;
+  ASSERT_OK(registry_->Commit(first));
+
+  // A write planned against `seq` is refused now that another commit landed,
+  // and writes nothing.
+  FeatureSet b = NewFeatureSet("b");
+  RegistryWrite stale;
+  stale.feature_sets.push_back({b, 0});
+  stale.expected_change_sequence = seq;
+  Status st = registry_->Commit(stale);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(ErrorCodeOf(st), ErrorCode::kConflict);
+  ASSERT_OK_AND_ASSIGN(auto found, registry_->FindFeatureSet("b", true));
+  EXPECT_FALSE(found.has_value());
+
+  ASSERT_OK_AND_ASSIGN(int64_t now, registry_->ChangeSequence());
+  EXPECT_GT(now, seq);
+  stale.expected_change_sequence = now;
+  ASSERT_OK(registry_->Commit(stale));
+}
+
+}  // namespace
+}  // namespace fstore

@@ -252,14 +252,23 @@ Result<std::shared_ptr<arrow::Schema>> SchemaOf(const FeatureSet& fs) {
   return ReadSourceSchema(*fs.source);
 }
 
+// Validates a feature set's own fields (which canonicalises its source, e.g.
+// the format from the file extension), then reads the source's schema and
+// checks the columns the feature set names against it.
+Result<std::shared_ptr<arrow::Schema>> ValidatedSchemaOf(FeatureSet* fs) {
+  ARROW_RETURN_NOT_OK(ValidateFeatureSet(fs, nullptr));
+  ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(*fs));
+  if (schema) ARROW_RETURN_NOT_OK(ValidateFeatureSet(fs, schema));
+  return schema;
+}
+
 }  // namespace
 
 Result<FeatureSet> FeatureStore::CreateFeatureSet(const json::value& body) {
   ARROW_RETURN_NOT_OK(RequireObject(body));
   FeatureSet fs;
   ARROW_RETURN_NOT_OK(DecodeFeatureSet(body, DecodeMode::kCreate, &fs));
-  ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(fs));
-  ARROW_RETURN_NOT_OK(ValidateFeatureSet(&fs, schema));
+  ARROW_ASSIGN_OR_RAISE(auto schema, ValidatedSchemaOf(&fs));
   fs.id = NewUuid();
   fs.version = 1;
   fs.created_at = fs.updated_at = NowMicros();
@@ -332,8 +341,7 @@ Result<FeatureSet> FeatureStore::UpdateFeatureSet(std::string_view id_or_name,
       return InvalidArgument("name", "cannot be changed (features and training sets refer to "
                                      "it): create a new feature set instead");
     }
-    ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(next));
-    ARROW_RETURN_NOT_OK(ValidateFeatureSet(&next, schema));
+    ARROW_ASSIGN_OR_RAISE(auto schema, ValidatedSchemaOf(&next));
     ARROW_ASSIGN_OR_RAISE(auto new_entities, PlanEntities(registry_.get(), next, schema));
     next.version = current.version + 1;
     next.updated_at = NowMicros();
@@ -349,6 +357,7 @@ Result<FeatureSet> FeatureStore::UpdateFeatureSet(std::string_view id_or_name,
 
 Result<FeatureSet> FeatureStore::DeleteFeatureSet(std::string_view id_or_name) {
   for (int attempt = 0;; ++attempt) {
+    ARROW_ASSIGN_OR_RAISE(int64_t seq, registry_->ChangeSequence());
     ARROW_ASSIGN_OR_RAISE(FeatureSet current, GetFeatureSet(id_or_name));
     Catalog catalog;
     ARROW_ASSIGN_OR_RAISE(catalog.feature_sets, registry_->ListFeatureSets(false));
@@ -370,6 +379,7 @@ Result<FeatureSet> FeatureStore::DeleteFeatureSet(std::string_view id_or_name) {
     }
     TimestampMicros now = NowMicros();
     RegistryWrite write;
+    write.expected_change_sequence = seq;  // no dependant may appear meanwhile
     FeatureSet deleted = current;
     deleted.version = current.version + 1;
     deleted.updated_at = now;
@@ -474,14 +484,24 @@ Result<Feature> FeatureStore::CreateFeature(const json::value& body) {
   f.id = NewUuid();
   f.version = 1;
   f.created_at = f.updated_at = NowMicros();
-  Catalog catalog;
-  ARROW_ASSIGN_OR_RAISE(catalog.feature_sets, registry_->ListFeatureSets(false));
-  ARROW_ASSIGN_OR_RAISE(catalog.features, registry_->ListFeatures(false));
-  ARROW_RETURN_NOT_OK(CheckFeatureReferences(f, &catalog));
-  RegistryWrite write;
-  write.features.push_back({f, 0});
-  ARROW_RETURN_NOT_OK(registry_->Commit(write));
-  return f;
+  for (int attempt = 0;; ++attempt) {
+    ARROW_ASSIGN_OR_RAISE(int64_t seq, registry_->ChangeSequence());
+    Catalog catalog;
+    ARROW_ASSIGN_OR_RAISE(catalog.feature_sets, registry_->ListFeatureSets(false));
+    ARROW_ASSIGN_OR_RAISE(catalog.features, registry_->ListFeatures(false));
+    if (!catalog.SetById(f.feature_set_id)) {
+      return Unprocessable("feature_set_id", "the feature set was deleted meanwhile");
+    }
+    ARROW_RETURN_NOT_OK(CheckFeatureReferences(f, &catalog));
+    RegistryWrite write;
+    write.features.push_back({f, 0});
+    // The references were checked against this state of the registry: a
+    // concurrent delete of an input (or of the feature set) must not slip in.
+    write.expected_change_sequence = seq;
+    Status st = registry_->Commit(write);
+    if (st.ok()) return f;
+    if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;
+  }
 }
 
 Result<std::vector<Feature>> FeatureStore::ListFeatures(const FeatureFilter& filter) {
@@ -552,6 +572,7 @@ Result<Feature> FeatureStore::UpdateFeature(std::string_view ref, const json::va
     if (!fs) return NotFound("the feature set of feature '" + std::string(ref) + "' was deleted");
     ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(*fs));
     ARROW_RETURN_NOT_OK(ValidateFeature(&next, schema).status());
+    ARROW_ASSIGN_OR_RAISE(int64_t seq, registry_->ChangeSequence());
     Catalog catalog;
     ARROW_ASSIGN_OR_RAISE(catalog.feature_sets, registry_->ListFeatureSets(false));
     ARROW_ASSIGN_OR_RAISE(catalog.features, registry_->ListFeatures(false));
@@ -560,6 +581,7 @@ Result<Feature> FeatureStore::UpdateFeature(std::string_view ref, const json::va
     next.updated_at = NowMicros();
     RegistryWrite write;
     write.features.push_back({next, current.version});
+    if (!next.source_features.empty()) write.expected_change_sequence = seq;
     Status st = registry_->Commit(write);
     if (st.ok()) return next;
     if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;
@@ -568,6 +590,7 @@ Result<Feature> FeatureStore::UpdateFeature(std::string_view ref, const json::va
 
 Result<Feature> FeatureStore::DeleteFeature(std::string_view ref) {
   for (int attempt = 0;; ++attempt) {
+    ARROW_ASSIGN_OR_RAISE(int64_t seq, registry_->ChangeSequence());
     ARROW_ASSIGN_OR_RAISE(Feature current, GetFeature(ref));
     Catalog catalog;
     ARROW_ASSIGN_OR_RAISE(catalog.feature_sets, registry_->ListFeatureSets(false));
@@ -584,6 +607,7 @@ Result<Feature> FeatureStore::DeleteFeature(std::string_view ref) {
     deleted.updated_at = deleted.deleted_at.emplace(NowMicros());
     RegistryWrite write;
     write.features.push_back({deleted, current.version});
+    write.expected_change_sequence = seq;  // no dependant may appear meanwhile
     Status st = registry_->Commit(write);
     if (st.ok()) return deleted;
     if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;

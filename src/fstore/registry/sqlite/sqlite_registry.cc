@@ -493,6 +493,14 @@ Status SqliteRegistry::Commit(const RegistryWrite& write) {
   std::lock_guard lock(mu_);
   ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
   ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  if (write.expected_change_sequence) {
+    ARROW_ASSIGN_OR_RAISE(auto seq, QueryInt(db, "SELECT change_seq FROM registry_state"));
+    if (!seq || *seq != *write.expected_change_sequence) {
+      return Conflict("the registry changed concurrently (change sequence " +
+                      std::to_string(seq.value_or(-1)) + ", expected " +
+                      std::to_string(*write.expected_change_sequence) + ")");
+    }
+  }
   for (const Entity& entity : write.new_entities) {
     ARROW_RETURN_NOT_OK(InsertEntity(db, entity));
   }
