@@ -43,4 +43,3 @@ fstore_import_arrow_lib(Arrow::dataset arrow_dataset Arrow::acero Arrow::parquet
 
 # Executables find the wheel's libraries through RPATH (build tree and install).
 list(APPEND CMAKE_BUILD_RPATH "${FSTORE_PYARROW_DIR}")
-set(CMAKE_BUILD_RPATH "${CMAKE_BUILD_RPATH}" PARENT_SCOPE)
