@@ -203,6 +203,33 @@ Status DecodeRules(const json::value& v, const FieldReader& r, ValidationRules* 
   return Status::OK();
 }
 
+// The server-assigned fields shared by versioned definitions (FeatureSet,
+// Feature): only the registry's stored form may set them.
+bool IsVersionedField(std::string_view key) {
+  return key == "id" || key == "version" || key == "created_at" || key == "updated_at" ||
+         key == "deleted_at" || key == "status";
+}
+
+template <typename Definition>
+Status DecodeVersionedField(std::string_view key, const json::value& value, const FieldReader& r,
+                            Definition* out) {
+  if (!r.stored()) return r.ReadOnly(key);
+  if (key == "id") return r.String(key, value, &out->id, false);
+  if (key == "version") return r.Int(key, value, &out->version);
+  if (key == "created_at") return r.Timestamp(key, value, &out->created_at);
+  if (key == "updated_at") return r.Timestamp(key, value, &out->updated_at);
+  if (key == "deleted_at") {
+    if (value.is_null()) {
+      out->deleted_at.reset();
+      return Status::OK();
+    }
+    TimestampMicros t = 0;
+    ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &t));
+    out->deleted_at = t;
+  }
+  return Status::OK();  // "status" is derived from deleted_at
+}
+
 }  // namespace
 
 json::object ToJson(const Entity& e) {
@@ -361,22 +388,10 @@ Status DecodeFeatureSet(const json::value& v, DecodeMode mode, FeatureSet* out) 
       ARROW_RETURN_NOT_OK(r.String(key, value, &out->materialization_schedule));
     } else if (key == "on_invalid") {
       ARROW_RETURN_NOT_OK(r.String(key, value, &out->on_invalid, false));
-    } else if (key == "id" || key == "version" || key == "created_at" || key == "updated_at" ||
-               key == "deleted_at" || key == "status" || key == "features") {
+    } else if (key == "features") {  // output only: GET adds the feature set's features
       if (!r.stored()) return r.ReadOnly(key);
-      if (key == "id") ARROW_RETURN_NOT_OK(r.String(key, value, &out->id, false));
-      if (key == "version") ARROW_RETURN_NOT_OK(r.Int(key, value, &out->version));
-      if (key == "created_at") ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->created_at));
-      if (key == "updated_at") ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->updated_at));
-      if (key == "deleted_at") {
-        if (value.is_null()) {
-          out->deleted_at.reset();
-        } else {
-          TimestampMicros t = 0;
-          ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &t));
-          out->deleted_at = t;
-        }
-      }
+    } else if (IsVersionedField(key)) {
+      ARROW_RETURN_NOT_OK(DecodeVersionedField(key, value, r, out));
     } else {
       return UnknownField(key);
     }
@@ -422,22 +437,8 @@ Status DecodeFeature(const json::value& v, DecodeMode mode, Feature* out) {
       ARROW_RETURN_NOT_OK(r.StringList(key, value, &out->tags));
     } else if (key == "owner") {
       ARROW_RETURN_NOT_OK(r.String(key, value, &out->owner));
-    } else if (key == "id" || key == "version" || key == "created_at" || key == "updated_at" ||
-               key == "deleted_at" || key == "status") {
-      if (!r.stored()) return r.ReadOnly(key);
-      if (key == "id") ARROW_RETURN_NOT_OK(r.String(key, value, &out->id, false));
-      if (key == "version") ARROW_RETURN_NOT_OK(r.Int(key, value, &out->version));
-      if (key == "created_at") ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->created_at));
-      if (key == "updated_at") ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->updated_at));
-      if (key == "deleted_at") {
-        if (value.is_null()) {
-          out->deleted_at.reset();
-        } else {
-          TimestampMicros t = 0;
-          ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &t));
-          out->deleted_at = t;
-        }
-      }
+    } else if (IsVersionedField(key)) {
+      ARROW_RETURN_NOT_OK(DecodeVersionedField(key, value, r, out));
     } else {
       return UnknownField(key);
     }
