@@ -13,7 +13,11 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/json/serialize.hpp>
+
 #include "fstore/core/config.h"
+#include "fstore/core/time.h"
+#include "fstore/registry/codec.h"
 #include "fstore/server/api_routes.h"
 #include "fstore/server/http_server.h"
 #include "fstore/service/feature_store.h"
@@ -86,6 +90,7 @@ FeatureStoreOptions StoreOptions(const Config& config) {
   options.registry_uri = config.RegistryUri();
   options.offline_store_uri = config.OfflineStoreUri();
   options.online_store_uri = config.OnlineStoreUri();
+  options.compute_threads = config.max_compute_threads;
   return options;
 }
 
@@ -97,7 +102,10 @@ void SetLogLevel(const std::string& level) {
 int Serve(const Config& config) {
   SetLogLevel(config.log_level);
   if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
-  auto store = FeatureStore::Open(StoreOptions(config));
+  FeatureStoreOptions store_options = StoreOptions(config);
+  store_options.run_scheduler = true;
+  store_options.recover_jobs = true;
+  auto store = FeatureStore::Open(store_options);
   if (!store.ok()) return Fail(store.status());
 
   Router router;
@@ -140,6 +148,33 @@ int Migrate(const Config& config) {
   return (*registry)->Close().ok() ? 0 : kExitFailure;
 }
 
+/// `fstore materialize <feature-set> [--start ..] [--end ..]`: one run on this
+/// thread, without a server. Exit 0 when the job succeeded, 1 when it failed.
+int Materialize(const Config& config, const std::string& feature_set, const std::string& start,
+                const std::string& end) {
+  SetLogLevel(config.log_level);
+  if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
+  MaterializeOptions options;
+  options.trigger = "cli";
+  for (const auto& [text, slot, name] :
+       {std::tuple{&start, &options.start, "--start"}, std::tuple{&end, &options.end, "--end"}}) {
+    if (text->empty()) continue;
+    auto t = ParseTimestamp(*text);
+    if (!t.ok()) return Fail(InvalidArgument(name, t.status().message()));
+    *slot = *t;
+  }
+  if (options.start && options.end && *options.end <= *options.start) {
+    return Fail(InvalidArgument("--end", "must be after --start"));
+  }
+  auto store = FeatureStore::Open(StoreOptions(config));
+  if (!store.ok()) return Fail(store.status());
+  auto job = (*store)->MaterializeNow(feature_set, options);
+  if (!job.ok()) return Fail(job.status());
+  std::cout << boost::json::serialize(ToJson(*job)) << std::endl;
+  if (Status st = (*store)->Close(); !st.ok()) return Fail(st);
+  return job->status == JobStatus::kSucceeded ? 0 : kExitFailure;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"fstore: a feature store for machine learning"};
   app.require_subcommand(1);
@@ -153,6 +188,16 @@ int Main(int argc, char** argv) {
   CLI::App* migrate = app.add_subcommand("migrate", "Apply the registry's schema migrations");
   AddSettingFlags(migrate, &migrate_flags);
 
+  SettingFlags materialize_flags;
+  CLI::App* materialize =
+      app.add_subcommand("materialize", "Materialize a feature set once, without a server");
+  std::string mat_feature_set, mat_start, mat_end;
+  materialize->add_option("feature_set", mat_feature_set, "Feature set id or name")->required();
+  materialize->add_option("--start", mat_start,
+                          "Start of the event-time range (ISO 8601, UTC); default: the watermark");
+  materialize->add_option("--end", mat_end, "End of the range, exclusive; default: now");
+  AddSettingFlags(materialize, &materialize_flags);
+
   CLI::App* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -164,9 +209,12 @@ int Main(int argc, char** argv) {
     std::cout << "fstore 0.1.0" << std::endl;
     return 0;
   }
-  const SettingFlags& flags = serve->parsed() ? serve_flags : migrate_flags;
+  const SettingFlags& flags = serve->parsed()         ? serve_flags
+                             : materialize->parsed() ? materialize_flags
+                                                     : migrate_flags;
   auto config = LoadConfig(flags);
   if (!config.ok()) return Fail(config.status());
+  if (materialize->parsed()) return Materialize(*config, mat_feature_set, mat_start, mat_end);
   return serve->parsed() ? Serve(*config) : Migrate(*config);
 }
 

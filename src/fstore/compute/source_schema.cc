@@ -20,8 +20,14 @@ bool HasGlob(const std::string& path) {
 
 }  // namespace
 
-Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source) {
-  if (source.type != "file" || source.path.empty()) return nullptr;
+namespace {
+
+struct SourceFactory {
+  std::shared_ptr<ds::DatasetFactory> factory;  // null: no file matches
+};
+
+Result<SourceFactory> MakeSourceFactory(const SourceDefinition& source) {
+  if (source.type != "file" || source.path.empty()) return SourceFactory{};
 
   std::shared_ptr<ds::FileFormat> format;
   if (source.format == "csv") {
@@ -32,7 +38,7 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
   auto local = std::make_shared<arrow::fs::LocalFileSystem>();
   std::error_code ec;
   fs::path path = fs::absolute(source.path, ec);
-  if (ec) return nullptr;
+  if (ec) return SourceFactory{};
 
   std::vector<std::string> files;
   if (HasGlob(source.path)) {
@@ -40,7 +46,7 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
     // fnmatch, '*' not crossing '/'.
     std::string pattern = path.string();
     fs::path root = fs::path(pattern.substr(0, pattern.find_first_of("*?["))).parent_path();
-    if (!fs::is_directory(root, ec)) return nullptr;
+    if (!fs::is_directory(root, ec)) return SourceFactory{};
     for (auto it = fs::recursive_directory_iterator(root, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (it->is_regular_file(ec) &&
@@ -53,7 +59,7 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
     selector.base_dir = path.string();
     selector.recursive = true;
     auto infos = local->GetFileInfo(selector);
-    if (!infos.ok()) return nullptr;
+    if (!infos.ok()) return SourceFactory{};
     for (const auto& info : *infos) {
       if (!info.IsFile()) continue;
       std::string name = info.base_name();
@@ -63,7 +69,7 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
   } else if (fs::is_regular_file(path, ec)) {
     files.push_back(path.string());
   }
-  if (files.empty()) return nullptr;
+  if (files.empty()) return SourceFactory{};
   std::sort(files.begin(), files.end());
 
   ds::FileSystemFactoryOptions options;
@@ -73,15 +79,39 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
                                             (source.format.empty() ? "parquet" : source.format) +
                                             ": " + factory.status().message());
   }
+  return SourceFactory{*factory};
+}
+
+std::string FormatName(const SourceDefinition& source) {
+  return source.format.empty() ? "parquet" : source.format;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source) {
+  ARROW_ASSIGN_OR_RAISE(SourceFactory made, MakeSourceFactory(source));
+  if (!made.factory) return nullptr;
   ds::InspectOptions inspect;
   inspect.fragments = 1;
-  auto schema = (*factory)->Inspect(inspect);
+  auto schema = made.factory->Inspect(inspect);
   if (!schema.ok()) {
     return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
-                                            (source.format.empty() ? "parquet" : source.format) +
-                                            ": " + schema.status().message());
+                                            FormatName(source) + ": " + schema.status().message());
   }
   return *schema;
+}
+
+Result<std::shared_ptr<ds::Dataset>> OpenSourceDataset(const SourceDefinition& source) {
+  ARROW_ASSIGN_OR_RAISE(SourceFactory made, MakeSourceFactory(source));
+  if (!made.factory) return nullptr;
+  ds::FinishOptions finish;
+  finish.inspect_options.fragments = 1;
+  auto dataset = made.factory->Finish(finish);
+  if (!dataset.ok()) {
+    return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
+                                            FormatName(source) + ": " + dataset.status().message());
+  }
+  return *dataset;
 }
 
 }  // namespace fstore

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include <arrow/dataset/type_fwd.h>
 #include <arrow/type_fwd.h>
 
 #include "fstore/core/status.h"
@@ -18,5 +19,10 @@ namespace fstore {
 /// or a path that matches no file (data may arrive later). A path that exists
 /// but cannot be read as the declared format is Unprocessable on source.path.
 Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source);
+
+/// The dataset of a file source (its files as ReadSourceSchema finds them), or
+/// null when no file matches. Unprocessable on source.path when the files
+/// cannot be read as the declared format.
+Result<std::shared_ptr<arrow::dataset::Dataset>> OpenSourceDataset(const SourceDefinition& source);
 
 }  // namespace fstore

@@ -21,3 +21,79 @@ Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri) 
 }
 
 }  // namespace fstore
+
+namespace fstore {
+
+namespace {
+constexpr char kIntTag = 0x01;
+constexpr char kStringTag = 0x02;
+}  // namespace
+
+void AppendEntityKeyPart(int64_t part, std::string* out) {
+  uint64_t u = static_cast<uint64_t>(part) ^ (uint64_t{1} << 63);
+  char bytes[9];
+  bytes[0] = kIntTag;
+  for (int i = 0; i < 8; ++i) bytes[1 + i] = static_cast<char>(u >> (56 - 8 * i));
+  out->append(bytes, sizeof bytes);
+}
+
+void AppendEntityKeyPart(std::string_view part, std::string* out) {
+  out->push_back(kStringTag);
+  uint64_t n = part.size();
+  while (n >= 0x80) {
+    out->push_back(static_cast<char>((n & 0x7f) | 0x80));
+    n >>= 7;
+  }
+  out->push_back(static_cast<char>(n));
+  out->append(part);
+}
+
+std::string EncodeEntityKey(const EntityKey& key) {
+  std::string out;
+  out.reserve(key.size() * 12);
+  for (const auto& part : key) {
+    if (const int64_t* i = std::get_if<int64_t>(&part)) {
+      AppendEntityKeyPart(*i, &out);
+    } else {
+      AppendEntityKeyPart(std::string_view(std::get<std::string>(part)), &out);
+    }
+  }
+  return out;
+}
+
+Result<EntityKey> DecodeEntityKey(std::string_view bytes) {
+  EntityKey key;
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    char tag = bytes[pos++];
+    if (tag == kIntTag) {
+      if (bytes.size() - pos < 8) return InvalidArgument("entity_key", "truncated int key part");
+      uint64_t u = 0;
+      for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<uint8_t>(bytes[pos + i]);
+      pos += 8;
+      key.emplace_back(static_cast<int64_t>(u ^ (uint64_t{1} << 63)));
+    } else if (tag == kStringTag) {
+      uint64_t n = 0;
+      int shift = 0;
+      while (true) {
+        if (pos >= bytes.size() || shift > 63) {
+          return InvalidArgument("entity_key", "truncated string key part length");
+        }
+        uint8_t b = static_cast<uint8_t>(bytes[pos++]);
+        n |= static_cast<uint64_t>(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) break;
+        shift += 7;
+      }
+      if (n > bytes.size() - pos) return InvalidArgument("entity_key", "truncated string key part");
+      key.emplace_back(std::string(bytes.substr(pos, n)));
+      pos += n;
+    } else {
+      return InvalidArgument("entity_key", "unknown key part tag " +
+                                               std::to_string(static_cast<uint8_t>(tag)));
+    }
+  }
+  if (key.empty()) return InvalidArgument("entity_key", "empty entity key");
+  return key;
+}
+
+}  // namespace fstore

@@ -5,17 +5,94 @@
 // scheme, chosen by OnlineStoreFromUri: rocksdb:// (embedded, the default);
 // redis:// and redis+cluster:// come with the production backends.
 //
-// This first cut carries the store's lifecycle (open, health, close); the
-// read and write paths come with materialization and serving.
+// Data model: one OnlineRecord per (feature set, entity key), holding the
+// event time and created time of the source row it came from and the typed
+// values of the feature set's features. A write replaces the whole record,
+// and only when it is not older than the stored one: the store never goes
+// back in time, so backfills and re-runs of a materialization are safe.
 //
-// Thread safety: all methods may be called concurrently.
+// Every backend passes the conformance suite in online_store_conformance.h.
+//
+// Thread safety: all methods of OnlineStore may be called concurrently.
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "fstore/core/status.h"
+#include "fstore/core/time.h"
 
 namespace fstore {
+
+/// A timestamp feature value (UTC microseconds since the epoch); a type of
+/// its own so that it is not mistaken for an int feature.
+struct TimestampValue {
+  TimestampMicros micros = 0;
+  bool operator==(const TimestampValue&) const = default;
+};
+
+struct ListValue;
+
+/// A typed feature value. std::monostate is null. Lists hold elements of one
+/// scalar type (int, float, string, bool or timestamp) and may hold nulls;
+/// the store itself keeps whatever it is given (nested lists included) and
+/// does not check that a list is homogeneous.
+using FeatureValue =
+    std::variant<std::monostate, int64_t, double, std::string, bool, TimestampValue, ListValue>;
+
+/// A list feature value: its elements in order (null elements are monostate).
+/// An empty list is not null.
+struct ListValue {
+  std::vector<FeatureValue> items;
+  bool operator==(const ListValue&) const = default;
+};
+
+/// One entity's latest values for one feature set.
+struct OnlineRecord {
+  TimestampMicros event_time = 0;    ///< event time of the source row (UTC us)
+  TimestampMicros created_time = 0;  ///< created time of the source row (UTC us); 0 if none
+  /// The feature values by feature name, in the order written. Names are
+  /// expected to be unique; the store keeps them as given.
+  std::vector<std::pair<std::string, FeatureValue>> values;
+
+  bool operator==(const OnlineRecord&) const = default;
+};
+
+/// One part of an entity key: the value of one join key (string or int).
+using EntityKeyPart = std::variant<int64_t, std::string>;
+
+/// An entity key: the values of the feature set's join keys, in the feature
+/// set's join key order. Never empty. int64 7 and string "7" are different keys.
+using EntityKey = std::vector<EntityKeyPart>;
+
+/// The canonical byte encoding of an entity key, shared by every backend
+/// (RocksDB key suffix, Redis key suffix). Each part is type-tagged and
+/// self-delimiting, so the encoding is unambiguous and injective:
+///   int64:  0x01, then 8 bytes big-endian with the sign bit flipped
+///           (byte order sorts like the numbers);
+///   string: 0x02, then the length as a LEB128 varint, then the bytes.
+/// The parts follow each other with nothing in between.
+std::string EncodeEntityKey(const EntityKey& key);
+
+/// Appends the encoding of one part to `out` (the building block of
+/// EncodeEntityKey, for callers that encode from columns without an EntityKey).
+void AppendEntityKeyPart(int64_t part, std::string* out);
+void AppendEntityKeyPart(std::string_view part, std::string* out);
+
+/// The inverse of EncodeEntityKey; InvalidArgument on malformed bytes.
+Result<EntityKey> DecodeEntityKey(std::string_view bytes);
+
+/// What a Write did.
+struct WriteResult {
+  int64_t applied = 0;  ///< records stored
+  int64_t ignored = 0;  ///< records dropped because a newer one was stored or written
+  bool operator==(const WriteResult&) const = default;
+};
 
 class OnlineStore {
  public:
@@ -24,8 +101,49 @@ class OnlineStore {
   /// OK when the store can serve; Unavailable otherwise (for /ready).
   virtual Status CheckHealth() = 0;
 
-  /// Flushes and releases the store; further calls fail. Idempotent.
+  /// Flushes and releases the store; further calls fail with Unavailable.
+  /// Idempotent.
   virtual Status Close() = 0;
+
+  /// Writes `records` for `feature_set`, replacing each key's whole record,
+  /// unless the stored record is newer: a record is ignored when its
+  /// (event_time, created_time) is lower than the stored one's, compared
+  /// lexicographically (an older event time loses; at equal event times the
+  /// greater created time wins; when both are equal the new write wins).
+  /// Several records for one key in one call are resolved the same way (on
+  /// a full tie the later one in `records` wins).
+  ///
+  /// Each record is written atomically (a reader sees the old or the new
+  /// record, never a mix); a call is not atomic as a whole in general (it is
+  /// in RocksDB), so after a failure some records may be written: a retry is
+  /// safe because of the rule above. Concurrent writers to the same keys end
+  /// with the newest record per key. Writes are not durable until Sync().
+  ///
+  /// InvalidArgument for an empty feature set name or one containing '\0',
+  /// or an empty entity key; nothing is written then.
+  [[nodiscard]] virtual Result<WriteResult> Write(
+      const std::string& feature_set,
+      const std::vector<std::pair<EntityKey, OnlineRecord>>& records) = 0;
+
+  /// Reads the records of `keys` with one multi-get: result[i] is the record
+  /// of keys[i], or nullopt when it is missing or expired. With
+  /// `ttl_micros` > 0 a record is expired when its event_time < now - ttl;
+  /// a record exactly at the boundary (event_time == now - ttl) is served.
+  /// `ttl_micros` <= 0 means no expiry. `now` is UTC microseconds.
+  /// Expired records are served as missing but not deleted. A stored value
+  /// that cannot be decoded is an Internal error for the whole call.
+  [[nodiscard]] virtual Result<std::vector<std::optional<OnlineRecord>>> Read(
+      const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+      TimestampMicros now) = 0;
+
+  /// Removes every record of `feature_set` (when the feature set is
+  /// deleted); other feature sets are untouched. OK when there is none.
+  [[nodiscard]] virtual Status DeleteFeatureSet(const std::string& feature_set) = 0;
+
+  /// Makes every write that returned before this call durable (survives a
+  /// process or machine crash). The materializer calls it before committing
+  /// its watermark.
+  [[nodiscard]] virtual Status Sync() = 0;
 };
 
 /// Opens the online store a URI names: "rocksdb:///abs/dir". redis:// and

@@ -321,6 +321,34 @@ json::object ToJson(const Feature& f) {
   return o;
 }
 
+json::object ToJson(const MaterializationJob& job) {
+  json::object o;
+  o["id"] = job.id;
+  o["feature_set_id"] = job.feature_set_id;
+  o["feature_set"] = job.feature_set_name;
+  o["feature_set_version"] = job.feature_set_version;
+  o["status"] = JobStatusName(job.status);
+  o["trigger"] = job.trigger;
+  o["incremental"] = job.incremental;
+  o["start_date"] = FormatTimestamp(job.start);
+  o["end_date"] = FormatTimestamp(job.end);
+  o["completed_until"] = FormatTimestamp(job.completed_until);
+  o["created_at"] = FormatTimestamp(job.created_at);
+  o["started_at"] = OptionalTime(job.started_at);
+  o["finished_at"] = OptionalTime(job.finished_at);
+  o["rows_read"] = job.rows_read;
+  o["rows_written_offline"] = job.rows_written_offline;
+  o["rows_written_online"] = job.rows_written_online;
+  o["rows_rejected"] = job.rows_rejected;
+  o["bytes_read"] = job.bytes_read;
+  o["bytes_written"] = job.bytes_written;
+  o["duration_seconds"] = NumberToJson(job.duration_seconds);
+  o["cpu_seconds"] = NumberToJson(job.cpu_seconds);
+  o["quality_report"] = job.quality_report;
+  o["error"] = OptionalString(job.error);
+  return o;
+}
+
 Status DecodeEntity(const json::value& v, DecodeMode mode, Entity* out) {
   if (!v.is_object()) return NotAnObject(v);
   FieldReader r(mode);
@@ -439,6 +467,88 @@ Status DecodeFeature(const json::value& v, DecodeMode mode, Feature* out) {
       ARROW_RETURN_NOT_OK(r.String(key, value, &out->owner));
     } else if (IsVersionedField(key)) {
       ARROW_RETURN_NOT_OK(DecodeVersionedField(key, value, r, out));
+    } else {
+      return UnknownField(key);
+    }
+  }
+  return Status::OK();
+}
+
+// Jobs are written by the server only, so there is one form: the stored one.
+// Absent fields keep their value in *out.
+Status DecodeJob(const json::value& v, MaterializationJob* out) {
+  if (!v.is_object()) return NotAnObject(v);
+  FieldReader r(DecodeMode::kStored);
+  auto optional_time = [&r](std::string_view key, const json::value& value,
+                            std::optional<TimestampMicros>* field) -> Status {
+    if (value.is_null()) {
+      field->reset();
+      return Status::OK();
+    }
+    TimestampMicros t = 0;
+    ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &t));
+    *field = t;
+    return Status::OK();
+  };
+  auto seconds = [](std::string_view key, const json::value& value, double* field) -> Status {
+    if (!value.is_number()) return WrongType(key, "a number", value);
+    *field = value.to_number<double>();
+    return Status::OK();
+  };
+  for (const auto& [key, value] : v.as_object()) {
+    if (key == "id") {
+      ARROW_RETURN_NOT_OK(r.String(key, value, &out->id, false));
+    } else if (key == "feature_set_id") {
+      ARROW_RETURN_NOT_OK(r.String(key, value, &out->feature_set_id, false));
+    } else if (key == "feature_set") {
+      ARROW_RETURN_NOT_OK(r.String(key, value, &out->feature_set_name));
+    } else if (key == "feature_set_version") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->feature_set_version));
+    } else if (key == "status") {
+      if (!value.is_string()) return WrongType(key, "a string", value);
+      ARROW_ASSIGN_OR_RAISE(out->status, ParseJobStatus(std::string_view(value.as_string())));
+    } else if (key == "trigger") {
+      ARROW_RETURN_NOT_OK(r.String(key, value, &out->trigger));
+    } else if (key == "incremental") {
+      ARROW_RETURN_NOT_OK(r.Bool(key, value, &out->incremental));
+    } else if (key == "start_date") {
+      ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->start));
+    } else if (key == "end_date") {
+      ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->end));
+    } else if (key == "completed_until") {
+      ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->completed_until));
+    } else if (key == "created_at") {
+      ARROW_RETURN_NOT_OK(r.Timestamp(key, value, &out->created_at));
+    } else if (key == "started_at") {
+      ARROW_RETURN_NOT_OK(optional_time(key, value, &out->started_at));
+    } else if (key == "finished_at") {
+      ARROW_RETURN_NOT_OK(optional_time(key, value, &out->finished_at));
+    } else if (key == "rows_read") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->rows_read));
+    } else if (key == "rows_written_offline") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->rows_written_offline));
+    } else if (key == "rows_written_online") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->rows_written_online));
+    } else if (key == "rows_rejected") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->rows_rejected));
+    } else if (key == "bytes_read") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->bytes_read));
+    } else if (key == "bytes_written") {
+      ARROW_RETURN_NOT_OK(r.Int(key, value, &out->bytes_written));
+    } else if (key == "duration_seconds") {
+      ARROW_RETURN_NOT_OK(seconds(key, value, &out->duration_seconds));
+    } else if (key == "cpu_seconds") {
+      ARROW_RETURN_NOT_OK(seconds(key, value, &out->cpu_seconds));
+    } else if (key == "quality_report") {
+      if (value.is_null()) {
+        out->quality_report.clear();
+      } else if (!value.is_object()) {
+        return WrongType(key, "an object", value);
+      } else {
+        out->quality_report = value.as_object();
+      }
+    } else if (key == "error") {
+      ARROW_RETURN_NOT_OK(r.String(key, value, &out->error));
     } else {
       return UnknownField(key);
     }

@@ -10,6 +10,7 @@
 
 #include "fstore/core/status.h"
 #include "fstore/registry/definitions.h"
+#include "fstore/registry/materialization_job.h"
 
 namespace fstore {
 
@@ -24,6 +25,10 @@ boost::json::object ToJson(const SourceDefinition& source);
 boost::json::object ToJson(const FeatureSet& feature_set);
 boost::json::object ToJson(const ValidationRules& rules);
 boost::json::object ToJson(const Feature& feature);
+
+/// A job record as the API returns it and the registry stores it.
+boost::json::object ToJson(const MaterializationJob& job);
+Status DecodeJob(const boost::json::value& json, MaterializationJob* out);
 
 /// Sets the fields present in `json` on `*out`. With kPatch, a JSON null resets
 /// an optional field to its default.

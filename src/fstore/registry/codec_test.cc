@@ -165,5 +165,147 @@ TEST(CodecTest, NonObjectBodiesAreRefused) {
   EXPECT_THAT(st.message(), HasSubstr("must be a JSON object"));
 }
 
+MaterializationJob FullJob() {
+  MaterializationJob job;
+  job.id = "6f1c2a9e-0000-4000-8000-000000000001";
+  job.feature_set_id = "fs-1";
+  job.feature_set_name = "user_profile";
+  job.feature_set_version = 3;
+  job.status = JobStatus::kFailed;
+  job.trigger = "schedule";
+  job.incremental = true;
+  job.start = 1'704'067'200'000'000;           // 2024-01-01T00:00:00Z
+  job.end = 1'704'153'600'000'000;             // 2024-01-02T00:00:00Z
+  job.completed_until = 1'704'110'400'000'001;  // with a fraction
+  job.created_at = 1'704'153'600'123'456;
+  job.started_at = 1'704'153'601'000'000;
+  job.finished_at = 1'704'153'662'500'000;
+  job.rows_read = 1'000'000;
+  job.rows_written_offline = 999'990;
+  job.rows_written_online = 500;
+  job.rows_rejected = 10;
+  job.bytes_read = int64_t{1} << 40;
+  job.bytes_written = 123'456'789;
+  job.duration_seconds = 61.5;
+  job.cpu_seconds = 0.1;
+  job.quality_report = J(R"({"age": {"max_value": {"count": 7, "samples": [151, 200.5, null]},
+                                     "not_null": {"count": 3, "samples": []}}})")
+                           .as_object();
+  job.error = "offline store unavailable";
+  return job;
+}
+
+TEST(CodecTest, JobToJsonHasTheApiFields) {
+  json::object o = ToJson(FullJob());
+  EXPECT_EQ(o["id"], "6f1c2a9e-0000-4000-8000-000000000001");
+  EXPECT_EQ(o["feature_set"], "user_profile");
+  EXPECT_EQ(o["feature_set_version"], 3);
+  EXPECT_EQ(o["status"], "failed");
+  EXPECT_EQ(o["trigger"], "schedule");
+  EXPECT_EQ(o["incremental"], true);
+  EXPECT_EQ(o["start_date"], "2024-01-01T00:00:00Z");
+  EXPECT_EQ(o["end_date"], "2024-01-02T00:00:00Z");
+  EXPECT_EQ(o["completed_until"], "2024-01-01T12:00:00.000001Z");
+  EXPECT_EQ(o["created_at"], "2024-01-02T00:00:00.123456Z");
+  EXPECT_EQ(o["finished_at"], "2024-01-02T00:01:02.500000Z");
+  EXPECT_EQ(o["rows_rejected"], 10);
+  EXPECT_EQ(o["duration_seconds"], 61.5);
+  EXPECT_EQ(o["error"], "offline store unavailable");
+  EXPECT_TRUE(o["quality_report"].is_object());
+  EXPECT_EQ(o.size(), 23u);
+
+  // Unset: null, not the epoch or an empty string.
+  MaterializationJob queued;
+  queued.id = "j";
+  queued.feature_set_id = "fs";
+  queued.duration_seconds = 2;
+  json::object q = ToJson(queued);
+  EXPECT_EQ(q["status"], "queued");
+  EXPECT_TRUE(q["started_at"].is_null());
+  EXPECT_TRUE(q["finished_at"].is_null());
+  EXPECT_TRUE(q["error"].is_null());
+  EXPECT_EQ(json::serialize(q["quality_report"]), "{}");
+  EXPECT_EQ(json::serialize(q["duration_seconds"]), "2");  // integral: no exponent
+}
+
+TEST(CodecTest, JobRoundTripsThroughItsStoredForm) {
+  MaterializationJob job = FullJob();
+  std::string text = json::serialize(ToJson(job));
+  MaterializationJob back;
+  ASSERT_OK(DecodeJob(J(text), &back));
+  EXPECT_EQ(json::serialize(ToJson(back)), text);
+  EXPECT_EQ(back.status, JobStatus::kFailed);
+  EXPECT_EQ(back.start, job.start);
+  EXPECT_EQ(back.completed_until, job.completed_until);
+  EXPECT_EQ(back.created_at, job.created_at);
+  EXPECT_EQ(back.started_at, job.started_at);
+  EXPECT_EQ(back.finished_at, job.finished_at);
+  EXPECT_EQ(back.bytes_read, job.bytes_read);
+  EXPECT_EQ(back.duration_seconds, job.duration_seconds);
+  EXPECT_EQ(back.cpu_seconds, job.cpu_seconds);  // 0.1 exactly
+  EXPECT_EQ(back.quality_report, job.quality_report);
+  EXPECT_EQ(back.error, job.error);
+
+  // Nulls reset the optional fields of a job decoded over another.
+  MaterializationJob cleared;
+  cleared.id = "j2";
+  cleared.feature_set_id = "fs";
+  cleared.status = JobStatus::kRunning;
+  ASSERT_OK(DecodeJob(ToJson(cleared), &back));
+  EXPECT_EQ(json::serialize(ToJson(back)), json::serialize(ToJson(cleared)));
+  EXPECT_FALSE(back.started_at.has_value());
+  EXPECT_FALSE(back.finished_at.has_value());
+  EXPECT_TRUE(back.error.empty());
+  EXPECT_TRUE(back.quality_report.empty());
+}
+
+TEST(CodecTest, EveryJobStatusHasAName) {
+  for (JobStatus status :
+       {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded, JobStatus::kFailed}) {
+    ASSERT_OK_AND_ASSIGN(JobStatus parsed, ParseJobStatus(JobStatusName(status)));
+    EXPECT_EQ(parsed, status);
+  }
+  EXPECT_EQ(JobStatusName(JobStatus::kSucceeded), "succeeded");
+  auto bad = ParseJobStatus("done");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(FieldOf(bad.status()), "status");
+  EXPECT_THAT(ErrorMessageOf(bad.status()), HasSubstr("'done'"));
+}
+
+TEST(CodecTest, JobDecodingIsStrict) {
+  struct Case {
+    const char* json;
+    const char* field;
+  };
+  for (const Case& c : {
+           Case{R"({"status": "done"})", "status"},
+           Case{R"({"status": 1})", "status"},
+           Case{R"({"id": null})", "id"},
+           Case{R"({"feature_set_id": 7})", "feature_set_id"},
+           Case{R"({"incremental": "yes"})", "incremental"},
+           Case{R"({"start_date": "yesterday"})", "start_date"},
+           Case{R"({"end_date": null})", "end_date"},
+           Case{R"({"started_at": 5})", "started_at"},
+           Case{R"({"rows_read": 1.5})", "rows_read"},
+           Case{R"({"bytes_written": "10"})", "bytes_written"},
+           Case{R"({"duration_seconds": "1s"})", "duration_seconds"},
+           Case{R"({"quality_report": []})", "quality_report"},
+           Case{R"({"error": false})", "error"},
+           Case{R"({"rows": 1})", "rows"},
+       }) {
+    MaterializationJob job;
+    Status st = DecodeJob(J(c.json), &job);
+    EXPECT_FALSE(st.ok()) << c.json;
+    EXPECT_EQ(ErrorCodeOf(st), ErrorCode::kInvalidArgument) << c.json;
+    EXPECT_EQ(FieldOf(st), c.field) << c.json << ": " << st.ToString();
+  }
+  MaterializationJob job;
+  EXPECT_THAT(DecodeJob(J("[]"), &job).message(), HasSubstr("must be a JSON object"));
+  // An integral number of seconds is a number too.
+  ASSERT_OK(DecodeJob(J(R"({"duration_seconds": 3, "cpu_seconds": 1.25})"), &job));
+  EXPECT_EQ(job.duration_seconds, 3.0);
+  EXPECT_EQ(job.cpu_seconds, 1.25);
+}
+
 }  // namespace
 }  // namespace fstore

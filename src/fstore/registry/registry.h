@@ -18,6 +18,7 @@
 
 #include "fstore/core/status.h"
 #include "fstore/registry/definitions.h"
+#include "fstore/registry/materialization_job.h"
 
 namespace fstore {
 
@@ -59,7 +60,8 @@ class Registry {
   /// in the object's history.
   virtual Status Commit(const RegistryWrite& write) = 0;
 
-  /// Monotonic counter bumped by every commit (for snapshot refreshes).
+  /// Monotonic counter bumped by every commit (for snapshot refreshes). Job,
+  /// watermark and schedule slot writes do not bump it: no definition changed.
   virtual Result<int64_t> ChangeSequence() = 0;
 
   virtual Result<std::vector<Entity>> ListEntities() = 0;
@@ -82,6 +84,32 @@ class Registry {
                                                      bool include_deleted) = 0;
   /// Every version of a feature, oldest first; empty if the id is unknown.
   virtual Result<std::vector<Feature>> FeatureHistory(std::string_view id) = 0;
+
+  // Materialization jobs and watermarks. Jobs are not versioned: a put
+  // replaces the record (status, counters) by id.
+
+  /// Inserts or replaces a job record.
+  virtual Status PutJob(const MaterializationJob& job) = 0;
+  virtual Result<std::optional<MaterializationJob>> FindJob(std::string_view id) = 0;
+  /// A feature set's jobs, newest first (by created_at, then id), at most `limit`.
+  virtual Result<std::vector<MaterializationJob>> ListJobs(std::string_view feature_set_id,
+                                                          size_t limit) = 0;
+  /// Jobs in a status, oldest first (start-up recovery of queued/running jobs).
+  virtual Result<std::vector<MaterializationJob>> ListJobsByStatus(JobStatus status) = 0;
+
+  /// The feature set's watermark: everything before it is materialized.
+  virtual Result<std::optional<TimestampMicros>> Watermark(std::string_view feature_set_id) = 0;
+  /// Commits `job` (as PutJob) and, in the same transaction, moves the
+  /// watermark to `watermark` if that is later than the stored one (never
+  /// back: a backfill of a past range leaves it).
+  virtual Status CommitJobAndWatermark(const MaterializationJob& job,
+                                       TimestampMicros watermark) = 0;
+
+  /// The last schedule slot that triggered a run of the feature set (the
+  /// scheduler's memory across restarts), and its update.
+  virtual Result<std::optional<TimestampMicros>> LastScheduledSlot(
+      std::string_view feature_set_id) = 0;
+  virtual Status SetLastScheduledSlot(std::string_view feature_set_id, TimestampMicros slot) = 0;
 
   /// Releases connections; further calls fail. Idempotent.
   virtual Status Close() = 0;

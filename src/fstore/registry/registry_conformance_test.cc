@@ -3,11 +3,14 @@
 
 #include "fstore/registry/registry_conformance.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <thread>
 #include <vector>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "fstore/core/ids.h"
@@ -852,4 +855,295 @@ TEST_P(RegistryConformanceTest, ExpectedChangeSequenceGuardsTheCommit) {
 }
 
 }  // namespace
+}  // namespace fstore
+
+// ---------------------------------------------------------------------------
+// Materialization jobs, watermarks and schedule slots
+
+namespace fstore {
+namespace {
+
+/// A job of `feature_set_id` created at `created_at`, with every field set.
+MaterializationJob NewJob(const std::string& feature_set_id, TimestampMicros created_at,
+                          JobStatus status = JobStatus::kSucceeded) {
+  MaterializationJob job;
+  job.id = NewUuid();
+  job.feature_set_id = feature_set_id;
+  job.feature_set_name = "user_profile";
+  job.feature_set_version = 2;
+  job.status = status;
+  job.trigger = "api";
+  job.incremental = true;
+  job.start = kT0 - kMicrosPerDay;
+  job.end = kT0;
+  job.completed_until = kT0 - kMicrosPerHour + 7;
+  job.created_at = created_at;
+  job.started_at = created_at + 1'500'000;
+  job.finished_at = created_at + 90'250'001;
+  job.rows_read = 1'000;
+  job.rows_written_offline = 990;
+  job.rows_written_online = 400;
+  job.rows_rejected = 10;
+  job.bytes_read = int64_t{5} << 33;
+  job.bytes_written = 77'777;
+  job.duration_seconds = 88.75;
+  job.cpu_seconds = 0.3;
+  job.quality_report =
+      boost::json::parse(R"({"age": {"max_value": {"count": 2, "samples": [151, 1e3]}},
+                             "city": {"not_null": {"count": 8, "samples": [null, null]}}})")
+          .as_object();
+  job.error = "2 rows over max_value";
+  return job;
+}
+
+std::vector<std::string> Ids(const std::vector<MaterializationJob>& jobs) {
+  std::vector<std::string> out;
+  for (const auto& job : jobs) out.push_back(job.id);
+  return out;
+}
+
+}  // namespace
+
+TEST_P(RegistryConformanceTest, PutsAndFindsJobsWithEveryField) {
+  MaterializationJob full = NewJob("fs-1", kT0);
+  MaterializationJob bare;  // unset optionals, empty report, no error
+  bare.id = NewUuid();
+  bare.feature_set_id = "fs-1";
+  bare.created_at = kT0 + 1;
+  ASSERT_OK(registry_->PutJob(full));
+  ASSERT_OK(registry_->PutJob(bare));
+
+  ASSERT_OK_AND_ASSIGN(auto found, registry_->FindJob(full.id));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(Json(*found), Json(full));
+  EXPECT_EQ(found->status, JobStatus::kSucceeded);
+  EXPECT_EQ(found->started_at, full.started_at);
+  EXPECT_EQ(found->finished_at, full.finished_at);
+  EXPECT_EQ(found->completed_until, full.completed_until);
+  EXPECT_EQ(found->bytes_read, full.bytes_read);
+  EXPECT_EQ(found->cpu_seconds, full.cpu_seconds);
+  EXPECT_EQ(found->quality_report, full.quality_report);
+  EXPECT_EQ(found->error, full.error);
+
+  ASSERT_OK_AND_ASSIGN(auto found_bare, registry_->FindJob(bare.id));
+  ASSERT_TRUE(found_bare.has_value());
+  EXPECT_EQ(Json(*found_bare), Json(bare));
+  EXPECT_EQ(found_bare->status, JobStatus::kQueued);
+  EXPECT_FALSE(found_bare->started_at.has_value());
+  EXPECT_FALSE(found_bare->finished_at.has_value());
+  EXPECT_TRUE(found_bare->quality_report.empty());
+  EXPECT_TRUE(found_bare->error.empty());
+
+  ASSERT_OK_AND_ASSIGN(auto missing, registry_->FindJob(NewUuid()));
+  EXPECT_FALSE(missing.has_value());
+}
+
+TEST_P(RegistryConformanceTest, PutJobReplacesTheRecordById) {
+  MaterializationJob job = NewJob("fs-1", kT0, JobStatus::kRunning);
+  job.finished_at.reset();
+  job.error.clear();
+  ASSERT_OK(registry_->PutJob(job));
+  job.status = JobStatus::kFailed;
+  job.finished_at = kT0 + 5 * kMicrosPerSecond;
+  job.rows_read = 2'000;
+  job.error = "source unreachable";
+  ASSERT_OK(registry_->PutJob(job));
+
+  ASSERT_OK_AND_ASSIGN(auto found, registry_->FindJob(job.id));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(Json(*found), Json(job));
+  ASSERT_OK_AND_ASSIGN(auto listed, registry_->ListJobs("fs-1", 10));
+  EXPECT_EQ(Ids(listed), std::vector<std::string>{job.id});
+  ASSERT_OK_AND_ASSIGN(auto running, registry_->ListJobsByStatus(JobStatus::kRunning));
+  EXPECT_TRUE(running.empty());  // the status column follows the record
+  ASSERT_OK_AND_ASSIGN(auto failed, registry_->ListJobsByStatus(JobStatus::kFailed));
+  EXPECT_EQ(Ids(failed), std::vector<std::string>{job.id});
+}
+
+TEST_P(RegistryConformanceTest, PutJobRefusesAJobWithoutIds) {
+  MaterializationJob no_id = NewJob("fs-1", kT0);
+  no_id.id.clear();
+  Status status = registry_->PutJob(no_id);
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "id");
+  MaterializationJob no_set = NewJob("", kT0);
+  status = registry_->PutJob(no_set);
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "feature_set_id");
+}
+
+TEST_P(RegistryConformanceTest, ListJobsIsNewestFirstLimitedAndPerFeatureSet) {
+  MaterializationJob oldest = NewJob("fs-1", kT0);
+  MaterializationJob middle = NewJob("fs-1", kT0 + kMicrosPerHour);
+  MaterializationJob newest = NewJob("fs-1", kT0 + 2 * kMicrosPerHour);
+  MaterializationJob other = NewJob("fs-2", kT0 + 3 * kMicrosPerHour);
+  // Same created_at as `middle`: ties go by id, descending.
+  MaterializationJob twin = NewJob("fs-1", kT0 + kMicrosPerHour);
+  for (const auto& job : {middle, other, oldest, twin, newest}) ASSERT_OK(registry_->PutJob(job));
+  auto [low, high] = std::minmax(middle.id, twin.id);
+
+  ASSERT_OK_AND_ASSIGN(auto all, registry_->ListJobs("fs-1", 100));
+  EXPECT_EQ(Ids(all), (std::vector<std::string>{newest.id, high, low, oldest.id}));
+  ASSERT_OK_AND_ASSIGN(auto two, registry_->ListJobs("fs-1", 2));
+  EXPECT_EQ(Ids(two), (std::vector<std::string>{newest.id, high}));
+  ASSERT_OK_AND_ASSIGN(auto none, registry_->ListJobs("fs-1", 0));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(auto unlimited, registry_->ListJobs("fs-1", SIZE_MAX));
+  EXPECT_EQ(unlimited.size(), 4u);
+  ASSERT_OK_AND_ASSIGN(auto others, registry_->ListJobs("fs-2", 100));
+  EXPECT_EQ(Ids(others), std::vector<std::string>{other.id});
+  ASSERT_OK_AND_ASSIGN(auto unknown, registry_->ListJobs("fs-3", 100));
+  EXPECT_TRUE(unknown.empty());
+}
+
+TEST_P(RegistryConformanceTest, ListJobsByStatusIsOldestFirstAcrossFeatureSets) {
+  MaterializationJob q2 = NewJob("fs-2", kT0 + 2, JobStatus::kQueued);
+  MaterializationJob q1 = NewJob("fs-1", kT0 + 1, JobStatus::kQueued);
+  MaterializationJob r1 = NewJob("fs-1", kT0, JobStatus::kRunning);
+  MaterializationJob s1 = NewJob("fs-1", kT0 - 1, JobStatus::kSucceeded);
+  for (const auto& job : {q2, r1, s1, q1}) ASSERT_OK(registry_->PutJob(job));
+
+  ASSERT_OK_AND_ASSIGN(auto queued, registry_->ListJobsByStatus(JobStatus::kQueued));
+  EXPECT_EQ(Ids(queued), (std::vector<std::string>{q1.id, q2.id}));
+  ASSERT_OK_AND_ASSIGN(auto running, registry_->ListJobsByStatus(JobStatus::kRunning));
+  EXPECT_EQ(Ids(running), std::vector<std::string>{r1.id});
+  ASSERT_OK_AND_ASSIGN(auto failed, registry_->ListJobsByStatus(JobStatus::kFailed));
+  EXPECT_TRUE(failed.empty());
+}
+
+TEST_P(RegistryConformanceTest, WatermarkIsAbsentUntilCommittedAndOnlyMovesForward) {
+  ASSERT_OK_AND_ASSIGN(auto none, registry_->Watermark("fs-1"));
+  EXPECT_FALSE(none.has_value());
+
+  MaterializationJob first = NewJob("fs-1", kT0);
+  ASSERT_OK(registry_->CommitJobAndWatermark(first, kT0));
+  ASSERT_OK_AND_ASSIGN(auto w1, registry_->Watermark("fs-1"));
+  EXPECT_EQ(w1, std::optional<TimestampMicros>(kT0));
+
+  // A backfill of an earlier range records its job but leaves the watermark.
+  MaterializationJob backfill = NewJob("fs-1", kT0 + 1);
+  backfill.incremental = false;
+  ASSERT_OK(registry_->CommitJobAndWatermark(backfill, kT0 - kMicrosPerDay));
+  ASSERT_OK_AND_ASSIGN(auto w2, registry_->Watermark("fs-1"));
+  EXPECT_EQ(w2, std::optional<TimestampMicros>(kT0));
+  ASSERT_OK_AND_ASSIGN(auto backfill_found, registry_->FindJob(backfill.id));
+  ASSERT_TRUE(backfill_found.has_value());
+  EXPECT_EQ(Json(*backfill_found), Json(backfill));
+
+  // The same watermark again: unchanged; a later one moves it.
+  ASSERT_OK(registry_->CommitJobAndWatermark(NewJob("fs-1", kT0 + 2), kT0));
+  ASSERT_OK(registry_->CommitJobAndWatermark(NewJob("fs-1", kT0 + 3), kT0 + kMicrosPerHour));
+  ASSERT_OK_AND_ASSIGN(auto w3, registry_->Watermark("fs-1"));
+  EXPECT_EQ(w3, std::optional<TimestampMicros>(kT0 + kMicrosPerHour));
+
+  // Per feature set.
+  ASSERT_OK_AND_ASSIGN(auto other, registry_->Watermark("fs-2"));
+  EXPECT_FALSE(other.has_value());
+  ASSERT_OK_AND_ASSIGN(auto jobs, registry_->ListJobs("fs-1", 100));
+  EXPECT_EQ(jobs.size(), 4u);
+}
+
+TEST_P(RegistryConformanceTest, JobAndWatermarkCommitTogether) {
+  MaterializationJob job = NewJob("fs-1", kT0, JobStatus::kRunning);
+  job.finished_at.reset();
+  ASSERT_OK(registry_->PutJob(job));
+
+  // The run's last step: the finished record and the watermark, at once.
+  job.status = JobStatus::kSucceeded;
+  job.finished_at = kT0 + kMicrosPerMinute;
+  job.completed_until = job.end;
+  ASSERT_OK(registry_->CommitJobAndWatermark(job, job.end));
+  ASSERT_OK_AND_ASSIGN(auto found, registry_->FindJob(job.id));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(Json(*found), Json(job));
+  ASSERT_OK_AND_ASSIGN(auto watermark, registry_->Watermark("fs-1"));
+  EXPECT_EQ(watermark, std::optional<TimestampMicros>(job.end));
+
+  // A job the registry refuses moves no watermark either.
+  MaterializationJob bad = NewJob("fs-1", kT0 + 1);
+  bad.id.clear();
+  EXPECT_ERROR(ErrorCode::kInvalidArgument,
+               registry_->CommitJobAndWatermark(bad, job.end + kMicrosPerDay));
+  ASSERT_OK_AND_ASSIGN(auto unchanged, registry_->Watermark("fs-1"));
+  EXPECT_EQ(unchanged, std::optional<TimestampMicros>(job.end));
+  ASSERT_OK_AND_ASSIGN(auto jobs, registry_->ListJobs("fs-1", 100));
+  EXPECT_EQ(Ids(jobs), std::vector<std::string>{job.id});
+}
+
+TEST_P(RegistryConformanceTest, WatermarkAndScheduleSlotAreIndependent) {
+  ASSERT_OK_AND_ASSIGN(auto none, registry_->LastScheduledSlot("fs-1"));
+  EXPECT_FALSE(none.has_value());
+
+  ASSERT_OK(registry_->SetLastScheduledSlot("fs-1", kT0));
+  ASSERT_OK_AND_ASSIGN(auto slot, registry_->LastScheduledSlot("fs-1"));
+  EXPECT_EQ(slot, std::optional<TimestampMicros>(kT0));
+  ASSERT_OK_AND_ASSIGN(auto no_watermark, registry_->Watermark("fs-1"));
+  EXPECT_FALSE(no_watermark.has_value());  // a slot is not a watermark
+
+  ASSERT_OK(registry_->CommitJobAndWatermark(NewJob("fs-1", kT0), kT0 - kMicrosPerHour));
+  ASSERT_OK_AND_ASSIGN(auto watermark, registry_->Watermark("fs-1"));
+  EXPECT_EQ(watermark, std::optional<TimestampMicros>(kT0 - kMicrosPerHour));
+
+  ASSERT_OK(registry_->SetLastScheduledSlot("fs-1", kT0 + kMicrosPerHour));
+  ASSERT_OK_AND_ASSIGN(auto later, registry_->LastScheduledSlot("fs-1"));
+  EXPECT_EQ(later, std::optional<TimestampMicros>(kT0 + kMicrosPerHour));
+  ASSERT_OK_AND_ASSIGN(auto kept, registry_->Watermark("fs-1"));
+  EXPECT_EQ(kept, watermark);
+
+  ASSERT_OK_AND_ASSIGN(auto other_slot, registry_->LastScheduledSlot("fs-2"));
+  EXPECT_FALSE(other_slot.has_value());
+  ASSERT_OK(registry_->CommitJobAndWatermark(NewJob("fs-2", kT0), kT0));
+  ASSERT_OK_AND_ASSIGN(auto still_none, registry_->LastScheduledSlot("fs-2"));
+  EXPECT_FALSE(still_none.has_value());  // a watermark is not a slot
+}
+
+TEST_P(RegistryConformanceTest, JobWritesDoNotBumpTheChangeSequence) {
+  ASSERT_OK(CreateFeatureSet(NewFeatureSet("user_profile")));
+  ASSERT_OK_AND_ASSIGN(int64_t before, registry_->ChangeSequence());
+  MaterializationJob job = NewJob("fs-1", kT0);
+  ASSERT_OK(registry_->PutJob(job));
+  ASSERT_OK(registry_->CommitJobAndWatermark(job, kT0));
+  ASSERT_OK(registry_->SetLastScheduledSlot("fs-1", kT0));
+  ASSERT_OK_AND_ASSIGN(int64_t after, registry_->ChangeSequence());
+  EXPECT_EQ(after, before);
+}
+
+TEST_P(RegistryConformanceTest, JobsWatermarksAndSlotsSurviveReopen) {
+  if (!GetParam().persistent) GTEST_SKIP() << "this backend's stores do not outlive a connection";
+  MaterializationJob done = NewJob("fs-1", kT0);
+  MaterializationJob queued = NewJob("fs-1", kT0 + 1, JobStatus::kQueued);
+  queued.started_at.reset();
+  queued.finished_at.reset();
+  ASSERT_OK(registry_->CommitJobAndWatermark(done, kT0));
+  ASSERT_OK(registry_->PutJob(queued));
+  ASSERT_OK(registry_->SetLastScheduledSlot("fs-1", kT0 + kMicrosPerHour));
+  ASSERT_OK(registry_->Close());
+
+  ASSERT_OK_AND_ASSIGN(registry_, OpenAnother());
+  ASSERT_OK(registry_->Migrate());
+  ASSERT_OK_AND_ASSIGN(auto found, registry_->FindJob(done.id));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(Json(*found), Json(done));
+  ASSERT_OK_AND_ASSIGN(auto pending, registry_->ListJobsByStatus(JobStatus::kQueued));
+  ASSERT_EQ(Ids(pending), std::vector<std::string>{queued.id});
+  EXPECT_EQ(Json(pending.front()), Json(queued));
+  ASSERT_OK_AND_ASSIGN(auto watermark, registry_->Watermark("fs-1"));
+  EXPECT_EQ(watermark, std::optional<TimestampMicros>(kT0));
+  ASSERT_OK_AND_ASSIGN(auto slot, registry_->LastScheduledSlot("fs-1"));
+  EXPECT_EQ(slot, std::optional<TimestampMicros>(kT0 + kMicrosPerHour));
+}
+
+TEST_P(RegistryConformanceTest, JobCallsAfterCloseAreUnavailable) {
+  ASSERT_OK(registry_->Close());
+  MaterializationJob job = NewJob("fs-1", kT0);
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->PutJob(job));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->FindJob(job.id));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListJobs("fs-1", 10));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListJobsByStatus(JobStatus::kQueued));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->Watermark("fs-1"));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->CommitJobAndWatermark(job, kT0));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->LastScheduledSlot("fs-1"));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->SetLastScheduledSlot("fs-1", kT0));
+}
+
 }  // namespace fstore

@@ -180,9 +180,29 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
                                           {"count", versions.size()}});
   });
   router->Add("POST", "/api/v1/feature-sets/{id}/materialize", [store](HttpRequest& req) {
-    FSTORE_ASSIGN_OR_RESPOND(FeatureSet fs, store->GetFeatureSet(req.PathParam("id")));
-    (void)fs;
-    return NotBuilt("materialization", "the materialization engine comes with issue #3");
+    json::value body;
+    if (req.body.find_first_not_of(" \t\r\n") != std::string::npos) {
+      FSTORE_ASSIGN_OR_RESPOND(body, ParseJson(req.body));
+    }
+    FSTORE_ASSIGN_OR_RESPOND(auto options, FeatureStore::ParseMaterializeRequest(body));
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->Materialize(req.PathParam("id"), options));
+    // 202 while the job is queued or running; 200 with the outcome after a wait.
+    bool finished = job.status == JobStatus::kSucceeded || job.status == JobStatus::kFailed;
+    return JsonResponse(finished ? 200 : 202, ToJson(job));
+  }, json_body);
+  router->Add("GET", "/api/v1/feature-sets/{id}/materialization-jobs", [store](HttpRequest& req) {
+    if (Status st = CheckQueryParams(req, {"limit"}); !st.ok()) return ErrorResponse(st);
+    FSTORE_ASSIGN_OR_RESPOND(int64_t limit, PositiveIntParam(req, "limit", 50, 1000));
+    FSTORE_ASSIGN_OR_RESPOND(auto jobs, store->ListJobs(req.PathParam("id"), limit));
+    return JsonResponse(200, json::object{{"jobs", ToJsonArray(jobs)}, {"count", jobs.size()}});
+  });
+  router->Add("GET", "/api/v1/materialization-jobs/{id}", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->GetJob(req.PathParam("id")));
+    return JsonResponse(200, ToJson(job));
+  });
+  router->Add("POST", "/api/v1/materialization-jobs/{id}/retry", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->RetryJob(req.PathParam("id")));
+    return JsonResponse(202, ToJson(job));
   }, json_body);
 
   // -------------------------------------------------------------- features

@@ -142,33 +142,43 @@ struct Catalog {
 }  // namespace
 
 FeatureStore::FeatureStore(std::unique_ptr<Registry> registry,
+                           std::unique_ptr<OfflineStore> offline,
                            std::unique_ptr<OnlineStore> online, FeatureStoreOptions options)
-    : registry_(std::move(registry)), online_(std::move(online)), options_(std::move(options)) {}
+    : registry_(std::move(registry)),
+      offline_(std::move(offline)),
+      online_(std::move(online)),
+      options_(std::move(options)) {
+  engine_ = std::make_unique<MaterializationEngine>(registry_.get(), offline_.get(),
+                                                    online_.get(), options_.compute_threads);
+  if (options_.run_scheduler) {
+    scheduler_ = std::make_unique<MaterializationScheduler>(registry_.get(), engine_.get());
+  }
+}
 
 FeatureStore::~FeatureStore() { (void)Close(); }
 
 Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptions& options) {
-  if (!options.offline_store_uri.empty()) {
-    std::string dir = DirFromFileUri(options.offline_store_uri);
-    if (dir.empty()) {
-      return NotImplemented("the offline store backend of '" + options.offline_store_uri +
-                            "' is not built yet");
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return Unavailable("cannot create the offline store directory " + dir + ": " + ec.message());
+  std::string dir = DirFromFileUri(options.offline_store_uri);
+  if (dir.empty()) {
+    return NotImplemented("the offline store backend of '" + options.offline_store_uri +
+                          "' is not built yet");
   }
-  std::unique_ptr<OnlineStore> online;
-  if (!options.online_store_uri.empty()) {
-    ARROW_ASSIGN_OR_RAISE(online, OnlineStoreFromUri(options.online_store_uri));
-  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Unavailable("cannot create the offline store directory " + dir + ": " + ec.message());
+  ARROW_ASSIGN_OR_RAISE(auto offline, OfflineStore::Open(options.offline_store_uri));
+  ARROW_ASSIGN_OR_RAISE(auto online, OnlineStoreFromUri(options.online_store_uri));
   ARROW_ASSIGN_OR_RAISE(auto registry, RegistryFromUri(options.registry_uri));
   ARROW_RETURN_NOT_OK(registry->Migrate().status());
-  return std::unique_ptr<FeatureStore>(
-      new FeatureStore(std::move(registry), std::move(online), options));
+  auto store = std::unique_ptr<FeatureStore>(
+      new FeatureStore(std::move(registry), std::move(offline), std::move(online), options));
+  if (options.recover_jobs) ARROW_RETURN_NOT_OK(store->engine_->RecoverInterruptedJobs());
+  return store;
 }
 
 Status FeatureStore::Close() {
+  if (scheduler_) scheduler_->Stop();
+  if (engine_) engine_->Shutdown();
   Status online = online_ ? online_->Close() : Status::OK();
   Status registry = registry_ ? registry_->Close() : Status::OK();
   return online.ok() ? registry : online;
@@ -176,14 +186,71 @@ Status FeatureStore::Close() {
 
 Status FeatureStore::CheckReady() {
   ARROW_RETURN_NOT_OK(registry_->Ping());
-  if (online_) ARROW_RETURN_NOT_OK(online_->CheckHealth());
-  if (!options_.offline_store_uri.empty()) {
-    std::string dir = DirFromFileUri(options_.offline_store_uri);
-    if (::access(dir.c_str(), W_OK) != 0) {
-      return Unavailable("the offline store directory " + dir + " is not writable");
-    }
+  ARROW_RETURN_NOT_OK(online_->CheckHealth());
+  std::string dir = DirFromFileUri(options_.offline_store_uri);
+  if (::access(dir.c_str(), W_OK) != 0) {
+    return Unavailable("the offline store directory " + dir + " is not writable");
   }
   return Status::OK();
+}
+
+// ---------------------------------------------------------- materialization
+
+Result<MaterializeOptions> FeatureStore::ParseMaterializeRequest(const json::value& body) {
+  MaterializeOptions options;
+  if (body.is_null()) return options;
+  if (!body.is_object()) return InvalidArgument("", "the request body must be a JSON object");
+  for (const auto& [key, value] : body.as_object()) {
+    if (key == "start_date" || key == "end_date") {
+      if (value.is_null()) continue;
+      if (!value.is_string()) {
+        return InvalidArgument(std::string(key), "must be an ISO 8601 date or timestamp string");
+      }
+      auto t = ParseTimestamp(std::string_view(value.as_string()));
+      if (!t.ok()) return InvalidArgument(std::string(key), t.status().message());
+      (key == "start_date" ? options.start : options.end) = *t;
+    } else if (key == "wait") {
+      if (!value.is_bool()) return InvalidArgument("wait", "must be true or false");
+      options.wait = value.as_bool();
+    } else {
+      return InvalidArgument(std::string(key), "unknown field");
+    }
+  }
+  if (options.start && options.end && *options.end <= *options.start) {
+    return InvalidArgument("end_date", "must be after start_date");
+  }
+  return options;
+}
+
+Result<MaterializationJob> FeatureStore::Materialize(std::string_view feature_set,
+                                                     const MaterializeOptions& options) {
+  MaterializationRequest request{std::string(feature_set), options.start, options.end,
+                                 options.trigger};
+  ARROW_ASSIGN_OR_RAISE(auto job, engine_->Submit(request));
+  if (!options.wait) return job;
+  // A client that asked to wait gets the result; a run longer than this is
+  // still running when the answer comes (its status says so).
+  return engine_->Wait(job.id, std::chrono::hours(1));
+}
+
+Result<MaterializationJob> FeatureStore::MaterializeNow(std::string_view feature_set,
+                                                        const MaterializeOptions& options) {
+  MaterializationRequest request{std::string(feature_set), options.start, options.end,
+                                 options.trigger};
+  return engine_->RunNow(request);
+}
+
+Result<MaterializationJob> FeatureStore::GetJob(std::string_view job_id) {
+  return engine_->GetJob(std::string(job_id));
+}
+
+Result<std::vector<MaterializationJob>> FeatureStore::ListJobs(std::string_view feature_set,
+                                                               size_t limit) {
+  return engine_->ListJobs(std::string(feature_set), limit);
+}
+
+Result<MaterializationJob> FeatureStore::RetryJob(std::string_view job_id) {
+  return engine_->Retry(std::string(job_id));
 }
 
 // ---------------------------------------------------------------- entities

@@ -22,6 +22,9 @@
 #include <boost/json/value.hpp>
 
 #include "fstore/core/status.h"
+#include "fstore/materialize/materialization_engine.h"
+#include "fstore/materialize/materialization_scheduler.h"
+#include "fstore/offline/offline_store.h"
 #include "fstore/online/online_store.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
@@ -32,6 +35,19 @@ struct FeatureStoreOptions {
   std::string registry_uri;       ///< sqlite://..., postgresql://...
   std::string offline_store_uri;  ///< file:///abs/dir (s3:// later)
   std::string online_store_uri;   ///< rocksdb:///abs/dir (redis:// later)
+  int compute_threads = 0;        ///< materialization workers; 0: one per core
+  bool run_scheduler = false;     ///< trigger materialization_schedule runs
+  /// Resume jobs a previous process left queued or running (the server does;
+  /// the CLI does not).
+  bool recover_jobs = false;
+};
+
+/// A materialization request as the API takes it (the seed's shape).
+struct MaterializeOptions {
+  std::optional<TimestampMicros> start;
+  std::optional<TimestampMicros> end;
+  bool wait = false;
+  std::string trigger = "api";
 };
 
 struct FeatureSetFilter {
@@ -99,6 +115,19 @@ class FeatureStore {
   /// {"feature": ..., "upstream": {...}, "downstream": [...]}
   Result<boost::json::object> FeatureLineage(std::string_view ref);
 
+  // Materialization
+  /// Parses the seed's request body: {"start_date", "end_date", "wait"}.
+  static Result<MaterializeOptions> ParseMaterializeRequest(const boost::json::value& body);
+  /// Submits a run of the feature set (and waits for it with options.wait).
+  Result<MaterializationJob> Materialize(std::string_view feature_set,
+                                         const MaterializeOptions& options);
+  /// Runs on the calling thread (the CLI).
+  Result<MaterializationJob> MaterializeNow(std::string_view feature_set,
+                                            const MaterializeOptions& options);
+  Result<MaterializationJob> GetJob(std::string_view job_id);
+  Result<std::vector<MaterializationJob>> ListJobs(std::string_view feature_set, size_t limit);
+  Result<MaterializationJob> RetryJob(std::string_view job_id);
+
   /// Ranked matches across entities, feature sets and features.
   Result<std::vector<SearchHit>> Search(std::string_view q, size_t limit);
 
@@ -110,11 +139,16 @@ class FeatureStore {
   Registry* registry() { return registry_.get(); }
 
  private:
-  FeatureStore(std::unique_ptr<Registry> registry, std::unique_ptr<OnlineStore> online,
-               FeatureStoreOptions options);
+  FeatureStore(std::unique_ptr<Registry> registry, std::unique_ptr<OfflineStore> offline,
+               std::unique_ptr<OnlineStore> online, FeatureStoreOptions options);
 
+  // Declaration order is destruction order reversed: the scheduler and the
+  // engine stop before the stores and the registry close.
   std::unique_ptr<Registry> registry_;
-  std::unique_ptr<OnlineStore> online_;  // null when no online store is configured
+  std::unique_ptr<OfflineStore> offline_;
+  std::unique_ptr<OnlineStore> online_;
+  std::unique_ptr<MaterializationEngine> engine_;
+  std::unique_ptr<MaterializationScheduler> scheduler_;
   FeatureStoreOptions options_;
 };
 

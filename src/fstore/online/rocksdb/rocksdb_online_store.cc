@@ -1,17 +1,64 @@
 #include "fstore/online/rocksdb/rocksdb_online_store.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <tuple>
+#include <unordered_map>
 
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "fstore/online/online_record_codec.h"
 
 namespace fstore {
 
 namespace {
+
+constexpr size_t kBlockCacheBytes = 64 << 20;
+
 Status FromRocksDb(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::OK();
   return Unavailable(what + ": " + s.ToString());
 }
+
+Status CheckFeatureSetName(const std::string& feature_set) {
+  if (feature_set.empty()) return InvalidArgument("feature_set", "the feature set name is empty");
+  if (feature_set.find('\0') != std::string::npos) {
+    return InvalidArgument("feature_set", "the feature set name contains a NUL character");
+  }
+  return Status::OK();
+}
+
+/// The RocksDB key of (feature set, entity key).
+Status MakeKey(const std::string& feature_set, const EntityKey& key, std::string* out) {
+  if (key.empty()) return InvalidArgument("entity_key", "an entity key needs at least one part");
+  out->clear();
+  out->reserve(feature_set.size() + 1 + key.size() * 12);
+  out->append(feature_set);
+  out->push_back('\0');
+  for (const auto& part : key) {
+    if (const int64_t* i = std::get_if<int64_t>(&part)) {
+      AppendEntityKeyPart(*i, out);
+    } else {
+      AppendEntityKeyPart(std::string_view(std::get<std::string>(part)), out);
+    }
+  }
+  return Status::OK();
+}
+
+/// Whether a record with times `a` may replace one with times `b`.
+inline bool NotOlder(TimestampMicros a_event, TimestampMicros a_created, TimestampMicros b_event,
+                     TimestampMicros b_created) {
+  return std::tie(a_event, a_created) >= std::tie(b_event, b_created);
+}
+
+Status Closed() { return Unavailable("the online store is closed"); }
+
 }  // namespace
 
 RocksDbOnlineStore::RocksDbOnlineStore(std::string dir, rocksdb::DB* db)
@@ -26,6 +73,23 @@ Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(const std::
   rocksdb::Options options;
   options.create_if_missing = true;
   options.IncreaseParallelism(2);
+  options.level_compaction_dynamic_level_bytes = true;
+  // Point lookups: whole-key bloom filters in the memtable and the SST files,
+  // a hash index in data blocks, a block cache.
+  options.memtable_prefix_bloom_size_ratio = 0.02;
+  options.memtable_whole_key_filtering = true;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.whole_key_filtering = true;
+  table.data_block_index_type = rocksdb::BlockBasedTableOptions::kDataBlockBinaryAndHash;
+  table.data_block_hash_table_util_ratio = 0.75;
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  auto compressions = rocksdb::GetSupportedCompressions();
+  if (std::find(compressions.begin(), compressions.end(), rocksdb::kLZ4Compression) !=
+      compressions.end()) {
+    options.compression = rocksdb::kLZ4Compression;
+  }
   rocksdb::DB* db = nullptr;
   ARROW_RETURN_NOT_OK(
       FromRocksDb(rocksdb::DB::Open(options, dir, &db), "cannot open the online store in " + dir));
@@ -33,20 +97,153 @@ Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(const std::
 }
 
 Status RocksDbOnlineStore::CheckHealth() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!db_) return Unavailable("the online store is closed");
+  std::shared_lock lock(mutex_);
+  if (!db_) return Closed();
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "\x00health", &value);
+  // An empty key: no record key is empty (feature set names are not).
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), rocksdb::Slice(), &value);
   if (!s.ok() && !s.IsNotFound()) return FromRocksDb(s, "the online store does not answer");
   return Status::OK();
 }
 
 Status RocksDbOnlineStore::Close() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (!db_) return Status::OK();
   rocksdb::Status s = db_->Close();
   db_.reset();
   return FromRocksDb(s, "closing the online store in " + dir_);
+}
+
+Result<WriteResult> RocksDbOnlineStore::Write(
+    const std::string& feature_set, const std::vector<std::pair<EntityKey, OnlineRecord>>& records) {
+  ARROW_RETURN_NOT_OK(CheckFeatureSetName(feature_set));
+  WriteResult result;
+  const size_t n = records.size();
+  if (n == 0) return result;
+
+  std::vector<std::string> keys(n);
+  for (size_t i = 0; i < n; ++i) {
+    ARROW_RETURN_NOT_OK(MakeKey(feature_set, records[i].first, &keys[i]));
+  }
+
+  // One winner per key inside the call: the newest, the later on a full tie.
+  std::vector<size_t> winners;
+  winners.reserve(n);
+  if (n == 1) {
+    winners.push_back(0);
+  } else {
+    std::unordered_map<std::string_view, size_t> slot;  // key -> index in winners
+    slot.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      auto [it, inserted] = slot.try_emplace(keys[i], winners.size());
+      if (inserted) {
+        winners.push_back(i);
+        continue;
+      }
+      size_t& w = winners[it->second];
+      const OnlineRecord& a = records[i].second;
+      const OnlineRecord& b = records[w].second;
+      if (NotOlder(a.event_time, a.created_time, b.event_time, b.created_time)) w = i;
+    }
+  }
+  result.ignored = static_cast<int64_t>(n - winners.size());
+
+  const size_t m = winners.size();
+  std::vector<rocksdb::Slice> slices(m);
+  for (size_t j = 0; j < m; ++j) slices[j] = keys[winners[j]];
+  std::vector<rocksdb::PinnableSlice> stored(m);
+  std::vector<rocksdb::Status> statuses(m);
+
+  std::lock_guard write_lock(write_mutex_);
+  std::shared_lock lock(mutex_);
+  if (!db_) return Closed();
+  db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), m, slices.data(), stored.data(),
+                statuses.data());
+
+  rocksdb::WriteBatch batch(m * 64);
+  std::string value;
+  for (size_t j = 0; j < m; ++j) {
+    const OnlineRecord& record = records[winners[j]].second;
+    if (statuses[j].ok()) {
+      auto times = DecodeOnlineRecordTimes(std::string_view(stored[j].data(), stored[j].size()));
+      // A stored value that cannot be decoded is replaced: re-materializing repairs it.
+      if (times.ok() && !NotOlder(record.event_time, record.created_time, times->first,
+                                  times->second)) {
+        ++result.ignored;
+        continue;
+      }
+    } else if (!statuses[j].IsNotFound()) {
+      return FromRocksDb(statuses[j], "reading the online store for a write");
+    }
+    value.clear();
+    AppendOnlineRecord(record, &value);
+    rocksdb::Status s = batch.Put(slices[j], value);
+    if (!s.ok()) return FromRocksDb(s, "building an online store write");
+    ++result.applied;
+  }
+  if (result.applied > 0) {
+    ARROW_RETURN_NOT_OK(
+        FromRocksDb(db_->Write(rocksdb::WriteOptions(), &batch), "writing the online store"));
+  }
+  return result;
+}
+
+Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
+    const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+    TimestampMicros now) {
+  ARROW_RETURN_NOT_OK(CheckFeatureSetName(feature_set));
+  const size_t n = keys.size();
+  std::vector<std::optional<OnlineRecord>> out(n);
+  if (n == 0) return out;
+  std::vector<std::string> encoded(n);
+  std::vector<rocksdb::Slice> slices(n);
+  for (size_t i = 0; i < n; ++i) {
+    ARROW_RETURN_NOT_OK(MakeKey(feature_set, keys[i], &encoded[i]));
+    slices[i] = encoded[i];
+  }
+  // Records older than `oldest` are expired; none when the ttl is off or
+  // now - ttl underflows.
+  bool expiry = false;
+  TimestampMicros oldest = 0;
+  if (ttl_micros > 0 && !__builtin_sub_overflow(now, ttl_micros, &oldest)) expiry = true;
+
+  std::vector<rocksdb::PinnableSlice> values(n);
+  std::vector<rocksdb::Status> statuses(n);
+  {
+    std::shared_lock lock(mutex_);
+    if (!db_) return Closed();
+    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), n, slices.data(),
+                  values.data(), statuses.data());
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    if (!statuses[i].ok()) return FromRocksDb(statuses[i], "reading the online store");
+    auto record = DecodeOnlineRecord(std::string_view(values[i].data(), values[i].size()));
+    if (!record.ok()) {
+      return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
+    }
+    if (expiry && record->event_time < oldest) continue;
+    out[i] = std::move(record).ValueUnsafe();
+  }
+  return out;
+}
+
+Status RocksDbOnlineStore::DeleteFeatureSet(const std::string& feature_set) {
+  ARROW_RETURN_NOT_OK(CheckFeatureSetName(feature_set));
+  std::string begin = feature_set + '\0';
+  std::string end = feature_set + '\1';
+  std::lock_guard write_lock(write_mutex_);
+  std::shared_lock lock(mutex_);
+  if (!db_) return Closed();
+  return FromRocksDb(
+      db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), begin, end),
+      "deleting feature set '" + feature_set + "' from the online store");
+}
+
+Status RocksDbOnlineStore::Sync() {
+  std::shared_lock lock(mutex_);
+  if (!db_) return Closed();
+  return FromRocksDb(db_->FlushWAL(true), "syncing the online store");
 }
 
 }  // namespace fstore

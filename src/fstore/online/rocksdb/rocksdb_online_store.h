@@ -1,7 +1,36 @@
 #pragma once
 
+// The embedded online store: one RocksDB database in a directory.
+//
+// Layout: one key per (feature set, entity key) in the default column family:
+//   key   = <feature set name> '\0' EncodeEntityKey(entity key)
+//   value = EncodeOnlineRecord(record)   (online_record_codec.h)
+// Feature set names never contain '\0', so a feature set's records are
+// exactly the range [name '\0', name '\1'): DeleteFeatureSet is one
+// DeleteRange. A prefix rather than a column family per feature set: column
+// families must be listed at every open and cost a memtable each, while the
+// prefix costs a few bytes per key.
+//
+// Newer-wins is a read-compare-write: the batch is deduplicated, its stored
+// times are read with one MultiGet, and the winners are written with one
+// WriteBatch, all under a per-store write mutex so that two writers cannot
+// both read the old record and both write. Not a merge operator: it would
+// move the comparison to every read (a point lookup would merge operands
+// until compaction), and could not tell the caller what was applied.
+// Readers take no write lock: RocksDB reads are consistent per key.
+//
+// Durability: the WAL is on; writes do not sync it (WriteOptions.sync =
+// false) so a process crash loses nothing but a machine crash may lose the
+// latest writes; Sync() syncs the WAL (FlushWAL(true)), and the materializer
+// calls it before committing a watermark.
+//
+// Tuning for point lookups: a bloom filter (10 bits/key, whole keys) in the
+// SST files and in the memtable, a hash index inside data blocks, and an LRU
+// block cache (64 MiB).
+
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include "fstore/online/online_store.h"
@@ -12,21 +41,34 @@ class DB;
 
 namespace fstore {
 
-/// The embedded online store: one RocksDB database in a directory.
 class RocksDbOnlineStore : public OnlineStore {
  public:
-  /// Opens (creating if missing) the database in `dir`.
+  /// Opens (creating if missing) the database in `dir`. Unavailable when the
+  /// directory cannot be created or another process holds the database.
   static Result<std::unique_ptr<RocksDbOnlineStore>> Open(const std::string& dir);
   ~RocksDbOnlineStore() override;
 
   Status CheckHealth() override;
   Status Close() override;
+  Result<WriteResult> Write(const std::string& feature_set,
+                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records) override;
+  Result<std::vector<std::optional<OnlineRecord>>> Read(const std::string& feature_set,
+                                                        const std::vector<EntityKey>& keys,
+                                                        int64_t ttl_micros,
+                                                        TimestampMicros now) override;
+  Status DeleteFeatureSet(const std::string& feature_set) override;
+  Status Sync() override;
 
  private:
   RocksDbOnlineStore(std::string dir, rocksdb::DB* db);
 
   std::string dir_;
-  std::mutex mutex_;  // guards db_ against Close() racing other calls
+  /// Guards db_ against Close(): shared by every call that uses the
+  /// database, exclusive for Close.
+  std::shared_mutex mutex_;
+  /// Serializes the read-compare-write of Write (and DeleteFeatureSet).
+  /// Acquired before mutex_.
+  std::mutex write_mutex_;
   std::unique_ptr<rocksdb::DB> db_;
 };
 

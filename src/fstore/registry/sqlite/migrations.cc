@@ -69,8 +69,34 @@ CREATE TABLE registry_state (
 INSERT INTO registry_state (id, change_seq) VALUES (1, 0);
 )sql";
 
+// Materialization jobs and per-feature-set scheduling state. Jobs are not
+// versioned: a row is the job's current record, replaced by id (`body` as
+// above, codec.h ToJson(MaterializationJob)). feature_set_id is not a foreign
+// key: a job record outlives whatever happens to its definition. A missing
+// feature_set_state row, or a NULL in it, means "never": no watermark yet, no
+// scheduled run yet.
+constexpr std::string_view kV2Schema = R"sql(
+CREATE TABLE materialization_jobs (
+  id             TEXT PRIMARY KEY,
+  feature_set_id TEXT NOT NULL,
+  status         TEXT NOT NULL,
+  created_at     INTEGER NOT NULL,
+  body           TEXT NOT NULL
+);
+CREATE INDEX materialization_jobs_feature_set
+  ON materialization_jobs (feature_set_id, created_at);
+CREATE INDEX materialization_jobs_status ON materialization_jobs (status, created_at);
+
+CREATE TABLE feature_set_state (
+  feature_set_id      TEXT PRIMARY KEY,
+  watermark           INTEGER,
+  last_scheduled_slot INTEGER
+);
+)sql";
+
 constexpr std::array kMigrations = {
     SqliteMigration{1, "entities, feature sets, features and their versions", kV1Schema},
+    SqliteMigration{2, "materialization jobs, watermarks and schedule slots", kV2Schema},
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 #include <utility>
@@ -203,6 +204,9 @@ Status DecodeStored(const boost::json::value& json, FeatureSet* out) {
 Status DecodeStored(const boost::json::value& json, Feature* out) {
   return DecodeFeature(json, DecodeMode::kStored, out);
 }
+Status DecodeStored(const boost::json::value& json, MaterializationJob* out) {
+  return DecodeJob(json, out);
+}
 
 template <typename T>
 Result<T> DecodeBody(const std::string& body, std::string_view kind) {
@@ -370,6 +374,21 @@ Status PutFeature(sqlite3* db, const VersionedPut<Feature>& put) {
              "INSERT INTO feature_versions (id, version, body, created_at) "
              "VALUES (?1, ?2, ?3, ?4)",
              f.id, f.version, body, f.updated_at);
+}
+
+/// Inserts or replaces a job's row, inside the caller's transaction.
+Status UpsertJob(sqlite3* db, const MaterializationJob& job) {
+  if (job.id.empty()) return InvalidArgument("id", "a materialization job has no id");
+  if (job.feature_set_id.empty()) {
+    return InvalidArgument("feature_set_id", "materialization job " + Quoted(job.id) +
+                                                 " names no feature set");
+  }
+  return Run(db,
+             "INSERT INTO materialization_jobs (id, feature_set_id, status, created_at, body) "
+             "VALUES (?1, ?2, ?3, ?4, ?5) "
+             "ON CONFLICT (id) DO UPDATE SET feature_set_id = excluded.feature_set_id, "
+             "status = excluded.status, created_at = excluded.created_at, body = excluded.body",
+             job.id, job.feature_set_id, JobStatusName(job.status), job.created_at, Body(job));
 }
 
 // ---------------------------------------------------------------------------
@@ -590,6 +609,98 @@ Result<std::vector<Feature>> SqliteRegistry::FeatureHistory(std::string_view id)
   return QueryDefinitions<Feature>(
       db, "feature version", "SELECT body FROM feature_versions WHERE id = ?1 ORDER BY version",
       id);
+}
+
+// ---------------------------------------------------------------------------
+// Jobs and feature set state
+
+Status SqliteRegistry::PutJob(const MaterializationJob& job) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  ARROW_RETURN_NOT_OK(UpsertJob(db, job));
+  return txn.Commit();
+}
+
+Result<std::optional<MaterializationJob>> SqliteRegistry::FindJob(std::string_view id) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  return QueryDefinition<MaterializationJob>(
+      db, "materialization job", "SELECT body FROM materialization_jobs WHERE id = ?1", id);
+}
+
+Result<std::vector<MaterializationJob>> SqliteRegistry::ListJobs(std::string_view feature_set_id,
+                                                                size_t limit) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  auto sql_limit = static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX));
+  return QueryDefinitions<MaterializationJob>(
+      db, "materialization job",
+      "SELECT body FROM materialization_jobs WHERE feature_set_id = ?1 "
+      "ORDER BY created_at DESC, id DESC LIMIT ?2",
+      feature_set_id, sql_limit);
+}
+
+Result<std::vector<MaterializationJob>> SqliteRegistry::ListJobsByStatus(JobStatus status) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  return QueryDefinitions<MaterializationJob>(
+      db, "materialization job",
+      "SELECT body FROM materialization_jobs WHERE status = ?1 ORDER BY created_at, id",
+      JobStatusName(status));
+}
+
+Result<std::optional<TimestampMicros>> SqliteRegistry::Watermark(
+    std::string_view feature_set_id) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  return QueryInt(db,
+                  "SELECT watermark FROM feature_set_state "
+                  "WHERE feature_set_id = ?1 AND watermark IS NOT NULL",
+                  feature_set_id);
+}
+
+Status SqliteRegistry::CommitJobAndWatermark(const MaterializationJob& job,
+                                             TimestampMicros watermark) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  ARROW_RETURN_NOT_OK(UpsertJob(db, job));
+  // SQLite's two-argument MAX() is NULL when either is: a NULL watermark (the
+  // row exists for its schedule slot only) counts as none.
+  ARROW_RETURN_NOT_OK(Run(db,
+                          "INSERT INTO feature_set_state (feature_set_id, watermark) "
+                          "VALUES (?1, ?2) ON CONFLICT (feature_set_id) DO UPDATE SET "
+                          "watermark = MAX(COALESCE(watermark, excluded.watermark), "
+                          "excluded.watermark)",
+                          job.feature_set_id, watermark));
+  return txn.Commit();
+}
+
+Result<std::optional<TimestampMicros>> SqliteRegistry::LastScheduledSlot(
+    std::string_view feature_set_id) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  return QueryInt(db,
+                  "SELECT last_scheduled_slot FROM feature_set_state "
+                  "WHERE feature_set_id = ?1 AND last_scheduled_slot IS NOT NULL",
+                  feature_set_id);
+}
+
+Status SqliteRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
+                                            TimestampMicros slot) {
+  if (feature_set_id.empty()) {
+    return InvalidArgument("feature_set_id", "a schedule slot needs a feature set id");
+  }
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  ARROW_RETURN_NOT_OK(Run(db,
+                          "INSERT INTO feature_set_state (feature_set_id, last_scheduled_slot) "
+                          "VALUES (?1, ?2) ON CONFLICT (feature_set_id) DO UPDATE SET "
+                          "last_scheduled_slot = excluded.last_scheduled_slot",
+                          feature_set_id, slot));
+  return txn.Commit();
 }
 
 }  // namespace fstore

@@ -53,6 +53,21 @@ class SqliteRegistry final : public Registry {
                                              bool include_deleted) override;
   Result<std::vector<Feature>> FeatureHistory(std::string_view id) override;
 
+  // Jobs, watermarks and schedule slots live in their own tables (migration 2)
+  // and are written in their own transactions: they do not bump the change
+  // sequence, which tracks definitions only (a snapshot of definitions has
+  // nothing to refresh when a job finishes).
+  Status PutJob(const MaterializationJob& job) override;
+  Result<std::optional<MaterializationJob>> FindJob(std::string_view id) override;
+  Result<std::vector<MaterializationJob>> ListJobs(std::string_view feature_set_id,
+                                                  size_t limit) override;
+  Result<std::vector<MaterializationJob>> ListJobsByStatus(JobStatus status) override;
+  Result<std::optional<TimestampMicros>> Watermark(std::string_view feature_set_id) override;
+  Status CommitJobAndWatermark(const MaterializationJob& job, TimestampMicros watermark) override;
+  Result<std::optional<TimestampMicros>> LastScheduledSlot(
+      std::string_view feature_set_id) override;
+  Status SetLastScheduledSlot(std::string_view feature_set_id, TimestampMicros slot) override;
+
   Status Close() override;
 
   /// The path given to Open().

@@ -10,7 +10,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/json/serialize.hpp>
+
 #include "fstore/core/ids.h"
+#include "fstore/registry/codec.h"
 #include "fstore/registry/sqlite/migrations.h"
 #include "fstore/testing/gtest_util.h"
 
@@ -144,6 +147,122 @@ TEST_F(SqliteRegistryTest, ReadersAreNotBlockedByAnotherConnectionsWriteLock) {
   ASSERT_OK(registry->Ping());
   sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(db);
+}
+
+// A database as fstore left it at schema version 1 (before jobs): migration
+// 1's script and its schema_migrations row, with data written the way v1 did.
+TEST_F(SqliteRegistryTest, AVersion1DatabaseMigratesWithItsDataIntact) {
+  constexpr TimestampMicros kT0 = 1'700'000'000'000'000;
+  Entity user;
+  user.id = NewUuid();
+  user.name = "user";
+  user.join_keys = {"user_id"};
+  user.created_at = user.updated_at = kT0;
+  FeatureSet fs;
+  fs.id = NewUuid();
+  fs.name = "user_profile";
+  fs.entities = {"user"};
+  fs.created_at = fs.updated_at = kT0;
+  FeatureSet fs_v2 = fs;
+  fs_v2.version = 2;
+  fs_v2.description = "second version";
+  fs_v2.updated_at = kT0 + 1000;
+  Feature age;
+  age.id = NewUuid();
+  age.name = "age";
+  age.feature_set_id = fs.id;
+  age.data_type = "int";
+  age.created_at = age.updated_at = kT0;
+  auto body = [](const auto& definition) { return boost::json::serialize(ToJson(definition)); };
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    auto exec = [db](const std::string& sql, const std::vector<std::string>& args = {}) {
+      sqlite3_stmt* stmt = nullptr;
+      const char* tail = sql.c_str();
+      // A script: run each statement in turn (parameters bind in the first).
+      while (*tail != '\0') {
+        ASSERT_EQ(sqlite3_prepare_v2(db, tail, -1, &stmt, &tail), SQLITE_OK) << sqlite3_errmsg(db);
+        if (stmt == nullptr) break;  // trailing whitespace
+        for (size_t i = 0; i < args.size() && i < static_cast<size_t>(
+                                                     sqlite3_bind_parameter_count(stmt));
+             ++i) {
+          sqlite3_bind_text(stmt, static_cast<int>(i + 1), args[i].c_str(), -1, SQLITE_TRANSIENT);
+        }
+        EXPECT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db);
+        sqlite3_finalize(stmt);
+      }
+    };
+    ASSERT_EQ(SqliteMigrations().front().version, 1);
+    exec("BEGIN");
+    exec(std::string(SqliteMigrations().front().sql));
+    exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+    exec("INSERT INTO schema_migrations (version, applied_at) VALUES (1, '2024-01-01T00:00:00Z')");
+    exec("INSERT INTO entities (id, name, version, body, created_at, updated_at) "
+         "VALUES (?1, 'user', 1, ?2, 0, 0)",
+         {user.id, body(user)});
+    exec("INSERT INTO feature_sets (id, name, version, body, created_at, updated_at) "
+         "VALUES (?1, 'user_profile', 2, ?2, 0, 0)",
+         {fs.id, body(fs_v2)});
+    exec("INSERT INTO feature_set_versions (id, version, body, created_at) VALUES (?1, 1, ?2, 0)",
+         {fs.id, body(fs)});
+    exec("INSERT INTO feature_set_versions (id, version, body, created_at) VALUES (?1, 2, ?2, 0)",
+         {fs.id, body(fs_v2)});
+    exec("INSERT INTO features (id, feature_set_id, name, version, body, created_at, updated_at) "
+         "VALUES (?1, ?2, 'age', 1, ?3, 0, 0)",
+         {age.id, fs.id, body(age)});
+    exec("INSERT INTO feature_versions (id, version, body, created_at) VALUES (?1, 1, ?2, 0)",
+         {age.id, body(age)});
+    exec("UPDATE registry_state SET change_seq = 3");
+    exec("COMMIT");
+    sqlite3_close(db);
+  }
+  ASSERT_FALSE(::testing::Test::HasFailure());
+
+  ASSERT_OK_AND_ASSIGN(auto registry, SqliteRegistry::Open(path_));
+  ASSERT_OK_AND_ASSIGN(int before, registry->SchemaVersion());
+  EXPECT_EQ(before, 1);
+  ASSERT_OK_AND_ASSIGN(int migrated, registry->Migrate());
+  EXPECT_EQ(migrated, SqliteMigrations().back().version);
+  EXPECT_GE(migrated, 2);
+  ASSERT_OK_AND_ASSIGN(int after, registry->SchemaVersion());
+  EXPECT_EQ(after, migrated);
+  EXPECT_EQ(RawQuery("SELECT COUNT(*) FROM schema_migrations WHERE version IN (1, 2)"), "2");
+  EXPECT_EQ(RawQuery("SELECT applied_at FROM schema_migrations WHERE version = 1"),
+            "2024-01-01T00:00:00Z");
+
+  // The v1 data, untouched.
+  ASSERT_OK_AND_ASSIGN(int64_t seq, registry->ChangeSequence());
+  EXPECT_EQ(seq, 3);
+  ASSERT_OK_AND_ASSIGN(auto found_user, registry->FindEntity("user"));
+  ASSERT_TRUE(found_user.has_value());
+  EXPECT_EQ(body(*found_user), body(user));
+  ASSERT_OK_AND_ASSIGN(auto found_fs, registry->FindFeatureSet("user_profile", false));
+  ASSERT_TRUE(found_fs.has_value());
+  EXPECT_EQ(body(*found_fs), body(fs_v2));
+  ASSERT_OK_AND_ASSIGN(auto history, registry->FeatureSetHistory(fs.id));
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(body(history[0]), body(fs));
+  ASSERT_OK_AND_ASSIGN(auto found_age, registry->FindFeature(age.id, false));
+  ASSERT_TRUE(found_age.has_value());
+  EXPECT_EQ(body(*found_age), body(age));
+
+  // And the v2 tables work.
+  ASSERT_OK_AND_ASSIGN(auto no_watermark, registry->Watermark(fs.id));
+  EXPECT_FALSE(no_watermark.has_value());
+  MaterializationJob job;
+  job.id = NewUuid();
+  job.feature_set_id = fs.id;
+  job.feature_set_name = fs.name;
+  job.status = JobStatus::kSucceeded;
+  job.created_at = kT0;
+  ASSERT_OK(registry->CommitJobAndWatermark(job, kT0));
+  ASSERT_OK_AND_ASSIGN(auto jobs, registry->ListJobs(fs.id, 10));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(body(jobs[0]), body(job));
+  ASSERT_OK_AND_ASSIGN(auto watermark, registry->Watermark(fs.id));
+  EXPECT_EQ(watermark, std::optional<TimestampMicros>(kT0));
+  ASSERT_OK(registry->Close());
 }
 
 }  // namespace

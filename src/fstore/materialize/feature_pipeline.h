@@ -1,0 +1,92 @@
+#pragma once
+
+// The compute half of a materialization run, without I/O: from source rows to
+// the offline rows and the online rows of a feature set (ARCHITECTURE.md
+// "Materialization, step by step": transformations -> window aggregations ->
+// derived features -> validation).
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <arrow/type_fwd.h>
+#include <boost/json/object.hpp>
+
+#include "fstore/compute/expression.h"
+#include "fstore/compute/transformation.h"
+#include "fstore/compute/window.h"
+#include "fstore/core/status.h"
+#include "fstore/core/time.h"
+#include "fstore/registry/definitions.h"
+
+namespace fstore {
+
+/// How one feature is computed.
+struct PlannedFeature {
+  enum class Kind {
+    kColumn,   ///< the source column of its name
+    kScalar,   ///< a row expression over source columns
+    kWindow,   ///< a windowed aggregate (at each event time; at the end time online)
+    kDerived,  ///< an expression over other features of the set, after them
+  };
+  Feature feature;
+  Kind kind = Kind::kColumn;
+  std::optional<CompiledExpression> expression;  ///< kScalar, kDerived; kWindow: its argument
+  std::optional<WindowSpec> window;              ///< kWindow
+  bool reads_clock = false;
+};
+
+/// A feature set's compiled materialization: what to read and how to compute.
+struct FeaturePlan {
+  FeatureSet feature_set;
+  std::vector<std::string> key_columns;  ///< the entities' join keys, in order
+  /// Evaluation order: columns and scalars, then windows, then derived
+  /// features (inputs first).
+  std::vector<PlannedFeature> features;
+  std::vector<std::string> source_columns;  ///< what to read from the source
+  /// Source columns that clock-reading transformations use, stored alongside
+  /// (as "__src__<column>") so reads can re-evaluate them at their own time.
+  std::vector<std::string> clock_inputs;
+  int64_t max_window_micros = 0;  ///< the look-back a run must read
+  /// Derived features whose inputs live in other feature sets: computed at
+  /// read time, not materialized.
+  std::vector<std::string> read_time_features;
+};
+
+/// Compiles a feature set's live features against its source schema.
+/// Unprocessable/InvalidArgument errors name the feature.
+Result<FeaturePlan> PlanMaterialization(const FeatureSet& feature_set,
+                                        const std::vector<Feature>& features,
+                                        const std::vector<Entity>& entities,
+                                        const std::shared_ptr<arrow::Schema>& source_schema);
+
+/// One rule's failures for one feature, for the job's quality report.
+struct QualityCounter {
+  int64_t count = 0;
+  boost::json::array samples;  ///< a few failing rows: keys, event time, value
+};
+
+struct ComputedFeatures {
+  /// Rows with event time in [start, end): key columns, event_timestamp,
+  /// created_timestamp, the feature columns (declared types), clock inputs.
+  std::shared_ptr<arrow::Table> offline;
+  /// The latest valid row per entity (event time < end), windowed features
+  /// evaluated at `end`; same columns as `offline`.
+  std::shared_ptr<arrow::Table> online;
+  /// {"feature": {"rule": {"count": n, "samples": [...]}}} over rows in [start, end).
+  boost::json::object quality_report;
+  int64_t rows_rejected = 0;  ///< rows dropped or values nulled by the policy
+  bool failed_validation = false;  ///< on_invalid = fail and something failed
+};
+
+/// Computes the features of `source` rows (which may start before `start`:
+/// the window look-back). `clock` is the value of clock functions (the run's
+/// end, never the wall clock); `created_time` fills created_timestamp when
+/// the feature set has no created_timestamp_field.
+Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
+                                         const std::shared_ptr<arrow::Table>& source,
+                                         TimestampMicros start, TimestampMicros end,
+                                         TimestampMicros clock, TimestampMicros created_time);
+
+}  // namespace fstore

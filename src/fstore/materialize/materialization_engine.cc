@@ -1,0 +1,387 @@
+#include "fstore/materialize/materialization_engine.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+
+#include <arrow/api.h>
+#include <spdlog/spdlog.h>
+
+#include "fstore/compute/source_schema.h"
+#include "fstore/core/ids.h"
+#include "fstore/materialize/feature_pipeline.h"
+#include "fstore/materialize/source_reader.h"
+#include "fstore/online/online_writer.h"
+
+namespace fstore {
+
+namespace {
+
+// The offline layout's schema version (ARCHITECTURE.md "Storage layouts").
+// Columns are added as features are; a new version comes with a breaking
+// change of the layout itself.
+constexpr int64_t kOfflineSchemaVersion = 1;
+
+double ThreadCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+bool Finished(const MaterializationJob& job) {
+  return job.status == JobStatus::kSucceeded || job.status == JobStatus::kFailed;
+}
+
+struct RunInputs {
+  FeatureSet feature_set;
+  FeaturePlan plan;
+};
+
+// Loads the definitions a run needs and compiles them against the source.
+Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set_ref) {
+  ARROW_ASSIGN_OR_RAISE(auto fs, registry->FindFeatureSet(feature_set_ref, false));
+  if (!fs) return NotFound("feature set '" + std::string(feature_set_ref) + "' not found");
+  if (!fs->offline_enabled && !fs->online_enabled) {
+    return Unprocessable("offline_enabled", "feature set '" + fs->name +
+                                                "' has both the offline and the online store "
+                                                "disabled: there is nowhere to materialize to");
+  }
+  if (!fs->source || fs->source->type != "file") {
+    return Unprocessable("source", "feature set '" + fs->name +
+                                       "' has no file source to materialize from (postgres and "
+                                       "push sources come with later issues)");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(*fs->source));
+  if (!schema) {
+    return Unprocessable("source.path", "no file matches '" + fs->source->path + "'");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto all_features, registry->ListFeatures(false));
+  std::vector<Feature> features;
+  for (auto& f : all_features) {
+    if (f.feature_set_id == fs->id) features.push_back(std::move(f));
+  }
+  std::sort(features.begin(), features.end(),
+            [](const Feature& a, const Feature& b) { return a.name < b.name; });
+  if (features.empty()) {
+    return Unprocessable("features", "feature set '" + fs->name + "' has no features yet");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto entities, registry->ListEntities());
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanMaterialization(*fs, features, entities, schema));
+  return RunInputs{*fs, std::move(plan)};
+}
+
+std::vector<std::string> FeatureColumns(const arrow::Table& table,
+                                        const std::vector<std::string>& keys) {
+  std::vector<std::string> out;
+  for (const auto& f : table.schema()->fields()) {
+    const std::string& name = f->name();
+    if (name == "event_timestamp" || name == "created_timestamp") continue;
+    if (std::find(keys.begin(), keys.end(), name) != keys.end()) continue;
+    out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace
+
+MaterializationEngine::MaterializationEngine(Registry* registry, OfflineStore* offline,
+                                             OnlineStore* online, int threads,
+                                             std::function<TimestampMicros()> now)
+    : registry_(registry), offline_(offline), online_(online), now_(std::move(now)) {
+  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+MaterializationEngine::~MaterializationEngine() { Shutdown(); }
+
+void MaterializationEngine::Shutdown() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+  }
+  work_ready_.notify_all();
+  for (auto& t : workers_) {
+    if (t.joinable()) t.join();
+  }
+  workers_.clear();
+}
+
+Result<MaterializationJob> MaterializationEngine::PrepareJob(const MaterializationRequest& request) {
+  ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, request.feature_set));
+  const FeatureSet& fs = inputs.feature_set;
+  MaterializationJob job;
+  job.id = NewUuid();
+  job.feature_set_id = fs.id;
+  job.feature_set_name = fs.name;
+  job.feature_set_version = fs.version;
+  job.trigger = request.trigger;
+  job.created_at = now_();
+  job.incremental = !request.start.has_value();
+  if (request.start) {
+    job.start = *request.start;
+  } else {
+    ARROW_ASSIGN_OR_RAISE(auto watermark, registry_->Watermark(fs.id));
+    if (watermark) {
+      job.start = *watermark;
+    } else {
+      ARROW_ASSIGN_OR_RAISE(auto earliest, EarliestSourceEvent(fs));
+      job.start = earliest.value_or(job.created_at);
+    }
+  }
+  job.end = request.end.value_or(job.created_at);
+  if (request.start && request.end && *request.end <= *request.start) {
+    return InvalidArgument("end_date", "must be after start_date (" + FormatTimestamp(*request.start) +
+                                           ")");
+  }
+  if (job.end < job.start) job.end = job.start;  // an incremental run with nothing to do
+  job.completed_until = job.start;
+  return job;
+}
+
+Result<MaterializationJob> MaterializationEngine::Submit(const MaterializationRequest& request) {
+  ARROW_ASSIGN_OR_RAISE(MaterializationJob job, PrepareJob(request));
+  ARROW_RETURN_NOT_OK(registry_->PutJob(job));
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return Unavailable("the server is shutting down");
+    queue_.push_back(job.id);
+    queued_feature_set_[job.id] = job.feature_set_id;
+  }
+  work_ready_.notify_one();
+  return job;
+}
+
+Result<MaterializationJob> MaterializationEngine::RunNow(const MaterializationRequest& request) {
+  ARROW_ASSIGN_OR_RAISE(MaterializationJob job, PrepareJob(request));
+  ARROW_RETURN_NOT_OK(registry_->PutJob(job));
+  {
+    std::unique_lock lock(mutex_);
+    // Never overlap a run of the same feature set.
+    job_done_.wait(lock, [&] { return !busy_feature_sets_.count(job.feature_set_id); });
+    busy_feature_sets_.insert(job.feature_set_id);
+  }
+  Execute(job);
+  {
+    std::lock_guard lock(mutex_);
+    busy_feature_sets_.erase(job.feature_set_id);
+  }
+  job_done_.notify_all();
+  work_ready_.notify_all();
+  return GetJob(job.id);
+}
+
+Result<MaterializationJob> MaterializationEngine::Retry(const std::string& job_id) {
+  ARROW_ASSIGN_OR_RAISE(MaterializationJob job, GetJob(job_id));
+  if (job.status == JobStatus::kSucceeded) {
+    return Conflict("job " + job_id + " already succeeded");
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (queued_feature_set_.count(job_id)) return Conflict("job " + job_id + " is queued already");
+  }
+  job.status = JobStatus::kQueued;
+  job.error.clear();
+  job.finished_at.reset();
+  ARROW_RETURN_NOT_OK(registry_->PutJob(job));
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(job.id);
+    queued_feature_set_[job.id] = job.feature_set_id;
+  }
+  work_ready_.notify_one();
+  return job;
+}
+
+Status MaterializationEngine::RecoverInterruptedJobs() {
+  for (JobStatus status : {JobStatus::kRunning, JobStatus::kQueued}) {
+    ARROW_ASSIGN_OR_RAISE(auto jobs, registry_->ListJobsByStatus(status));
+    for (auto& job : jobs) {
+      spdlog::info("resuming materialization job {} of {} at {}", job.id, job.feature_set_name,
+                   FormatTimestamp(job.completed_until));
+      job.status = JobStatus::kQueued;
+      ARROW_RETURN_NOT_OK(registry_->PutJob(job));
+      std::lock_guard lock(mutex_);
+      queue_.push_back(job.id);
+      queued_feature_set_[job.id] = job.feature_set_id;
+    }
+  }
+  work_ready_.notify_all();
+  return Status::OK();
+}
+
+Result<MaterializationJob> MaterializationEngine::Wait(const std::string& job_id,
+                                                       std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    ARROW_ASSIGN_OR_RAISE(MaterializationJob job, GetJob(job_id));
+    if (Finished(job) || std::chrono::steady_clock::now() >= deadline) return job;
+    std::unique_lock lock(mutex_);
+    job_done_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() +
+                                                      std::chrono::milliseconds(200)));
+  }
+}
+
+Result<MaterializationJob> MaterializationEngine::GetJob(const std::string& job_id) {
+  ARROW_ASSIGN_OR_RAISE(auto job, registry_->FindJob(job_id));
+  if (!job) return NotFound("materialization job '" + job_id + "' not found");
+  return *job;
+}
+
+Result<std::vector<MaterializationJob>> MaterializationEngine::ListJobs(
+    const std::string& feature_set, size_t limit) {
+  ARROW_ASSIGN_OR_RAISE(auto fs, registry_->FindFeatureSet(feature_set, true));
+  if (!fs) return NotFound("feature set '" + feature_set + "' not found");
+  return registry_->ListJobs(fs->id, limit);
+}
+
+void MaterializationEngine::WorkerLoop() {
+  while (true) {
+    std::string job_id, fs_id;
+    {
+      std::unique_lock lock(mutex_);
+      work_ready_.wait(lock, [&] {
+        if (stopping_) return true;
+        return std::any_of(queue_.begin(), queue_.end(), [&](const std::string& id) {
+          return !busy_feature_sets_.count(queued_feature_set_[id]);
+        });
+      });
+      if (stopping_) return;
+      auto it = std::find_if(queue_.begin(), queue_.end(), [&](const std::string& id) {
+        return !busy_feature_sets_.count(queued_feature_set_[id]);
+      });
+      job_id = *it;
+      fs_id = queued_feature_set_[job_id];
+      queue_.erase(it);
+      queued_feature_set_.erase(job_id);
+      busy_feature_sets_.insert(fs_id);
+    }
+    auto job = registry_->FindJob(job_id);
+    if (job.ok() && job->has_value()) {
+      Execute(**job);
+    } else {
+      spdlog::error("materialization job {} vanished: {}", job_id,
+                    job.ok() ? "not found" : job.status().ToString());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      busy_feature_sets_.erase(fs_id);
+    }
+    job_done_.notify_all();
+    work_ready_.notify_all();
+  }
+}
+
+void MaterializationEngine::Execute(MaterializationJob job) {
+  auto started = std::chrono::steady_clock::now();
+  double cpu_before = ThreadCpuSeconds();
+  job.status = JobStatus::kRunning;
+  job.started_at = now_();
+  (void)registry_->PutJob(job);
+  spdlog::info("materialization job {} of {}: [{}, {})", job.id, job.feature_set_name,
+               FormatTimestamp(job.start), FormatTimestamp(job.end));
+
+  Status st = RunChunks(&job);
+  job.duration_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  job.cpu_seconds += ThreadCpuSeconds() - cpu_before;
+  job.finished_at = now_();
+  if (st.IsCancelled()) {
+    // Left "running" at completed_until: the next start resumes it.
+    job.finished_at.reset();
+    (void)registry_->PutJob(job);
+    return;
+  }
+  if (!st.ok()) {
+    job.status = JobStatus::kFailed;
+    job.error = st.message();
+    spdlog::warn("materialization job {} failed: {}", job.id, job.error);
+    Status put = registry_->PutJob(job);
+    if (!put.ok()) spdlog::error("recording job {} failed: {}", job.id, put.ToString());
+    return;
+  }
+  job.status = JobStatus::kSucceeded;
+  Status commit = registry_->CommitJobAndWatermark(job, job.end);
+  if (!commit.ok()) {
+    spdlog::error("committing job {} failed: {}", job.id, commit.ToString());
+    job.status = JobStatus::kFailed;
+    job.error = "committing the job failed: " + commit.message();
+    (void)registry_->PutJob(job);
+    return;
+  }
+  spdlog::info("materialization job {} succeeded: {} rows read, {} offline, {} online, {:.3f}s",
+               job.id, job.rows_read, job.rows_written_offline, job.rows_written_online,
+               job.duration_seconds);
+}
+
+Status MaterializationEngine::RunChunks(MaterializationJob* job) {
+  ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, job->feature_set_id));
+  const FeatureSet& fs = inputs.feature_set;
+  const FeaturePlan& plan = inputs.plan;
+  const int64_t chunk = std::max<int64_t>(kMicrosPerDay, plan.max_window_micros);
+  // Clock functions see the run's end; created_timestamp (when the source has
+  // none) is the run's end too, so a re-run writes exactly what a clean run does.
+  const TimestampMicros clock = job->end;
+
+  while (job->completed_until < job->end) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return arrow::Status::Cancelled("interrupted by shutdown");
+    }
+    TimestampMicros chunk_start = job->completed_until;
+    TimestampMicros chunk_end = std::min(job->end, chunk_start + chunk);
+    SourceReadStats read;
+    ARROW_ASSIGN_OR_RAISE(
+        auto source, ReadSourceRange(fs, plan.source_columns,
+                                     chunk_start - plan.max_window_micros, chunk_end, &read));
+    job->bytes_read += read.bytes;
+    ARROW_ASSIGN_OR_RAISE(ComputedFeatures computed,
+                          ComputeFeatures(plan, source, chunk_start, chunk_end, clock, job->end));
+    // Rows read: those of this chunk's range (the look-back is re-read context).
+    job->rows_read += computed.offline->num_rows() + computed.rows_rejected;
+    job->rows_rejected += computed.rows_rejected;
+    for (const auto& [feature, rules] : computed.quality_report) {
+      auto& slot = job->quality_report[feature];
+      if (!slot.is_object()) slot.emplace_object();
+      for (const auto& [rule, report] : rules.as_object()) {
+        auto& existing = slot.as_object()[rule];
+        if (!existing.is_object()) {
+          existing = report;
+        } else {
+          existing.as_object()["count"] = existing.as_object()["count"].to_number<int64_t>() +
+                                          report.as_object().at("count").to_number<int64_t>();
+        }
+      }
+    }
+    if (computed.failed_validation) {
+      return Unprocessable("validation_rules",
+                           "values failed validation and the feature set's on_invalid policy "
+                           "is 'fail' (see the quality report); nothing of [" +
+                               FormatTimestamp(chunk_start) + ", " + FormatTimestamp(chunk_end) +
+                               ") was written");
+    }
+    if (fs.offline_enabled) {
+      ARROW_ASSIGN_OR_RAISE(auto stats,
+                            offline_->ReplaceRange(fs.name, kOfflineSchemaVersion, plan.key_columns,
+                                                   chunk_start, chunk_end, computed.offline,
+                                                   job->id));
+      job->rows_written_offline += computed.offline->num_rows();
+      job->bytes_written += stats.bytes_written;
+    }
+    if (fs.online_enabled && computed.online->num_rows() > 0) {
+      ARROW_ASSIGN_OR_RAISE(auto written,
+                            WriteLatestRows(online_, fs.name, plan.key_columns,
+                                            FeatureColumns(*computed.online, plan.key_columns),
+                                            *computed.online));
+      job->rows_written_online += written.applied;
+    }
+    // Durable before the progress is recorded.
+    if (fs.online_enabled) ARROW_RETURN_NOT_OK(online_->Sync());
+    job->completed_until = chunk_end;
+    ARROW_RETURN_NOT_OK(registry_->PutJob(*job));
+  }
+  return Status::OK();
+}
+
+}  // namespace fstore

@@ -1,0 +1,1069 @@
+#include "fstore/offline/offline_store.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include <arrow/api.h>
+#include <arrow/compute/api.h>
+#include <arrow/filesystem/api.h>
+#include <arrow/io/memory.h>
+#include <arrow/ipc/dictionary.h>
+#include <arrow/ipc/reader.h>
+#include <arrow/ipc/writer.h>
+#include <arrow/util/base64.h>
+#include <boost/json.hpp>
+#include <parquet/arrow/reader.h>
+#include <parquet/arrow/schema.h>
+#include <parquet/arrow/writer.h>
+#include <parquet/metadata.h>
+#include <parquet/properties.h>
+#include <parquet/statistics.h>
+
+namespace fstore {
+namespace {
+
+namespace cp = arrow::compute;
+
+constexpr char kDatePrefix[] = "date=";
+constexpr char kPartPrefix[] = "part-";
+constexpr char kParquetSuffix[] = ".parquet";
+constexpr char kMarkerPrefix[] = "_generation-";
+constexpr char kMarkerSuffix[] = ".json";
+constexpr char kTempPrefix[] = ".";
+constexpr char kTempSuffix[] = ".tmp";
+constexpr int kMarkerFormat = 1;
+
+const std::shared_ptr<arrow::DataType>& TimestampType() {
+  static const auto type = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
+  return type;
+}
+
+// ---------------------------------------------------------------------------
+// Names and paths
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
+// A feature set name or job id becomes a path component: keep it to a safe
+// alphabet, and away from the names the store itself uses ('.' temp files,
+// '_' markers).
+Status CheckName(const std::string& field, const std::string& name) {
+  if (name.empty()) return InvalidArgument(field, "must not be empty");
+  if (name.size() > 200) return InvalidArgument(field, "longer than 200 characters");
+  if (name.front() == '.' || name.front() == '_') {
+    return InvalidArgument(field, "'" + name + "' must not start with '.' or '_'");
+  }
+  for (char c : name) {
+    if (!IsNameChar(c)) {
+      return InvalidArgument(field,
+                             "'" + name + "' may only contain letters, digits, '_', '-', '.'");
+    }
+  }
+  return Status::OK();
+}
+
+std::string JoinPath(const std::string& base, const std::string& name) {
+  if (base.empty()) return name;
+  if (base.back() == '/') return base + name;
+  return base + "/" + name;
+}
+
+bool StartsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool EndsWith(std::string_view s, std::string_view p) {
+  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
+}
+
+std::optional<int64_t> ParseInt(std::string_view s) {
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+// ---------------------------------------------------------------------------
+// Dates: days since 1970-01-01 (UTC), floor division so that times before
+// 1970 fall on the right day.
+
+int64_t DayOf(TimestampMicros t) {
+  int64_t q = t / kMicrosPerDay;
+  if (t % kMicrosPerDay < 0) --q;
+  return q;
+}
+
+int64_t DaysFromCivil(int year, unsigned month, unsigned day) {
+  using namespace std::chrono;
+  return sys_days{std::chrono::year{year} / std::chrono::month{month} / std::chrono::day{day}}
+      .time_since_epoch()
+      .count();
+}
+
+// The days whose dates the layout can name (years 0001..9999).
+const int64_t kMinDay = DaysFromCivil(1, 1, 1);
+const int64_t kMaxDay = DaysFromCivil(9999, 12, 31);
+
+std::string FormatDate(int64_t day) {
+  using namespace std::chrono;
+  year_month_day ymd{sys_days{days{day}}};
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+  return buf;
+}
+
+// "YYYY-MM-DD" -> day, or nullopt if it is not a valid date.
+std::optional<int64_t> ParseDate(std::string_view s) {
+  if (s.size() != 10 || s[4] != '-' || s[7] != '-') return std::nullopt;
+  auto y = ParseInt(s.substr(0, 4));
+  auto m = ParseInt(s.substr(5, 2));
+  auto d = ParseInt(s.substr(8, 2));
+  if (!y || !m || !d) return std::nullopt;
+  std::chrono::year_month_day ymd{std::chrono::year{static_cast<int>(*y)},
+                                  std::chrono::month{static_cast<unsigned>(*m)},
+                                  std::chrono::day{static_cast<unsigned>(*d)}};
+  if (!ymd.ok()) return std::nullopt;
+  return static_cast<int64_t>(std::chrono::sys_days{ymd}.time_since_epoch().count());
+}
+
+// ---------------------------------------------------------------------------
+// Generations and their commit markers
+
+struct Generation {
+  int64_t number = 0;
+  std::string job_id;
+  std::vector<std::string> key_columns;
+  std::vector<std::string> files;  // base names, in key order
+  int64_t rows = 0;
+  std::shared_ptr<arrow::Schema> schema;
+};
+
+std::string MarkerName(int64_t number, const std::string& job_id) {
+  return kMarkerPrefix + std::to_string(number) + "-" + job_id + kMarkerSuffix;
+}
+
+// The generation number of a committed marker's file name, if it is one.
+std::optional<int64_t> MarkerNumber(std::string_view name) {
+  if (!StartsWith(name, kMarkerPrefix) || !EndsWith(name, kMarkerSuffix)) return std::nullopt;
+  std::string_view rest = name.substr(std::string_view(kMarkerPrefix).size());
+  auto dash = rest.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  auto n = ParseInt(rest.substr(0, dash));
+  if (!n || *n <= 0) return std::nullopt;
+  return n;
+}
+
+// The <n> of "part-<job_id>-<n>.parquet", if `name` is such a file.
+std::optional<int64_t> PartNumber(std::string_view name, const std::string& job_id) {
+  std::string prefix = kPartPrefix + job_id + "-";
+  if (!StartsWith(name, prefix) || !EndsWith(name, kParquetSuffix)) return std::nullopt;
+  name.remove_prefix(prefix.size());
+  name.remove_suffix(std::string_view(kParquetSuffix).size());
+  return ParseInt(name);
+}
+
+Result<std::string> EncodeSchema(const arrow::Schema& schema) {
+  ARROW_ASSIGN_OR_RAISE(auto buffer, arrow::ipc::SerializeSchema(schema));
+  return arrow::util::base64_encode(
+      std::string_view(reinterpret_cast<const char*>(buffer->data()), buffer->size()));
+}
+
+Result<std::shared_ptr<arrow::Schema>> DecodeSchema(std::string_view text) {
+  ARROW_ASSIGN_OR_RAISE(std::string bytes, arrow::util::base64_decode(text));
+  arrow::io::BufferReader reader(arrow::Buffer::FromString(std::move(bytes)));
+  arrow::ipc::DictionaryMemo memo;
+  return arrow::ipc::ReadSchema(&reader, &memo);
+}
+
+Result<std::string> EncodeMarker(const Generation& g) {
+  boost::json::object o;
+  o["format"] = kMarkerFormat;
+  o["generation"] = g.number;
+  o["job_id"] = g.job_id;
+  boost::json::array keys;
+  for (const auto& k : g.key_columns) keys.emplace_back(k);
+  o["key_columns"] = std::move(keys);
+  boost::json::array files;
+  for (const auto& f : g.files) files.emplace_back(f);
+  o["files"] = std::move(files);
+  o["rows"] = g.rows;
+  ARROW_ASSIGN_OR_RAISE(auto schema, EncodeSchema(*g.schema));
+  o["schema"] = schema;
+  return boost::json::serialize(o);
+}
+
+Result<Generation> DecodeMarker(const std::string& path, std::string_view text) {
+  auto corrupt = [&](const std::string& what) {
+    return Status::IOError("offline store: corrupt commit marker ", path, ": ", what);
+  };
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  if (ec || !v.is_object()) return corrupt("not a JSON object");
+  const auto& o = v.as_object();
+  auto int_field = [&](const char* name) -> std::optional<int64_t> {
+    const auto* f = o.if_contains(name);
+    if (f == nullptr || !f->is_int64()) return std::nullopt;
+    return f->as_int64();
+  };
+  auto strings_field = [&](const char* name) -> std::optional<std::vector<std::string>> {
+    const auto* f = o.if_contains(name);
+    if (f == nullptr || !f->is_array()) return std::nullopt;
+    std::vector<std::string> out;
+    for (const auto& e : f->as_array()) {
+      if (!e.is_string()) return std::nullopt;
+      out.emplace_back(e.as_string());
+    }
+    return out;
+  };
+  auto format = int_field("format");
+  if (!format || *format != kMarkerFormat) return corrupt("unknown format");
+  Generation g;
+  auto number = int_field("generation");
+  auto rows = int_field("rows");
+  auto keys = strings_field("key_columns");
+  auto files = strings_field("files");
+  const auto* job = o.if_contains("job_id");
+  const auto* schema = o.if_contains("schema");
+  if (!number || !rows || !keys || !files || job == nullptr || !job->is_string() ||
+      schema == nullptr || !schema->is_string()) {
+    return corrupt("missing or mistyped field");
+  }
+  g.number = *number;
+  g.rows = *rows;
+  g.key_columns = std::move(*keys);
+  g.files = std::move(*files);
+  g.job_id = std::string(job->as_string());
+  auto decoded = DecodeSchema(std::string_view(schema->as_string()));
+  if (!decoded.ok()) return corrupt("bad schema: " + decoded.status().ToString());
+  g.schema = *decoded;
+  for (const auto& f : g.files) {
+    if (f.empty() || f.find('/') != std::string::npos) return corrupt("bad file name");
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------------------
+// Rows: validation, normalisation, sort and dedup
+
+bool IsKeyType(const arrow::DataType& type) {
+  return type.id() == arrow::Type::INT64 || type.id() == arrow::Type::STRING;
+}
+
+// A time column as timestamp[us, UTC]: other units are converted (a loss of
+// precision is an error), "UTC"-like or absent time zones are accepted.
+Result<std::shared_ptr<arrow::ChunkedArray>> NormalizeTime(
+    const std::string& name, const std::shared_ptr<arrow::ChunkedArray>& col) {
+  if (col->type()->id() != arrow::Type::TIMESTAMP) {
+    return InvalidArgument(name, "must be a timestamp column, not " + col->type()->ToString());
+  }
+  const auto& ts = static_cast<const arrow::TimestampType&>(*col->type());
+  const std::string& tz = ts.timezone();
+  if (!(tz.empty() || tz == "UTC" || tz == "Etc/UTC" || tz == "Z" || tz == "+00:00")) {
+    return InvalidArgument(name, "must be in UTC, not time zone '" + tz + "'");
+  }
+  if (col->null_count() > 0) return InvalidArgument(name, "must not contain nulls");
+  if (col->type()->Equals(*TimestampType())) return col;
+  auto as_utc = arrow::timestamp(ts.unit(), "UTC");
+  arrow::ArrayVector chunks;
+  for (const auto& chunk : col->chunks()) {
+    ARROW_ASSIGN_OR_RAISE(auto viewed, chunk->View(as_utc));
+    chunks.push_back(std::move(viewed));
+  }
+  ARROW_ASSIGN_OR_RAISE(auto relabeled, arrow::ChunkedArray::Make(std::move(chunks), as_utc));
+  auto cast = cp::Cast(relabeled, TimestampType());
+  if (!cast.ok()) {
+    return InvalidArgument(name, "cannot convert to microseconds: " + cast.status().message());
+  }
+  return cast->chunked_array();
+}
+
+// `rows` checked against the contract of ReplaceRange and rearranged into the
+// stored column order: keys, event_timestamp, created_timestamp, features.
+Result<std::shared_ptr<arrow::Table>> NormalizeRows(const std::shared_ptr<arrow::Table>& rows,
+                                                    const std::vector<std::string>& key_columns) {
+  if (rows == nullptr) return InvalidArgument("rows", "must not be null");
+  if (key_columns.empty()) return InvalidArgument("key_columns", "must name at least one column");
+  const auto& schema = *rows->schema();
+  std::set<std::string> seen;
+  for (const auto& f : schema.fields()) {
+    if (!seen.insert(f->name()).second) {
+      return InvalidArgument("rows", "duplicate column '" + f->name() + "'");
+    }
+  }
+  std::vector<std::string> order;
+  std::set<std::string> special;
+  for (const auto& k : key_columns) {
+    if (k == kEventTimestampColumn || k == kCreatedTimestampColumn || !special.insert(k).second) {
+      return InvalidArgument("key_columns", "'" + k + "' is repeated or a time column");
+    }
+    order.push_back(k);
+  }
+  order.push_back(kEventTimestampColumn);
+  order.push_back(kCreatedTimestampColumn);
+  special.insert(kEventTimestampColumn);
+  special.insert(kCreatedTimestampColumn);
+  for (const auto& f : schema.fields()) {
+    if (special.count(f->name()) == 0) order.push_back(f->name());
+  }
+
+  arrow::FieldVector fields;
+  arrow::ChunkedArrayVector columns;
+  for (const auto& name : order) {
+    auto col = rows->GetColumnByName(name);
+    if (col == nullptr) return InvalidArgument("rows", "missing column '" + name + "'");
+    auto field = schema.GetFieldByName(name);
+    bool is_key = std::find(key_columns.begin(), key_columns.end(), name) != key_columns.end();
+    if (is_key) {
+      if (!IsKeyType(*col->type())) {
+        return InvalidArgument(
+            "rows." + name, "a key column must be int64 or utf8, not " + col->type()->ToString());
+      }
+      if (col->null_count() > 0) return InvalidArgument("rows." + name, "must not contain nulls");
+      fields.push_back(arrow::field(name, col->type(), /*nullable=*/false));
+    } else if (name == kEventTimestampColumn || name == kCreatedTimestampColumn) {
+      ARROW_ASSIGN_OR_RAISE(col, NormalizeTime("rows." + name, col));
+      fields.push_back(arrow::field(name, TimestampType(), /*nullable=*/false));
+    } else {
+      fields.push_back(arrow::field(name, col->type(), field->nullable()));
+    }
+    columns.push_back(std::move(col));
+  }
+  return arrow::Table::Make(arrow::schema(std::move(fields)), std::move(columns), rows->num_rows());
+}
+
+// Equality of the (key columns, event time) of two rows of one table.
+class EntityEventEquals {
+ public:
+  // `table` must be in one chunk per column.
+  EntityEventEquals(const arrow::Table& table, const std::vector<std::string>& key_columns) {
+    for (const auto& k : key_columns) keys_.push_back(table.GetColumnByName(k)->chunk(0));
+    event_ = std::static_pointer_cast<arrow::TimestampArray>(
+        table.GetColumnByName(kEventTimestampColumn)->chunk(0));
+  }
+
+  bool operator()(int64_t a, int64_t b) const {
+    if (event_->Value(a) != event_->Value(b)) return false;
+    for (const auto& k : keys_) {
+      if (k->type_id() == arrow::Type::INT64) {
+        const auto& ints = static_cast<const arrow::Int64Array&>(*k);
+        if (ints.Value(a) != ints.Value(b)) return false;
+      } else {
+        const auto& strings = static_cast<const arrow::StringArray&>(*k);
+        if (strings.GetView(a) != strings.GetView(b)) return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  std::vector<std::shared_ptr<arrow::Array>> keys_;
+  std::shared_ptr<arrow::TimestampArray> event_;
+};
+
+// Sorted by key columns then event time, one row per (key, event time): the
+// one with the greatest created time, then the greatest row position.
+Result<std::shared_ptr<arrow::Table>> SortAndDeduplicate(
+    const std::shared_ptr<arrow::Table>& table, const std::vector<std::string>& key_columns) {
+  if (table->num_rows() == 0) return table;
+  ARROW_ASSIGN_OR_RAISE(auto combined, table->CombineChunks());
+  std::vector<cp::SortKey> sort_keys;
+  for (const auto& k : key_columns) sort_keys.emplace_back(k);
+  sort_keys.emplace_back(kEventTimestampColumn);
+  sort_keys.emplace_back(kCreatedTimestampColumn);
+  ARROW_ASSIGN_OR_RAISE(auto order,
+                        cp::SortIndices(arrow::Datum(combined), cp::SortOptions(sort_keys)));
+  const auto& sorted = static_cast<const arrow::UInt64Array&>(*order);
+  const auto& created = static_cast<const arrow::TimestampArray&>(
+      *combined->GetColumnByName(kCreatedTimestampColumn)->chunk(0));
+  EntityEventEquals same(*combined, key_columns);
+
+  // Linear pass over the sorted order: within a run of equal (key, event
+  // time) keep the row with the greatest (created time, position), without
+  // relying on the sort being stable.
+  arrow::Int64Builder keep;
+  ARROW_RETURN_NOT_OK(keep.Reserve(sorted.length()));
+  const int64_t n = sorted.length();
+  int64_t i = 0;
+  while (i < n) {
+    int64_t best = static_cast<int64_t>(sorted.Value(i));
+    int64_t j = i + 1;
+    for (; j < n; ++j) {
+      int64_t row = static_cast<int64_t>(sorted.Value(j));
+      if (!same(best, row)) break;
+      if (created.Value(row) > created.Value(best) ||
+          (created.Value(row) == created.Value(best) && row > best)) {
+        best = row;
+      }
+    }
+    keep.UnsafeAppend(best);
+    i = j;
+  }
+  ARROW_ASSIGN_OR_RAISE(auto indices, keep.Finish());
+  ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(arrow::Datum(combined), arrow::Datum(indices)));
+  return taken.table();
+}
+
+// The rows of `table` whose event time is inside [start, end) (or outside it).
+Result<std::shared_ptr<arrow::Table>> FilterByTime(const std::shared_ptr<arrow::Table>& table,
+                                                   TimestampMicros start, TimestampMicros end,
+                                                   bool inside) {
+  auto event = table->GetColumnByName(kEventTimestampColumn);
+  auto start_scalar = std::make_shared<arrow::TimestampScalar>(start, TimestampType());
+  auto end_scalar = std::make_shared<arrow::TimestampScalar>(end, TimestampType());
+  arrow::Datum mask;
+  if (inside) {
+    ARROW_ASSIGN_OR_RAISE(auto ge, cp::CallFunction("greater_equal", {event, start_scalar}));
+    ARROW_ASSIGN_OR_RAISE(auto lt, cp::CallFunction("less", {event, end_scalar}));
+    ARROW_ASSIGN_OR_RAISE(mask, cp::CallFunction("and", {ge, lt}));
+  } else {
+    ARROW_ASSIGN_OR_RAISE(auto lt, cp::CallFunction("less", {event, start_scalar}));
+    ARROW_ASSIGN_OR_RAISE(auto ge, cp::CallFunction("greater_equal", {event, end_scalar}));
+    ARROW_ASSIGN_OR_RAISE(mask, cp::CallFunction("or", {lt, ge}));
+  }
+  ARROW_ASSIGN_OR_RAISE(auto filtered, cp::Filter(arrow::Datum(table), mask));
+  return filtered.table();
+}
+
+// Same fields (names, types, order), ignoring metadata and nullability.
+bool SameColumns(const arrow::Schema& a, const arrow::Schema& b) {
+  if (a.num_fields() != b.num_fields()) return false;
+  for (int i = 0; i < a.num_fields(); ++i) {
+    if (a.field(i)->name() != b.field(i)->name() ||
+        !a.field(i)->type()->Equals(*b.field(i)->type())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// The state of one date partition on storage
+
+struct PartitionState {
+  std::string dir;
+  std::optional<Generation> current;  // the committed generation, if any
+  std::string current_marker;         // its marker's base name
+  std::vector<std::string> files;     // base names of all files in `dir`
+};
+
+Result<std::vector<arrow::fs::FileInfo>> ListDir(arrow::fs::FileSystem& fs,
+                                                 const std::string& dir) {
+  arrow::fs::FileSelector selector;
+  selector.base_dir = dir;
+  selector.allow_not_found = true;
+  selector.recursive = false;
+  return fs.GetFileInfo(selector);
+}
+
+Result<std::string> ReadWholeFile(arrow::fs::FileSystem& fs, const std::string& path) {
+  ARROW_ASSIGN_OR_RAISE(auto in, fs.OpenInputStream(path));
+  std::string out;
+  while (true) {
+    ARROW_ASSIGN_OR_RAISE(auto chunk, in->Read(64 * 1024));
+    if (chunk->size() == 0) break;
+    out.append(reinterpret_cast<const char*>(chunk->data()), chunk->size());
+  }
+  ARROW_RETURN_NOT_OK(in->Close());
+  return out;
+}
+
+Result<PartitionState> LoadPartition(arrow::fs::FileSystem& fs, const std::string& dir) {
+  PartitionState state;
+  state.dir = dir;
+  ARROW_ASSIGN_OR_RAISE(auto entries, ListDir(fs, dir));
+  std::optional<int64_t> best;
+  std::string best_name;
+  for (const auto& e : entries) {
+    if (!e.IsFile()) continue;
+    state.files.push_back(e.base_name());
+    auto n = MarkerNumber(e.base_name());
+    if (n && (!best || *n > *best)) {
+      best = n;
+      best_name = e.base_name();
+    }
+  }
+  if (best) {
+    std::string path = JoinPath(dir, best_name);
+    ARROW_ASSIGN_OR_RAISE(auto text, ReadWholeFile(fs, path));
+    ARROW_ASSIGN_OR_RAISE(auto g, DecodeMarker(path, text));
+    if (g.number != *best) {
+      return Status::IOError("offline store: commit marker ", path, " names generation ", g.number);
+    }
+    state.current = std::move(g);
+    state.current_marker = best_name;
+  }
+  return state;
+}
+
+// The date partitions under a version directory, by day.
+Result<std::map<int64_t, std::string>> ListDateDirs(arrow::fs::FileSystem& fs,
+                                                    const std::string& version_dir) {
+  std::map<int64_t, std::string> out;
+  ARROW_ASSIGN_OR_RAISE(auto entries, ListDir(fs, version_dir));
+  for (const auto& e : entries) {
+    if (e.type() != arrow::fs::FileType::Directory) continue;
+    std::string name = e.base_name();
+    if (!StartsWith(name, kDatePrefix)) continue;
+    auto day = ParseDate(std::string_view(name).substr(std::string_view(kDatePrefix).size()));
+    if (day) out.emplace(*day, JoinPath(version_dir, name));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+Result<std::shared_ptr<arrow::Table>> ReadGeneration(arrow::fs::FileSystem& fs,
+                                                     const PartitionState& state) {
+  std::vector<std::shared_ptr<arrow::Table>> parts;
+  for (const auto& file : state.current->files) {
+    ARROW_ASSIGN_OR_RAISE(auto in, fs.OpenInputFile(JoinPath(state.dir, file)));
+    ARROW_ASSIGN_OR_RAISE(auto reader, parquet::arrow::OpenFile(in, arrow::default_memory_pool()));
+    ARROW_ASSIGN_OR_RAISE(auto table, reader->ReadTable());
+    if (!SameColumns(*table->schema(), *state.current->schema)) {
+      return Status::IOError("offline store: ", JoinPath(state.dir, file),
+                             " does not have the schema of its generation");
+    }
+    // Take the generation's schema (nullability, no Parquet metadata).
+    parts.push_back(arrow::Table::Make(state.current->schema, table->columns(), table->num_rows()));
+  }
+  if (parts.empty()) return arrow::Table::MakeEmpty(state.current->schema);
+  return arrow::ConcatenateTables(parts);
+}
+
+Status WriteAtomically(arrow::fs::FileSystem& fs, const std::string& dir, const std::string& name,
+                       std::string_view content) {
+  std::string temp = JoinPath(dir, kTempPrefix + name + kTempSuffix);
+  ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(temp));
+  ARROW_RETURN_NOT_OK(out->Write(content.data(), static_cast<int64_t>(content.size())));
+  ARROW_RETURN_NOT_OK(out->Close());
+  return fs.Move(temp, JoinPath(dir, name));
+}
+
+// Writes one Parquet file under a temporary name and moves it into place;
+// returns its size in bytes.
+Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& dir,
+                                 const std::string& name,
+                                 const std::shared_ptr<arrow::Table>& table) {
+  std::string temp = JoinPath(dir, kTempPrefix + name + kTempSuffix);
+  ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(temp));
+  auto properties = parquet::WriterProperties::Builder()
+                        .compression(arrow::Compression::ZSTD)
+                        ->max_row_group_length(kOfflineRowGroupRows)
+                        ->build();
+  auto arrow_properties = parquet::ArrowWriterProperties::Builder().store_schema()->build();
+  ARROW_ASSIGN_OR_RAISE(
+      auto writer, parquet::arrow::FileWriter::Open(*table->schema(), arrow::default_memory_pool(),
+                                                    out, properties, arrow_properties));
+  ARROW_RETURN_NOT_OK(writer->WriteTable(*table, kOfflineRowGroupRows));
+  ARROW_RETURN_NOT_OK(writer->Close());
+  ARROW_ASSIGN_OR_RAISE(int64_t size, out->Tell());
+  ARROW_RETURN_NOT_OK(out->Close());
+  ARROW_RETURN_NOT_OK(fs.Move(temp, JoinPath(dir, name)));
+  return size;
+}
+
+// Deletes the files `names` of `dir` except those in `keep`.
+Status DeleteAllBut(arrow::fs::FileSystem& fs, const std::string& dir,
+                    const std::vector<std::string>& names, const std::vector<std::string>& keep) {
+  std::vector<std::string> doomed;
+  for (const auto& name : names) {
+    if (std::find(keep.begin(), keep.end(), name) == keep.end()) doomed.push_back(name);
+  }
+  // Data files before old markers: correctness does not depend on it (the
+  // greatest marker wins), but a half-cleaned directory stays readable to a
+  // human.
+  std::stable_partition(doomed.begin(), doomed.end(),
+                        [](const std::string& name) { return !MarkerNumber(name).has_value(); });
+  for (const auto& name : doomed) ARROW_RETURN_NOT_OK(fs.DeleteFile(JoinPath(dir, name)));
+  return Status::OK();
+}
+
+// Commits `table` (sorted, deduplicated) as the next generation of the
+// partition, then deletes everything else in its directory.
+Status WriteGeneration(arrow::fs::FileSystem& fs, const PartitionState& state,
+                       const std::vector<std::string>& key_columns,
+                       const std::shared_ptr<arrow::Table>& table, const std::string& job_id,
+                       WriteStats* stats) {
+  ARROW_RETURN_NOT_OK(fs.CreateDir(state.dir, /*recursive=*/true));
+  Generation g;
+  g.number = state.current ? state.current->number + 1 : 1;
+  g.job_id = job_id;
+  g.key_columns = key_columns;
+  g.rows = table->num_rows();
+  g.schema = table->schema();
+  // File names never repeat one of the current generation (a retry with the
+  // same job id), so a visible file is never overwritten.
+  int64_t n = 0;
+  if (state.current) {
+    for (const auto& f : state.current->files) {
+      if (auto k = PartNumber(f, job_id)) n = std::max(n, *k + 1);
+    }
+  }
+  for (int64_t offset = 0; offset < table->num_rows(); offset += kOfflineFileRows, ++n) {
+    std::string name = kPartPrefix + job_id + "-" + std::to_string(n) + kParquetSuffix;
+    ARROW_ASSIGN_OR_RAISE(int64_t bytes, WriteParquetFile(fs, state.dir, name,
+                                                          table->Slice(offset, kOfflineFileRows)));
+    g.files.push_back(name);
+    stats->bytes_written += bytes;
+    stats->files_written += 1;
+  }
+  std::string marker = MarkerName(g.number, job_id);
+  ARROW_ASSIGN_OR_RAISE(auto text, EncodeMarker(g));
+  ARROW_RETURN_NOT_OK(WriteAtomically(fs, state.dir, marker, text));
+  stats->rows_written += g.rows;
+  stats->partitions_written += 1;
+
+  // Committed. Now remove superseded generations and leftovers of crashed
+  // writes; readers ignore them anyway, this only reclaims space.
+  ARROW_ASSIGN_OR_RAISE(auto entries, ListDir(fs, state.dir));
+  std::vector<std::string> names;
+  for (const auto& e : entries) {
+    if (e.IsFile()) names.push_back(e.base_name());
+  }
+  g.files.push_back(marker);
+  return DeleteAllBut(fs, state.dir, names, g.files);
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+// The leaf column indices of the top-level field `field_index`.
+void CollectLeaves(const parquet::arrow::SchemaField& field, std::vector<int>* out) {
+  if (field.column_index >= 0) out->push_back(field.column_index);
+  for (const auto& child : field.children) CollectLeaves(child, out);
+}
+
+struct ScanFile {
+  std::string path;
+  std::shared_ptr<arrow::Schema> schema;  // of its generation
+};
+
+// Streams the rows of a list of files that lie in [start, end), projected to
+// `schema`, one row group at a time.
+class OfflineScanReader : public arrow::RecordBatchReader {
+ public:
+  OfflineScanReader(std::shared_ptr<arrow::fs::FileSystem> fs, std::vector<ScanFile> files,
+                    std::shared_ptr<arrow::Schema> schema, TimestampMicros start,
+                    TimestampMicros end)
+      : fs_(std::move(fs)),
+        files_(std::move(files)),
+        schema_(std::move(schema)),
+        start_(start),
+        end_(end) {}
+
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+
+  Status ReadNext(std::shared_ptr<arrow::RecordBatch>* batch) override {
+    while (true) {
+      if (batches_ != nullptr) {
+        std::shared_ptr<arrow::RecordBatch> next;
+        ARROW_RETURN_NOT_OK(batches_->ReadNext(&next));
+        if (next != nullptr) {
+          ARROW_ASSIGN_OR_RAISE(next, Project(next));
+          if (!row_group_inside_) {
+            ARROW_ASSIGN_OR_RAISE(next, Filter(next));
+          }
+          if (next->num_rows() == 0) continue;
+          *batch = std::move(next);
+          return Status::OK();
+        }
+        batches_.reset();
+      }
+      if (reader_ != nullptr && next_row_group_ < static_cast<int>(row_groups_.size())) {
+        auto [row_group, inside] = row_groups_[next_row_group_++];
+        row_group_inside_ = inside;
+        ARROW_ASSIGN_OR_RAISE(batches_, reader_->GetRecordBatchReader({row_group}, leaves_));
+        continue;
+      }
+      reader_.reset();
+      if (next_file_ >= files_.size()) {
+        *batch = nullptr;
+        return Status::OK();
+      }
+      ARROW_RETURN_NOT_OK(OpenFile(files_[next_file_++]));
+    }
+  }
+
+  Status Close() override {
+    batches_.reset();
+    reader_.reset();
+    next_file_ = files_.size();
+    return Status::OK();
+  }
+
+ private:
+  Status OpenFile(const ScanFile& file) {
+    ARROW_ASSIGN_OR_RAISE(auto in, fs_->OpenInputFile(file.path));
+    ARROW_ASSIGN_OR_RAISE(reader_, parquet::arrow::OpenFile(in, arrow::default_memory_pool()));
+    const auto& manifest = reader_->manifest();
+    auto metadata = reader_->parquet_reader()->metadata();
+    std::shared_ptr<arrow::Schema> file_schema;
+    ARROW_RETURN_NOT_OK(reader_->GetSchema(&file_schema));
+    if (!SameColumns(*file_schema, *file.schema)) {
+      return Status::IOError("offline store: ", file.path,
+                             " does not have the schema of its generation");
+    }
+    // Read the file's fields that the output needs, in file order.
+    leaves_.clear();
+    int event_leaf = -1;
+    for (int i = 0; i < file_schema->num_fields(); ++i) {
+      const auto& name = file_schema->field(i)->name();
+      if (name == kEventTimestampColumn) event_leaf = manifest.schema_fields[i].column_index;
+      if (schema_->GetFieldIndex(name) >= 0) CollectLeaves(manifest.schema_fields[i], &leaves_);
+    }
+    if (event_leaf < 0)
+      return Status::IOError("offline store: ", file.path, " has no event_timestamp");
+    // Row groups whose event-time statistics miss [start, end) are skipped;
+    // those wholly inside it need no filter.
+    row_groups_.clear();
+    next_row_group_ = 0;
+    for (int rg = 0; rg < metadata->num_row_groups(); ++rg) {
+      auto row_group = metadata->RowGroup(rg);
+      if (row_group->num_rows() == 0) continue;
+      auto stats = row_group->ColumnChunk(event_leaf)->statistics();
+      if (stats != nullptr && stats->HasMinMax() &&
+          stats->physical_type() == parquet::Type::INT64) {
+        const auto& typed = static_cast<const parquet::Int64Statistics&>(*stats);
+        if (typed.max() < start_ || typed.min() >= end_) continue;
+        row_groups_.emplace_back(rg, typed.min() >= start_ && typed.max() < end_);
+      } else {
+        row_groups_.emplace_back(rg, false);
+      }
+    }
+    return Status::OK();
+  }
+
+  Result<std::shared_ptr<arrow::RecordBatch>> Project(
+      const std::shared_ptr<arrow::RecordBatch>& batch) {
+    arrow::ArrayVector columns;
+    for (const auto& f : schema_->fields()) {
+      auto col = batch->GetColumnByName(f->name());
+      if (col == nullptr) return Status::IOError("offline store: a file lacks column ", f->name());
+      columns.push_back(std::move(col));
+    }
+    return arrow::RecordBatch::Make(schema_, batch->num_rows(), std::move(columns));
+  }
+
+  Result<std::shared_ptr<arrow::RecordBatch>> Filter(
+      const std::shared_ptr<arrow::RecordBatch>& batch) {
+    auto event = batch->GetColumnByName(kEventTimestampColumn);
+    auto start = std::make_shared<arrow::TimestampScalar>(start_, TimestampType());
+    auto end = std::make_shared<arrow::TimestampScalar>(end_, TimestampType());
+    ARROW_ASSIGN_OR_RAISE(auto ge, cp::CallFunction("greater_equal", {event, start}));
+    ARROW_ASSIGN_OR_RAISE(auto lt, cp::CallFunction("less", {event, end}));
+    ARROW_ASSIGN_OR_RAISE(auto mask, cp::CallFunction("and", {ge, lt}));
+    ARROW_ASSIGN_OR_RAISE(auto filtered, cp::Filter(arrow::Datum(batch), mask));
+    return filtered.record_batch();
+  }
+
+  std::shared_ptr<arrow::fs::FileSystem> fs_;
+  std::vector<ScanFile> files_;
+  std::shared_ptr<arrow::Schema> schema_;
+  TimestampMicros start_;
+  TimestampMicros end_;
+
+  size_t next_file_ = 0;
+  std::unique_ptr<parquet::arrow::FileReader> reader_;
+  std::vector<int> leaves_;
+  std::vector<std::pair<int, bool>> row_groups_;  // (index, wholly inside [start, end))
+  int next_row_group_ = 0;
+  bool row_group_inside_ = false;
+  std::unique_ptr<arrow::RecordBatchReader> batches_;
+};
+
+Status InitializeArrowOnce() {
+  static const Status status = cp::Initialize();
+  return status;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+OfflineStore::OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root)
+    : fs_(std::move(fs)), root_(std::move(root)) {}
+
+OfflineStore::~OfflineStore() = default;
+
+Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri) {
+  std::string path;
+  auto fs = arrow::fs::FileSystemFromUri(uri, &path);
+  if (!fs.ok()) {
+    return InvalidArgument("uri",
+                           "cannot open offline store '" + uri + "': " + fs.status().message());
+  }
+  return Make(*std::move(fs), std::move(path));
+}
+
+Result<std::unique_ptr<OfflineStore>> OfflineStore::Make(std::shared_ptr<arrow::fs::FileSystem> fs,
+                                                         std::string root) {
+  if (fs == nullptr) return InvalidArgument("fs", "must not be null");
+  ARROW_RETURN_NOT_OK(InitializeArrowOnce());
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  return std::unique_ptr<OfflineStore>(new OfflineStore(std::move(fs), std::move(root)));
+}
+
+namespace {
+
+Result<std::string> VersionDir(const std::string& root, const std::string& feature_set,
+                               int64_t schema_version) {
+  ARROW_RETURN_NOT_OK(CheckName("feature_set", feature_set));
+  if (schema_version < 0) return InvalidArgument("schema_version", "must not be negative");
+  return JoinPath(JoinPath(root, feature_set), "v" + std::to_string(schema_version));
+}
+
+}  // namespace
+
+Result<WriteStats> OfflineStore::ReplaceRange(const std::string& feature_set,
+                                              int64_t schema_version,
+                                              const std::vector<std::string>& key_columns,
+                                              TimestampMicros start, TimestampMicros end,
+                                              const std::shared_ptr<arrow::Table>& rows,
+                                              const std::string& job_id) {
+  ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
+  ARROW_RETURN_NOT_OK(CheckName("job_id", job_id));
+  if (start >= end) {
+    return InvalidArgument(
+        "end", "the range [" + FormatTimestamp(start) + ", " + FormatTimestamp(end) + ") is empty");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto table, NormalizeRows(rows, key_columns));
+
+  // Group the new rows by date, refusing any outside [start, end).
+  std::map<int64_t, std::vector<int64_t>> rows_by_day;
+  {
+    int64_t row = 0;
+    int64_t current_day = std::numeric_limits<int64_t>::min();  // no valid day
+    std::vector<int64_t>* current = nullptr;
+    for (const auto& chunk : table->GetColumnByName(kEventTimestampColumn)->chunks()) {
+      const auto& events = static_cast<const arrow::TimestampArray&>(*chunk);
+      for (int64_t i = 0; i < events.length(); ++i, ++row) {
+        TimestampMicros t = events.Value(i);
+        if (t < start || t >= end) {
+          return InvalidArgument("rows.event_timestamp",
+                                 "row " + std::to_string(row) + " has event time " +
+                                     FormatTimestamp(t) + ", outside the range [" +
+                                     FormatTimestamp(start) + ", " + FormatTimestamp(end) + ")");
+        }
+        int64_t day = DayOf(t);
+        if (day < kMinDay || day > kMaxDay) {
+          return InvalidArgument(
+              "rows.event_timestamp",
+              "row " + std::to_string(row) + " has an event time outside the years 0001..9999");
+        }
+        if (day != current_day) {
+          current_day = day;
+          current = &rows_by_day[day];
+        }
+        current->push_back(row);
+      }
+    }
+  }
+
+  // The dates to rewrite: those with new rows, and the existing ones the
+  // range touches (their rows inside the range go away).
+  ARROW_ASSIGN_OR_RAISE(auto existing, ListDateDirs(*fs_, version_dir));
+  const int64_t first_day = DayOf(start);
+  const int64_t last_day = DayOf(end - 1);
+  std::set<int64_t> days;
+  for (const auto& [day, _] : rows_by_day) days.insert(day);
+  for (auto it = existing.lower_bound(first_day); it != existing.end() && it->first <= last_day;
+       ++it) {
+    days.insert(it->first);
+  }
+
+  // Load every touched partition before writing any, so that a schema
+  // mismatch is found before anything changes.
+  std::map<int64_t, PartitionState> states;
+  bool checked_schema = false;
+  for (int64_t day : days) {
+    std::string dir = JoinPath(version_dir, kDatePrefix + FormatDate(day));
+    ARROW_ASSIGN_OR_RAISE(auto state, LoadPartition(*fs_, dir));
+    if (state.current) {
+      if (!SameColumns(*state.current->schema, *table->schema()) ||
+          state.current->key_columns != key_columns) {
+        return InvalidArgument("rows", "the columns (" + table->schema()->ToString() +
+                                           ") or key columns differ from "
+                                           "those stored for " +
+                                           feature_set + " v" + std::to_string(schema_version) +
+                                           " (" + state.current->schema->ToString() + ")");
+      }
+      checked_schema = true;
+    }
+    states.emplace(day, std::move(state));
+  }
+  if (!checked_schema && !existing.empty()) {
+    // Nothing touched exists yet: compare with the latest existing partition.
+    for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+      ARROW_ASSIGN_OR_RAISE(auto state, LoadPartition(*fs_, it->second));
+      if (!state.current) continue;
+      if (!SameColumns(*state.current->schema, *table->schema()) ||
+          state.current->key_columns != key_columns) {
+        return InvalidArgument("rows", "the columns or key columns differ from those stored for " +
+                                           feature_set + " v" + std::to_string(schema_version) +
+                                           " (" + state.current->schema->ToString() + ")");
+      }
+      break;
+    }
+  }
+
+  WriteStats stats;
+  for (int64_t day : days) {
+    const PartitionState& state = states.at(day);
+    const bool wholly_inside = day * kMicrosPerDay >= start && (day + 1) * kMicrosPerDay <= end;
+    auto new_rows = rows_by_day.find(day);
+    if (new_rows == rows_by_day.end() && (!state.current || state.current->rows == 0) &&
+        wholly_inside) {
+      // Already empty (or absent) and stays so; only leftovers of an
+      // interrupted earlier write may need cleaning.
+      if (state.current) {
+        ARROW_RETURN_NOT_OK(DeleteAllBut(*fs_, state.dir, state.files, {state.current_marker}));
+      }
+      continue;
+    }
+    std::vector<std::shared_ptr<arrow::Table>> parts;
+    if (state.current && !wholly_inside) {
+      ARROW_ASSIGN_OR_RAISE(auto old_rows, ReadGeneration(*fs_, state));
+      ARROW_ASSIGN_OR_RAISE(auto kept, FilterByTime(old_rows, start, end, /*inside=*/false));
+      parts.push_back(std::move(kept));
+    }
+    if (new_rows != rows_by_day.end()) {
+      arrow::Int64Builder indices;
+      ARROW_RETURN_NOT_OK(indices.AppendValues(new_rows->second));
+      ARROW_ASSIGN_OR_RAISE(auto index_array, indices.Finish());
+      ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(arrow::Datum(table), arrow::Datum(index_array)));
+      parts.push_back(taken.table());
+    }
+    std::shared_ptr<arrow::Table> content;
+    if (parts.empty()) {
+      ARROW_ASSIGN_OR_RAISE(content, arrow::Table::MakeEmpty(table->schema()));
+    } else {
+      ARROW_ASSIGN_OR_RAISE(content, arrow::ConcatenateTables(parts));
+    }
+    ARROW_ASSIGN_OR_RAISE(content, SortAndDeduplicate(content, key_columns));
+    ARROW_RETURN_NOT_OK(WriteGeneration(*fs_, state, key_columns, content, job_id, &stats));
+  }
+  return stats;
+}
+
+namespace {
+
+struct ScanPlan {
+  std::shared_ptr<arrow::RecordBatchReader> reader;
+  std::vector<std::string> key_columns;
+};
+
+Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
+                          const std::string& version_dir, TimestampMicros start,
+                          TimestampMicros end, const std::vector<std::string>& columns) {
+  if (start > end) {
+    return InvalidArgument("end", "the range [" + FormatTimestamp(start) + ", " +
+                                      FormatTimestamp(end) + ") ends before it starts");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto existing, ListDateDirs(*fs, version_dir));
+  std::vector<ScanFile> files;
+  std::optional<Generation> reference;  // gives the schema and key columns
+  if (start < end) {
+    const int64_t first_day = DayOf(start);
+    const int64_t last_day = DayOf(end - 1);
+    for (auto it = existing.lower_bound(first_day); it != existing.end() && it->first <= last_day;
+         ++it) {
+      ARROW_ASSIGN_OR_RAISE(auto state, LoadPartition(*fs, it->second));
+      if (!state.current) continue;
+      if (reference && !SameColumns(*reference->schema, *state.current->schema)) {
+        return Status::IOError("offline store: partition ", state.dir,
+                               " has a schema different from the other partitions'");
+      }
+      for (const auto& f : state.current->files) {
+        files.push_back(ScanFile{JoinPath(state.dir, f), state.current->schema});
+      }
+      if (!reference) reference = std::move(state.current);
+    }
+  }
+  if (!reference) {
+    // Nothing in the range: the schema comes from the latest partition, if any.
+    for (auto it = existing.rbegin(); it != existing.rend() && !reference; ++it) {
+      ARROW_ASSIGN_OR_RAISE(auto state, LoadPartition(*fs, it->second));
+      reference = std::move(state.current);
+    }
+  }
+  ScanPlan plan;
+  std::shared_ptr<arrow::Schema> schema = arrow::schema(arrow::FieldVector{});
+  if (reference) {
+    plan.key_columns = reference->key_columns;
+    const auto& stored = *reference->schema;
+    const size_t fixed = reference->key_columns.size() + 2;  // keys, event, created
+    arrow::FieldVector fields;
+    if (columns.empty()) {
+      fields = stored.fields();
+    } else {
+      for (size_t i = 0; i < fixed && i < static_cast<size_t>(stored.num_fields()); ++i) {
+        fields.push_back(stored.field(static_cast<int>(i)));
+      }
+      std::set<std::string> added;
+      for (const auto& f : fields) added.insert(f->name());
+      for (const auto& name : columns) {
+        auto field = stored.GetFieldByName(name);
+        if (field == nullptr) {
+          return InvalidArgument("columns", "no column '" + name + "' in the offline store");
+        }
+        if (added.insert(name).second) fields.push_back(field);
+      }
+    }
+    schema = arrow::schema(std::move(fields));
+  }
+  plan.reader = std::make_shared<OfflineScanReader>(fs, std::move(files), schema, start, end);
+  return plan;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<arrow::RecordBatchReader>> OfflineStore::Scan(
+    const std::string& feature_set, int64_t schema_version, TimestampMicros start,
+    TimestampMicros end, const std::vector<std::string>& columns) {
+  ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, version_dir, start, end, columns));
+  return plan.reader;
+}
+
+Result<std::shared_ptr<arrow::Table>> OfflineStore::Read(const std::string& feature_set,
+                                                         int64_t schema_version,
+                                                         TimestampMicros start, TimestampMicros end,
+                                                         const std::vector<std::string>& columns) {
+  ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, version_dir, start, end, columns));
+  ARROW_ASSIGN_OR_RAISE(auto table, plan.reader->ToTable());
+  if (table->num_rows() <= 1) return table;
+  // Each partition is sorted; across partitions the keys interleave.
+  std::vector<cp::SortKey> sort_keys;
+  for (const auto& k : plan.key_columns) sort_keys.emplace_back(k);
+  sort_keys.emplace_back(kEventTimestampColumn);
+  ARROW_ASSIGN_OR_RAISE(auto order,
+                        cp::SortIndices(arrow::Datum(table), cp::SortOptions(sort_keys)));
+  ARROW_ASSIGN_OR_RAISE(auto sorted, cp::Take(arrow::Datum(table), arrow::Datum(order)));
+  return sorted.table();
+}
+
+Result<std::vector<std::string>> OfflineStore::Partitions(const std::string& feature_set,
+                                                          int64_t schema_version) {
+  ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
+  ARROW_ASSIGN_OR_RAISE(auto existing, ListDateDirs(*fs_, version_dir));
+  std::vector<std::string> out;
+  for (const auto& [day, dir] : existing) {
+    ARROW_ASSIGN_OR_RAISE(auto entries, ListDir(*fs_, dir));
+    bool committed = std::any_of(entries.begin(), entries.end(), [](const arrow::fs::FileInfo& e) {
+      return e.IsFile() && MarkerNumber(e.base_name()).has_value();
+    });
+    if (committed) out.push_back(FormatDate(day));
+  }
+  return out;
+}
+
+}  // namespace fstore

@@ -1,0 +1,142 @@
+#pragma once
+
+// The offline store: a feature set's full history as Parquet files, for
+// training data and point-in-time joins. Written and read through
+// arrow::fs::FileSystem, so the same code runs on local disk (file://) and on
+// object storage (s3://) -- whatever arrow::fs::FileSystemFromUri supports.
+//
+// Layout (ARCHITECTURE.md, "Storage layouts"):
+//
+//   <root>/<feature_set>/v<schema_version>/date=YYYY-MM-DD/
+//       part-<job>-<n>.parquet        data files of the current generation
+//       _generation-<g>-<job>.json    commit marker of generation g
+//
+// Columns of every data file: the join key columns (int64 or utf8, in the
+// order given to ReplaceRange), `event_timestamp` and `created_timestamp`
+// (both timestamp[us, UTC], never null), then the feature columns. Inside a
+// date partition the rows are unique per (entity key, event time) and sorted
+// by the key columns then event time; a partition's files are consecutive
+// slices of that order (in the order its marker lists them). The date of a row
+// is the UTC date of its event time.
+//
+// Generations. A date partition is replaced as a whole: the writer puts the
+// new files under temporary names, moves them to their final names, then
+// writes the commit marker `_generation-<g>-<job>.json` (temp name + Move),
+// whose file list is the partition's content. Readers use the marker with
+// the greatest g and only the files it lists, so a crash at any point leaves
+// either the old or the new generation visible, never a mix. Files not listed
+// by the current marker (superseded generations, temp files of a crashed
+// write) are ignored by readers and deleted by the next write to the
+// partition. A ReplaceRange over several dates is atomic per date partition,
+// not as a whole: after a crash some dates may show the new rows and others
+// the old ones; repeating the ReplaceRange (what a re-run of the
+// materialization job does) completes it.
+//
+// Thread safety and concurrency: one writer at a time per feature set (the
+// materialization scheduler runs one job per feature set); any number of
+// readers, also during a write. A reader that lists a partition just before a
+// write deletes its superseded files may fail with an IOError (retry).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <arrow/filesystem/type_fwd.h>
+#include <arrow/type_fwd.h>
+
+#include "fstore/core/columns.h"
+#include "fstore/core/status.h"
+#include "fstore/core/time.h"
+
+namespace fstore {
+
+/// Rows per Parquet row group written by the offline store.
+inline constexpr int64_t kOfflineRowGroupRows = 128 * 1024;
+/// Rows per Parquet file before a partition is split into several files.
+inline constexpr int64_t kOfflineFileRows = 8 * kOfflineRowGroupRows;
+
+/// What a ReplaceRange wrote.
+struct WriteStats {
+  int64_t rows_written = 0;   ///< rows in the new files (incl. rows kept from outside the range)
+  int64_t bytes_written = 0;  ///< bytes of the new Parquet files (markers not counted)
+  int64_t files_written = 0;  ///< Parquet files written
+  int64_t partitions_written = 0;  ///< date partitions given a new generation
+};
+
+class OfflineStore {
+ public:
+  /// Opens the store rooted at `uri`: `file:///abs/dir`, later `s3://bucket/prefix`
+  /// (anything arrow::fs::FileSystemFromUri accepts). The root need not exist
+  /// yet: an empty store reads as empty and the first write creates it.
+  static Result<std::unique_ptr<OfflineStore>> Open(const std::string& uri);
+
+  /// A store rooted at `root` (a path in `fs`'s own syntax) of an existing
+  /// filesystem: for tests (fault injection) and for callers that configure
+  /// the filesystem themselves (S3 options).
+  static Result<std::unique_ptr<OfflineStore>> Make(std::shared_ptr<arrow::fs::FileSystem> fs,
+                                                    std::string root);
+
+  ~OfflineStore();
+  OfflineStore(const OfflineStore&) = delete;
+  OfflineStore& operator=(const OfflineStore&) = delete;
+
+  /// Replaces the feature set's rows whose event time lies in [start, end)
+  /// (UTC microseconds, start < end) with `rows`.
+  ///
+  /// `rows` has the columns `key_columns` (int64 or utf8, no nulls),
+  /// `event_timestamp` and `created_timestamp` (timestamp of any unit, UTC or
+  /// no time zone, no nulls; stored as timestamp[us, UTC]) and the feature
+  /// columns, in any order; every row's event time must lie in [start, end)
+  /// and in the years 0001..9999, else InvalidArgument and nothing is written.
+  /// For each date partition touched, its new content is its current rows
+  /// outside [start, end) plus the new rows of that date, deduplicated to one
+  /// row per (entity key, event time) keeping the greatest created time (then
+  /// the later row of `rows`), sorted by key then event time, and written
+  /// (zstd, row groups of kOfflineRowGroupRows) as a new generation. A
+  /// partition wholly inside [start, end) that gets no new rows is replaced by
+  /// an empty generation; dates in the range with neither old nor new rows
+  /// are not created. The schema of `rows` (feature columns and their types)
+  /// must match the data already stored for this schema version, else
+  /// InvalidArgument. `job_id` ([A-Za-z0-9_.-]+, not starting with '.' or
+  /// '_') names the files. Rows of a partition are held in memory while it is
+  /// rewritten (one date at a time).
+  Result<WriteStats> ReplaceRange(const std::string& feature_set, int64_t schema_version,
+                                  const std::vector<std::string>& key_columns,
+                                  TimestampMicros start, TimestampMicros end,
+                                  const std::shared_ptr<arrow::Table>& rows,
+                                  const std::string& job_id);
+
+  /// The rows with event time in [start, end), sorted by key then event time.
+  /// With `columns` non-empty only those feature columns are returned (the
+  /// key and time columns always are, first); a column the stored schema
+  /// lacks is InvalidArgument. Only the date partitions of [start, end) are opened,
+  /// and only the row groups whose event-time statistics overlap it are read.
+  /// A feature set (or schema version) with no data is not an error: the
+  /// result is an empty table -- with the stored schema if any partition of
+  /// the feature set exists, else with no columns at all.
+  Result<std::shared_ptr<arrow::Table>> Read(const std::string& feature_set, int64_t schema_version,
+                                             TimestampMicros start, TimestampMicros end,
+                                             const std::vector<std::string>& columns = {});
+
+  /// The same rows as Read, streamed in bounded memory (one row group at a
+  /// time) for large reads. The order differs from Read's: date partitions in
+  /// date order, within each the rows sorted by key then event time.
+  Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(
+      const std::string& feature_set, int64_t schema_version, TimestampMicros start,
+      TimestampMicros end, const std::vector<std::string>& columns = {});
+
+  /// The dates ("YYYY-MM-DD", ascending) that have a committed generation,
+  /// including those whose current generation is empty. A missing feature
+  /// set has none.
+  Result<std::vector<std::string>> Partitions(const std::string& feature_set,
+                                              int64_t schema_version);
+
+ private:
+  OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root);
+
+  std::shared_ptr<arrow::fs::FileSystem> fs_;
+  std::string root_;  // no trailing '/'; empty means the filesystem's root
+};
+
+}  // namespace fstore

@@ -1,0 +1,52 @@
+#pragma once
+
+// The compact binary value of an OnlineRecord, shared by every backend (the
+// RocksDB value, the Redis value), so that a record is bytes-for-bytes the
+// same wherever it is stored.
+//
+// Format, version 1 (all varints are LEB128; "zigzag" maps signed to unsigned
+// so that small negative numbers stay short):
+//   u8      version (= 1)
+//   varint  zigzag(event_time)
+//   varint  zigzag(created_time)
+//   varint  number of values
+//   per value: varint name length, name bytes, then the value:
+//   value := u8 tag, payload
+//     0 null       (no payload)
+//     1 int64      varint zigzag
+//     2 float64    8 bytes, IEEE 754 little-endian
+//     3 string     varint length, bytes
+//     4 bool       u8 0 or 1
+//     5 timestamp  varint zigzag(micros)
+//     6 list       varint element count, then each element as a value
+// Feature names are stored inline: simplest, and a record of 10 features with
+// short names stays well under a cache line or two of overhead.
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "fstore/core/status.h"
+#include "fstore/online/online_store.h"
+
+namespace fstore {
+
+inline constexpr uint8_t kOnlineRecordFormatVersion = 1;
+
+/// Appends the encoding of `record` to `out`.
+void AppendOnlineRecord(const OnlineRecord& record, std::string* out);
+
+/// The encoding of `record`.
+std::string EncodeOnlineRecord(const OnlineRecord& record);
+
+/// Decodes a whole record. Internal error (never a crash) on bytes that are
+/// not a valid encoding: truncated, trailing bytes, unknown version or tag,
+/// lists nested deeper than 32.
+Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes);
+
+/// Decodes only (event_time, created_time), for newer-wins comparisons
+/// without decoding the values.
+Result<std::pair<TimestampMicros, TimestampMicros>> DecodeOnlineRecordTimes(
+    std::string_view bytes);
+
+}  // namespace fstore

@@ -1,0 +1,133 @@
+// Materialization into the embedded online store (ARCHITECTURE.md budget: at
+// least 1 million rows/s), and the reads serving does.
+//
+//   cmake -B build-rel -DCMAKE_BUILD_TYPE=Release -DFSTORE_BUILD_BENCHMARKS=ON
+//   ninja -C build-rel online_writer_benchmark && build-rel/src/fstore/online/online_writer_benchmark
+
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+
+#include <arrow/api.h>
+
+#include "fstore/core/ids.h"
+#include "fstore/online/online_writer.h"
+#include "fstore/online/rocksdb/rocksdb_online_store.h"
+
+namespace fstore {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr TimestampMicros kT0 = 1'700'000'000'000'000;
+
+/// `rows` rows: an int64 key (or "user_<n>" strings), event time, 5 int64 and 5 float64 features.
+std::shared_ptr<arrow::Table> MakeRows(int64_t rows, bool string_keys, std::vector<std::string>* features) {
+  arrow::Int64Builder int_ids, times, ints[5];
+  arrow::StringBuilder string_ids;
+  arrow::DoubleBuilder floats[5];
+  for (int64_t i = 0; i < rows; ++i) {
+    if (string_keys) {
+      (void)string_ids.Append("user_" + std::to_string(i));
+    } else {
+      (void)int_ids.Append(i);
+    }
+    (void)times.Append(kT0 + i);
+    for (int f = 0; f < 5; ++f) {
+      (void)ints[f].Append(i * f);
+      (void)floats[f].Append(static_cast<double>(i) * 0.5 + f);
+    }
+  }
+  arrow::FieldVector fields;
+  arrow::ArrayVector arrays;
+  auto add = [&](const std::string& name, arrow::ArrayBuilder& builder) {
+    std::shared_ptr<arrow::Array> array;
+    (void)builder.Finish(&array);
+    fields.push_back(arrow::field(name, array->type()));
+    arrays.push_back(array);
+  };
+  add("id", string_keys ? static_cast<arrow::ArrayBuilder&>(string_ids) : int_ids);
+  add("event_timestamp", times);
+  features->clear();
+  for (int f = 0; f < 5; ++f) {
+    add("int_" + std::to_string(f), ints[f]);
+    add("float_" + std::to_string(f), floats[f]);
+    features->push_back("int_" + std::to_string(f));
+    features->push_back("float_" + std::to_string(f));
+  }
+  return arrow::Table::Make(arrow::schema(fields), arrays);
+}
+
+/// WriteLatestRows of a table of range(0) rows into a fresh RocksDB store.
+void BM_WriteLatestRows(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  std::vector<std::string> features;
+  auto table = MakeRows(rows, state.range(1) != 0, &features);
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
+    auto store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
+    state.ResumeTiming();
+    auto result = WriteLatestRows(store.get(), "fs", {"id"}, features, *table);
+    if (!result.ok()) state.SkipWithError(result.status().ToString().c_str());
+    state.PauseTiming();
+    (void)store->Close();
+    store.reset();
+    fs::remove_all(dir);
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK(BM_WriteLatestRows)
+    ->ArgNames({"rows", "string_keys"})
+    ->Args({1'000'000, 0})
+    ->Args({1'000'000, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+/// The same rows again into a store that holds them: every row is compared and ignored.
+void BM_WriteLatestRowsRerun(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  std::vector<std::string> features;
+  auto table = MakeRows(rows, false, &features);
+  auto dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
+  auto store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
+  (void)WriteLatestRows(store.get(), "fs", {"id"}, features, *table);
+  for (auto _ : state) {
+    auto result = WriteLatestRows(store.get(), "fs", {"id"}, features, *table);
+    if (!result.ok()) state.SkipWithError(result.status().ToString().c_str());
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+  (void)store->Close();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_WriteLatestRowsRerun)->ArgNames({"rows"})->Arg(1'000'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+/// Read of range(0) random entities of 10 features from 1M stored ones.
+void BM_Read(benchmark::State& state) {
+  static std::unique_ptr<RocksDbOnlineStore> store;
+  static fs::path dir;
+  constexpr int64_t kStored = 1'000'000;
+  if (!store) {
+    std::vector<std::string> features;
+    auto table = MakeRows(kStored, false, &features);
+    dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
+    store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
+    (void)WriteLatestRows(store.get(), "fs", {"id"}, features, *table);
+  }
+  std::vector<EntityKey> keys(state.range(0));
+  uint64_t x = 88172645463325252ull;
+  for (auto _ : state) {
+    for (auto& key : keys) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      key = {static_cast<int64_t>(x % kStored)};
+    }
+    auto read = store->Read("fs", keys, 0, kT0);
+    benchmark::DoNotOptimize(read);
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_Read)->ArgNames({"keys"})->Arg(1)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace fstore
