@@ -228,7 +228,8 @@ CASES = [
     case("wrong-method", "DELETE", FS, 405, "method_not_allowed"),
     case("wrong-method-put", "PUT", F + "/{f_id}", 405, "method_not_allowed", body={}),
     # --- not built yet
-    case("materialize", "POST", FS + "/{fs_id}/materialize", 501, "not_implemented",
+    case("materialize-without-source", "POST", FS + "/{fs_id}/materialize", 422, "unprocessable",
+         "source",
          body={"start_date": "2024-01-01T00:00:00", "end_date": "2024-01-31T23:59:59"}),
     case("materialize-unknown-set", "POST", FS + "/{new}/materialize", 404, "not_found",
          body={"start_date": "2024-01-01T00:00:00"}),

@@ -175,6 +175,32 @@ int Materialize(const Config& config, const std::string& feature_set, const std:
   return job->status == JobStatus::kSucceeded ? 0 : kExitFailure;
 }
 
+/// `fstore get-online <feature-set> --key K [--key K2]`: the online store's
+/// records for those entities (a composite key as comma-separated values).
+int GetOnline(const Config& config, const std::string& feature_set,
+              const std::vector<std::string>& keys) {
+  SetLogLevel(config.log_level);
+  if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
+  std::vector<std::vector<std::string>> parts;
+  for (const auto& k : keys) {
+    std::vector<std::string> p;
+    size_t begin = 0;
+    while (true) {
+      size_t comma = k.find(',', begin);
+      p.push_back(k.substr(begin, comma - begin));
+      if (comma == std::string::npos) break;
+      begin = comma + 1;
+    }
+    parts.push_back(std::move(p));
+  }
+  auto store = FeatureStore::Open(StoreOptions(config));
+  if (!store.ok()) return Fail(store.status());
+  auto records = (*store)->DumpOnlineRecords(feature_set, parts);
+  if (!records.ok()) return Fail(records.status());
+  std::cout << boost::json::serialize(*records) << std::endl;
+  return (*store)->Close().ok() ? 0 : kExitFailure;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"fstore: a feature store for machine learning"};
   app.require_subcommand(1);
@@ -198,6 +224,16 @@ int Main(int argc, char** argv) {
   materialize->add_option("--end", mat_end, "End of the range, exclusive; default: now");
   AddSettingFlags(materialize, &materialize_flags);
 
+  SettingFlags get_online_flags;
+  CLI::App* get_online = app.add_subcommand(
+      "get-online", "Print a feature set's online records for entity keys, without a server");
+  std::string go_feature_set;
+  std::vector<std::string> go_keys;
+  get_online->add_option("feature_set", go_feature_set, "Feature set id or name")->required();
+  get_online->add_option("--key", go_keys, "An entity key (composite: comma-separated)")
+      ->required();
+  AddSettingFlags(get_online, &get_online_flags);
+
   CLI::App* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -211,10 +247,12 @@ int Main(int argc, char** argv) {
   }
   const SettingFlags& flags = serve->parsed()         ? serve_flags
                              : materialize->parsed() ? materialize_flags
+                             : get_online->parsed()  ? get_online_flags
                                                      : migrate_flags;
   auto config = LoadConfig(flags);
   if (!config.ok()) return Fail(config.status());
   if (materialize->parsed()) return Materialize(*config, mat_feature_set, mat_start, mat_end);
+  if (get_online->parsed()) return GetOnline(*config, go_feature_set, go_keys);
   return serve->parsed() ? Serve(*config) : Migrate(*config);
 }
 

@@ -1395,13 +1395,14 @@ Result<NodePtr> Binder::BindAExpr(const json::object& o, int pos) {
   const json::value* rexpr = o.if_contains("rexpr");
   if (kind == "AEXPR_OP") {
     if (rexpr == nullptr) return CompileError(pos, "operator " + op + " is not supported");
-    ARROW_ASSIGN_OR_RAISE(NodePtr r, Bind(*rexpr, pos));
     if (lexpr == nullptr) {
+      ARROW_ASSIGN_OR_RAISE(NodePtr r, Bind(*rexpr, pos));
       if (op == "-") return BindNegate(r, pos);
       if (op == "+") return r;
       return CompileError(pos, "prefix operator " + op + " is not supported in a transformation");
     }
     ARROW_ASSIGN_OR_RAISE(NodePtr l, Bind(*lexpr, pos));
+    ARROW_ASSIGN_OR_RAISE(NodePtr r, Bind(*rexpr, pos));
     if (op == "+" || op == "-" || op == "*" || op == "/" || op == "%" || op == "^") {
       return BindArithmetic(op, l, r, pos);
     }
@@ -1473,7 +1474,7 @@ Result<NodePtr> Binder::BindAExpr(const json::object& o, int pos) {
       tests.push_back(t);
     }
     // x IN (a, b) is x = a OR x = b, with its NULL semantics; NOT IN the AND of <>.
-    return BindLogical(!negated, tests, pos);
+    return BindLogical(/*is_and=*/negated, tests, pos);
   }
   if (kind == "AEXPR_BETWEEN" || kind == "AEXPR_NOT_BETWEEN" || kind == "AEXPR_BETWEEN_SYM" ||
       kind == "AEXPR_NOT_BETWEEN_SYM") {

@@ -126,7 +126,9 @@ Result<int64_t> ParsePostgresInterval(std::string_view text,
 Result<std::shared_ptr<arrow::DataType>> WindowResultType(
     WindowFunction function, const std::shared_ptr<arrow::DataType>& input);
 
-/// The aggregate at each event. Rows are sorted by group, then event time.
+/// The aggregate at each event. Rows are sorted by group id (ascending), then
+/// event time (ascending); the order of rows with equal times is their input
+/// order, which decides first_value/last_value among peers.
 /// `group_ids`: equal ids = the same entity; `times`: event times (UTC
 /// microseconds); `values`: the evaluated argument (numeric, string, binary,
 /// bool or temporal; NULLs allowed; ignored for COUNT(*), where it may be

@@ -371,7 +371,10 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
     for (const RuleViolations& v : col.violations) {
       QualityCounter counter;
       for (int64_t row : v.rows) {
-        if (fs.on_invalid == "drop" || v.rule == "not_null") {
+        // A value that must not be null cannot be nulled: its row goes.
+        bool not_null = p.feature.validation_rules.not_null.value_or(false);
+        if (fs.on_invalid == "drop" || v.rule == "not_null" ||
+            (fs.on_invalid == "null" && not_null)) {
           drop[row] = true;
         } else if (fs.on_invalid == "null") {
           null_rows[row] = any_null = true;

@@ -544,6 +544,35 @@ TEST_F(OfflineStoreTest, ReadFiltersAcrossRowGroups) {
   EXPECT_GE(batches, 2);
 }
 
+TEST_F(OfflineStoreTest, SplitsLargePartitionsIntoFiles) {
+  const int64_t n = kOfflineFileRows + 1000;
+  std::vector<Row> rows;
+  rows.reserve(n);
+  for (int64_t i = 0; i < n; ++i) rows.push_back({i % 2, kJan1 + i * 10'000, kC1, 0.0});
+  ASSERT_OK_AND_ASSIGN(auto stats, Replace(kJan1, kJan2, rows));
+  EXPECT_EQ(stats.files_written, 2);
+  EXPECT_EQ(stats.rows_written, n);
+  EXPECT_TRUE(fs::exists(dir_ / "user_stats/v1/date=2024-01-01/part-job1-1.parquet"));
+  // The files are consecutive slices of the key order.
+  ASSERT_OK_AND_ASSIGN(auto reader, store_->Scan("user_stats", 1, kJan1, kJan2));
+  int64_t total = 0, last_key = -1;
+  TimestampMicros last_event = 0;
+  while (true) {
+    std::shared_ptr<arrow::RecordBatch> batch;
+    ASSERT_OK(reader->ReadNext(&batch));
+    if (batch == nullptr) break;
+    const auto& keys = static_cast<const arrow::Int64Array&>(*batch->column(0));
+    const auto& events = static_cast<const arrow::TimestampArray&>(*batch->column(1));
+    for (int64_t i = 0; i < batch->num_rows(); ++i, ++total) {
+      ASSERT_TRUE(keys.Value(i) > last_key ||
+                  (keys.Value(i) == last_key && events.Value(i) > last_event));
+      last_key = keys.Value(i);
+      last_event = events.Value(i);
+    }
+  }
+  EXPECT_EQ(total, n);
+}
+
 TEST_F(OfflineStoreTest, ProjectsColumns) {
   // A table with a list feature (several Parquet leaves are not an issue).
   arrow::ListBuilder lists(arrow::default_memory_pool(), std::make_shared<arrow::Int64Builder>());

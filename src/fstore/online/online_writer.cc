@@ -3,7 +3,8 @@
 #include <limits>
 #include <memory>
 #include <tuple>
-#include <unordered_map>
+#include <functional>
+#include <string_view>
 
 #include <arrow/array.h>
 #include <arrow/record_batch.h>
@@ -197,6 +198,8 @@ struct Winner {
   TimestampMicros created;
 };
 
+constexpr uint32_t kEmptySlot = 0xffffffff;
+
 Status ColumnError(const std::string& column, const std::string& message) {
   return InvalidArgument(column, "column '" + column + "': " + message);
 }
@@ -283,27 +286,32 @@ Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& featu
     batches.push_back(std::move(readers));
   }
 
-  // The newest row per key: one hash map over the encoded keys.
+  // The newest row per key: an open-addressing hash index over the encoded
+  // keys, kept in one arena (no allocation per row).
   std::vector<Winner> winners;
-  std::unordered_map<std::string, uint32_t> slot;
-  slot.reserve(static_cast<size_t>(rows.num_rows()));
   winners.reserve(static_cast<size_t>(rows.num_rows()));
-  std::string encoded;
+  std::string arena;
+  std::vector<uint64_t> key_begin;  // per winner, its key's offset in the arena
+  key_begin.reserve(static_cast<size_t>(rows.num_rows()) + 1);
+  size_t capacity = 16;
+  while (capacity < 2 * static_cast<size_t>(rows.num_rows())) capacity *= 2;
+  std::vector<uint32_t> slots(capacity, kEmptySlot);
+  std::hash<std::string_view> hash;
   int64_t row_offset = 0;
   for (uint32_t b = 0; b < batches.size(); ++b) {
     const BatchReaders& readers = batches[b];
     const int64_t n = readers.batch->num_rows();
     for (int64_t i = 0; i < n; ++i) {
-      encoded.clear();
+      const size_t begin = arena.size();
       for (size_t k = 0; k < readers.keys.size(); ++k) {
         const ColumnReader& key = readers.keys[k];
         if (key.IsNull(i)) {
           return ColumnError(key_columns[k], "null join key at row " + std::to_string(row_offset + i));
         }
         if (IsIntKind(key_types[k].kind)) {
-          AppendEntityKeyPart(key.Int(i), &encoded);
+          AppendEntityKeyPart(key.Int(i), &arena);
         } else {
-          AppendEntityKeyPart(key.String(i), &encoded);
+          AppendEntityKeyPart(key.String(i), &arena);
         }
       }
       if (readers.event->IsNull(i)) {
@@ -311,17 +319,30 @@ Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& featu
       }
       Winner w{b, i, readers.event->Int(i),
                readers.created && !readers.created->IsNull(i) ? readers.created->Int(i) : 0};
-      auto [it, inserted] = slot.try_emplace(encoded, static_cast<uint32_t>(winners.size()));
-      if (inserted) {
-        winners.push_back(w);
-      } else {
-        Winner& current = winners[it->second];
-        if (std::tie(w.event, w.created) >= std::tie(current.event, current.created)) current = w;
+      std::string_view encoded(arena.data() + begin, arena.size() - begin);
+      size_t s = hash(encoded) & (capacity - 1);
+      while (true) {
+        uint32_t at = slots[s];
+        if (at == kEmptySlot) {
+          slots[s] = static_cast<uint32_t>(winners.size());
+          winners.push_back(w);
+          key_begin.push_back(begin);
+          break;
+        }
+        const size_t at_end = at + 1 < key_begin.size() ? key_begin[at + 1] : begin;
+        if (std::string_view(arena.data() + key_begin[at], at_end - key_begin[at]) == encoded) {
+          Winner& current = winners[at];
+          if (std::tie(w.event, w.created) >= std::tie(current.event, current.created)) current = w;
+          arena.resize(begin);  // the key is known: drop this copy
+          break;
+        }
+        s = (s + 1) & (capacity - 1);
       }
     }
     row_offset += n;
   }
-  std::unordered_map<std::string, uint32_t>().swap(slot);  // free before writing
+  std::vector<uint32_t>().swap(slots);  // free before writing
+  std::string().swap(arena);
 
   WriteResult result;
   result.ignored = rows.num_rows() - static_cast<int64_t>(winners.size());

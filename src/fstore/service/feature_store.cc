@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -775,6 +776,78 @@ Result<json::object> FeatureStore::FeatureLineage(std::string_view ref) {
   out["feature"] = summary(feature);
   out["upstream"] = std::move(upstream);
   out["downstream"] = std::move(downstream);
+  return out;
+}
+
+namespace {
+
+json::value FeatureValueToJson(const FeatureValue& v) {
+  struct Visitor {
+    json::value operator()(std::monostate) const { return nullptr; }
+    json::value operator()(int64_t x) const { return x; }
+    json::value operator()(double x) const { return x; }
+    json::value operator()(const std::string& x) const { return json::value(x); }
+    json::value operator()(bool x) const { return x; }
+    json::value operator()(const TimestampValue& x) const {
+      return json::value(FormatTimestamp(x.micros));
+    }
+    json::value operator()(const ListValue& x) const {
+      json::array a;
+      for (const auto& item : x.items) a.push_back(FeatureValueToJson(item));
+      return a;
+    }
+  };
+  return std::visit(Visitor{}, v);
+}
+
+}  // namespace
+
+Result<json::object> FeatureStore::DumpOnlineRecords(
+    std::string_view feature_set, const std::vector<std::vector<std::string>>& keys) {
+  ARROW_ASSIGN_OR_RAISE(FeatureSet fs, GetFeatureSet(feature_set));
+  std::vector<std::string> value_types;
+  for (const auto& name : fs.entities) {
+    ARROW_ASSIGN_OR_RAISE(Entity e, GetEntity(name));
+    for (size_t i = 0; i < e.join_keys.size(); ++i) value_types.push_back(e.value_type);
+  }
+  std::vector<EntityKey> entity_keys;
+  std::vector<std::string> labels;
+  for (const auto& parts : keys) {
+    if (parts.size() != value_types.size()) {
+      return InvalidArgument("key", "feature set '" + fs.name + "' is keyed by " +
+                                        std::to_string(value_types.size()) + " value(s)");
+    }
+    EntityKey key;
+    std::string label;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (value_types[i] == "int") {
+        int64_t v = 0;
+        auto [ptr, ec] = std::from_chars(parts[i].data(), parts[i].data() + parts[i].size(), v);
+        if (ec != std::errc() || ptr != parts[i].data() + parts[i].size()) {
+          return InvalidArgument("key", "'" + parts[i] + "' is not an integer key");
+        }
+        key.emplace_back(v);
+      } else {
+        key.emplace_back(parts[i]);
+      }
+      label += (i ? "," : "") + parts[i];
+    }
+    entity_keys.push_back(std::move(key));
+    labels.push_back(std::move(label));
+  }
+  ARROW_ASSIGN_OR_RAISE(auto records, online_->Read(fs.name, entity_keys, 0, NowMicros()));
+  json::object out;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!records[i]) {
+      out[labels[i]] = nullptr;
+      continue;
+    }
+    json::object values;
+    for (const auto& [name, value] : records[i]->values) values[name] = FeatureValueToJson(value);
+    out[labels[i]] = json::object{{"event_timestamp", FormatTimestamp(records[i]->event_time)},
+                                  {"created_timestamp", FormatTimestamp(records[i]->created_time)},
+                                  {"values", std::move(values)}};
+  }
   return out;
 }
 

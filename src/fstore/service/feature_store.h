@@ -128,6 +128,13 @@ class FeatureStore {
   Result<std::vector<MaterializationJob>> ListJobs(std::string_view feature_set, size_t limit);
   Result<MaterializationJob> RetryJob(std::string_view job_id);
 
+  /// The online store's raw records of a feature set for entity keys given as
+  /// text (one value per join key, parsed by the entity's value_type), as
+  /// {"<key>": {"event_timestamp", "created_timestamp", "values": {...}} or
+  /// null}: what `fstore get-online` prints. No ttl is applied.
+  Result<boost::json::object> DumpOnlineRecords(std::string_view feature_set,
+                                                const std::vector<std::vector<std::string>>& keys);
+
   /// Ranked matches across entities, feature sets and features.
   Result<std::vector<SearchHit>> Search(std::string_view q, size_t limit);
 

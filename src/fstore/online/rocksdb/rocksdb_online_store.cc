@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <tuple>
-#include <unordered_map>
 
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
@@ -74,6 +73,8 @@ Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(const std::
   options.create_if_missing = true;
   options.IncreaseParallelism(2);
   options.level_compaction_dynamic_level_bytes = true;
+  // Room for bulk materialization to keep writing while a memtable flushes.
+  options.max_write_buffer_number = 4;
   // Point lookups: whole-key bloom filters in the memtable and the SST files,
   // a hash index in data blocks, a block cache.
   options.memtable_prefix_bloom_size_ratio = 0.02;
@@ -126,24 +127,25 @@ Result<WriteResult> RocksDbOnlineStore::Write(
     ARROW_RETURN_NOT_OK(MakeKey(feature_set, records[i].first, &keys[i]));
   }
 
-  // One winner per key inside the call: the newest, the later on a full tie.
+  // Keys in order: MultiGet skips its own sort, the memtable inserts in
+  // order (its skip list reuses the last insert position), and several
+  // records for one key end up adjacent, in call order (a stable sort).
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  auto key_less = [&](size_t a, size_t b) { return keys[a] < keys[b]; };
+  if (!std::is_sorted(order.begin(), order.end(), key_less)) {
+    std::stable_sort(order.begin(), order.end(), key_less);
+  }
+  // One winner per key: the newest, the later in the call on a full tie.
   std::vector<size_t> winners;
   winners.reserve(n);
-  if (n == 1) {
-    winners.push_back(0);
-  } else {
-    std::unordered_map<std::string_view, size_t> slot;  // key -> index in winners
-    slot.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      auto [it, inserted] = slot.try_emplace(keys[i], winners.size());
-      if (inserted) {
-        winners.push_back(i);
-        continue;
-      }
-      size_t& w = winners[it->second];
+  for (size_t i : order) {
+    if (!winners.empty() && keys[winners.back()] == keys[i]) {
       const OnlineRecord& a = records[i].second;
-      const OnlineRecord& b = records[w].second;
-      if (NotOlder(a.event_time, a.created_time, b.event_time, b.created_time)) w = i;
+      const OnlineRecord& b = records[winners.back()].second;
+      if (NotOlder(a.event_time, a.created_time, b.event_time, b.created_time)) winners.back() = i;
+    } else {
+      winners.push_back(i);
     }
   }
   result.ignored = static_cast<int64_t>(n - winners.size());
@@ -158,7 +160,7 @@ Result<WriteResult> RocksDbOnlineStore::Write(
   std::shared_lock lock(mutex_);
   if (!db_) return Closed();
   db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), m, slices.data(), stored.data(),
-                statuses.data());
+                statuses.data(), /*sorted_input=*/true);
 
   rocksdb::WriteBatch batch(m * 64);
   std::string value;
