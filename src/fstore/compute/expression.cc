@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -183,6 +184,13 @@ std::pair<std::string, const json::object*> Unwrap(const json::value& v) {
     if (inner.is_object()) return {std::string(key), &inner.as_object()};
   }
   return {"", nullptr};
+}
+
+// A child node, or null (which binds to an error) when the tree lacks it.
+const json::value& Child(const json::object& o, const char* key) {
+  static const json::value kMissing;
+  if (auto* v = o.if_contains(key)) return *v;
+  return kMissing;
 }
 
 const json::array* ArrayField(const json::object& o, const char* key) {
@@ -431,6 +439,7 @@ struct CastTarget {
   bool float4 = false;      // rounded through float32
   int varchar_length = -1;  // varchar(n): truncated
   int numeric_scale = -1;   // numeric(p, s): rounded
+  int numeric_precision = -1;  // numeric(p, s): |value| < 10^(p - s)
   std::string name;         // as PostgreSQL names it in messages
 };
 
@@ -657,6 +666,9 @@ Result<NodePtr> CastFromText(const NodePtr& n, const CastTarget& target, int pos
           size_t start = trimmed.find_first_not_of(" \t\n");
           if (start != std::string::npos) trimmed = trimmed.substr(start);
           auto r = ParseTimestamp(trimmed);
+          if (!r.ok() && trimmed.size() == 16 && trimmed[13] == ':') {
+            r = ParseTimestamp(trimmed + ":00");  // PostgreSQL accepts hh:mm
+          }
           if (!r.ok()) {
             return RunError(pos, std::string("invalid input syntax for type ") +
                                      (to == PgType::kDate ? "date" : "timestamp") + ": \"" +
@@ -697,8 +709,52 @@ Result<NodePtr> CastFromText(const NodePtr& n, const CastTarget& target, int pos
   return CompileError(pos, "cannot cast type text to " + type_name);
 }
 
+// PostgreSQL's float8out: the shortest digits that read back exactly, in
+// fixed notation for decimal exponents in [-4, 15), else as 1.5e+16.
+std::string FormatFloat8(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  std::string sci(buf, res.ptr);  // [-]d[.ddd]e[+-]XX
+  bool negative = sci[0] == '-';
+  if (negative) sci.erase(0, 1);
+  size_t e = sci.find('e');
+  int exponent = std::atoi(sci.c_str() + e + 1);
+  std::string digits;
+  for (size_t i = 0; i < e; ++i) {
+    if (sci[i] != '.') digits += sci[i];
+  }
+  std::string out = negative ? "-" : "";
+  if (exponent < -4 || exponent >= 15) {
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    char exp_buf[16];
+    std::snprintf(exp_buf, sizeof(exp_buf), "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+    return out + exp_buf;
+  }
+  if (exponent < 0) return out + "0." + std::string(-exponent - 1, '0') + digits;
+  if (static_cast<int>(digits.size()) <= exponent + 1) {
+    return out + digits + std::string(exponent + 1 - digits.size(), '0');
+  }
+  return out + digits.substr(0, exponent + 1) + "." + digits.substr(exponent + 1);
+}
+
+// `n` as text the way PostgreSQL's output functions write it (what concat()
+// and || use): booleans are t/f there, unlike CAST(b AS text).
+Result<NodePtr> OutputText(const NodePtr& n, int pos);
+
 Result<NodePtr> CastToText(const NodePtr& n, int pos) {
   PgType from = n->type;
+  if (from == PgType::kFloat8 || from == PgType::kNumeric) {
+    return Make(PgType::kText, pos, {n}, false, [n](const Frame& f) -> Result<Datum> {
+      ARROW_ASSIGN_OR_RAISE(Datum v, n->eval(f));
+      return MapRows<arrow::StringBuilder>(
+          f, {v}, arrow::utf8(), [](int64_t i, const auto& in, auto* b) -> Status {
+            return b->Append(FormatFloat8(static_cast<const arrow::DoubleArray&>(*in[0]).Value(i)));
+          });
+    });
+  }
   if (from == PgType::kTimestamp || from == PgType::kTimestampTz) {
     bool zone = from == PgType::kTimestampTz;
     return Make(PgType::kText, pos, {n}, false, [n, zone](const Frame& f) -> Result<Datum> {
@@ -767,7 +823,7 @@ Result<NodePtr> Cast(const NodePtr& n, const CastTarget& target, int pos) {
       return CheckIntRange(v, target.int_bits, pos);
     });
   } else if (IsNumber(from) && (to == PgType::kFloat8 || to == PgType::kNumeric)) {
-    out = Make(to, pos, {n}, false, [n, target](const Frame& f) -> Result<Datum> {
+    out = Make(to, pos, {n}, target.numeric_scale >= 0, [n, target, pos](const Frame& f) -> Result<Datum> {
       ARROW_ASSIGN_OR_RAISE(Datum v, n->eval(f));
       ARROW_ASSIGN_OR_RAISE(v, CastDatum(v, arrow::float64()));
       if (target.float4) {
@@ -776,10 +832,14 @@ Result<NodePtr> Cast(const NodePtr& n, const CastTarget& target, int pos) {
       }
       if (target.numeric_scale >= 0) {
         int scale = target.numeric_scale;
+        double limit = std::pow(10.0, target.numeric_precision - scale);
         return MapRows<arrow::DoubleBuilder>(
-            f, {v}, arrow::float64(), [scale](int64_t i, const auto& in, auto* b) -> Status {
-              double x = static_cast<const arrow::DoubleArray&>(*in[0]).Value(i);
-              return b->Append(RoundDecimal(x, scale, false));
+            f, {v}, arrow::float64(),
+            [scale, limit, pos](int64_t i, const auto& in, auto* b) -> Status {
+              double x = RoundDecimal(static_cast<const arrow::DoubleArray&>(*in[0]).Value(i),
+                                      scale, false);
+              if (std::fabs(x) >= limit) return RunError(pos, "numeric field overflow");
+              return b->Append(x);
             });
       }
       return v;
@@ -789,7 +849,7 @@ Result<NodePtr> Cast(const NodePtr& n, const CastTarget& target, int pos) {
       ARROW_ASSIGN_OR_RAISE(Datum v, n->eval(f));
       return CastDatum(v, arrow::int64());
     });
-  } else if (IsInteger(from) && to == PgType::kBool) {
+  } else if (from == PgType::kInt4 && to == PgType::kBool) {
     out = Make(to, pos, {n}, false, [n](const Frame& f) -> Result<Datum> {
       ARROW_ASSIGN_OR_RAISE(Datum v, n->eval(f));
       return Call("not_equal", {v, Datum(std::make_shared<arrow::Int64Scalar>(0))});
@@ -867,6 +927,7 @@ Result<CastTarget> ResolveTypeName(const json::object& type_name, int pos) {
     t.name = "real";
   } else if (name == "numeric" || name == "decimal") {
     t = TargetFor(PgType::kNumeric);
+    if (!mods.empty()) t.numeric_precision = static_cast<int>(mods[0]);
     if (mods.size() >= 2) t.numeric_scale = static_cast<int>(mods[1]);
     if (mods.size() == 1) t.numeric_scale = 0;
   } else if (name == "text") {
@@ -1257,18 +1318,32 @@ Result<NodePtr> BindPatternMatch(const std::string& op, NodePtr l, NodePtr r, in
 
 // -- text ---------------------------------------------------------------------
 
+Result<NodePtr> OutputText(const NodePtr& n, int pos) {
+  if (n->type != PgType::kBool) return Cast(n, TargetFor(PgType::kText), pos);
+  auto t = std::make_shared<arrow::StringScalar>("t");
+  auto f_ = std::make_shared<arrow::StringScalar>("f");
+  return Make(PgType::kText, pos, {n}, false, [n, t, f_](const Frame& f) -> Result<Datum> {
+    ARROW_ASSIGN_OR_RAISE(Datum v, n->eval(f));
+    return Call("if_else", {v, Datum(t), Datum(f_)});
+  });
+}
+
 Result<NodePtr> AsText(NodePtr n) {
   if (n->type == PgType::kText) return n;
   if (n->type == PgType::kUnknown) return Coerce(n, PgType::kText, n->position);
-  return Cast(n, TargetFor(PgType::kText), n->position);
+  return OutputText(n, n->position);
 }
 
 Result<NodePtr> BindConcatOperator(NodePtr l, NodePtr r, int pos) {
   bool l_text = l->type == PgType::kText || l->type == PgType::kUnknown;
   bool r_text = r->type == PgType::kText || r->type == PgType::kUnknown;
   if (!l_text && !r_text) return OperatorDoesNotExist(pos, "||", l, r);
-  ARROW_ASSIGN_OR_RAISE(l, AsText(l));
-  ARROW_ASSIGN_OR_RAISE(r, AsText(r));
+  // text || anynonarray casts the other side to text (true, not t).
+  for (NodePtr* side : {&l, &r}) {
+    if ((*side)->type != PgType::kText) {
+      ARROW_ASSIGN_OR_RAISE(*side, Cast(*side, TargetFor(PgType::kText), (*side)->position));
+    }
+  }
   return Make(PgType::kText, pos, {l, r}, false, [l, r](const Frame& f) -> Result<Datum> {
     ARROW_ASSIGN_OR_RAISE(Datum a, l->eval(f));
     ARROW_ASSIGN_OR_RAISE(Datum b, r->eval(f));
@@ -1307,8 +1382,14 @@ Result<NodePtr> Binder::BindColumnRef(const json::object& o, int pos) {
   }
   std::string full;
   for (const auto& p : parts) full += (full.empty() ? "" : ".") + p;
-  int index = schema_.GetFieldIndex(full);
-  if (index < 0 && parts.size() > 1) index = schema_.GetFieldIndex(parts.back());
+  // The first field of that name (a schema may repeat one), else the last
+  // part of a qualified name ("t.amount" -> "amount").
+  auto find = [this](const std::string& name) {
+    std::vector<int> found = schema_.GetAllFieldIndices(name);
+    return found.empty() ? -1 : found.front();
+  };
+  int index = find(full);
+  if (index < 0 && parts.size() > 1) index = find(parts.back());
   if (index < 0) return UnknownColumn(pos, "column \"" + full + "\" does not exist");
   const auto& field = schema_.field(index);
   auto type = PgTypeOfArrow(*field->type());
@@ -1494,7 +1575,7 @@ Result<NodePtr> Binder::BindAExpr(const json::object& o, int pos) {
     ARROW_ASSIGN_OR_RAISE(NodePtr forward, between(list[0], list[1]));
     if (kind.find("SYM") == std::string::npos) return forward;
     ARROW_ASSIGN_OR_RAISE(NodePtr backward, between(list[1], list[0]));
-    return BindLogical(!negated, {forward, backward}, pos);
+    return BindLogical(/*is_and=*/negated, {forward, backward}, pos);
   }
   return CompileError(pos, kind + " is not supported in a transformation");
 }
@@ -1528,13 +1609,13 @@ Result<NodePtr> Binder::BindCase(const json::object& o, int pos) {
       auto [kind, when] = Unwrap(w);
       if (kind != "CaseWhen") return CompileError(pos, "malformed CASE");
       int when_pos = PositionOf(*when, pos);
-      ARROW_ASSIGN_OR_RAISE(NodePtr cond, Bind(when->at("expr"), when_pos));
+      ARROW_ASSIGN_OR_RAISE(NodePtr cond, Bind(Child(*when, "expr"), when_pos));
       if (subject) {
         ARROW_ASSIGN_OR_RAISE(cond, BindComparison("=", *subject, cond, when_pos));
       } else {
         ARROW_ASSIGN_OR_RAISE(cond, RequireBool(cond, "CASE/WHEN"));
       }
-      ARROW_ASSIGN_OR_RAISE(NodePtr result, Bind(when->at("result"), when_pos));
+      ARROW_ASSIGN_OR_RAISE(NodePtr result, Bind(Child(*when, "result"), when_pos));
       conditions.push_back(cond);
       results.push_back(result);
     }
@@ -1636,12 +1717,23 @@ Result<NodePtr> Binder::BindMinMax(const json::object& o, int pos) {
       values.push_back(std::move(v));
     }
     cp::ElementWiseAggregateOptions skip_nulls(true);  // PostgreSQL ignores NULLs here
-    return Call(greatest ? "max_element_wise" : "min_element_wise", values, &skip_nulls);
+    auto type = values[0].type();
+    // Arrow's element-wise min/max has no timestamp kernel: compare the micros.
+    bool timestamp = type->id() == arrow::Type::TIMESTAMP;
+    if (timestamp) {
+      for (auto& v : values) {
+        ARROW_ASSIGN_OR_RAISE(v, CastDatum(v, arrow::int64()));
+      }
+    }
+    ARROW_ASSIGN_OR_RAISE(Datum out, Call(greatest ? "max_element_wise" : "min_element_wise",
+                                          values, &skip_nulls));
+    if (timestamp) return CastDatum(out, type);
+    return out;
   });
 }
 
 Result<NodePtr> Binder::BindNullTest(const json::object& o, int pos) {
-  ARROW_ASSIGN_OR_RAISE(NodePtr n, Bind(o.at("arg"), pos));
+  ARROW_ASSIGN_OR_RAISE(NodePtr n, Bind(Child(o, "arg"), pos));
   bool is_null = StringField(o, "nulltesttype") == "IS_NULL";
   return Make(PgType::kBool, pos, {n}, false, [n, is_null](const Frame& f) -> Result<Datum> {
     ARROW_ASSIGN_OR_RAISE(Datum v, n->eval(f));
@@ -1650,7 +1742,7 @@ Result<NodePtr> Binder::BindNullTest(const json::object& o, int pos) {
 }
 
 Result<NodePtr> Binder::BindBooleanTest(const json::object& o, int pos) {
-  ARROW_ASSIGN_OR_RAISE(NodePtr n, Bind(o.at("arg"), pos));
+  ARROW_ASSIGN_OR_RAISE(NodePtr n, Bind(Child(o, "arg"), pos));
   std::string test = StringField(o, "booltesttype");
   ARROW_ASSIGN_OR_RAISE(n, RequireBool(n, "IS TRUE"));
   return Make(PgType::kBool, pos, {n}, false, [n, test](const Frame& f) -> Result<Datum> {
@@ -1721,7 +1813,9 @@ Result<int64_t> ConstantInt(const NodePtr& n, const std::string& what) {
     return CompileError(n->position, what + " must be an integer constant in a transformation");
   }
   if (!n->constant->is_valid) return CompileError(n->position, what + " must not be NULL");
-  return static_cast<const arrow::Int64Scalar&>(*n->constant).value;
+  // Clamped so that offsets computed from it cannot overflow; no string is longer.
+  constexpr int64_t kLimit = int64_t{1} << 40;
+  return std::clamp(static_cast<const arrow::Int64Scalar&>(*n->constant).value, -kLimit, kLimit);
 }
 
 Result<std::string> ConstantText(const NodePtr& n, const std::string& what) {
@@ -2007,13 +2101,17 @@ Result<NodePtr> Binder::BindFuncCall(const json::object& o, int pos) {
       return Checked(Call(integer ? "abs_checked" : "abs", {v}), pos, "bigint out of range");
     });
   }
-  if (name == "sqrt") return FloatFunction(name, "sqrt_checked", args.at(0), pos, true);
+  if (name == "sqrt") {
+    ARROW_RETURN_NOT_OK(arity(1, 1));
+    return FloatFunction(name, "sqrt_checked", args[0], pos, true);
+  }
   if (name == "ln") {
     ARROW_RETURN_NOT_OK(arity(1, 1));
     return FloatFunction(name, "ln_checked", args[0], pos, true);
   }
   if (name == "log10" || (name == "log" && argc == 1)) {
-    return FloatFunction(name, "log10_checked", args.at(0), pos, true);
+    ARROW_RETURN_NOT_OK(arity(1, 1));
+    return FloatFunction(name, "log10_checked", args[0], pos, true);
   }
   if (name == "exp") {
     ARROW_RETURN_NOT_OK(arity(1, 1));
@@ -2029,8 +2127,11 @@ Result<NodePtr> Binder::BindFuncCall(const json::object& o, int pos) {
       if ((*p)->type == PgType::kUnknown) {
         ARROW_ASSIGN_OR_RAISE(*p, Coerce(*p, PgType::kNumeric, pos));
       }
-      if (!IsNumber((*p)->type)) return FunctionDoesNotExist(pos, name, args);
-      ARROW_ASSIGN_OR_RAISE(*p, Coerce(*p, PgType::kFloat8, pos));
+      // log(numeric, numeric) only: a double precision argument does not match.
+      if (!IsNumber((*p)->type) || (*p)->type == PgType::kFloat8) {
+        return FunctionDoesNotExist(pos, name, args);
+      }
+      ARROW_ASSIGN_OR_RAISE(*p, Coerce(*p, PgType::kNumeric, pos));
     }
     return Make(PgType::kNumeric, pos, {base, x}, true, [base, x, pos](const Frame& f) -> Result<Datum> {
       ARROW_ASSIGN_OR_RAISE(Datum b, base->eval(f));
@@ -2060,8 +2161,8 @@ Result<NodePtr> Binder::BindFuncCall(const json::object& o, int pos) {
       if ((*p)->type == PgType::kUnknown) {
         ARROW_ASSIGN_OR_RAISE(*p, Coerce(*p, PgType::kNumeric, pos));
       }
-      if ((*p)->type == PgType::kFloat8) {
-        ARROW_ASSIGN_OR_RAISE(*p, Cast(*p, TargetFor(PgType::kNumeric), pos));
+      if (!IsNumber((*p)->type) || (*p)->type == PgType::kFloat8) {
+        return FunctionDoesNotExist(pos, name, args);  // mod(numeric|integer) only
       }
     }
     return BindArithmetic("%", a, b, pos);
@@ -2086,6 +2187,9 @@ Result<NodePtr> Binder::BindFuncCall(const json::object& o, int pos) {
     }
     int64_t digits = 0;
     if (argc == 2) {
+      // Only numeric has the two-argument form; PostgreSQL does not convert a
+      // double precision to numeric implicitly.
+      if (a->type == PgType::kFloat8) return FunctionDoesNotExist(pos, name, args);
       ARROW_ASSIGN_OR_RAISE(digits, ConstantInt(args[1], "the digits of " + name));
     }
     ARROW_ASSIGN_OR_RAISE(a, Coerce(a, a->type == PgType::kFloat8 ? PgType::kFloat8 : PgType::kNumeric, pos));
@@ -2380,7 +2484,8 @@ Result<std::shared_ptr<arrow::Array>> CompiledExpression::Evaluate(
   std::vector<Datum> columns;
   columns.reserve(input_columns_.size());
   for (size_t i = 0; i < input_columns_.size(); ++i) {
-    std::shared_ptr<arrow::Array> column = batch.GetColumnByName(input_columns_[i]);
+    std::vector<int> found = batch.schema()->GetAllFieldIndices(input_columns_[i]);
+    std::shared_ptr<arrow::Array> column = found.empty() ? nullptr : batch.column(found.front());
     if (column == nullptr) {
       return UnknownColumn(1, "column \"" + input_columns_[i] + "\" is missing from the batch");
     }

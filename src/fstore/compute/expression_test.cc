@@ -259,7 +259,7 @@ TEST(ExpressionTest, MathFunctions) {
   ExpectEval("ROUND(x)", arrow::float64(), "[2, -2, null, 0]");  // double: half to even
   ExpectEval("ROUND(2.5)", arrow::float64(), "[3, 3, 3, 3]");    // numeric: half away
   ExpectEval("ROUND(2.675, 2)", arrow::float64(), "[2.68, 2.68, 2.68, 2.68]");
-  ExpectEval("ROUND(x, 0)", arrow::float64(), "[2, -3, null, 0]");
+  ExpectEval("ROUND(x::numeric, 0)", arrow::float64(), "[2, -3, null, 0]");
   ExpectEval("FLOOR(x)", arrow::float64(), "[1, -3, null, 0]");
   ExpectEval("CEIL(x)", arrow::float64(), "[2, -2, null, 0]");
   ExpectEval("SIGN(a)", arrow::float64(), "[1, -1, null, 1]");

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <limits>
 #include <vector>
 
@@ -139,7 +140,9 @@ Interval Age(int64_t a, int64_t b) {
 }
 
 int64_t IntervalSpanMicros(const Interval& i) {
-  return (i.months * 30 + i.days) * kMicrosPerDay + i.micros;
+  __int128 span = (static_cast<__int128>(i.months) * 30 + i.days) * kMicrosPerDay + i.micros;
+  constexpr __int128 kMax = std::numeric_limits<int64_t>::max();
+  return static_cast<int64_t>(std::clamp<__int128>(span, -kMax, kMax));
 }
 
 std::optional<Interval> MultiplyInterval(const Interval& span, double factor) {
@@ -290,7 +293,10 @@ bool ParseTimeToken(std::string_view tok, int64_t* micros) {
     }
     return true;
   };
-  if (!all_digits(parts[0]) || !all_digits(parts[1])) return false;
+  if (!all_digits(parts[0]) || !all_digits(parts[1]) || parts[0].size() > 9 ||
+      parts[1].size() > 9) {
+    return false;
+  }
   int64_t total = std::stoll(parts[0]) * kMicrosPerHour + std::stoll(parts[1]) * kMicrosPerMinute;
   if (parts.size() == 3) {
     char* end = nullptr;
@@ -353,6 +359,10 @@ std::optional<Interval> ParseInterval(std::string_view text, std::string* error)
     char* end = nullptr;
     double value = std::strtod(tok.c_str(), &end);
     if (end == tok.c_str() || *end != '\0' || !std::isfinite(value)) return fail();
+    if (std::fabs(value) > 1e12) {
+      *error = "interval field value out of range: \"" + std::string(text) + "\"";
+      return std::nullopt;
+    }
     if (t + 1 < tokens.size() && tokens[t + 1] != "ago" &&
         std::isalpha(static_cast<unsigned char>(tokens[t + 1][0]))) {
       const UnitSpec* unit = FindUnit(tokens[t + 1]);

@@ -34,6 +34,7 @@ std::string Bare(const std::string& ref) {
 }
 
 Status FeatureError(const Feature& f, const Status& st) {
+  if (st.ok()) return st;
   return MakeError(ErrorCodeOf(st), "feature '" + f.name + "': " + st.message(),
                    ErrorOf(st) ? ErrorOf(st)->field() : "", ErrorOf(st) ? ErrorOf(st)->position()
                                                                         : std::nullopt);

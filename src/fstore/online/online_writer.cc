@@ -4,7 +4,9 @@
 #include <memory>
 #include <tuple>
 #include <functional>
+#include <future>
 #include <string_view>
+#include <system_error>
 
 #include <arrow/array.h>
 #include <arrow/record_batch.h>
@@ -228,6 +230,9 @@ Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& featu
                                     const arrow::Table& rows, int64_t batch_size) {
   if (key_columns.empty()) return InvalidArgument("key_columns", "no join key columns");
   if (batch_size <= 0) batch_size = kDefaultOnlineWriteBatch;
+  if (rows.num_rows() >= kEmptySlot) {
+    return InvalidArgument("rows", "more than 4 billion rows in one call: split the table");
+  }
   const arrow::Schema& schema = *rows.schema();
 
   // Check every column once, against the schema.
@@ -347,11 +352,25 @@ Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& featu
   WriteResult result;
   result.ignored = rows.num_rows() - static_cast<int64_t>(winners.size());
 
-  // Records are built in place and reused from one batch to the next, so
-  // that after the first batch a row costs no allocation (but long strings).
-  std::vector<std::pair<EntityKey, OnlineRecord>> records;
+  // Two buffers of records, built in place and reused from one batch to the
+  // next, so that after the first batches a row costs no allocation (but
+  // long strings); batch k is written on another thread while batch k + 1
+  // is built. `pending` is declared after `buffers`, so that an early return
+  // waits for the write in flight before the buffers go away.
+  std::vector<std::pair<EntityKey, OnlineRecord>> buffers[2];
+  std::future<Result<WriteResult>> pending;
+  auto collect = [&]() -> Status {
+    if (!pending.valid()) return Status::OK();
+    ARROW_ASSIGN_OR_RAISE(WriteResult written, pending.get());
+    result.applied += written.applied;
+    result.ignored += written.ignored;
+    return Status::OK();
+  };
+  size_t next_buffer = 0;
   for (size_t start = 0; start < winners.size(); start += static_cast<size_t>(batch_size)) {
     size_t count = std::min(winners.size() - start, static_cast<size_t>(batch_size));
+    auto& records = buffers[next_buffer];
+    next_buffer ^= 1;
     records.resize(count);
     for (size_t j = 0; j < count; ++j) {
       const Winner& w = winners[start + j];
@@ -379,10 +398,17 @@ Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& featu
         readers.features[f].Get(w.row, &value);
       }
     }
-    ARROW_ASSIGN_OR_RAISE(WriteResult written, store->Write(feature_set, records));
-    result.applied += written.applied;
-    result.ignored += written.ignored;
+    ARROW_RETURN_NOT_OK(collect());
+    try {
+      pending = std::async(std::launch::async,
+                           [store, &feature_set, &records] { return store->Write(feature_set, records); });
+    } catch (const std::system_error&) {  // no thread to be had: write on this one
+      ARROW_ASSIGN_OR_RAISE(WriteResult written, store->Write(feature_set, records));
+      result.applied += written.applied;
+      result.ignored += written.ignored;
+    }
   }
+  ARROW_RETURN_NOT_OK(collect());
   return result;
 }
 

@@ -39,6 +39,13 @@ inline constexpr int64_t kDefaultOnlineWriteBatch = 10'000;
 /// When several rows share a key, the one with the greatest (event, created)
 /// is written, the last of them on a full tie; the others count as ignored.
 ///
+/// Cost: one pass over the rows to find the newest per key (an open-addressing
+/// hash index over the encoded keys), then the winners are converted batch by
+/// batch; each Write runs on a helper thread while the next batch is built,
+/// so at most two Writes' worth of records are in memory besides the index.
+/// Not thread-safe with respect to `rows` being modified; `store` must
+/// outlive the call.
+///
 /// InvalidArgument (field = the column) for a missing column, an unsupported
 /// type, or a null key or event time; nothing is written then. A failing
 /// Write stops the loop: earlier batches stay written (a re-run is safe).

@@ -11,9 +11,11 @@
 // families must be listed at every open and cost a memtable each, while the
 // prefix costs a few bytes per key.
 //
-// Newer-wins is a read-compare-write: the batch is deduplicated, its stored
-// times are read with one MultiGet, and the winners are written with one
-// WriteBatch, all under a per-store write mutex so that two writers cannot
+// Newer-wins is a read-compare-write: the batch is sorted by key (so
+// MultiGet needs no sort of its own and the memtable inserts in order) and
+// deduplicated, its stored times are read with one sorted MultiGet, and the
+// winners are written with one WriteBatch (atomic for the whole call), all
+// under a per-store write mutex so that two writers cannot
 // both read the old record and both write. Not a merge operator: it would
 // move the comparison to every read (a point lookup would merge operands
 // until compaction), and could not tell the caller what was applied.
