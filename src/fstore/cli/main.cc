@@ -6,6 +6,9 @@
 // (core/config.h). A bad setting stops start-up with a message naming it; a
 // backend that is not built yet says so and exits 2.
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <iostream>
 #include <map>
 #include <string>
@@ -101,6 +104,15 @@ void SetLogLevel(const std::string& level) {
 
 int Serve(const Config& config) {
   SetLogLevel(config.log_level);
+  // SIGINT/SIGTERM are blocked in every thread (threads inherit the mask of
+  // the one that starts them) and taken synchronously below with sigwait(), so
+  // a signal arriving at any moment -- even before the server is listening --
+  // means a graceful shutdown, never the default "terminate".
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
   FeatureStoreOptions store_options = StoreOptions(config);
   store_options.run_scheduler = true;
@@ -127,7 +139,10 @@ int Serve(const Config& config) {
   // Tests and scripts read the bound port (useful with --port 0) from stdout.
   std::cout << "fstore listening on port " << (*server)->port() << std::endl;
 
-  (*server)->WaitForSignal();
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("received {}: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Shutdown();
   spdlog::info("shutting down: requests finished, closing stores");
   if (Status st = (*store)->Close(); !st.ok()) {
     spdlog::error("closing the stores failed: {}", st.ToString());

@@ -256,6 +256,8 @@ Result<Datum> ActiveOnly(const Frame& f, const Datum& d) {
 Result<Datum> CastDatum(const Datum& d, const std::shared_ptr<arrow::DataType>& to) {
   if (d.type()->Equals(*to)) return d;
   cp::CastOptions options = cp::CastOptions::Safe(to);
+  // bigint -> double precision rounds to the nearest double, as PostgreSQL's.
+  options.allow_float_truncate = arrow::is_floating(to->id());
   return cp::Cast(d, options);
 }
 
@@ -2505,7 +2507,14 @@ Result<std::shared_ptr<arrow::Array>> CompiledExpression::Evaluate(
     columns.emplace_back(std::move(column));
   }
   Frame frame{&ctx, batch.num_rows(), &columns, nullptr};
-  ARROW_ASSIGN_OR_RAISE(Datum result, root_->eval(frame));
+  Result<Datum> evaluated = root_->eval(frame);
+  if (!evaluated.ok()) {
+    if (ErrorOf(evaluated.status()) != nullptr) return evaluated.status();
+    // An Arrow error no PostgreSQL message was mapped to: a bug of ours.
+    return MakeError(ErrorCode::kInternal,
+                     "evaluating the transformation: " + evaluated.status().message(), kField);
+  }
+  Datum result = std::move(evaluated).ValueUnsafe();
   ARROW_ASSIGN_OR_RAISE(auto array, ToArray(result, batch.num_rows()));
   if (!array->type()->Equals(*type_)) {
     ARROW_ASSIGN_OR_RAISE(Datum cast, CastDatum(array, type_));
