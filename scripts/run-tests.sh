@@ -6,12 +6,24 @@ cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
+# A throwaway PostgreSQL on 127.0.0.1 for the tests that compare our SQL
+# semantics with PostgreSQL's (compute/*_postgres_test.cc); stopped on exit.
+start_postgres() {
+  if [ -z "${FSTORE_TEST_POSTGRES_URL:-}" ]; then
+    eval "$(scripts/test-postgres.sh start)"
+    export FSTORE_TEST_POSTGRES_URL
+    trap 'scripts/test-postgres.sh stop' EXIT
+  fi
+}
+
 unit() {
+  start_postgres
   echo "== unit tests (build/)"
   ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 300
 }
 
 asan() {
+  start_postgres
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
   if [ ! -f build-asan/build.ninja ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFSTORE_SANITIZE=ON \

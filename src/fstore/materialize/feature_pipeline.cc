@@ -8,6 +8,7 @@
 #include <arrow/compute/api.h>
 #include <boost/json/value_from.hpp>
 
+#include "fstore/compute/compute_init.h"
 #include "fstore/materialize/feature_validation.h"
 
 namespace fstore {
@@ -59,6 +60,7 @@ std::shared_ptr<arrow::Schema> NormalisedSchema(const FeatureSet& fs,
 Result<FeaturePlan> PlanMaterialization(const FeatureSet& fs, const std::vector<Feature>& features,
                                         const std::vector<Entity>& entities,
                                         const std::shared_ptr<arrow::Schema>& source_schema) {
+  ARROW_RETURN_NOT_OK(InitializeCompute());
   FeaturePlan plan;
   plan.feature_set = fs;
   for (const auto& name : fs.entities) {
@@ -287,6 +289,7 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
                                          const std::shared_ptr<arrow::Table>& source,
                                          TimestampMicros start, TimestampMicros end,
                                          TimestampMicros clock, TimestampMicros created_time) {
+  ARROW_RETURN_NOT_OK(InitializeCompute());
   const FeatureSet& fs = plan.feature_set;
   // 1. Sort by entity key, then event time (then created time): windows and
   //    the offline layout rely on it.

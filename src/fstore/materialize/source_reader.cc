@@ -4,6 +4,7 @@
 #include <arrow/compute/api.h>
 #include <arrow/dataset/api.h>
 
+#include "fstore/compute/compute_init.h"
 #include "fstore/compute/source_schema.h"
 
 namespace fstore {
@@ -15,6 +16,7 @@ namespace {
 const auto kTimestampUtc = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
 
 Result<std::shared_ptr<ds::Dataset>> OpenDataset(const FeatureSet& fs) {
+  ARROW_RETURN_NOT_OK(InitializeCompute());
   if (!fs.source || fs.source->type != "file") {
     return Unprocessable("source", "feature set '" + fs.name +
                                        "' has no file source to materialize from (postgres "

@@ -11,6 +11,8 @@
 #include "fstore/core/cron.h"
 #include "fstore/core/duration.h"
 #include "fstore/core/time.h"
+#include "fstore/compute/expression.h"
+#include "fstore/compute/window.h"
 
 namespace fstore {
 namespace json = boost::json;
@@ -370,6 +372,12 @@ Result<std::optional<ParsedTransformation>> ValidateFeature(
   std::optional<ParsedTransformation> parsed;
   if (!Trimmed(f->transformation).empty()) {
     ARROW_ASSIGN_OR_RAISE(parsed, ParseTransformation(f->transformation));
+    // Refuse now what the engine cannot compute, naming it: nothing fails
+    // later at run time for a reason knowable at definition time.
+    ARROW_RETURN_NOT_OK(CheckSupported(*parsed));
+    if (parsed->is_window || !f->window_size.empty()) {
+      ARROW_RETURN_NOT_OK(ParseWindowSpec(*parsed, f->window_size).status());
+    }
   } else {
     f->transformation.clear();
     if (!f->source_features.empty()) {

@@ -11,9 +11,11 @@
 
 #include <arrow/type.h>
 
+#include "fstore/compute/compute_init.h"
 #include "fstore/compute/source_schema.h"
 #include "fstore/core/ids.h"
 #include "fstore/core/time.h"
+#include "fstore/materialize/feature_pipeline.h"
 #include "fstore/registry/codec.h"
 #include "fstore/service/definition_validator.h"
 
@@ -159,6 +161,7 @@ FeatureStore::FeatureStore(std::unique_ptr<Registry> registry,
 FeatureStore::~FeatureStore() { (void)Close(); }
 
 Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptions& options) {
+  ARROW_RETURN_NOT_OK(InitializeCompute());
   std::string dir = DirFromFileUri(options.offline_store_uri);
   if (dir.empty()) {
     return NotImplemented("the offline store backend of '" + options.offline_store_uri +
@@ -477,6 +480,22 @@ Result<std::vector<FeatureSet>> FeatureStore::FeatureSetVersions(std::string_vie
 
 namespace {
 
+// Compiles the feature set's features with `f` (new or changed) against the
+// source schema, as a materialization would: type errors, unknown columns,
+// windows that do not fit the feature set are refused at definition time.
+Status CheckMaterializable(Registry* registry, const FeatureSet& fs, const Feature& f,
+                           const std::shared_ptr<arrow::Schema>& schema) {
+  if (!schema) return Status::OK();
+  ARROW_ASSIGN_OR_RAISE(auto all, registry->ListFeatures(false));
+  std::vector<Feature> features;
+  for (auto& x : all) {
+    if (x.feature_set_id == fs.id && x.id != f.id) features.push_back(std::move(x));
+  }
+  features.push_back(f);
+  ARROW_ASSIGN_OR_RAISE(auto entities, registry->ListEntities());
+  return PlanMaterialization(fs, features, entities, schema).status();
+}
+
 // Checks what a feature refers to: its inputs exist (not itself), and no cycle
 // runs through it. `catalog` holds the live features, with `f` not yet in it
 // or in its previous version.
@@ -549,6 +568,7 @@ Result<Feature> FeatureStore::CreateFeature(const json::value& body) {
   f.feature_set_id = fs->id;
   ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(*fs));
   ARROW_RETURN_NOT_OK(ValidateFeature(&f, schema).status());
+  ARROW_RETURN_NOT_OK(CheckMaterializable(registry_.get(), *fs, f, schema));
   f.id = NewUuid();
   f.version = 1;
   f.created_at = f.updated_at = NowMicros();
@@ -640,6 +660,7 @@ Result<Feature> FeatureStore::UpdateFeature(std::string_view ref, const json::va
     if (!fs) return NotFound("the feature set of feature '" + std::string(ref) + "' was deleted");
     ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(*fs));
     ARROW_RETURN_NOT_OK(ValidateFeature(&next, schema).status());
+    ARROW_RETURN_NOT_OK(CheckMaterializable(registry_.get(), *fs, next, schema));
     ARROW_ASSIGN_OR_RAISE(int64_t seq, registry_->ChangeSequence());
     Catalog catalog;
     ARROW_ASSIGN_OR_RAISE(catalog.feature_sets, registry_->ListFeatureSets(false));
