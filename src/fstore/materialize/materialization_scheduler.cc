@@ -13,9 +13,10 @@ constexpr auto kTickInterval = std::chrono::seconds(15);
 
 MaterializationScheduler::MaterializationScheduler(Registry* registry,
                                                    MaterializationEngine* engine,
-                                                   std::function<TimestampMicros()> now)
+                                                   std::function<TimestampMicros()> now,
+                                                   bool start_thread)
     : registry_(registry), engine_(engine), now_(std::move(now)) {
-  thread_ = std::thread([this] { Loop(); });
+  if (start_thread) thread_ = std::thread([this] { Loop(); });
 }
 
 MaterializationScheduler::~MaterializationScheduler() { Stop(); }

@@ -18,9 +18,11 @@ namespace fstore {
 
 class MaterializationScheduler {
  public:
-  /// Starts the scheduler thread. `now` is injectable for tests.
+  /// Starts the scheduler thread (unless `start_thread` is false: tests call
+  /// Tick() themselves). `now` is injectable for tests.
   MaterializationScheduler(Registry* registry, MaterializationEngine* engine,
-                           std::function<TimestampMicros()> now = NowMicros);
+                           std::function<TimestampMicros()> now = NowMicros,
+                           bool start_thread = true);
   ~MaterializationScheduler();
 
   /// One pass: for each live feature set with a schedule, if a slot has come
