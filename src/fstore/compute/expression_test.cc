@@ -290,7 +290,7 @@ TEST(ExpressionTest, TextFunctions) {
 // libpg_query 15's JSON output drops the value of a negative integer constant
 // ("-3" comes out as {"ival": {}}, which reads as 0); ParseTransformation
 // must restore it from the text before this can pass.
-TEST(ExpressionTest, DISABLED_NegativeIntegerLiteral) {
+TEST(ExpressionTest, NegativeIntegerLiteral) {
   ExpectEval("a + -3", arrow::int64(), "[4, -10, null, 7]");
   ExpectEval("GREATEST(a, -1)", arrow::int64(), "[7, -1, -1, 10]");
 }

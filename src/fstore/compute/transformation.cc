@@ -49,6 +49,40 @@ void AddDistinct(std::vector<std::string>* list, std::string value) {
   }
 }
 
+// libpg_query 15-4.0's JSON output drops the value of a non-positive integer
+// constant ("-3", "0", "-(3)" all come out as {"ival": {}}). Read it back
+// from the query text at the constant's location: an optional '-', spaces
+// and '(', then the digits.
+void RestoreIntegerConstants(json::value& node, std::string_view query) {
+  if (auto* arr = node.if_array()) {
+    for (auto& item : *arr) RestoreIntegerConstants(item, query);
+    return;
+  }
+  auto* obj = node.if_object();
+  if (obj == nullptr) return;
+  if (auto* c = obj->if_contains("A_Const"); c && c->is_object()) {
+    auto& konst = c->as_object();
+    auto* ival = konst.if_contains("ival");
+    auto* loc = konst.if_contains("location");
+    if (ival && ival->is_object() && ival->as_object().empty() && loc && loc->is_int64()) {
+      size_t i = static_cast<size_t>(loc->as_int64());
+      bool negative = false;
+      while (i < query.size() && (query[i] == '-' || query[i] == ' ' || query[i] == '(' ||
+                                  query[i] == '\t' || query[i] == '\n' || query[i] == '+')) {
+        if (query[i] == '-') negative = !negative;
+        ++i;
+      }
+      int64_t value = 0;
+      while (i < query.size() && std::isdigit(static_cast<unsigned char>(query[i]))) {
+        value = value * 10 + (query[i] - '0');
+        ++i;
+      }
+      ival->as_object()["ival"] = negative ? -value : value;
+    }
+  }
+  for (auto& [key, child] : *obj) RestoreIntegerConstants(child, query);
+}
+
 class TreeWalker {
  public:
   explicit TreeWalker(ParsedTransformation* out) : out_(out) {}
@@ -143,6 +177,7 @@ Result<ParsedTransformation> ParseTransformation(std::string_view sql) {
   boost::system::error_code ec;
   json::value tree = json::parse(result.parse_tree, ec);
   if (ec) return Internal("libpg_query returned an unreadable parse tree: " + ec.message());
+  RestoreIntegerConstants(tree, query);
 
   const json::array* stmts = nullptr;
   if (auto* o = tree.if_object()) {
