@@ -272,3 +272,60 @@ def test_unreadable_source_fails_cleanly(fresh_api, tmp_path):
     else:
         assert_error(r, 422, "unprocessable", "source.path")
     assert not list((fresh_api.server.data_dir / "offline").rglob("part-*.parquet"))
+
+
+def test_source_that_lost_a_column_is_refused(fresh_api, tmp_path):
+    src = tmp_path / "events.parquet"
+    write_events(src, [("u1", ts("2024-01-01T10:00:00Z"), 5.0)])
+    fs = define(fresh_api, src)
+    # The source changes after the definition: `amount` is gone.
+    pq.write_table(pa.table({
+        "user_id": pa.array(["u1"]),
+        "event_timestamp": pa.array([ts("2024-01-01T10:00:00Z")], pa.timestamp("us", tz="UTC")),
+    }), src)
+    r = fresh_api.post(f"/api/v1/feature-sets/{fs['id']}/materialize",
+                       {"start_date": "2024-01-01", "end_date": "2024-01-02", "wait": True})
+    err = assert_error(r, 422, "unprocessable")
+    assert "amount" in err["message"]
+    assert fresh_api.get(f"/api/v1/feature-sets/{fs['id']}/materialization-jobs").json()["count"] == 0
+
+
+def test_timestamp_column_of_the_wrong_type_is_refused(fresh_api, tmp_path):
+    src = tmp_path / "events.parquet"
+    pq.write_table(pa.table({
+        "user_id": pa.array(["u1", "u2"]),
+        "event_timestamp": pa.array([1, 2], pa.int64()),
+        "amount": pa.array([1.0, 2.0]),
+    }), src)
+    fs = fresh_api.create_feature_set(name=uniq("badts"), entities=["user"],
+                                      source={"type": "file", "path": str(src)})
+    fresh_api.create_feature(fs["id"], name="amount", data_type="float")
+    r = fresh_api.post(f"/api/v1/feature-sets/{fs['id']}/materialize",
+                       {"start_date": "2024-01-01", "end_date": "2024-01-02", "wait": True})
+    # Refused before anything is written: a failed job naming the column, or a 422.
+    if r.status_code == 200:
+        job = r.json()
+        assert job["status"] == "failed" and "event_timestamp" in job["error"], job
+    else:
+        err = assert_error(r, 422, "unprocessable")
+        assert "event_timestamp" in err["message"]
+    assert not list((fresh_api.server.data_dir / "offline").rglob("part-*.parquet"))
+
+
+def test_csv_source_materializes(fresh_api, tmp_path):
+    src = tmp_path / "events.csv"
+    src.write_text("user_id,event_timestamp,amount\n"
+                   "u1,2024-01-01T10:00:00,1.5\n"
+                   "u1,2024-01-01T12:00:00,2.5\n"
+                   "u2,2024-01-01T11:00:00,\n")
+    fs = fresh_api.create_feature_set(name=uniq("csv"), entities=["user"],
+                                      source={"type": "file", "path": str(src)})
+    fresh_api.create_feature(fs["id"], name="amount", data_type="float")
+    fresh_api.create_feature(fs["id"], name="n_1d", data_type="int", window_size="1d",
+                             transformation="COUNT(amount)")
+    r = fresh_api.post(f"/api/v1/feature-sets/{fs['id']}/materialize",
+                       {"start_date": "2024-01-01", "end_date": "2024-01-02", "wait": True})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    table = read_offline(fresh_api.server.data_dir, fs["name"])
+    rows = sorted((r["user_id"], r["amount"], r["n_1d"]) for r in table.to_pylist())
+    assert rows == [("u1", 1.5, 1), ("u1", 2.5, 2), ("u2", None, 0)]

@@ -1,0 +1,1 @@
+EXTRACT(YEAR FROM AGE(current_date, date_of_birth))

@@ -1,0 +1,1 @@
+CASE WHEN a IS NULL THEN COALESCE(b, 0)::float / NULLIF(c, 0) ELSE LOWER(s) || 'x' END
