@@ -1358,7 +1358,10 @@ Result<NodePtr> BindConcatOperator(NodePtr l, NodePtr r, int pos) {
 // -- binding ------------------------------------------------------------------
 
 Result<NodePtr> Binder::Bind(const json::value& v, int fallback) {
-  auto [kind, o] = Unwrap(v);
+  // Not a structured binding: clang (the fuzz build) cannot capture those in lambdas.
+  const auto unwrapped = Unwrap(v);
+  const std::string& kind = unwrapped.first;
+  const json::object* o = unwrapped.second;
   if (o == nullptr) return CompileError(fallback, "unexpected expression");
   int pos = PositionOf(*o, fallback);
   if (kind == "ColumnRef") return BindColumnRef(*o, pos);
@@ -2330,7 +2333,10 @@ const std::set<std::string>& ScalarFunctionNames() {
 class SupportChecker {
  public:
   Status Check(const json::value& v, int fallback, bool in_window_arg) {
-    auto [kind, o] = Unwrap(v);
+    // Not a structured binding: clang (the fuzz build) cannot capture those in lambdas.
+    const auto unwrapped = Unwrap(v);
+    const std::string& kind = unwrapped.first;
+    const json::object* o = unwrapped.second;
     if (o == nullptr) {
       if (auto* arr = v.if_array()) {
         for (const auto& item : *arr) ARROW_RETURN_NOT_OK(Check(item, fallback, in_window_arg));

@@ -958,15 +958,21 @@ struct Output {
 
 Result<std::shared_ptr<arrow::Array>> Finish(const Output<int64_t>& out) {
   arrow::Int64Builder b;
-  ARROW_RETURN_NOT_OK(b.AppendValues(out.values.data(), static_cast<int64_t>(out.values.size()),
-                                     out.valid.data()));
+  // An empty vector's data() may be null: UB in memcpy even for 0 bytes.
+  if (!out.values.empty()) {
+    ARROW_RETURN_NOT_OK(b.AppendValues(out.values.data(), static_cast<int64_t>(out.values.size()),
+                                       out.valid.data()));
+  }
   return b.Finish();
 }
 
 Result<std::shared_ptr<arrow::Array>> Finish(const Output<double>& out) {
   arrow::DoubleBuilder b;
-  ARROW_RETURN_NOT_OK(b.AppendValues(out.values.data(), static_cast<int64_t>(out.values.size()),
-                                     out.valid.data()));
+  // An empty vector's data() may be null: UB in memcpy even for 0 bytes.
+  if (!out.values.empty()) {
+    ARROW_RETURN_NOT_OK(b.AppendValues(out.values.data(), static_cast<int64_t>(out.values.size()),
+                                       out.valid.data()));
+  }
   return b.Finish();
 }
 

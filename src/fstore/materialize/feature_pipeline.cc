@@ -462,12 +462,13 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
     }
   }
   arrow::Int64Builder take_builder;
-  ARROW_RETURN_NOT_OK(take_builder.AppendValues(last_rows));
+  // (An empty vector's data() may be null, and memcpy(null, 0) is UB.)
+  if (!last_rows.empty()) ARROW_RETURN_NOT_OK(take_builder.AppendValues(last_rows));
   ARROW_ASSIGN_OR_RAISE(auto take, take_builder.Finish());
   ARROW_ASSIGN_OR_RAISE(auto online_datum, cp::Take(all, take));
   auto online = online_datum.record_batch();
   arrow::Int64Builder qg, qt;
-  ARROW_RETURN_NOT_OK(qg.AppendValues(last_groups));
+  if (!last_groups.empty()) ARROW_RETURN_NOT_OK(qg.AppendValues(last_groups));
   for (size_t i = 0; i < last_groups.size(); ++i) ARROW_RETURN_NOT_OK(qt.Append(end));
   ARROW_ASSIGN_OR_RAISE(auto query_groups, qg.Finish());
   ARROW_ASSIGN_OR_RAISE(auto query_times, qt.Finish());
