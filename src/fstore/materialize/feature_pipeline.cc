@@ -8,7 +8,8 @@
 #include <arrow/compute/api.h>
 #include <boost/json/value_from.hpp>
 
-#include "fstore/compute/compute_init.h"
+#include "fstore/core/compute_init.h"
+#include "fstore/core/entity_time_order.h"
 #include "fstore/materialize/feature_validation.h"
 
 namespace fstore {
@@ -293,13 +294,11 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
   const FeatureSet& fs = plan.feature_set;
   // 1. Sort by entity key, then event time (then created time): windows and
   //    the offline layout rely on it.
-  std::vector<cp::SortKey> sort_keys;
-  for (const auto& k : plan.key_columns) sort_keys.emplace_back(k);
-  sort_keys.emplace_back(fs.timestamp_field);
-  if (!fs.created_timestamp_field.empty()) sort_keys.emplace_back(fs.created_timestamp_field);
+  std::vector<std::string> time_columns{fs.timestamp_field};
+  if (!fs.created_timestamp_field.empty()) time_columns.push_back(fs.created_timestamp_field);
   ARROW_ASSIGN_OR_RAISE(auto combined, source->CombineChunksToBatch());
   ARROW_ASSIGN_OR_RAISE(auto indices,
-                        cp::SortIndices(arrow::Datum(combined), cp::SortOptions(sort_keys)));
+                        EntityTimeOrder(*combined, plan.key_columns, time_columns));
   ARROW_ASSIGN_OR_RAISE(auto sorted_datum, cp::Take(combined, indices));
   auto batch = sorted_datum.record_batch();
   const int64_t n = batch->num_rows();

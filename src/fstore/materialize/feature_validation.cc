@@ -146,7 +146,8 @@ Result<CheckedColumn> CheckFeatureColumn(const Feature& feature,
   auto add = [&](std::string rule, std::vector<int64_t> rows) {
     if (!rows.empty()) out.violations.push_back({std::move(rule), std::move(rows)});
   };
-  add("data_type", LostRows(*computed, *out.values));
+  // Nothing can have been lost when no conversion happened.
+  if (out.values != computed) add("data_type", LostRows(*computed, *out.values));
 
   const ValidationRules& r = feature.validation_rules;
   const auto& values = out.values;

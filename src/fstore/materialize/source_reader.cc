@@ -4,7 +4,7 @@
 #include <arrow/compute/api.h>
 #include <arrow/dataset/api.h>
 
-#include "fstore/compute/compute_init.h"
+#include "fstore/core/compute_init.h"
 #include "fstore/compute/source_schema.h"
 
 namespace fstore {

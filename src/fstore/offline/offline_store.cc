@@ -1,3 +1,4 @@
+#include "fstore/core/entity_time_order.h"
 #include "fstore/offline/offline_store.h"
 
 #include <algorithm>
@@ -373,12 +374,10 @@ Result<std::shared_ptr<arrow::Table>> SortAndDeduplicate(
     const std::shared_ptr<arrow::Table>& table, const std::vector<std::string>& key_columns) {
   if (table->num_rows() == 0) return table;
   ARROW_ASSIGN_OR_RAISE(auto combined, table->CombineChunks());
-  std::vector<cp::SortKey> sort_keys;
-  for (const auto& k : key_columns) sort_keys.emplace_back(k);
-  sort_keys.emplace_back(kEventTimestampColumn);
-  sort_keys.emplace_back(kCreatedTimestampColumn);
+  ARROW_ASSIGN_OR_RAISE(auto batch, combined->CombineChunksToBatch());
   ARROW_ASSIGN_OR_RAISE(auto order,
-                        cp::SortIndices(arrow::Datum(combined), cp::SortOptions(sort_keys)));
+                        EntityTimeOrder(*batch, key_columns,
+                                        {kEventTimestampColumn, kCreatedTimestampColumn}));
   const auto& sorted = static_cast<const arrow::UInt64Array&>(*order);
   const auto& created = static_cast<const arrow::TimestampArray&>(
       *combined->GetColumnByName(kCreatedTimestampColumn)->chunk(0));
@@ -1042,11 +1041,9 @@ Result<std::shared_ptr<arrow::Table>> OfflineStore::Read(const std::string& feat
   ARROW_ASSIGN_OR_RAISE(auto table, plan.reader->ToTable());
   if (table->num_rows() <= 1) return table;
   // Each partition is sorted; across partitions the keys interleave.
-  std::vector<cp::SortKey> sort_keys;
-  for (const auto& k : plan.key_columns) sort_keys.emplace_back(k);
-  sort_keys.emplace_back(kEventTimestampColumn);
+  ARROW_ASSIGN_OR_RAISE(auto batch, table->CombineChunksToBatch());
   ARROW_ASSIGN_OR_RAISE(auto order,
-                        cp::SortIndices(arrow::Datum(table), cp::SortOptions(sort_keys)));
+                        EntityTimeOrder(*batch, plan.key_columns, {kEventTimestampColumn}));
   ARROW_ASSIGN_OR_RAISE(auto sorted, cp::Take(arrow::Datum(table), arrow::Datum(order)));
   return sorted.table();
 }

@@ -11,7 +11,7 @@
 
 #include <arrow/type.h>
 
-#include "fstore/compute/compute_init.h"
+#include "fstore/core/compute_init.h"
 #include "fstore/compute/source_schema.h"
 #include "fstore/core/ids.h"
 #include "fstore/core/time.h"

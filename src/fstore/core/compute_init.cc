@@ -1,4 +1,4 @@
-#include "fstore/compute/compute_init.h"
+#include "fstore/core/compute_init.h"
 
 #include <mutex>
 
