@@ -1,6 +1,8 @@
 #include "fstore/core/entity_time_order.h"
 
 #include <algorithm>
+#include <array>
+#include <limits>
 #include <numeric>
 #include <string_view>
 
@@ -13,49 +15,75 @@ namespace fstore {
 
 namespace {
 
-// One column's comparison on raw values: negative, zero or positive.
-struct ColumnComparator {
-  enum class Kind { kInt64, kInt32, kString, kLargeString } kind;
-  const arrow::Array* array;
-  const int64_t* i64 = nullptr;
-  const int32_t* i32 = nullptr;
+// Rows are sorted as packed fixed-size records (up to kMaxColumns int64 sort
+// values and the row index) rather than through indirect comparators: the
+// values sit next to each other, so the sort is cache-friendly. Strings are
+// replaced by their rank among the column's distinct values first.
+constexpr size_t kMaxColumns = 4;
+constexpr int64_t kNullRank = std::numeric_limits<int64_t>::min();  // nulls first
 
-  int Compare(int64_t a, int64_t b) const {
-    bool a_null = array->IsNull(a), b_null = array->IsNull(b);
-    if (a_null || b_null) return a_null == b_null ? 0 : (a_null ? -1 : 1);
-    switch (kind) {
-      case Kind::kInt64: return (i64[a] > i64[b]) - (i64[a] < i64[b]);
-      case Kind::kInt32: return (i32[a] > i32[b]) - (i32[a] < i32[b]);
-      case Kind::kString: {
-        const auto& s = static_cast<const arrow::StringArray&>(*array);
-        return s.GetView(a).compare(s.GetView(b));
-      }
-      case Kind::kLargeString: {
-        const auto& s = static_cast<const arrow::LargeStringArray&>(*array);
-        return s.GetView(a).compare(s.GetView(b));
-      }
-    }
-    return 0;
-  }
+struct SortRecord {
+  std::array<int64_t, kMaxColumns> values;
+  uint64_t row;
 };
 
-std::optional<ColumnComparator> MakeComparator(const std::shared_ptr<arrow::Array>& array) {
+// The column as int64 sort values (order-preserving), or nullopt for types
+// without a fast path.
+Result<std::optional<std::vector<int64_t>>> SortValues(const std::shared_ptr<arrow::Array>& array) {
+  const int64_t n = array->length();
+  std::vector<int64_t> out(static_cast<size_t>(n));
   switch (array->type_id()) {
     case arrow::Type::INT64:
-    case arrow::Type::TIMESTAMP:
-      return ColumnComparator{ColumnComparator::Kind::kInt64, array.get(),
-                              array->data()->GetValues<int64_t>(1)};
+    case arrow::Type::TIMESTAMP: {
+      const int64_t* v = array->data()->GetValues<int64_t>(1);
+      for (int64_t i = 0; i < n; ++i) out[i] = array->IsNull(i) ? kNullRank : v[i];
+      return out;
+    }
     case arrow::Type::INT32:
-    case arrow::Type::DATE32:
-      return ColumnComparator{ColumnComparator::Kind::kInt32, array.get(), nullptr,
-                              array->data()->GetValues<int32_t>(1)};
+    case arrow::Type::DATE32: {
+      const int32_t* v = array->data()->GetValues<int32_t>(1);
+      for (int64_t i = 0; i < n; ++i) out[i] = array->IsNull(i) ? kNullRank : v[i];
+      return out;
+    }
     case arrow::Type::STRING:
-      return ColumnComparator{ColumnComparator::Kind::kString, array.get()};
-    case arrow::Type::LARGE_STRING:
-      return ColumnComparator{ColumnComparator::Kind::kLargeString, array.get()};
+    case arrow::Type::LARGE_STRING: {
+      ARROW_RETURN_NOT_OK(InitializeCompute());
+      ARROW_ASSIGN_OR_RAISE(auto encoded, arrow::compute::DictionaryEncode(array));
+      std::shared_ptr<arrow::Array> encoded_array = encoded.make_array();
+      const auto& dict_array = static_cast<const arrow::DictionaryArray&>(*encoded_array);
+      auto dictionary = dict_array.dictionary();
+      std::vector<int32_t> by_value(static_cast<size_t>(dictionary->length()));
+      std::iota(by_value.begin(), by_value.end(), 0);
+      auto view = [&](int32_t i) -> std::string_view {
+        if (dictionary->type_id() == arrow::Type::STRING) {
+          return static_cast<const arrow::StringArray&>(*dictionary).GetView(i);
+        }
+        return static_cast<const arrow::LargeStringArray&>(*dictionary).GetView(i);
+      };
+      std::sort(by_value.begin(), by_value.end(),
+                [&](int32_t a, int32_t b) { return view(a) < view(b); });
+      std::vector<int64_t> rank(by_value.size());
+      for (size_t r = 0; r < by_value.size(); ++r) rank[by_value[r]] = static_cast<int64_t>(r);
+      ARROW_ASSIGN_OR_RAISE(auto indices32,
+                            arrow::compute::Cast(*dict_array.indices(), arrow::int32()));
+      const auto& idx = static_cast<const arrow::Int32Array&>(*indices32);
+      for (int64_t i = 0; i < n; ++i) out[i] = idx.IsNull(i) ? kNullRank : rank[idx.Value(i)];
+      return out;
+    }
     default:
-      return std::nullopt;
+      return std::optional<std::vector<int64_t>>();
   }
+}
+
+Result<std::shared_ptr<arrow::UInt64Array>> ArrowSortIndices(
+    const arrow::RecordBatch& batch, const std::vector<std::string>& columns) {
+  ARROW_RETURN_NOT_OK(InitializeCompute());
+  std::vector<arrow::compute::SortKey> keys;
+  for (const auto& c : columns) keys.emplace_back(c);
+  arrow::compute::SortOptions options(keys, arrow::compute::NullPlacement::AtStart);
+  auto shared = arrow::RecordBatch::Make(batch.schema(), batch.num_rows(), batch.columns());
+  ARROW_ASSIGN_OR_RAISE(auto order, arrow::compute::SortIndices(arrow::Datum(shared), options));
+  return std::static_pointer_cast<arrow::UInt64Array>(order);
 }
 
 }  // namespace
@@ -63,47 +91,37 @@ std::optional<ColumnComparator> MakeComparator(const std::shared_ptr<arrow::Arra
 Result<std::shared_ptr<arrow::UInt64Array>> EntityTimeOrder(
     const arrow::RecordBatch& batch, const std::vector<std::string>& key_columns,
     const std::vector<std::string>& time_columns) {
-  std::vector<ColumnComparator> columns;
-  bool fast = true;
-  for (const auto* names : {&key_columns, &time_columns}) {
-    for (const auto& name : *names) {
-      auto array = batch.GetColumnByName(name);
-      if (!array) return InvalidArgument(name, "no column '" + name + "' to sort by");
-      auto comparator = MakeComparator(array);
-      if (!comparator) {
-        fast = false;
-        break;
-      }
-      columns.push_back(*comparator);
+  std::vector<std::string> columns = key_columns;
+  columns.insert(columns.end(), time_columns.begin(), time_columns.end());
+  for (const auto& name : columns) {
+    if (!batch.GetColumnByName(name)) {
+      return InvalidArgument(name, "no column '" + name + "' to sort by");
     }
   }
-  if (!fast) {
-    ARROW_RETURN_NOT_OK(InitializeCompute());
-    std::vector<arrow::compute::SortKey> keys;
-    for (const auto& k : key_columns) keys.emplace_back(k);
-    for (const auto& t : time_columns) keys.emplace_back(t);
-    arrow::compute::SortOptions options(keys, arrow::compute::NullPlacement::AtStart);
-    auto shared = arrow::RecordBatch::Make(batch.schema(), batch.num_rows(), batch.columns());
-    ARROW_ASSIGN_OR_RAISE(auto order,
-                          arrow::compute::SortIndices(arrow::Datum(shared), options));
-    return std::static_pointer_cast<arrow::UInt64Array>(order);
-  }
+  if (columns.size() > kMaxColumns) return ArrowSortIndices(batch, columns);
+
   const int64_t n = batch.num_rows();
-  std::vector<uint64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  // Already in order (a common case: sorted sources, re-sorts): nothing to do.
-  auto less = [&](uint64_t a, uint64_t b) {
-    for (const auto& c : columns) {
-      int r = c.Compare(static_cast<int64_t>(a), static_cast<int64_t>(b));
-      if (r != 0) return r < 0;
-    }
-    return a < b;
+  std::vector<SortRecord> records(static_cast<size_t>(n));
+  for (size_t c = 0; c < columns.size(); ++c) {
+    ARROW_ASSIGN_OR_RAISE(auto values, SortValues(batch.GetColumnByName(columns[c])));
+    if (!values) return ArrowSortIndices(batch, columns);
+    for (int64_t i = 0; i < n; ++i) records[i].values[c] = (*values)[i];
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (size_t c = columns.size(); c < kMaxColumns; ++c) records[i].values[c] = 0;
+    records[i].row = static_cast<uint64_t>(i);
+  }
+  // The row index as the last key makes the order equal a stable sort's.
+  auto less = [](const SortRecord& a, const SortRecord& b) {
+    if (a.values != b.values) return a.values < b.values;
+    return a.row < b.row;
   };
-  if (!std::is_sorted(order.begin(), order.end(), less)) {
-    std::sort(order.begin(), order.end(), less);
+  if (!std::is_sorted(records.begin(), records.end(), less)) {
+    std::sort(records.begin(), records.end(), less);
   }
   arrow::UInt64Builder builder;
-  if (n > 0) ARROW_RETURN_NOT_OK(builder.AppendValues(order.data(), n));
+  ARROW_RETURN_NOT_OK(builder.Resize(n));
+  for (const auto& r : records) builder.UnsafeAppend(r.row);
   std::shared_ptr<arrow::UInt64Array> out;
   ARROW_RETURN_NOT_OK(builder.Finish(&out));
   return out;
