@@ -112,8 +112,13 @@ Result<std::shared_ptr<arrow::UInt64Array>> EntityTimeOrder(
     records[i].row = static_cast<uint64_t>(i);
   }
   // The row index as the last key makes the order equal a stable sort's.
-  auto less = [](const SortRecord& a, const SortRecord& b) {
-    if (a.values != b.values) return a.values < b.values;
+  // Element by element over the columns in use (std::array's operators go
+  // through memcmp and compare all kMaxColumns slots).
+  const size_t used = columns.size();
+  auto less = [used](const SortRecord& a, const SortRecord& b) {
+    for (size_t c = 0; c < used; ++c) {
+      if (a.values[c] != b.values[c]) return a.values[c] < b.values[c];
+    }
     return a.row < b.row;
   };
   if (!std::is_sorted(records.begin(), records.end(), less)) {

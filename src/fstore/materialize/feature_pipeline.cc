@@ -300,16 +300,42 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
   ARROW_ASSIGN_OR_RAISE(auto indices,
                         EntityTimeOrder(*combined, plan.key_columns, time_columns));
   ARROW_ASSIGN_OR_RAISE(auto sorted_datum, cp::Take(combined, indices));
-  auto batch = sorted_datum.record_batch();
-  const int64_t n = batch->num_rows();
+  auto full = sorted_datum.record_batch();
+  const int64_t full_rows = full->num_rows();
 
-  ARROW_ASSIGN_OR_RAISE(auto groups, GroupIds(*batch, plan.key_columns));
-  ARROW_ASSIGN_OR_RAISE(auto times, AsMicros(batch->GetColumnByName(fs.timestamp_field)));
+  ARROW_ASSIGN_OR_RAISE(auto full_groups, GroupIds(*full, plan.key_columns));
+  ARROW_ASSIGN_OR_RAISE(auto full_times, AsMicros(full->GetColumnByName(fs.timestamp_field)));
+
+  // Rows whose features are computed: those of the range, and, for entities
+  // seen only in the look-back, their last row (the online store gets it).
+  // The other look-back rows only feed the windows, which read the full
+  // arrays; skipping them halves the row work of a chunk with a look-back.
+  arrow::Int64Builder needed_builder;
+  ARROW_RETURN_NOT_OK(needed_builder.Reserve(full_rows));
+  for (int64_t i = 0; i < full_rows; ++i) {
+    TimestampMicros t = full_times->Value(i);
+    bool last_of_group = i + 1 == full_rows || full_groups->Value(i + 1) != full_groups->Value(i);
+    if ((t >= start && t < end) || (t < start && last_of_group)) needed_builder.UnsafeAppend(i);
+  }
+  ARROW_ASSIGN_OR_RAISE(auto needed, needed_builder.Finish());
+  std::shared_ptr<arrow::RecordBatch> batch = full;
+  std::shared_ptr<arrow::Int64Array> groups = full_groups, times = full_times;
+  const bool subset = needed->length() < full_rows;
+  if (subset) {
+    ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(full, needed));
+    batch = taken.record_batch();
+    ARROW_ASSIGN_OR_RAISE(auto g, cp::Take(*full_groups, *needed));
+    groups = std::static_pointer_cast<arrow::Int64Array>(g);
+    ARROW_ASSIGN_OR_RAISE(times, AsMicros(batch->GetColumnByName(fs.timestamp_field)));
+  }
+  const int64_t n = batch->num_rows();
 
   // 2. Features, in plan order.
   EvalContext ctx;
   ctx.clock = clock;
   std::map<std::string, std::shared_ptr<arrow::Array>> computed;
+  // Window arguments over all rows, kept for the online values at `end`.
+  std::map<std::string, std::shared_ptr<arrow::Array>> window_arguments;
   auto visible_batch = [&]() {
     std::vector<std::shared_ptr<arrow::Field>> fields;
     std::vector<std::shared_ptr<arrow::Array>> arrays;
@@ -339,15 +365,20 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
       case PlannedFeature::Kind::kWindow: {
         std::shared_ptr<arrow::Array> argument;
         if (p.expression) {
-          auto r = p.expression->Evaluate(*batch, ctx);
+          auto r = p.expression->Evaluate(*full, ctx);
           if (!r.ok()) return FeatureError(p.feature, r.status());
           argument = *r;
         } else {
-          ARROW_ASSIGN_OR_RAISE(argument, arrow::MakeArrayOfNull(arrow::null(), n));
+          ARROW_ASSIGN_OR_RAISE(argument, arrow::MakeArrayOfNull(arrow::null(), full_rows));
         }
-        auto r = WindowAtEvents(*p.window, *groups, *times, argument);
+        window_arguments[p.feature.name] = argument;
+        auto r = WindowAtEvents(*p.window, *full_groups, *full_times, argument);
         if (!r.ok()) return FeatureError(p.feature, r.status());
         values = *r;
+        if (subset) {
+          ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*values, *needed));
+          values = taken;
+        }
         break;
       }
       case PlannedFeature::Kind::kDerived: {
@@ -473,15 +504,9 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
   ARROW_ASSIGN_OR_RAISE(auto query_times, qt.Finish());
   for (const PlannedFeature& p : plan.features) {
     if (p.kind != PlannedFeature::Kind::kWindow) continue;
-    std::shared_ptr<arrow::Array> argument;
-    if (p.expression) {
-      ARROW_ASSIGN_OR_RAISE(argument, p.expression->Evaluate(*batch, ctx));
-    } else {
-      ARROW_ASSIGN_OR_RAISE(argument, arrow::MakeArrayOfNull(arrow::null(), n));
-    }
     ARROW_ASSIGN_OR_RAISE(
         auto at_end,
-        WindowAtTimes(*p.window, *groups, *times, argument,
+        WindowAtTimes(*p.window, *full_groups, *full_times, window_arguments[p.feature.name],
                       static_cast<const arrow::Int64Array&>(*query_groups),
                       static_cast<const arrow::Int64Array&>(*query_times)));
     ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(p.feature, at_end));

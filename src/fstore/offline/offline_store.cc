@@ -553,10 +553,14 @@ Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& d
                                  const std::shared_ptr<arrow::Table>& table) {
   std::string temp = JoinPath(dir, kTempPrefix + name + kTempSuffix);
   ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(temp));
-  auto properties = parquet::WriterProperties::Builder()
-                        .compression(arrow::Compression::ZSTD)
-                        ->max_row_group_length(kOfflineRowGroupRows)
-                        ->build();
+  parquet::WriterProperties::Builder builder;
+  builder.compression(arrow::Compression::ZSTD)->max_row_group_length(kOfflineRowGroupRows);
+  // Floating-point features rarely repeat: dictionary-encoding them costs a
+  // hash-table insert per value for nothing (they fall back to plain anyway).
+  for (const auto& field : table->schema()->fields()) {
+    if (arrow::is_floating(field->type()->id())) builder.disable_dictionary(field->name());
+  }
+  auto properties = builder.build();
   auto arrow_properties = parquet::ArrowWriterProperties::Builder().store_schema()->build();
   ARROW_ASSIGN_OR_RAISE(
       auto writer, parquet::arrow::FileWriter::Open(*table->schema(), arrow::default_memory_pool(),
