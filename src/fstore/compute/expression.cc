@@ -1,3 +1,4 @@
+#include "fstore/core/text.h"
 #include "fstore/compute/expression.h"
 
 #include <algorithm>
@@ -157,13 +158,6 @@ int PositionOf(const json::object& node, int fallback) {
   return fallback;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 // {"String": {"sval": "x"}} -> "x"
 std::string StringValue(const json::value& v) {
   if (auto* o = v.if_object()) {
@@ -206,7 +200,7 @@ std::string StringField(const json::object& o, const char* key) {
 // The last name of a qualified name list (pg_catalog.int4 -> int4), lower-case.
 std::string LastName(const json::array* names) {
   if (names == nullptr || names->empty()) return "";
-  return Lower(StringValue(names->back()));
+  return AsciiLower(StringValue(names->back()));
 }
 
 // ---------------------------------------------------------------------------
@@ -226,7 +220,7 @@ Result<std::shared_ptr<arrow::Array>> ToArray(const Datum& d, int64_t length) {
 // PostgreSQL's message for an Arrow compute error of a checked kernel.
 Status MapRunError(const Status& st, int position, const std::string& overflow_message) {
   if (ErrorOf(st) != nullptr) return st;
-  std::string m = Lower(st.message());
+  std::string m = AsciiLower(st.message());
   if (m.find("divide by zero") != std::string::npos) return RunError(position, "division by zero");
   if (m.find("overflow") != std::string::npos) return RunError(position, overflow_message);
   if (m.find("logarithm of zero") != std::string::npos) {
@@ -1853,7 +1847,7 @@ struct ExtractField {
 };
 
 std::string CanonicalField(std::string field) {
-  field = Lower(field);
+  field = AsciiLower(field);
   static const std::vector<std::pair<std::vector<std::string>, std::string>> kAliases = {
       {{"year", "years", "y", "yr", "yrs"}, "year"},
       {{"month", "months", "mon", "mons"}, "month"},
@@ -2394,7 +2388,7 @@ class SupportChecker {
           op == "SVFOP_LOCALTIMESTAMP_N") {
         return Status::OK();
       }
-      std::string what = Lower(op.size() > 6 ? op.substr(6) : op);
+      std::string what = AsciiLower(op.size() > 6 ? op.substr(6) : op);
       return CompileError(pos, what + " is not supported in a transformation");
     }
     if (kind == "FuncCall") {

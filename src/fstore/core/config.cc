@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "fstore/core/text.h"
+
 extern char** environ;
 
 namespace fstore {
@@ -27,14 +29,6 @@ struct Source {
   std::string_view env;
   std::string label;
 };
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 std::string Quote(std::string_view text) {
   constexpr size_t kMax = 80;
@@ -69,7 +63,7 @@ Status ParseInt(const Source& source, std::string_view value, Int min, Int max,
 }
 
 Status ParseBool(const Source& source, std::string_view value, bool* out) {
-  const std::string lower = ToLower(value);
+  const std::string lower = AsciiLower(value);
   if (lower == "true" || lower == "1" || lower == "yes") {
     *out = true;
     return Status::OK();
@@ -84,7 +78,7 @@ Status ParseBool(const Source& source, std::string_view value, bool* out) {
 /// One of `choices`, case-insensitive; stores the lower-case choice.
 Status ParseChoice(const Source& source, std::string_view value,
                    std::initializer_list<std::string_view> choices, std::string* out) {
-  const std::string lower = ToLower(value);
+  const std::string lower = AsciiLower(value);
   for (std::string_view choice : choices) {
     if (lower == choice) {
       *out = lower;
@@ -100,7 +94,7 @@ Status ParseChoice(const Source& source, std::string_view value,
 }
 
 bool HasScheme(std::string_view url, std::string_view scheme) {
-  return url.size() >= scheme.size() && ToLower(url.substr(0, scheme.size())) == scheme;
+  return url.size() >= scheme.size() && AsciiLower(url.substr(0, scheme.size())) == scheme;
 }
 
 /// Empty is allowed (the embedded default); otherwise one of `schemes`.
@@ -354,7 +348,7 @@ std::string Config::OnlineStoreUri() const {
 }
 
 std::string Config::OfflineStoreUri() const {
-  if (ToLower(storage_backend) == "s3") return "s3://" + s3_bucket;
+  if (AsciiLower(storage_backend) == "s3") return "s3://" + s3_bucket;
   const std::filesystem::path root(storage_path.empty() ? JoinPath(data_dir, "offline")
                                                         : storage_path);
   std::error_code error;
@@ -444,7 +438,7 @@ Status ValidateConfig(const Config& config) {
   ARROW_RETURN_NOT_OK(
       check("SERVING_CACHE_TTL", std::to_string(config.serving_cache_ttl_seconds)));
 
-  const std::string storage_backend = ToLower(config.storage_backend);
+  const std::string storage_backend = AsciiLower(config.storage_backend);
   if (storage_backend == "s3") {
     if (config.s3_bucket.empty()) {
       return InvalidArgument("S3_BUCKET",
@@ -465,7 +459,7 @@ Status ValidateConfig(const Config& config) {
                                        "directory (for S3 set STORAGE_BACKEND=s3 and S3_BUCKET)",
                                        Quote(config.storage_path)));
   }
-  if (ToLower(config.compute_engine) == "spark" && config.spark_master.empty()) {
+  if (AsciiLower(config.compute_engine) == "spark" && config.spark_master.empty()) {
     return InvalidArgument("SPARK_MASTER",
                            "SPARK_MASTER is empty, but COMPUTE_ENGINE=spark needs a master URL "
                            "(e.g. spark://host:7077); set SPARK_MASTER or use "

@@ -30,11 +30,6 @@ void AddUnique(std::vector<std::string>* v, const std::string& x) {
   if (!Contains(*v, x)) v->push_back(x);
 }
 
-std::string Bare(const std::string& ref) {
-  size_t colon = ref.rfind(':');
-  return colon == std::string::npos ? ref : ref.substr(colon + 1);
-}
-
 Status FeatureError(const Feature& f, const Status& st) {
   if (st.ok()) return st;
   return MakeError(ErrorCodeOf(st), "feature '" + f.name + "': " + st.message(),
@@ -179,7 +174,7 @@ Result<FeaturePlan> PlanMaterialization(const FeatureSet& fs, const std::vector<
   while (!derived.empty()) {
     auto ready = std::find_if(derived.begin(), derived.end(), [&](const PlannedFeature& p) {
       return std::all_of(p.feature.source_features.begin(), p.feature.source_features.end(),
-                         [&](const std::string& s) { return feature_names.count(Bare(s)) > 0; });
+                         [&](const std::string& s) { return feature_names.count(std::string(FeatureNameOf(s))) > 0; });
     });
     if (ready == derived.end()) {
       return Unprocessable("source_features",

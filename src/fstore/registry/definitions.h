@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json/array.hpp>
@@ -96,5 +97,21 @@ struct Feature {
   TimestampMicros updated_at = 0;
   std::optional<TimestampMicros> deleted_at;
 };
+
+/// The feature name in a reference: "feature_set:feature" -> "feature";
+/// a bare "feature" is itself.
+inline std::string_view FeatureNameOf(std::string_view ref) {
+  size_t colon = ref.rfind(':');
+  return colon == std::string_view::npos ? ref : ref.substr(colon + 1);
+}
+
+/// Whether `column`, as written in a derived feature's SQL, names one of its
+/// source_features (inputs are named bare in the expression: "fs:x" is x).
+inline bool IsSourceFeatureName(const Feature& feature, std::string_view column) {
+  for (const auto& ref : feature.source_features) {
+    if (FeatureNameOf(ref) == column) return true;
+  }
+  return false;
+}
 
 }  // namespace fstore

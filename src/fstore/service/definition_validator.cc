@@ -1,3 +1,4 @@
+#include "fstore/core/text.h"
 #include "fstore/service/definition_validator.h"
 
 #include <algorithm>
@@ -18,13 +19,6 @@ namespace fstore {
 namespace json = boost::json;
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 std::string Trimmed(std::string_view s) {
   size_t b = s.find_first_not_of(" \t");
@@ -99,7 +93,7 @@ Status ValidateIdentifier(std::string_view field, std::string_view name) {
 }
 
 Result<std::string> CanonicalDataType(std::string_view field, std::string_view type) {
-  std::string t = Lower(Trimmed(type));
+  std::string t = AsciiLower(Trimmed(type));
   for (const char* prefix : {"list<", "array<"}) {
     std::string_view p(prefix);
     if (t.size() > p.size() + 1 && t.compare(0, p.size(), p) == 0 && t.back() == '>') {
@@ -157,7 +151,7 @@ Status ValidateEntity(Entity* e) {
       }
     }
   }
-  std::string vt = Lower(e->value_type);
+  std::string vt = AsciiLower(e->value_type);
   if (vt == "str" || vt == "text") vt = "string";
   if (vt == "int64" || vt == "integer" || vt == "long") vt = "int";
   if (vt != "string" && vt != "int") {
@@ -185,21 +179,21 @@ Status ValidateFeatureSet(FeatureSet* fs, const std::shared_ptr<arrow::Schema>& 
       }
     }
   }
-  fs->source_type = Lower(fs->source_type);
+  fs->source_type = AsciiLower(fs->source_type);
   if (fs->source_type != "batch" && fs->source_type != "stream") {
     return InvalidArgument("source_type", "'" + fs->source_type + "' must be batch or stream");
   }
   if (fs->source) {
     SourceDefinition& s = *fs->source;
-    s.type = Lower(s.type);
+    s.type = AsciiLower(s.type);
     if (s.type == "file") {
       if (s.path.empty()) return InvalidArgument("source.path", "is required for a file source");
       if (!s.query.empty() || !s.table.empty() || !s.connection.empty()) {
         return InvalidArgument("source", "a file source takes path and format only");
       }
-      s.format = Lower(s.format);
+      s.format = AsciiLower(s.format);
       if (s.format.empty()) {
-        std::string lower = Lower(s.path);
+        std::string lower = AsciiLower(s.path);
         s.format = lower.size() >= 4 && lower.compare(lower.size() - 4, 4, ".csv") == 0
                        ? "csv"
                        : "parquet";
@@ -243,7 +237,7 @@ Status ValidateFeatureSet(FeatureSet* fs, const std::shared_ptr<arrow::Schema>& 
       return InvalidArgument("materialization_schedule", cron.status().message());
     }
   }
-  fs->on_invalid = Lower(fs->on_invalid);
+  fs->on_invalid = AsciiLower(fs->on_invalid);
   if (fs->on_invalid != "fail" && fs->on_invalid != "drop" && fs->on_invalid != "null") {
     return InvalidArgument("on_invalid", "'" + fs->on_invalid + "' must be fail, drop or null");
   }
@@ -395,13 +389,9 @@ Result<std::optional<ParsedTransformation>> ValidateFeature(
       ARROW_RETURN_NOT_OK(CheckColumn(schema, "name", f->name));
     } else {
       for (const std::string& ref : parsed->column_refs) {
-        // A derived feature's inputs are named bare in its SQL ("fs:x" -> x).
-        bool is_input = std::any_of(
-            f->source_features.begin(), f->source_features.end(), [&](const std::string& s) {
-              size_t colon = s.rfind(':');
-              return (colon == std::string::npos ? s : s.substr(colon + 1)) == ref;
-            });
-        if (!is_input) ARROW_RETURN_NOT_OK(CheckColumn(schema, "transformation", ref));
+        if (!IsSourceFeatureName(*f, ref)) {
+          ARROW_RETURN_NOT_OK(CheckColumn(schema, "transformation", ref));
+        }
       }
     }
   }

@@ -1,3 +1,4 @@
+#include "fstore/core/text.h"
 #include "fstore/service/feature_store.h"
 
 #include <algorithm>
@@ -26,13 +27,6 @@ namespace {
 
 // Optimistic-concurrency retries before giving up with the Conflict.
 constexpr int kMaxWriteAttempts = 50;
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 bool Contains(const std::vector<std::string>& list, std::string_view value) {
   return std::find(list.begin(), list.end(), value) != list.end();
@@ -362,14 +356,14 @@ Result<FeatureSet> FeatureStore::CreateFeatureSet(const json::value& body) {
 
 Result<std::vector<FeatureSet>> FeatureStore::ListFeatureSets(const FeatureSetFilter& filter) {
   ARROW_ASSIGN_OR_RAISE(auto all, registry_->ListFeatureSets(filter.include_deleted));
-  std::string q = Lower(filter.q);
+  std::string q = AsciiLower(filter.q);
   std::vector<FeatureSet> out;
   for (auto& fs : all) {
     if (!filter.owner.empty() && fs.owner != filter.owner) continue;
     if (!filter.entity.empty() && !Contains(fs.entities, filter.entity)) continue;
     if (!filter.tag.empty() && !Contains(fs.tags, filter.tag)) continue;
-    if (!q.empty() && Lower(fs.name).find(q) == std::string::npos &&
-        Lower(fs.description).find(q) == std::string::npos) {
+    if (!q.empty() && AsciiLower(fs.name).find(q) == std::string::npos &&
+        AsciiLower(fs.description).find(q) == std::string::npos) {
       continue;
     }
     out.push_back(std::move(fs));
@@ -604,14 +598,14 @@ Result<std::vector<Feature>> FeatureStore::ListFeatures(const FeatureFilter& fil
     ARROW_ASSIGN_OR_RAISE(data_type, CanonicalDataType("data_type", filter.data_type));
   }
   ARROW_ASSIGN_OR_RAISE(auto all, registry_->ListFeatures(filter.include_deleted));
-  std::string q = Lower(filter.q);
+  std::string q = AsciiLower(filter.q);
   std::vector<Feature> out;
   for (auto& f : all) {
     if (!set_id.empty() && f.feature_set_id != set_id) continue;
     if (!data_type.empty() && f.data_type != data_type) continue;
     if (!filter.tag.empty() && !Contains(f.tags, filter.tag)) continue;
-    if (!q.empty() && Lower(f.name).find(q) == std::string::npos &&
-        Lower(f.description).find(q) == std::string::npos) {
+    if (!q.empty() && AsciiLower(f.name).find(q) == std::string::npos &&
+        AsciiLower(f.description).find(q) == std::string::npos) {
       continue;
     }
     out.push_back(std::move(f));
@@ -756,12 +750,7 @@ Result<json::object> FeatureStore::FeatureLineage(std::string_view ref) {
     auto parsed = ParseTransformation(feature.transformation);
     if (parsed.ok()) {
       for (const auto& c : parsed->column_refs) {
-        bool is_input = std::any_of(feature.source_features.begin(), feature.source_features.end(),
-                                    [&](const std::string& s) {
-                                      size_t colon = s.rfind(':');
-                                      return (colon == std::string::npos ? s : s.substr(colon + 1)) == c;
-                                    });
-        if (!is_input) columns.emplace_back(c);
+        if (!IsSourceFeatureName(feature, c)) columns.emplace_back(c);
       }
     }
   }
@@ -882,7 +871,7 @@ namespace {
 bool ScoreHit(const std::vector<std::string>& tokens, const std::string& name,
               const std::string& description, const std::vector<std::string>& tags,
               const std::string& owner, SearchHit* hit) {
-  std::string lname = Lower(name), ldesc = Lower(description), lowner = Lower(owner);
+  std::string lname = AsciiLower(name), ldesc = AsciiLower(description), lowner = AsciiLower(owner);
   std::set<std::string> matched;
   double total = 0;
   for (const auto& t : tokens) {
@@ -895,7 +884,7 @@ bool ScoreHit(const std::vector<std::string>& tokens, const std::string& name,
     else if (lname.rfind(t, 0) == 0) consider(6, "name");
     else if (lname.find(t) != std::string::npos) consider(4, "name");
     for (const auto& tag : tags) {
-      std::string ltag = Lower(tag);
+      std::string ltag = AsciiLower(tag);
       if (ltag == t) consider(3, "tags");
       else if (ltag.find(t) != std::string::npos) consider(2, "tags");
     }
@@ -914,7 +903,7 @@ bool ScoreHit(const std::vector<std::string>& tokens, const std::string& name,
 Result<std::vector<SearchHit>> FeatureStore::Search(std::string_view q, size_t limit) {
   std::vector<std::string> tokens;
   std::string current;
-  for (char c : Lower(q)) {
+  for (char c : AsciiLower(q)) {
     if (std::isspace(static_cast<unsigned char>(c))) {
       if (!current.empty()) tokens.push_back(std::move(current));
       current.clear();
