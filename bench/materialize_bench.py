@@ -8,6 +8,7 @@ through the REST API, then runs `fstore materialize` under /usr/bin/time and
 prints rows/s, CPU seconds and peak memory, median of --runs runs.
 
     .venv/bin/python bench/materialize_bench.py [--rows 10000000] [--entities 100000] [--runs 3]
+        [--days 30]
 """
 import argparse
 import os
@@ -27,7 +28,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
-DAYS = 30
+DAYS = 30  # --days
 
 
 def env():
@@ -36,6 +37,7 @@ def env():
 
 
 def make_source(path, rows, entities, files=8):
+    files = max(files, rows // 1_250_000)
     per_file = rows // files
     for i in range(files):
         n = per_file if i < files - 1 else rows - per_file * (files - 1)
@@ -93,8 +95,9 @@ def run_once(binary, template, work):
     if data.exists():
         shutil.rmtree(data)
     shutil.copytree(template, data)
+    end = time.strftime("%Y-%m-%d", time.gmtime(START_US / 1e6 + DAYS * 86400))
     cmd = ["/usr/bin/time", "-v", binary, "materialize", "txn", "--start", "2024-01-01",
-           "--end", "2024-01-31", "--data-dir", str(data), "--log-level", "warn"]
+           "--end", end, "--data-dir", str(data), "--log-level", "warn"]
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env())
     wall = time.monotonic() - t0
@@ -116,7 +119,12 @@ def main():
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--entities", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--days", type=int, default=30,
+                    help="days the source spans (the same rows per day with --rows scaled: "
+                         "peak memory must not grow with it)")
     args = ap.parse_args()
+    global DAYS
+    DAYS = args.days
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         source = work / "source"
@@ -130,7 +138,7 @@ def main():
         results = [run_once(args.binary, template, work) for _ in range(args.runs)]
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
     print(f"fstore materialize: {args.rows:,} source rows, {args.entities:,} entities, "
-          f"10 features (2 windows of 7 days), 30 days; median of {args.runs} runs")
+          f"10 features (2 windows of 7 days), {DAYS} days; median of {args.runs} runs")
     print("| metric | value |")
     print("|---|---|")
     print(f"| wall time (process) | {med['wall']:.2f} s |")

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include <arrow/api.h>
 #include <arrow/compute/api.h>
@@ -279,14 +280,164 @@ Result<std::shared_ptr<arrow::Array>> NullRows(const std::shared_ptr<arrow::Arra
   return out.make_array();
 }
 
+// The entity key of a row as bytes, equal for equal keys (nulls equal, as
+// GroupIds has them): to match a carried entity with this chunk's.
+void EncodeKeyAt(const std::vector<std::shared_ptr<arrow::Array>>& keys, int64_t row,
+                 std::string* out) {
+  out->clear();
+  auto append_bytes = [out](std::string_view bytes) {
+    uint64_t size = bytes.size();
+    out->append(reinterpret_cast<const char*>(&size), sizeof size);
+    out->append(bytes);
+  };
+  for (const auto& col : keys) {
+    if (col->IsNull(row)) {
+      out->push_back('\0');
+      continue;
+    }
+    out->push_back('\1');
+    switch (col->type_id()) {
+      case arrow::Type::INT64: {
+        int64_t v = static_cast<const arrow::Int64Array&>(*col).Value(row);
+        out->append(reinterpret_cast<const char*>(&v), sizeof v);
+        break;
+      }
+      case arrow::Type::INT32: {
+        int32_t v = static_cast<const arrow::Int32Array&>(*col).Value(row);
+        out->append(reinterpret_cast<const char*>(&v), sizeof v);
+        break;
+      }
+      case arrow::Type::STRING:
+        append_bytes(static_cast<const arrow::StringArray&>(*col).GetView(row));
+        break;
+      case arrow::Type::LARGE_STRING:
+        append_bytes(static_cast<const arrow::LargeStringArray&>(*col).GetView(row));
+        break;
+      default: {
+        // Rare key types: their text form, unambiguous within one type.
+        auto scalar = col->GetScalar(row);
+        append_bytes(scalar.ok() ? (*scalar)->ToString() : std::string());
+        break;
+      }
+    }
+  }
+}
+
+// The events the windows slide over: the carried look-back's and this
+// chunk's, grouped by one id per entity (this chunk's group ids, then new ids
+// for entities seen only in the carry), each entity's events in time order.
+struct WindowEvents {
+  std::shared_ptr<arrow::Int64Array> ids;
+  std::shared_ptr<arrow::Int64Array> times;
+  /// Position j of the events -> row in [carry rows..., chunk rows...]; empty
+  /// when there is no carry (the events are the chunk's rows, in order).
+  std::vector<int64_t> order;
+  int64_t num_ids = 0;
+  std::vector<int64_t> carry_group_id;  ///< carry group k -> its id
+};
+
+Result<WindowEvents> MakeWindowEvents(const FeaturePlan& plan, const WindowCarry* carry,
+                                      const arrow::RecordBatch& full,
+                                      const std::shared_ptr<arrow::Int64Array>& full_groups,
+                                      const std::shared_ptr<arrow::Int64Array>& full_times) {
+  WindowEvents ev;
+  const int64_t full_rows = full.num_rows();
+  const int64_t full_group_count = full_rows > 0 ? full_groups->Value(full_rows - 1) + 1 : 0;
+  const int64_t n_carry = carry ? carry->num_rows() : 0;
+  if (n_carry == 0) {
+    ev.ids = full_groups;
+    ev.times = full_times;
+    ev.num_ids = full_group_count;
+    return ev;
+  }
+  std::vector<std::shared_ptr<arrow::Array>> full_keys;
+  for (const auto& k : plan.key_columns) full_keys.push_back(full.GetColumnByName(k));
+  std::unordered_map<std::string, int64_t> id_of;
+  id_of.reserve(static_cast<size_t>(full_group_count));
+  std::string key;
+  for (int64_t i = 0; i < full_rows; ++i) {
+    if (i > 0 && full_groups->Value(i) == full_groups->Value(i - 1)) continue;
+    EncodeKeyAt(full_keys, i, &key);
+    id_of.emplace(key, full_groups->Value(i));
+  }
+  const int64_t carry_groups = carry->groups->Value(n_carry - 1) + 1;
+  ev.carry_group_id.resize(static_cast<size_t>(carry_groups));
+  int64_t next_id = full_group_count;
+  for (int64_t i = 0; i < n_carry; ++i) {
+    if (i > 0 && carry->groups->Value(i) == carry->groups->Value(i - 1)) continue;
+    EncodeKeyAt(carry->keys, i, &key);
+    auto it = id_of.find(key);
+    ev.carry_group_id[carry->groups->Value(i)] = it != id_of.end() ? it->second : next_id++;
+  }
+  ev.num_ids = next_id;
+  // A counting sort by id; within an id the carried rows (all before the
+  // chunk's start) come first, then the chunk's, each already in time order.
+  std::vector<int64_t> offset(static_cast<size_t>(ev.num_ids) + 1, 0);
+  for (int64_t i = 0; i < n_carry; ++i) ++offset[ev.carry_group_id[carry->groups->Value(i)] + 1];
+  for (int64_t i = 0; i < full_rows; ++i) ++offset[full_groups->Value(i) + 1];
+  for (size_t i = 1; i < offset.size(); ++i) offset[i] += offset[i - 1];
+  ev.order.resize(static_cast<size_t>(n_carry + full_rows));
+  std::vector<int64_t> ids(ev.order.size()), times(ev.order.size());
+  for (int64_t i = 0; i < n_carry; ++i) {
+    int64_t id = ev.carry_group_id[carry->groups->Value(i)];
+    int64_t j = offset[id]++;
+    ev.order[j] = i;
+    ids[j] = id;
+    times[j] = carry->times->Value(i);
+  }
+  for (int64_t i = 0; i < full_rows; ++i) {
+    int64_t id = full_groups->Value(i);
+    int64_t j = offset[id]++;
+    ev.order[j] = n_carry + i;
+    ids[j] = id;
+    times[j] = full_times->Value(i);
+  }
+  arrow::Int64Builder ib, tb;
+  ARROW_RETURN_NOT_OK(ib.AppendValues(ids));
+  ARROW_RETURN_NOT_OK(tb.AppendValues(times));
+  ARROW_RETURN_NOT_OK(ib.Finish(&ev.ids));
+  ARROW_RETURN_NOT_OK(tb.Finish(&ev.times));
+  return ev;
+}
+
+Result<std::shared_ptr<arrow::Int64Array>> IndexArray(const std::vector<int64_t>& indices) {
+  arrow::Int64Builder b;
+  // (An empty vector's data() may be null, and memcpy(null, 0) is UB.)
+  if (!indices.empty()) ARROW_RETURN_NOT_OK(b.AppendValues(indices));
+  std::shared_ptr<arrow::Int64Array> out;
+  ARROW_RETURN_NOT_OK(b.Finish(&out));
+  return out;
+}
+
+// `carried` followed by `chunk`, in the events' order.
+Result<std::shared_ptr<arrow::Array>> InEventOrder(const WindowEvents& ev,
+                                                   const std::shared_ptr<arrow::Array>& carried,
+                                                   const std::shared_ptr<arrow::Array>& chunk) {
+  if (ev.order.empty()) return chunk;
+  if (!carried->type()->Equals(*chunk->type())) {
+    return arrow::Status::Invalid("the source's column types changed between chunks: ",
+                                  carried->type()->ToString(), " then ",
+                                  chunk->type()->ToString());
+  }
+  ARROW_ASSIGN_OR_RAISE(auto both, arrow::Concatenate({carried, chunk}));
+  ARROW_ASSIGN_OR_RAISE(auto order, IndexArray(ev.order));
+  ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*both, *order));
+  return taken;
+}
+
 }  // namespace
+
+int64_t WindowCarry::num_rows() const { return times ? times->length() : 0; }
 
 Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
                                          const std::shared_ptr<arrow::Table>& source,
                                          TimestampMicros start, TimestampMicros end,
-                                         TimestampMicros clock, TimestampMicros created_time) {
+                                         TimestampMicros clock, TimestampMicros created_time,
+                                         WindowCarry* carry) {
   ARROW_RETURN_NOT_OK(InitializeCompute());
   const FeatureSet& fs = plan.feature_set;
+  const WindowCarry* carried = carry && carry->until == start && carry->num_rows() > 0 ? carry
+                                                                                      : nullptr;
   // 1. Sort by entity key, then event time (then created time): windows and
   //    the offline layout rely on it.
   std::vector<std::string> time_columns{fs.timestamp_field};
@@ -324,13 +475,25 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
     ARROW_ASSIGN_OR_RAISE(times, AsMicros(batch->GetColumnByName(fs.timestamp_field)));
   }
   const int64_t n = batch->num_rows();
+  if (carried && full_rows > 0) {
+    auto [min_time, max_time] = std::minmax_element(full_times->raw_values(),
+                                                    full_times->raw_values() + full_rows);
+    (void)max_time;
+    if (*min_time < start) {
+      return arrow::Status::Invalid("source rows before the chunk's start given with a carry");
+    }
+  }
+  ARROW_ASSIGN_OR_RAISE(WindowEvents events,
+                        MakeWindowEvents(plan, carried, *full, full_groups, full_times));
 
   // 2. Features, in plan order.
   EvalContext ctx;
   ctx.clock = clock;
   std::map<std::string, std::shared_ptr<arrow::Array>> computed;
-  // Window arguments over all rows, kept for the online values at `end`.
+  // Window arguments over all events, kept for the online values at `end`
+  // and the carry.
   std::map<std::string, std::shared_ptr<arrow::Array>> window_arguments;
+  size_t window_index = 0;
   auto visible_batch = [&]() {
     std::vector<std::shared_ptr<arrow::Field>> fields;
     std::vector<std::shared_ptr<arrow::Array>> arrays;
@@ -366,14 +529,18 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
         } else {
           ARROW_ASSIGN_OR_RAISE(argument, arrow::MakeArrayOfNull(arrow::null(), full_rows));
         }
+        if (carried) {
+          auto in_order = InEventOrder(events, carried->arguments.at(window_index), argument);
+          if (!in_order.ok()) return FeatureError(p.feature, in_order.status());
+          argument = *in_order;
+        }
+        ++window_index;
         window_arguments[p.feature.name] = argument;
-        auto r = WindowAtEvents(*p.window, *full_groups, *full_times, argument);
+        // The value at each row's own time: its frame holds all its peers,
+        // as WindowAtEvents has it, over the carried events too.
+        auto r = WindowAtTimes(*p.window, *events.ids, *events.times, argument, *groups, *times);
         if (!r.ok()) return FeatureError(p.feature, r.status());
         values = *r;
-        if (subset) {
-          ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*values, *needed));
-          values = taken;
-        }
         break;
       }
       case PlannedFeature::Kind::kDerived: {
@@ -473,40 +640,130 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
   ARROW_ASSIGN_OR_RAISE(auto offline, cp::Filter(all, keep));
   ARROW_ASSIGN_OR_RAISE(out.offline, arrow::Table::FromRecordBatches({offline.record_batch()}));
 
-  // Online: the last kept row of each entity (event time < end), with the
-  // windowed features evaluated at `end`.
-  std::vector<int64_t> last_rows;
-  std::vector<int64_t> last_groups;
+  // Online: the last kept row of each entity (event time < end) -- of this
+  // chunk, else the carried one of an entity still in the look-back -- with
+  // the windowed features evaluated at `end`. Rows in event id order.
+  std::vector<int64_t> chunk_pick(static_cast<size_t>(events.num_ids), -1);
   for (int64_t i = 0; i < n; ++i) {
-    if (drop[i] || times->Value(i) >= end) continue;
-    if (!last_groups.empty() && last_groups.back() == groups->Value(i)) {
-      last_rows.back() = i;
-    } else {
-      last_rows.push_back(i);
-      last_groups.push_back(groups->Value(i));
+    if (!drop[i] && times->Value(i) < end) chunk_pick[groups->Value(i)] = i;
+  }
+  std::vector<int64_t> carry_pick(static_cast<size_t>(events.num_ids), -1);
+  if (carried) {
+    // Before the run's last chunk, an entity without events of its own here
+    // is rewritten only when its windows empty (its last event leaves the
+    // longest window): the values in between are superseded anyway, and the
+    // last chunk rewrites every entity still in the look-back.
+    const bool last_chunk = end >= carried->run_end;
+    const int64_t n_carry = carried->num_rows();
+    for (int64_t i = 0; i < n_carry; ++i) {
+      const int64_t k = carried->groups->Value(i);
+      if (i + 1 < n_carry && carried->groups->Value(i + 1) == k) continue;  // not its last event
+      if (last_chunk || carried->times->Value(i) < end - plan.max_window_micros) {
+        carry_pick[events.carry_group_id[k]] = carried->last_row_of_group[k];
+      }
     }
   }
-  arrow::Int64Builder take_builder;
-  // (An empty vector's data() may be null, and memcpy(null, 0) is UB.)
-  if (!last_rows.empty()) ARROW_RETURN_NOT_OK(take_builder.AppendValues(last_rows));
-  ARROW_ASSIGN_OR_RAISE(auto take, take_builder.Finish());
-  ARROW_ASSIGN_OR_RAISE(auto online_datum, cp::Take(all, take));
+  std::vector<int64_t> from_chunk, from_carry, online_ids, online_order;
+  for (int64_t id = 0; id < events.num_ids; ++id) {
+    if (chunk_pick[id] >= 0) {
+      online_order.push_back(static_cast<int64_t>(from_chunk.size()));
+      from_chunk.push_back(chunk_pick[id]);
+    } else if (carry_pick[id] >= 0) {
+      online_order.push_back(-1 - static_cast<int64_t>(from_carry.size()));
+      from_carry.push_back(carry_pick[id]);
+    } else {
+      continue;
+    }
+    online_ids.push_back(id);
+  }
+  ARROW_ASSIGN_OR_RAISE(auto chunk_take, IndexArray(from_chunk));
+  ARROW_ASSIGN_OR_RAISE(auto online_datum, cp::Take(all, chunk_take));
   auto online = online_datum.record_batch();
-  arrow::Int64Builder qg, qt;
-  if (!last_groups.empty()) ARROW_RETURN_NOT_OK(qg.AppendValues(last_groups));
-  for (size_t i = 0; i < last_groups.size(); ++i) ARROW_RETURN_NOT_OK(qt.Append(end));
-  ARROW_ASSIGN_OR_RAISE(auto query_groups, qg.Finish());
-  ARROW_ASSIGN_OR_RAISE(auto query_times, qt.Finish());
+  if (!from_carry.empty()) {
+    ARROW_ASSIGN_OR_RAISE(auto carry_take, IndexArray(from_carry));
+    ARROW_ASSIGN_OR_RAISE(auto carried_datum, cp::Take(carried->last_rows, carry_take));
+    auto carried_rows = carried_datum.record_batch();
+    if (!carried_rows->schema()->Equals(*online->schema())) {
+      return arrow::Status::Invalid("the source's column types changed between chunks");
+    }
+    ARROW_ASSIGN_OR_RAISE(auto both, arrow::Table::FromRecordBatches({online, carried_rows}));
+    ARROW_ASSIGN_OR_RAISE(auto combined_rows, both->CombineChunksToBatch());
+    const int64_t n_chunk = static_cast<int64_t>(from_chunk.size());
+    for (auto& o : online_order) o = o >= 0 ? o : n_chunk + (-1 - o);
+    ARROW_ASSIGN_OR_RAISE(auto order, IndexArray(online_order));
+    ARROW_ASSIGN_OR_RAISE(auto ordered, cp::Take(combined_rows, order));
+    online = ordered.record_batch();
+  }
+  ARROW_ASSIGN_OR_RAISE(auto query_groups, IndexArray(online_ids));
+  ARROW_ASSIGN_OR_RAISE(auto query_times,
+                        IndexArray(std::vector<int64_t>(online_ids.size(), end)));
   for (const PlannedFeature& p : plan.features) {
     if (p.kind != PlannedFeature::Kind::kWindow) continue;
     ARROW_ASSIGN_OR_RAISE(
-        auto at_end,
-        WindowAtTimes(*p.window, *full_groups, *full_times, window_arguments[p.feature.name],
-                      static_cast<const arrow::Int64Array&>(*query_groups),
-                      static_cast<const arrow::Int64Array&>(*query_times)));
+        auto at_end, WindowAtTimes(*p.window, *events.ids, *events.times,
+                                   window_arguments[p.feature.name], *query_groups, *query_times));
     ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(p.feature, at_end));
     int index = online->schema()->GetFieldIndex(p.feature.name);
     ARROW_ASSIGN_OR_RAISE(online, online->SetColumn(index, online->schema()->field(index), col.values));
+  }
+
+  // The carry for the chunk starting at `end`: events in [end - W, end) and
+  // those entities' latest kept rows.
+  if (carry) {
+    WindowCarry next;
+    next.until = end;
+    next.run_end = carry->run_end;
+    if (plan.max_window_micros > 0) {
+      const TimestampMicros lo = end - plan.max_window_micros;
+      std::vector<int64_t> kept, kept_rows, group_of_kept, kept_group_ids;
+      const int64_t n_events = events.times->length();
+      for (int64_t j = 0; j < n_events; ++j) {
+        TimestampMicros t = events.times->Value(j);
+        if (t < lo || t >= end) continue;
+        int64_t id = events.ids->Value(j);
+        if (kept_group_ids.empty() || kept_group_ids.back() != id) kept_group_ids.push_back(id);
+        kept.push_back(j);
+        kept_rows.push_back(events.order.empty() ? j : events.order[j]);
+        group_of_kept.push_back(static_cast<int64_t>(kept_group_ids.size()) - 1);
+      }
+      ARROW_ASSIGN_OR_RAISE(auto kept_index, IndexArray(kept));
+      ARROW_ASSIGN_OR_RAISE(auto row_index, IndexArray(kept_rows));
+      for (size_t c = 0; c < plan.key_columns.size(); ++c) {
+        std::shared_ptr<arrow::Array> keys = full->GetColumnByName(plan.key_columns[c]);
+        if (carried) {
+          if (!carried->keys[c]->type()->Equals(*keys->type())) {
+            return arrow::Status::Invalid("the type of key column '", plan.key_columns[c],
+                                          "' changed between chunks");
+          }
+          ARROW_ASSIGN_OR_RAISE(keys, arrow::Concatenate({carried->keys[c], keys}));
+        }
+        ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*keys, *row_index));
+        next.keys.push_back(taken);
+      }
+      ARROW_ASSIGN_OR_RAISE(auto kept_times, cp::Take(*events.times, *kept_index));
+      next.times = std::static_pointer_cast<arrow::Int64Array>(kept_times);
+      ARROW_ASSIGN_OR_RAISE(next.groups, IndexArray(group_of_kept));
+      for (const PlannedFeature& p : plan.features) {
+        if (p.kind != PlannedFeature::Kind::kWindow) continue;
+        ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*window_arguments[p.feature.name], *kept_index));
+        next.arguments.push_back(taken);
+      }
+      // Both lists are in id order: match them with two pointers.
+      std::vector<int64_t> last_take;
+      next.last_row_of_group.assign(kept_group_ids.size(), -1);
+      size_t o = 0;
+      for (size_t k = 0; k < kept_group_ids.size(); ++k) {
+        while (o < online_ids.size() && online_ids[o] < kept_group_ids[k]) ++o;
+        if (o < online_ids.size() && online_ids[o] == kept_group_ids[k]) {
+          next.last_row_of_group[k] = static_cast<int64_t>(last_take.size());
+          last_take.push_back(static_cast<int64_t>(o));
+        }
+      }
+      ARROW_ASSIGN_OR_RAISE(auto last_index, IndexArray(last_take));
+      ARROW_ASSIGN_OR_RAISE(auto last_rows, cp::Take(online, last_index));
+      next.last_rows = last_rows.record_batch();
+    }
+    *carry = std::move(next);
   }
   ARROW_ASSIGN_OR_RAISE(out.online, arrow::Table::FromRecordBatches({online}));
   return out;

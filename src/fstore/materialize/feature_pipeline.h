@@ -5,6 +5,7 @@
 // "Materialization, step by step": transformations -> window aggregations ->
 // derived features -> validation).
 
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -80,13 +81,51 @@ struct ComputedFeatures {
   bool failed_validation = false;  ///< on_invalid = fail and something failed
 };
 
-/// Computes the features of `source` rows (which may start before `start`:
-/// the window look-back). `clock` is the value of clock functions (the run's
-/// end, never the wall clock); `created_time` fills created_timestamp when
-/// the feature set has no created_timestamp_field.
+/// What one chunk of a run hands to the next, so that a chunk reads and
+/// computes only its own rows (peak memory is a chunk plus this, whatever the
+/// source's length): the window inputs of the longest window's look-back, and
+/// each of those entities' latest kept output row (the online store gets it
+/// again, its windows evaluated at the next chunk's end, as they decay).
+/// Exact windows need the events of the look-back; only their keys, times and
+/// evaluated arguments are kept, not the source rows.
+struct WindowCarry {
+  /// The carry holds events with time in [until - max_window, until); it is
+  /// used by the chunk that starts at `until`.
+  TimestampMicros until = std::numeric_limits<TimestampMicros>::min();
+  std::vector<std::shared_ptr<arrow::Array>> keys;  ///< plan.key_columns order
+  std::shared_ptr<arrow::Int64Array> times;         ///< event times, UTC micros
+  /// Consecutive ids 0..K-1, one per entity; rows grouped by entity, each
+  /// entity's rows in time order.
+  std::shared_ptr<arrow::Int64Array> groups;
+  /// One evaluated window argument per window feature, in plan order.
+  std::vector<std::shared_ptr<arrow::Array>> arguments;
+  /// Output rows (ComputedFeatures::online's schema); last_row_of_group[k] is
+  /// entity k's latest kept row in it, or -1.
+  std::shared_ptr<arrow::RecordBatch> last_rows;
+  std::vector<int64_t> last_row_of_group;
+  /// The run's end, set by the caller. Chunks before it write the online
+  /// record of a carried entity without events of its own only when its
+  /// windows become empty; the chunk ending at run_end writes them all. (The
+  /// default writes them all in every chunk.)
+  TimestampMicros run_end = std::numeric_limits<TimestampMicros>::min();
+
+  int64_t num_rows() const;
+};
+
+/// Computes the features of `source` rows. `clock` is the value of clock
+/// functions (the run's end, never the wall clock); `created_time` fills
+/// created_timestamp when the feature set has no created_timestamp_field.
+///
+/// Without a usable carry (`carry` null, or carry->until != start), `source`
+/// must hold the window look-back too: rows from start - max_window_micros.
+/// With a carry whose `until` is `start`, `source` holds only rows of
+/// [start, end) and the carry stands in for the look-back. When `carry` is
+/// not null it is replaced by the carry for the chunk starting at `end`.
+/// Either way the results are the same.
 Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
                                          const std::shared_ptr<arrow::Table>& source,
                                          TimestampMicros start, TimestampMicros end,
-                                         TimestampMicros clock, TimestampMicros created_time);
+                                         TimestampMicros clock, TimestampMicros created_time,
+                                         WindowCarry* carry = nullptr);
 
 }  // namespace fstore

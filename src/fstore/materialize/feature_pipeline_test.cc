@@ -7,9 +7,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 #include <sstream>
 
 #include <arrow/api.h>
+#include <arrow/compute/api.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <gmock/gmock.h>
@@ -245,6 +248,208 @@ TEST_P(PipelineScenarioTest, ProducesTheExpectedRows) {
     }
   }
 }
+
+// A run split into chunks that carry the windows' look-back (WindowCarry)
+// writes exactly what one pass over the whole range writes: the offline rows
+// (concatenated), and the online store's final state (each chunk's records
+// applied in order, an older event time never replacing a newer one).
+struct ChunkCase {
+  std::string name;
+  std::string key_type;  // "int" or "string"
+  std::string on_invalid;
+};
+
+void PrintTo(const ChunkCase& c, std::ostream* os) { *os << c.name; }
+
+class WindowCarryTest : public ::testing::TestWithParam<ChunkCase> {};
+
+Result<std::shared_ptr<arrow::Table>> RandomSource(const std::string& key_type, int64_t day0,
+                                                   uint32_t seed) {
+  std::mt19937 rng(seed);
+  arrow::Int64Builder int_keys;
+  arrow::StringBuilder string_keys, category;
+  arrow::TimestampBuilder ts(kTimestampUtc, arrow::default_memory_pool());
+  arrow::DoubleBuilder amount;
+  constexpr int64_t kHour = 3'600'000'000LL;
+  for (int i = 0; i < 3000; ++i) {
+    int64_t user = static_cast<int64_t>(rng() % 25);
+    if (key_type == "int") {
+      ARROW_RETURN_NOT_OK(int_keys.Append(user));
+    } else {
+      ARROW_RETURN_NOT_OK(string_keys.Append("u" + std::to_string(user)));
+    }
+    // Whole hours from 4 days before day0 to 7 days after: many peers, many
+    // events exactly on chunk boundaries and on window edges. Users 20..24
+    // only early on, so they leave every window before the end.
+    int64_t hours = user >= 20 ? rng() % 72 : rng() % (11 * 24);
+    ARROW_RETURN_NOT_OK(ts.Append(day0 - 4 * 24 * kHour + hours * kHour));
+    if (rng() % 10 == 0) {
+      ARROW_RETURN_NOT_OK(amount.AppendNull());
+    } else {
+      ARROW_RETURN_NOT_OK(amount.Append(static_cast<double>(rng() % 10000) / 100.0));
+    }
+    ARROW_RETURN_NOT_OK(category.Append(std::string(1, static_cast<char>('a' + rng() % 5))));
+  }
+  std::shared_ptr<arrow::Array> keys;
+  if (key_type == "int") {
+    ARROW_ASSIGN_OR_RAISE(keys, int_keys.Finish());
+  } else {
+    ARROW_ASSIGN_OR_RAISE(keys, string_keys.Finish());
+  }
+  ARROW_ASSIGN_OR_RAISE(auto ts_array, ts.Finish());
+  ARROW_ASSIGN_OR_RAISE(auto amount_array, amount.Finish());
+  ARROW_ASSIGN_OR_RAISE(auto category_array, category.Finish());
+  auto schema = arrow::schema({arrow::field("user_id", keys->type()),
+                               arrow::field("ts", kTimestampUtc),
+                               arrow::field("amount", arrow::float64()),
+                               arrow::field("category", arrow::utf8())});
+  return arrow::Table::Make(schema, {keys, ts_array, amount_array, category_array});
+}
+
+Result<std::shared_ptr<arrow::Table>> RowsInRange(const std::shared_ptr<arrow::Table>& table,
+                                                  int64_t from, int64_t to) {
+  ARROW_ASSIGN_OR_RAISE(auto batch, table->CombineChunksToBatch());
+  const auto& ts = static_cast<const arrow::TimestampArray&>(*batch->GetColumnByName("ts"));
+  arrow::BooleanBuilder keep;
+  for (int64_t i = 0; i < batch->num_rows(); ++i) {
+    ARROW_RETURN_NOT_OK(keep.Append(ts.Value(i) >= from && ts.Value(i) < to));
+  }
+  ARROW_ASSIGN_OR_RAISE(auto mask, keep.Finish());
+  ARROW_ASSIGN_OR_RAISE(auto filtered, arrow::compute::Filter(batch, mask));
+  return arrow::Table::FromRecordBatches({filtered.record_batch()});
+}
+
+// Row counts, then the first differing row (the whole tables are too long
+// for a readable failure).
+void ExpectSameRows(const json::array& got, const json::array& want, const std::string& what) {
+  EXPECT_EQ(got.size(), want.size()) << what << " row count";
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    if (got[i] != want[i]) {
+      ADD_FAILURE() << what << " row " << i << ":\n  chunked:  " << json::serialize(got[i])
+                    << "\n  one pass: " << json::serialize(want[i]);
+      return;
+    }
+  }
+}
+
+TEST_P(WindowCarryTest, ChunksWriteWhatOnePassWrites) {
+  const ChunkCase& c = GetParam();
+  const std::string key_type = c.key_type;
+  Entity user;
+  ASSERT_OK(DecodeEntity(json::parse(R"({"name": "user", "join_keys": ["user_id"], "value_type": ")" +
+                                     key_type + R"("})"),
+                         DecodeMode::kCreate, &user));
+  FeatureSet fs;
+  ASSERT_OK(DecodeFeatureSet(json::parse(R"({"name": "txn", "entities": ["user"],
+      "timestamp_field": "ts", "on_invalid": ")" + c.on_invalid + R"("})"),
+                             DecodeMode::kCreate, &fs));
+  fs.id = "fs";
+  const char* kOver = " OVER (PARTITION BY user_id ORDER BY ts RANGE BETWEEN INTERVAL '2 days' "
+                      "PRECEDING AND CURRENT ROW)";
+  json::array feature_specs = {
+      {{"name", "amount"}, {"data_type", "float"},
+       {"validation_rules", {{"max_value", 97}}}},
+      {{"name", "amount_x2"}, {"data_type", "float"}, {"transformation", "amount * 2"}},
+      {{"name", "n_2d"}, {"data_type", "int"}, {"window_size", "2d"}, {"transformation", "COUNT(*)"}},
+      {{"name", "n_amount_2d"}, {"data_type", "int"}, {"window_size", "2d"},
+       {"transformation", "COUNT(amount)"}},
+      {{"name", "categories_2d"}, {"data_type", "int"}, {"window_size", "2d"},
+       {"transformation", "COUNT(DISTINCT category)"}},
+      {{"name", "spend_2d"}, {"data_type", "float"}, {"window_size", "2d"},
+       {"transformation", "SUM(amount)"}},
+      {{"name", "avg_36h"}, {"data_type", "float"}, {"window_size", "36h"},
+       {"transformation", "AVG(amount)"}},
+      {{"name", "min_2d"}, {"data_type", "float"}, {"window_size", "2d"},
+       {"transformation", "MIN(amount)"}},
+      {{"name", "max_5h"}, {"data_type", "float"}, {"window_size", "5h"},
+       {"transformation", "MAX(amount)"}},
+      {{"name", "sd_2d"}, {"data_type", "float"}, {"window_size", "2d"},
+       {"transformation", "STDDEV_SAMP(amount)"}},
+      {{"name", "first_2d"}, {"data_type", "float"},
+       {"transformation", std::string("first_value(amount)") + kOver}},
+      {{"name", "last_category_2d"}, {"data_type", "string"},
+       {"transformation", std::string("last_value(category)") + kOver}},
+      {{"name", "spend_per_event"}, {"data_type", "float"},
+       {"source_features", {"spend_2d", "n_2d"}},
+       {"transformation", "spend_2d / n_2d"}},
+  };
+  std::vector<Feature> features;
+  for (const auto& spec : feature_specs) {
+    Feature f;
+    ASSERT_OK(DecodeFeature(spec, DecodeMode::kCreate, &f));
+    f.feature_set_id = fs.id;
+    features.push_back(f);
+  }
+  ASSERT_OK_AND_ASSIGN(const int64_t day0, ParseTimestamp("2024-03-01T00:00:00Z"));
+  constexpr int64_t kDay = kMicrosPerDay;
+  ASSERT_OK_AND_ASSIGN(auto source, RandomSource(key_type, day0, 7));
+  ASSERT_OK_AND_ASSIGN(auto plan, PlanMaterialization(fs, features, {user}, source->schema()));
+  ASSERT_EQ(plan.max_window_micros, 2 * kDay);
+  const int64_t start = day0, end = day0 + 6 * kDay + kDay / 2;
+  std::vector<std::string> columns{"user_id", "event_timestamp", "created_timestamp"};
+  for (const auto& f : features) columns.push_back(f.name);
+
+  ASSERT_OK_AND_ASSIGN(auto whole, RowsInRange(source, start - plan.max_window_micros, end));
+  ASSERT_OK_AND_ASSIGN(auto one_pass, ComputeFeatures(plan, whole, start, end, end, end));
+  ASSERT_GT(one_pass.offline->num_rows(), 1000);
+
+  // Chunks of a day, of half a day, of several days: boundaries need not be
+  // the windows' length.
+  std::vector<int64_t> bounds{start, start + kDay, start + 2 * kDay, start + 2 * kDay + kDay / 2,
+                              start + 5 * kDay, start + 5 * kDay + 3'600'000'000LL, end};
+  WindowCarry carry;
+  carry.run_end = end;
+  json::array offline;
+  std::map<std::string, std::pair<std::string, json::array>> online;  // key -> (time, row)
+  int64_t rejected = 0;
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    const int64_t from = carry.until == bounds[i] ? bounds[i] : bounds[i] - plan.max_window_micros;
+    ASSERT_EQ(from == bounds[i], i > 0);
+    ASSERT_OK_AND_ASSIGN(auto rows, RowsInRange(source, from, bounds[i + 1]));
+    ASSERT_OK_AND_ASSIGN(auto chunk,
+                         ComputeFeatures(plan, rows, bounds[i], bounds[i + 1], end, end, &carry));
+    EXPECT_EQ(carry.until, bounds[i + 1]);
+    for (auto& row : RowsAsJson(*chunk.offline, columns)) offline.push_back(row);
+    for (auto& row : RowsAsJson(*chunk.online, columns)) {
+      std::string key = json::serialize(row.as_array()[0]);
+      std::string time(row.as_array()[1].as_string());
+      auto it = online.find(key);
+      if (it == online.end() || it->second.first <= time) online[key] = {time, row.as_array()};
+    }
+    rejected += chunk.rows_rejected;
+  }
+  // Each chunk's rows are in entity order; the concatenation is not.
+  auto by_text = [](const json::value& a, const json::value& b) {
+    return json::serialize(a) < json::serialize(b);
+  };
+  json::array expected_offline = RowsAsJson(*one_pass.offline, columns);
+  std::sort(offline.begin(), offline.end(), by_text);
+  std::sort(expected_offline.begin(), expected_offline.end(), by_text);
+  ExpectSameRows(offline, expected_offline, "offline");
+  json::array online_rows;
+  for (auto& [key, entry] : online) online_rows.push_back(entry.second);
+  json::array expected_online = RowsAsJson(*one_pass.online, columns);
+  std::sort(expected_online.begin(), expected_online.end(),
+            [](const json::value& a, const json::value& b) {
+              return json::serialize(a.as_array()[0]) < json::serialize(b.as_array()[0]);
+            });
+  ExpectSameRows(online_rows, expected_online, "online");
+  EXPECT_EQ(rejected, one_pass.rows_rejected);
+  if (c.on_invalid != "fail") {
+    EXPECT_GT(rejected, 0);
+  }
+  // The carry holds the last 2 days' events only, not the source.
+  EXPECT_GT(carry.num_rows(), 0);
+  ASSERT_OK_AND_ASSIGN(auto last_two_days, RowsInRange(source, end - 2 * kDay, end));
+  EXPECT_EQ(carry.num_rows(), last_two_days->num_rows());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Carry, WindowCarryTest,
+    ::testing::Values(ChunkCase{"int_keys_drop", "int", "drop"},
+                      ChunkCase{"string_keys_null", "string", "null"},
+                      ChunkCase{"int_keys_null", "int", "null"}),
+    [](const auto& info) { return info.param.name; });
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, PipelineScenarioTest, ::testing::ValuesIn(ScenarioFiles()),
                          [](const auto& info) {

@@ -311,16 +311,35 @@ void MaterializationEngine::Execute(MaterializationJob job) {
     (void)registry_->PutJob(job);
     return;
   }
+  spdlog::debug("arrow memory pool {}: peak {} MB, now {} MB", arrow::default_memory_pool()->backend_name(),
+                arrow::default_memory_pool()->max_memory() >> 20,
+                arrow::default_memory_pool()->bytes_allocated() >> 20);
   spdlog::info("materialization job {} succeeded: {} rows read, {} offline, {} online, {:.3f}s",
                job.id, job.rows_read, job.rows_written_offline, job.rows_written_online,
                job.duration_seconds);
 }
 
+namespace {
+/// Source rows a chunk aims at (a chunk is never shorter than a day).
+constexpr double kChunkTargetRows = 2'000'000;
+constexpr int64_t kMaxChunkDays = 31;
+}  // namespace
+
 Status MaterializationEngine::RunChunks(MaterializationJob* job) {
   ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, job->feature_set_id));
   const FeatureSet& fs = inputs.feature_set;
   const FeaturePlan& plan = inputs.plan;
-  const int64_t chunk = std::max<int64_t>(kMicrosPerDay, plan.max_window_micros);
+  // A chunk is a whole number of days (date partitions of the offline store):
+  // one day first, then as many days as the last chunk's row rate says fit in
+  // kChunkTargetRows, at least one. The windows' look-back is read once, for
+  // the first chunk, then carried from chunk to chunk as keys, times and
+  // window arguments only (WindowCarry). Peak memory is a chunk plus that,
+  // not the source. (Fewer, larger chunks matter when the source is not
+  // ordered by time: each chunk's read scans every file whose statistics
+  // overlap it.)
+  int64_t chunk = kMicrosPerDay;
+  WindowCarry carry;
+  carry.run_end = job->end;
   // Clock functions see the run's end; created_timestamp (when the source has
   // none) is the run's end too, so a re-run writes exactly what a clean run does.
   const TimestampMicros clock = job->end;
@@ -361,10 +380,12 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
       ARROW_RETURN_NOT_OK(online_->Sync());  // durable before progress is recorded
     }
     auto t2 = std::chrono::steady_clock::now();
-    spdlog::debug("job {} chunk [{}, {}) written: offline {:.0f} ms, online {:.0f} ms", job_id,
+    spdlog::debug("job {} chunk [{}, {}) written: offline {:.0f} ms, online {:.0f} ms; arrow {} MB, peak {} MB", job_id,
                   FormatTimestamp(start), FormatTimestamp(end),
                   std::chrono::duration<double, std::milli>(t1 - t0).count(),
-                  std::chrono::duration<double, std::milli>(t2 - t1).count());
+                  std::chrono::duration<double, std::milli>(t2 - t1).count(),
+                  arrow::default_memory_pool()->bytes_allocated() >> 20,
+                  arrow::default_memory_pool()->max_memory() >> 20);
     w.cpu_seconds = ThreadCpuSeconds() - cpu_before;
     return w;
   };
@@ -395,19 +416,24 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     TimestampMicros chunk_end = std::min(job->end, chunk_start + chunk);
     auto t0 = std::chrono::steady_clock::now();
     SourceReadStats read;
-    ARROW_ASSIGN_OR_RAISE(
-        auto source, ReadSourceRange(fs, plan.source_columns,
-                                     chunk_start - plan.max_window_micros, chunk_end, &read));
+    const TimestampMicros read_start =
+        carry.until == chunk_start ? chunk_start : chunk_start - plan.max_window_micros;
+    ARROW_ASSIGN_OR_RAISE(auto source, ReadSourceRange(fs, plan.source_columns, read_start,
+                                                       chunk_end, &read));
     job->bytes_read += read.bytes;
     auto t1 = std::chrono::steady_clock::now();
     auto computed = std::make_shared<ComputedFeatures>();
     ARROW_ASSIGN_OR_RAISE(*computed,
-                          ComputeFeatures(plan, source, chunk_start, chunk_end, clock, job->end));
+                          ComputeFeatures(plan, source, chunk_start, chunk_end, clock, job->end,
+                                          &carry));
     auto t2 = std::chrono::steady_clock::now();
-    spdlog::debug("job {} chunk [{}, {}): {} source rows; read {:.0f} ms, compute {:.0f} ms",
+    spdlog::debug("job {} chunk [{}, {}): {} source rows, {} carried; read {:.0f} ms, "
+                  "compute {:.0f} ms; arrow {} MB, peak {} MB",
                   job->id, FormatTimestamp(chunk_start), FormatTimestamp(chunk_end),
-                  source->num_rows(), std::chrono::duration<double, std::milli>(t1 - t0).count(),
-                  std::chrono::duration<double, std::milli>(t2 - t1).count());
+                  source->num_rows(), carry.num_rows(), std::chrono::duration<double, std::milli>(t1 - t0).count(),
+                  std::chrono::duration<double, std::milli>(t2 - t1).count(),
+                  arrow::default_memory_pool()->bytes_allocated() >> 20,
+                  arrow::default_memory_pool()->max_memory() >> 20);
     // Rows read: those of this chunk's range (the look-back is re-read context).
     job->rows_read += computed->offline->num_rows() + computed->rows_rejected;
     job->rows_rejected += computed->rows_rejected;
@@ -436,6 +462,11 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     }
     pending = std::async(std::launch::async, write_chunk, computed, chunk_start, chunk_end);
     next = chunk_end;
+    const double rows_per_day =
+        static_cast<double>(computed->offline->num_rows() + computed->rows_rejected) /
+        (static_cast<double>(chunk_end - chunk_start) / kMicrosPerDay);
+    const double days = rows_per_day > 0 ? std::round(kChunkTargetRows / rows_per_day) : kMaxChunkDays;
+    chunk = std::clamp<int64_t>(static_cast<int64_t>(days), 1, kMaxChunkDays) * kMicrosPerDay;
   }
   return finish_pending();
 }
