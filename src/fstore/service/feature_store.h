@@ -144,6 +144,8 @@ class FeatureStore {
   Status Close();
 
   Registry* registry() { return registry_.get(); }
+  OfflineStore* offline_store() { return offline_.get(); }
+  OnlineStore* online_store() { return online_.get(); }
 
  private:
   FeatureStore(std::unique_ptr<Registry> registry, std::unique_ptr<OfflineStore> offline,
