@@ -94,6 +94,10 @@ FeatureStoreOptions StoreOptions(const Config& config) {
   options.offline_store_uri = config.OfflineStoreUri();
   options.online_store_uri = config.OnlineStoreUri();
   options.compute_threads = config.max_compute_threads;
+  options.serving.cache_enabled = config.serving_cache_enabled;
+  options.serving.cache_ttl_seconds = config.serving_cache_ttl_seconds;
+  options.serving.cache_entries = config.serving_cache_entries;
+  options.serving.max_entities = config.serving_max_entities;
   return options;
 }
 

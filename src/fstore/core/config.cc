@@ -296,6 +296,20 @@ const std::vector<Setting>& SettingTable() {
                    return ParseInt(s, v, 1, std::numeric_limits<int>::max(),
                                    "a positive number of seconds", &c->serving_cache_ttl_seconds);
                  }});
+    t.push_back({{"FSTORE_SERVING_CACHE_ENTRIES", "serving-cache-entries",
+                  text(defaults.serving_cache_entries),
+                  "Entity records the online serving cache holds (least recently used out)."},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   return ParseInt(s, v, 1, std::numeric_limits<int>::max(),
+                                   "a positive number of records", &c->serving_cache_entries);
+                 }});
+    t.push_back({{"FSTORE_SERVING_MAX_ENTITIES", "serving-max-entities",
+                  text(defaults.serving_max_entities),
+                  "Most entities one online serving request may ask for (more: 413)."},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   return ParseInt(s, v, 1, 1000000, "a number of entities from 1 to 1000000",
+                                   &c->serving_max_entities);
+                 }});
     return t;
   }();
   return table;

@@ -38,6 +38,8 @@ struct Config {
   std::string spark_master;            ///< SPARK_MASTER
   bool serving_cache_enabled = false;  ///< SERVING_CACHE_ENABLED
   int serving_cache_ttl_seconds = 300; ///< SERVING_CACHE_TTL
+  int serving_cache_entries = 100000;  ///< FSTORE_SERVING_CACHE_ENTRIES
+  int serving_max_entities = 1000;     ///< FSTORE_SERVING_MAX_ENTITIES
 
   /// The registry URI after defaults: DATABASE_URL or sqlite://<data_dir>/registry.db.
   std::string RegistryUri() const;

@@ -378,6 +378,7 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
         w.online_records = written.applied;
       }
       ARROW_RETURN_NOT_OK(online_->Sync());  // durable before progress is recorded
+      if (online_write_listener_ && w.online_records > 0) online_write_listener_(fs.name);
     }
     auto t2 = std::chrono::steady_clock::now();
     spdlog::debug("job {} chunk [{}, {}) written: offline {:.0f} ms, online {:.0f} ms; arrow {} MB, peak {} MB", job_id,

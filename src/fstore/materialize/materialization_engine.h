@@ -74,7 +74,15 @@ class MaterializationEngine {
   /// start. Idempotent.
   void Shutdown();
 
+  /// Called (on a worker thread) after a job writes online records of a
+  /// feature set, with its name: the serving cache drops that set's entries.
+  /// Set before the first job.
+  void SetOnlineWriteListener(std::function<void(const std::string&)> listener) {
+    online_write_listener_ = std::move(listener);
+  }
+
  private:
+  std::function<void(const std::string&)> online_write_listener_;
   void WorkerLoop();
   /// Runs one job to the end (or failure), updating its record.
   void Execute(MaterializationJob job);

@@ -7,6 +7,7 @@
 
 #include "fstore/registry/codec.h"
 #include "fstore/server/http_error.h"
+#include "fstore/service/historical_serving.h"
 
 namespace fstore::server_resources {
 extern const std::string_view kOpenApiJson;
@@ -275,11 +276,23 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
   });
 
   // ------------------------------------------- later issues: answered 501
-  router->Add("POST", "/api/v1/serving/online", [](HttpRequest&) {
-    return NotBuilt("online serving", "issue #4");
+  router->Add("POST", "/api/v1/serving/online", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
+    FSTORE_ASSIGN_OR_RESPOND(json::object out, store->ServeOnline(body));
+    return JsonResponse(200, out);
   }, json_body);
-  router->Add("POST", "/api/v1/serving/historical", [](HttpRequest&) {
-    return NotBuilt("historical retrieval", "issue #4");
+  router->Add("POST", "/api/v1/serving/historical", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
+    FSTORE_ASSIGN_OR_RESPOND(auto table, ServeHistorical(store, body));
+    auto accept = req.Header("accept");
+    if (accept && accept->find("application/vnd.apache.arrow.stream") != std::string_view::npos) {
+      FSTORE_ASSIGN_OR_RESPOND(std::string stream, HistoricalTableToArrowStream(*table));
+      HttpResponse r;
+      r.content_type = "application/vnd.apache.arrow.stream";
+      r.body = std::move(stream);
+      return r;
+    }
+    return JsonResponse(200, HistoricalTableToJson(*table));
   }, json_body);
   router->Add("POST", "/api/v1/serving/batch", [](HttpRequest&) {
     return NotBuilt("batch serving", "issue #4");

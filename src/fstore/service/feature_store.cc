@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <arrow/type.h>
+#include <spdlog/spdlog.h>
 
 #include "fstore/core/compute_init.h"
 #include "fstore/compute/source_schema.h"
@@ -145,8 +146,11 @@ FeatureStore::FeatureStore(std::unique_ptr<Registry> registry,
       offline_(std::move(offline)),
       online_(std::move(online)),
       options_(std::move(options)) {
+  serving_ = std::make_unique<OnlineServing>(registry_.get(), online_.get(), options_.serving);
   engine_ = std::make_unique<MaterializationEngine>(registry_.get(), offline_.get(),
                                                     online_.get(), options_.compute_threads);
+  engine_->SetOnlineWriteListener(
+      [serving = serving_.get()](const std::string& fs) { serving->InvalidateFeatureSet(fs); });
   if (options_.run_scheduler) {
     scheduler_ = std::make_unique<MaterializationScheduler>(registry_.get(), engine_.get());
   }
@@ -170,6 +174,7 @@ Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptio
   ARROW_RETURN_NOT_OK(registry->Migrate().status());
   auto store = std::unique_ptr<FeatureStore>(
       new FeatureStore(std::move(registry), std::move(offline), std::move(online), options));
+  ARROW_RETURN_NOT_OK(store->serving_->Start());
   if (options.recover_jobs) ARROW_RETURN_NOT_OK(store->engine_->RecoverInterruptedJobs());
   return store;
 }
@@ -177,6 +182,7 @@ Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptio
 Status FeatureStore::Close() {
   if (scheduler_) scheduler_->Stop();
   if (engine_) engine_->Shutdown();
+  if (serving_) serving_->Stop();
   Status online = online_ ? online_->Close() : Status::OK();
   Status registry = registry_ ? registry_->Close() : Status::OK();
   return online.ok() ? registry : online;
@@ -190,6 +196,19 @@ Status FeatureStore::CheckReady() {
     return Unavailable("the offline store directory " + dir + " is not writable");
   }
   return Status::OK();
+}
+
+Status FeatureStore::CommitDefinitions(const RegistryWrite& write) {
+  ARROW_RETURN_NOT_OK(registry_->Commit(write));
+  // Served definitions follow at once in this process (the poll thread
+  // catches changes made by others).
+  Status st = serving_->Refresh();
+  if (!st.ok()) spdlog::warn("refreshing the serving snapshot failed: {}", st.ToString());
+  return Status::OK();
+}
+
+Result<json::object> FeatureStore::ServeOnline(const json::value& body) {
+  return serving_->Serve(body, NowMicros());
 }
 
 // ---------------------------------------------------------- materialization
@@ -263,7 +282,7 @@ Result<Entity> FeatureStore::CreateEntity(const json::value& body) {
   entity.created_at = entity.updated_at = NowMicros();
   RegistryWrite write;
   write.new_entities.push_back(entity);
-  ARROW_RETURN_NOT_OK(registry_->Commit(write));
+  ARROW_RETURN_NOT_OK(CommitDefinitions(write));
   return entity;
 }
 
@@ -342,7 +361,7 @@ Result<FeatureSet> FeatureStore::CreateFeatureSet(const json::value& body) {
     RegistryWrite write;
     write.new_entities = new_entities;
     write.feature_sets.push_back({fs, 0});
-    Status st = registry_->Commit(write);
+    Status st = CommitDefinitions(write);
     if (st.ok()) return fs;
     // Another request may have created one of our new entities meanwhile.
     bool entity_raced = false;
@@ -413,7 +432,7 @@ Result<FeatureSet> FeatureStore::UpdateFeatureSet(std::string_view id_or_name,
     RegistryWrite write;
     write.new_entities = std::move(new_entities);
     write.feature_sets.push_back({next, current.version});
-    Status st = registry_->Commit(write);
+    Status st = CommitDefinitions(write);
     if (st.ok()) return next;
     bool retry = IsConflict(st) || ErrorCodeOf(st) == ErrorCode::kAlreadyExists;
     if (!retry || attempt >= kMaxWriteAttempts) return st;
@@ -458,7 +477,7 @@ Result<FeatureSet> FeatureStore::DeleteFeatureSet(std::string_view id_or_name) {
       fd.deleted_at = now;
       write.features.push_back({fd, f.version});
     }
-    Status st = registry_->Commit(write);
+    Status st = CommitDefinitions(write);
     if (st.ok()) return deleted;
     if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;
   }
@@ -580,7 +599,7 @@ Result<Feature> FeatureStore::CreateFeature(const json::value& body) {
     // The references were checked against this state of the registry: a
     // concurrent delete of an input (or of the feature set) must not slip in.
     write.expected_change_sequence = seq;
-    Status st = registry_->Commit(write);
+    Status st = CommitDefinitions(write);
     if (st.ok()) return f;
     if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;
   }
@@ -665,7 +684,7 @@ Result<Feature> FeatureStore::UpdateFeature(std::string_view ref, const json::va
     RegistryWrite write;
     write.features.push_back({next, current.version});
     if (!next.source_features.empty()) write.expected_change_sequence = seq;
-    Status st = registry_->Commit(write);
+    Status st = CommitDefinitions(write);
     if (st.ok()) return next;
     if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;
   }
@@ -691,7 +710,7 @@ Result<Feature> FeatureStore::DeleteFeature(std::string_view ref) {
     RegistryWrite write;
     write.features.push_back({deleted, current.version});
     write.expected_change_sequence = seq;  // no dependant may appear meanwhile
-    Status st = registry_->Commit(write);
+    Status st = CommitDefinitions(write);
     if (st.ok()) return deleted;
     if (!IsConflict(st) || attempt >= kMaxWriteAttempts) return st;
   }

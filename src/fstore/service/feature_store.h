@@ -28,6 +28,7 @@
 #include "fstore/online/online_store.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
+#include "fstore/service/online_serving.h"
 
 namespace fstore {
 
@@ -40,6 +41,7 @@ struct FeatureStoreOptions {
   /// Resume jobs a previous process left queued or running (the server does;
   /// the CLI does not).
   bool recover_jobs = false;
+  OnlineServingOptions serving;
 };
 
 /// A materialization request as the API takes it (the seed's shape).
@@ -143,11 +145,17 @@ class FeatureStore {
   /// Closes the registry and stores; idempotent.
   Status Close();
 
+  /// POST /api/v1/serving/online (online_serving.h).
+  Result<boost::json::object> ServeOnline(const boost::json::value& body);
+
   Registry* registry() { return registry_.get(); }
   OfflineStore* offline_store() { return offline_.get(); }
   OnlineStore* online_store() { return online_.get(); }
 
  private:
+  /// Commits a definition change, then refreshes the serving snapshot.
+  Status CommitDefinitions(const RegistryWrite& write);
+
   FeatureStore(std::unique_ptr<Registry> registry, std::unique_ptr<OfflineStore> offline,
                std::unique_ptr<OnlineStore> online, FeatureStoreOptions options);
 
@@ -156,6 +164,7 @@ class FeatureStore {
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<OfflineStore> offline_;
   std::unique_ptr<OnlineStore> online_;
+  std::unique_ptr<OnlineServing> serving_;
   std::unique_ptr<MaterializationEngine> engine_;
   std::unique_ptr<MaterializationScheduler> scheduler_;
   FeatureStoreOptions options_;

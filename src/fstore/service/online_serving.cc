@@ -1,0 +1,626 @@
+#include "fstore/service/online_serving.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <list>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "fstore/core/duration.h"
+#include "fstore/online/online_store.h"
+#include "fstore/registry/definitions.h"
+#include "fstore/registry/registry.h"
+
+namespace fstore {
+namespace json = boost::json;
+
+// ------------------------------------------------------------------ snapshot
+
+struct ServingSet {
+  FeatureSet feature_set;
+  std::vector<std::string> entity_names;  ///< in key order
+  std::vector<std::string> join_keys;     ///< in key order
+  std::vector<std::string> key_types;     ///< per join key: "int" | "string"
+  int64_t ttl_micros = 0;                 ///< 0: none
+  std::map<std::string, Feature> features;
+};
+
+struct OnlineServing::Snapshot {
+  int64_t sequence = -1;
+  std::map<std::string, ServingSet> sets;           ///< by name
+  std::map<std::string, std::string> set_name_of_id;
+  std::map<std::string, Entity> entities;           ///< by name
+};
+
+namespace {
+
+Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* registry) {
+  auto snapshot = std::make_shared<OnlineServing::Snapshot>();
+  ARROW_ASSIGN_OR_RAISE(snapshot->sequence, registry->ChangeSequence());
+  ARROW_ASSIGN_OR_RAISE(auto entities, registry->ListEntities());
+  for (auto& e : entities) snapshot->entities[e.name] = std::move(e);
+  ARROW_ASSIGN_OR_RAISE(auto sets, registry->ListFeatureSets(false));
+  for (auto& fs : sets) {
+    ServingSet s;
+    for (const auto& name : fs.entities) {
+      auto it = snapshot->entities.find(name);
+      if (it == snapshot->entities.end()) continue;  // validated at definition time
+      s.entity_names.push_back(name);
+      for (const auto& key : it->second.join_keys) {
+        if (std::find(s.join_keys.begin(), s.join_keys.end(), key) != s.join_keys.end()) continue;
+        s.join_keys.push_back(key);
+        s.key_types.push_back(it->second.value_type);
+      }
+    }
+    if (!fs.ttl.empty()) {
+      auto ttl = ParseDuration(fs.ttl);
+      if (ttl.ok()) s.ttl_micros = *ttl;
+    }
+    snapshot->set_name_of_id[fs.id] = fs.name;
+    s.feature_set = std::move(fs);
+    snapshot->sets[s.feature_set.name] = std::move(s);
+  }
+  ARROW_ASSIGN_OR_RAISE(auto features, registry->ListFeatures(false));
+  for (auto& f : features) {
+    auto id = snapshot->set_name_of_id.find(f.feature_set_id);
+    if (id == snapshot->set_name_of_id.end()) continue;
+    snapshot->sets[id->second].features[f.name] = std::move(f);
+  }
+  return std::shared_ptr<const OnlineServing::Snapshot>(std::move(snapshot));
+}
+
+json::value ValueToJson(const FeatureValue& v) {
+  struct Visitor {
+    json::value operator()(std::monostate) const { return nullptr; }
+    json::value operator()(int64_t x) const { return x; }
+    json::value operator()(double x) const {
+      // JSON has no NaN or infinities.
+      if (!std::isfinite(x)) return nullptr;
+      return x;
+    }
+    json::value operator()(const std::string& x) const { return json::value(x); }
+    json::value operator()(bool x) const { return x; }
+    json::value operator()(const TimestampValue& x) const {
+      return json::value(FormatTimestamp(x.micros));
+    }
+    json::value operator()(const ListValue& x) const {
+      json::array a;
+      for (const auto& item : x.items) a.push_back(ValueToJson(item));
+      return a;
+    }
+  };
+  return std::visit(Visitor{}, v);
+}
+
+// One join key's value from JSON, of the entity's type. `field` names it.
+Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type,
+                              const std::string& field, std::string* label) {
+  if (type == "int") {
+    if (v.is_int64()) {
+      *label = std::to_string(v.as_int64());
+      return EntityKeyPart(v.as_int64());
+    }
+    if (v.is_uint64() && v.as_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
+      *label = std::to_string(v.as_uint64());
+      return EntityKeyPart(static_cast<int64_t>(v.as_uint64()));
+    }
+    if (v.is_string()) {
+      std::string_view s = v.as_string();
+      int64_t x = 0;
+      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+      if (ec == std::errc() && ptr == s.data() + s.size() && !s.empty()) {
+        *label = std::string(s);
+        return EntityKeyPart(x);
+      }
+    }
+    return InvalidArgument(field, "expected an integer key (the entity's value_type is int), got " +
+                                      json::serialize(v));
+  }
+  if (v.is_string()) {
+    *label = std::string(v.as_string());
+    return EntityKeyPart(*label);
+  }
+  if (v.is_int64() || v.is_uint64()) {
+    // A number for a string key: its decimal text.
+    *label = v.is_int64() ? std::to_string(v.as_int64()) : std::to_string(v.as_uint64());
+    return EntityKeyPart(*label);
+  }
+  return InvalidArgument(field, "expected a string key, got " + json::serialize(v));
+}
+
+}  // namespace
+
+// --------------------------------------------------------------------- cache
+
+/// A bounded LRU of (feature set, entity key) -> record (or its absence),
+/// each entry valid for the cache ttl and only while its feature set's
+/// generation is unchanged (a materialization write bumps it).
+class OnlineServing::Cache {
+ public:
+  Cache(size_t capacity, int64_t ttl_micros) : capacity_(capacity), ttl_micros_(ttl_micros) {}
+
+  bool Get(const std::string& key, const std::string& feature_set, TimestampMicros now,
+           std::optional<OnlineRecord>* out) {
+    std::lock_guard lock(mutex_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return false;
+    Entry& e = *it->second;
+    if (e.expires <= now || e.generation != Generation(feature_set)) {
+      lru_.erase(it->second);
+      map_.erase(it);
+      return false;
+    }
+    lru_.splice(lru_.begin(), lru_, it->second);
+    *out = e.record;
+    return true;
+  }
+
+  void Put(const std::string& key, const std::string& feature_set, TimestampMicros now,
+           const std::optional<OnlineRecord>& record, uint64_t generation) {
+    std::lock_guard lock(mutex_);
+    if (generation != Generation(feature_set)) return;  // written meanwhile
+    auto it = map_.find(key);
+    if (it != map_.end()) {
+      lru_.erase(it->second);
+      map_.erase(it);
+    }
+    lru_.push_front(Entry{key, record, now + ttl_micros_, generation});
+    map_[key] = lru_.begin();
+    while (map_.size() > capacity_) {
+      map_.erase(lru_.back().key);
+      lru_.pop_back();
+    }
+  }
+
+  uint64_t CurrentGeneration(const std::string& feature_set) {
+    std::lock_guard lock(mutex_);
+    return Generation(feature_set);
+  }
+
+  void Invalidate(const std::string& feature_set) {
+    std::lock_guard lock(mutex_);
+    ++generations_[feature_set];
+  }
+
+ private:
+  struct Entry {
+    std::string key;
+    std::optional<OnlineRecord> record;
+    TimestampMicros expires;
+    uint64_t generation;
+  };
+  uint64_t Generation(const std::string& feature_set) {
+    auto it = generations_.find(feature_set);
+    return it == generations_.end() ? 0 : it->second;
+  }
+
+  std::mutex mutex_;
+  size_t capacity_;
+  int64_t ttl_micros_;
+  std::list<Entry> lru_;
+  std::unordered_map<std::string, std::list<Entry>::iterator> map_;
+  std::unordered_map<std::string, uint64_t> generations_;
+};
+
+// ------------------------------------------------------------------- service
+
+OnlineServing::OnlineServing(Registry* registry, OnlineStore* online, OnlineServingOptions options)
+    : registry_(registry), online_(online), options_(options) {
+  if (options_.cache_enabled) {
+    cache_ = std::make_unique<Cache>(static_cast<size_t>(std::max(1, options_.cache_entries)),
+                                     int64_t{options_.cache_ttl_seconds} * 1'000'000);
+  }
+}
+
+OnlineServing::~OnlineServing() { Stop(); }
+
+Status OnlineServing::Start() {
+  ARROW_RETURN_NOT_OK(Refresh());
+  if (options_.poll_interval.count() > 0 && !poll_thread_.joinable()) {
+    poll_thread_ = std::thread([this] { PollLoop(); });
+  }
+  return Status::OK();
+}
+
+void OnlineServing::Stop() {
+  {
+    std::lock_guard lock(poll_mutex_);
+    stopping_ = true;
+  }
+  poll_cv_.notify_all();
+  if (poll_thread_.joinable()) poll_thread_.join();
+}
+
+void OnlineServing::PollLoop() {
+  std::unique_lock lock(poll_mutex_);
+  while (!stopping_) {
+    poll_cv_.wait_for(lock, options_.poll_interval);
+    if (stopping_) break;
+    lock.unlock();
+    auto sequence = registry_->ChangeSequence();
+    auto current = snapshot_.load();
+    if (sequence.ok() && (!current || *sequence != current->sequence)) {
+      Status st = Refresh();
+      if (!st.ok()) spdlog::warn("online serving: refreshing definitions failed: {}", st.ToString());
+    }
+    lock.lock();
+  }
+}
+
+Status OnlineServing::Refresh() {
+  std::lock_guard lock(refresh_mutex_);
+  ARROW_ASSIGN_OR_RAISE(auto snapshot, LoadSnapshot(registry_));
+  snapshot_.store(std::move(snapshot));
+  return Status::OK();
+}
+
+void OnlineServing::InvalidateFeatureSet(const std::string& feature_set) {
+  if (cache_) cache_->Invalidate(feature_set);
+}
+
+namespace {
+
+struct RequestedFeature {
+  const ServingSet* set;
+  const Feature* feature;
+  std::string output_name;  ///< as requested
+};
+
+// One entity to look up in one feature set.
+struct Lookup {
+  EntityKey key;
+  std::string label;
+};
+
+}  // namespace
+
+Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicros now) {
+  const auto started = std::chrono::steady_clock::now();
+  std::shared_ptr<const Snapshot> snapshot = snapshot_.load();
+  if (!snapshot) return Unavailable("online serving is starting: no definitions loaded yet");
+  if (!body.is_object()) return InvalidArgument("", "the request body must be a JSON object");
+  const json::object& request = body.as_object();
+  for (const auto& [name, value] : request) {
+    if (name != "feature_sets" && name != "features" && name != "entities" &&
+        name != "entity_rows") {
+      return InvalidArgument(std::string(name),
+                             "unknown field '" + std::string(name) +
+                                 "' (expected feature_sets, features, and entities or entity_rows)");
+    }
+  }
+
+  // Feature sets: given, or those of qualified feature names.
+  std::vector<const ServingSet*> sets;
+  auto add_set = [&](std::string_view ref, const std::string& field) -> Status {
+    auto it = snapshot->sets.find(std::string(ref));
+    if (it == snapshot->sets.end()) {
+      auto by_id = snapshot->set_name_of_id.find(std::string(ref));
+      if (by_id != snapshot->set_name_of_id.end()) it = snapshot->sets.find(by_id->second);
+    }
+    if (it == snapshot->sets.end()) {
+      return NotFound("feature set '" + std::string(ref) + "' not found");
+    }
+    if (!it->second.feature_set.online_enabled) {
+      return Unprocessable(field, "feature set '" + it->second.feature_set.name +
+                                      "' has online_enabled false: it is not served online");
+    }
+    if (std::find(sets.begin(), sets.end(), &it->second) == sets.end()) sets.push_back(&it->second);
+    return Status::OK();
+  };
+  const json::value* sets_value = request.if_contains("feature_sets");
+  if (sets_value) {
+    if (!sets_value->is_array()) {
+      return InvalidArgument("feature_sets", "must be an array of feature set names");
+    }
+    for (size_t i = 0; i < sets_value->as_array().size(); ++i) {
+      const auto& v = sets_value->as_array()[i];
+      std::string field = "feature_sets[" + std::to_string(i) + "]";
+      if (!v.is_string()) return InvalidArgument(field, "must be a feature set name (a string)");
+      ARROW_RETURN_NOT_OK(add_set(v.as_string(), field));
+    }
+  }
+
+  // Features: bare when unambiguous among the sets, or "set:feature".
+  std::vector<RequestedFeature> requested;
+  const json::value* features_value = request.if_contains("features");
+  if (features_value) {
+    if (!features_value->is_array()) {
+      return InvalidArgument("features", "must be an array of feature names");
+    }
+    for (size_t i = 0; i < features_value->as_array().size(); ++i) {
+      const auto& v = features_value->as_array()[i];
+      std::string field = "features[" + std::to_string(i) + "]";
+      if (!v.is_string() || v.as_string().empty()) {
+        return InvalidArgument(field, "must be a feature name (a non-empty string)");
+      }
+      std::string ref(v.as_string());
+      size_t colon = ref.rfind(':');
+      if (colon != std::string::npos) {
+        std::string set_name = ref.substr(0, colon);
+        std::string name = ref.substr(colon + 1);
+        ARROW_RETURN_NOT_OK(add_set(set_name, field));
+        const ServingSet& s = snapshot->sets.at(
+            snapshot->sets.count(set_name) ? set_name : snapshot->set_name_of_id.at(set_name));
+        auto f = s.features.find(name);
+        if (f == s.features.end()) {
+          return InvalidArgument(field, "feature '" + name + "' is not in feature set '" +
+                                            s.feature_set.name + "'");
+        }
+        requested.push_back({&s, &f->second, ref});
+        continue;
+      }
+      std::vector<const ServingSet*> owners;
+      for (const ServingSet* s : sets) {
+        if (s->features.count(ref)) owners.push_back(s);
+      }
+      if (owners.empty()) {
+        return InvalidArgument(field, "feature '" + ref + "' is not in the requested feature sets" +
+                                          (sets.empty() ? " (none given: name them in "
+                                                          "feature_sets or write 'set:feature')"
+                                                        : ""));
+      }
+      if (owners.size() > 1) {
+        return InvalidArgument(field, "feature '" + ref + "' is ambiguous: it is in '" +
+                                          owners[0]->feature_set.name + "' and '" +
+                                          owners[1]->feature_set.name +
+                                          "'; write 'feature_set:" + ref + "'");
+      }
+      requested.push_back({owners[0], &owners[0]->features.at(ref), ref});
+    }
+  } else {
+    // No list: every feature of the given sets.
+    for (const ServingSet* s : sets) {
+      for (const auto& [name, f] : s->features) requested.push_back({s, &f, name});
+    }
+  }
+  if (sets.empty()) return InvalidArgument("feature_sets", "name at least one feature set");
+  if (requested.empty()) return InvalidArgument("features", "no features to serve");
+  {
+    std::set<std::string> seen;
+    for (const auto& r : requested) {
+      if (!seen.insert(r.output_name).second) {
+        return InvalidArgument("features", "feature '" + r.output_name + "' is asked twice");
+      }
+    }
+  }
+  // Only the sets features are served from are read.
+  std::vector<const ServingSet*> used;
+  for (const auto& r : requested) {
+    if (std::find(used.begin(), used.end(), r.set) == used.end()) used.push_back(r.set);
+  }
+
+  const json::value* entities_value = request.if_contains("entities");
+  const json::value* rows_value = request.if_contains("entity_rows");
+  if ((entities_value != nullptr) == (rows_value != nullptr)) {
+    return InvalidArgument("entities", "give either entities ({\"entity\": [keys]}) or "
+                                       "entity_rows ([{join_key: value}]), not both or neither");
+  }
+
+  // Per used set: its lookups; per output entity: which lookup of each set.
+  std::map<const ServingSet*, std::vector<Lookup>> lookups;
+  std::vector<std::string> labels;  // seed form: output labels, in order
+  // seed form: label -> (set -> lookup index)
+  std::vector<std::map<const ServingSet*, size_t>> lookup_of_output;
+  json::array row_keys;  // row form: each row's join keys, echoed
+  if (entities_value) {
+    if (!entities_value->is_object() || entities_value->as_object().empty()) {
+      return InvalidArgument("entities", "must be an object of entity name -> array of keys");
+    }
+    const auto& given = entities_value->as_object();
+    // Each used set must be keyed by exactly one entity, given here (by its
+    // name or its join key's name).
+    std::map<const ServingSet*, std::string> name_for_set;
+    for (const ServingSet* s : used) {
+      if (s->entity_names.size() != 1 || s->join_keys.size() != 1) {
+        return InvalidArgument("entities", "feature set '" + s->feature_set.name +
+                                               "' is keyed by several join keys: use entity_rows");
+      }
+      if (given.contains(s->entity_names[0])) {
+        name_for_set[s] = s->entity_names[0];
+      } else if (given.contains(s->join_keys[0])) {
+        name_for_set[s] = s->join_keys[0];
+      } else {
+        return InvalidArgument("entities", "feature set '" + s->feature_set.name +
+                                               "' is keyed by entity '" + s->entity_names[0] +
+                                               "': give its keys under \"" + s->entity_names[0] +
+                                               "\"");
+      }
+    }
+    size_t total = 0;
+    for (const auto& [name, keys] : given) {
+      std::string field = "entities." + std::string(name);
+      bool used_name = std::any_of(name_for_set.begin(), name_for_set.end(),
+                                   [&](const auto& p) { return p.second == name; });
+      if (!used_name) {
+        return InvalidArgument(field, "no requested feature is keyed by '" + std::string(name) +
+                                          "'");
+      }
+      if (!keys.is_array() || keys.as_array().empty()) {
+        return InvalidArgument(field, "must be a non-empty array of keys");
+      }
+      total += keys.as_array().size();
+    }
+    if (total > static_cast<size_t>(options_.max_entities)) {
+      return MakeError(ErrorCode::kPayloadTooLarge,
+                       "the request asks for " + std::to_string(total) +
+                           " entities; the limit is " + std::to_string(options_.max_entities) +
+                           " per request (FSTORE_SERVING_MAX_ENTITIES)",
+                       "entities");
+    }
+    const bool qualified = given.size() > 1;
+    std::map<std::string, size_t> output_of_label;
+    for (const auto& [name, keys] : given) {
+      const auto& array = keys.as_array();
+      for (size_t i = 0; i < array.size(); ++i) {
+        std::string field = "entities." + std::string(name) + "[" + std::to_string(i) + "]";
+        std::string label;
+        for (const auto& [s, set_name] : name_for_set) {
+          if (set_name != name) continue;
+          std::string key_label;
+          ARROW_ASSIGN_OR_RAISE(EntityKeyPart part, KeyPart(array[i], s->key_types[0], field,
+                                                            &key_label));
+          label = qualified ? std::string(name) + ":" + key_label : key_label;
+          auto [it, fresh] = output_of_label.emplace(label, labels.size());
+          if (fresh) {
+            labels.push_back(label);
+            lookup_of_output.emplace_back();
+          }
+          auto& slot = lookup_of_output[it->second];
+          if (!slot.count(s)) {
+            slot[s] = lookups[s].size();
+            lookups[s].push_back({EntityKey{std::move(part)}, label});
+          }
+        }
+      }
+    }
+  } else {
+    if (!rows_value->is_array() || rows_value->as_array().empty()) {
+      return InvalidArgument("entity_rows", "must be a non-empty array of objects");
+    }
+    const auto& rows = rows_value->as_array();
+    if (rows.size() > static_cast<size_t>(options_.max_entities)) {
+      return MakeError(ErrorCode::kPayloadTooLarge,
+                       "the request asks for " + std::to_string(rows.size()) +
+                           " entity rows; the limit is " + std::to_string(options_.max_entities) +
+                           " per request (FSTORE_SERVING_MAX_ENTITIES)",
+                       "entity_rows");
+    }
+    lookup_of_output.resize(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::string row_field = "entity_rows[" + std::to_string(r) + "]";
+      if (!rows[r].is_object()) return InvalidArgument(row_field, "must be an object");
+      const auto& row = rows[r].as_object();
+      for (const auto& [k, v] : row) {
+        bool known = std::any_of(used.begin(), used.end(), [&](const ServingSet* s) {
+          return std::find(s->join_keys.begin(), s->join_keys.end(), k) != s->join_keys.end();
+        });
+        if (!known) {
+          return InvalidArgument(row_field + "." + std::string(k),
+                                 "'" + std::string(k) +
+                                     "' is not a join key of the requested feature sets");
+        }
+      }
+      row_keys.push_back(row);
+      for (const ServingSet* s : used) {
+        EntityKey key;
+        std::string label;
+        for (size_t k = 0; k < s->join_keys.size(); ++k) {
+          const json::value* v = row.if_contains(s->join_keys[k]);
+          std::string field = row_field + "." + s->join_keys[k];
+          if (!v) {
+            return InvalidArgument(field, "missing: feature set '" + s->feature_set.name +
+                                              "' is keyed by " + s->join_keys[k]);
+          }
+          std::string part_label;
+          ARROW_ASSIGN_OR_RAISE(EntityKeyPart part, KeyPart(*v, s->key_types[k], field,
+                                                            &part_label));
+          key.push_back(std::move(part));
+          label += (k ? "," : "") + part_label;
+        }
+        lookup_of_output[r][s] = lookups[s].size();
+        lookups[s].push_back({std::move(key), std::move(label)});
+      }
+    }
+  }
+
+  // One multi-get per feature set (of the keys the cache does not have).
+  std::map<const ServingSet*, std::vector<std::optional<OnlineRecord>>> records;
+  size_t reads = 0, hits = 0;
+  for (const auto& [s, list] : lookups) {
+    const std::string& name = s->feature_set.name;
+    auto& out = records[s];
+    out.resize(list.size());
+    std::vector<size_t> misses;
+    std::vector<std::string> cache_keys;
+    uint64_t generation = cache_ ? cache_->CurrentGeneration(name) : 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      ++reads;
+      if (cache_) {
+        std::string cache_key = name;
+        cache_key.push_back('\0');
+        cache_key += EncodeEntityKey(list[i].key);
+        std::optional<OnlineRecord> cached;
+        if (cache_->Get(cache_key, name, now, &cached)) {
+          ++hits;
+          // The cache holds records regardless of the ttl: expire here.
+          if (cached && s->ttl_micros > 0 && cached->event_time < now - s->ttl_micros) {
+            cached.reset();
+          }
+          out[i] = std::move(cached);
+          continue;
+        }
+        cache_keys.push_back(std::move(cache_key));
+      }
+      misses.push_back(i);
+    }
+    if (misses.empty()) continue;
+    std::vector<EntityKey> keys;
+    keys.reserve(misses.size());
+    for (size_t i : misses) keys.push_back(list[i].key);
+    // The cache stores records unexpired; the ttl applies when served.
+    ARROW_ASSIGN_OR_RAISE(auto got, online_->Read(name, keys, cache_ ? 0 : s->ttl_micros, now));
+    for (size_t j = 0; j < misses.size(); ++j) {
+      if (cache_) cache_->Put(cache_keys[j], name, now, got[j], generation);
+      if (got[j] && s->ttl_micros > 0 && got[j]->event_time < now - s->ttl_micros) got[j].reset();
+      out[misses[j]] = std::move(got[j]);
+    }
+  }
+
+  // Assemble.
+  auto value_of = [&](const RequestedFeature& r, const std::optional<OnlineRecord>& record) {
+    if (record) {
+      for (const auto& [name, value] : record->values) {
+        if (name == r.feature->name) return ValueToJson(value);
+      }
+    }
+    return r.feature->default_value ? *r.feature->default_value : json::value(nullptr);
+  };
+  json::object response;
+  json::object missing;
+  for (const auto& [s, list] : lookups) {
+    json::array labels_missing;
+    const auto& got = records[s];
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!got[i]) labels_missing.emplace_back(list[i].label);
+    }
+    if (!labels_missing.empty()) missing[s->feature_set.name] = std::move(labels_missing);
+  }
+  if (entities_value) {
+    json::object features;
+    for (size_t o = 0; o < labels.size(); ++o) {
+      json::object values;
+      for (const auto& r : requested) {
+        auto it = lookup_of_output[o].find(r.set);
+        if (it == lookup_of_output[o].end()) continue;  // keyed by another entity
+        values[r.output_name] = value_of(r, records[r.set][it->second]);
+      }
+      features[labels[o]] = std::move(values);
+    }
+    response["features"] = std::move(features);
+  } else {
+    json::array rows;
+    for (size_t o = 0; o < lookup_of_output.size(); ++o) {
+      json::object row = row_keys[o].as_object();
+      for (const auto& r : requested) {
+        row[r.output_name] = value_of(r, records[r.set][lookup_of_output[o].at(r.set)]);
+      }
+      rows.emplace_back(std::move(row));
+    }
+    response["rows"] = std::move(rows);
+  }
+  double latency_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  response["metadata"] = json::object{
+      {"latency_ms", std::round(latency_ms * 1000.0) / 1000.0},
+      {"cache_hit", cache_ != nullptr && reads > 0 && hits == reads},
+      {"missing_entities", std::move(missing)},
+  };
+  return response;
+}
+
+}  // namespace fstore

@@ -1,0 +1,95 @@
+#pragma once
+
+// Online serving: POST /api/v1/serving/online. The latest feature values of
+// entities from the online store, in well under a millisecond.
+//
+// The hot path never queries the registry: definitions are served from an
+// immutable in-memory snapshot (feature sets, their features, entities),
+// rebuilt off the request path and swapped atomically -- by the writer of a
+// definition change in this process (Refresh), and by a background poll of
+// the registry's change sequence for changes made by other processes. One
+// multi-get per feature set per request; an optional bounded LRU of entity
+// records in front of the store (SERVING_CACHE_*), invalidated per feature set
+// by materialization writes and bounded in age by its ttl.
+//
+// Request, the seed's form:
+//   {"feature_sets": ["user_profile"], "entities": {"user": ["u1", "u2"]},
+//    "features": ["user_age", "user_profile:last_login"]}
+// answers {"features": {"u1": {"user_age": 28, ...}, ...}, "metadata": {...}}.
+// With several entity names in "entities" the labels are "entity:value".
+// The row form serves feature sets keyed by several entities:
+//   {"feature_sets": [...], "features": [...],
+//    "entity_rows": [{"user_id": "u1", "merchant_id": "m7"}, ...]}
+// answers {"rows": [{"user_id": "u1", "merchant_id": "m7", "f": ...}, ...], "metadata": ...},
+// one row per entity row, in order.
+// metadata: latency_ms (server side), cache_hit (every record came from the
+// cache), missing_entities {feature set: [labels without a live record]}.
+// A feature without a live record is its default_value, else null. Values
+// older than the feature set's ttl are missing.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "fstore/core/status.h"
+#include "fstore/core/time.h"
+
+namespace fstore {
+
+class Registry;
+class OnlineStore;
+
+struct OnlineServingOptions {
+  bool cache_enabled = false;
+  int cache_ttl_seconds = 300;
+  int cache_entries = 100000;
+  int max_entities = 1000;  ///< per request; more is 413
+  /// How often the registry's change sequence is polled for definition
+  /// changes made by other processes; 0: never.
+  std::chrono::milliseconds poll_interval{1000};
+};
+
+class OnlineServing {
+ public:
+  OnlineServing(Registry* registry, OnlineStore* online, OnlineServingOptions options);
+  ~OnlineServing();
+
+  /// Loads the first snapshot and starts the poll thread.
+  Status Start();
+  /// Stops the poll thread; idempotent.
+  void Stop();
+
+  /// Rebuilds the definitions snapshot from the registry and swaps it in.
+  Status Refresh();
+  /// Drops cached records of `feature_set` (its online records changed).
+  void InvalidateFeatureSet(const std::string& feature_set);
+
+  /// Serves one request body. `now` decides ttl expiry (UTC micros).
+  Result<boost::json::object> Serve(const boost::json::value& body, TimestampMicros now);
+
+  struct Snapshot;
+  class Cache;
+
+ private:
+  void PollLoop();
+
+  Registry* registry_;
+  OnlineStore* online_;
+  OnlineServingOptions options_;
+  std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
+  std::unique_ptr<Cache> cache_;
+  std::mutex refresh_mutex_;  // one rebuild at a time
+
+  std::mutex poll_mutex_;
+  std::condition_variable poll_cv_;
+  bool stopping_ = false;
+  std::thread poll_thread_;
+};
+
+}  // namespace fstore
