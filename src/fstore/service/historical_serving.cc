@@ -1,0 +1,491 @@
+#include "fstore/service/historical_serving.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include <arrow/api.h>
+#include <arrow/io/memory.h>
+#include <arrow/ipc/writer.h>
+#include <boost/json/serialize.hpp>
+
+#include "fstore/compute/source_schema.h"
+#include "fstore/core/columns.h"
+#include "fstore/materialize/feature_pipeline.h"
+#include "fstore/retrieval/point_in_time_join.h"
+#include "fstore/service/feature_store.h"
+
+namespace fstore {
+namespace json = boost::json;
+
+namespace {
+
+const auto kTimestampUtc = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
+
+// One requested feature set, compiled.
+struct RequestedSet {
+  FeatureSet feature_set;
+  std::vector<Feature> features;
+  FeaturePlan plan;
+  std::map<std::string, std::string> key_types;  // join key -> "int" | "string"
+  std::vector<std::string> wanted;               // feature names, output order
+  std::vector<size_t> output_slot;               // wanted[i] -> index in request "features"
+};
+
+Result<std::vector<std::string>> StringList(const json::object& body, const char* field) {
+  const json::value* v = body.if_contains(field);
+  if (!v) return InvalidArgument(field, "is required");
+  if (!v->is_array()) return InvalidArgument(field, "must be an array of strings");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v->as_array().size(); ++i) {
+    const json::value& item = v->as_array()[i];
+    if (!item.is_string() || item.as_string().empty()) {
+      return InvalidArgument(std::string(field) + "[" + std::to_string(i) + "]",
+                             "must be a non-empty string");
+    }
+    out.emplace_back(item.as_string());
+  }
+  if (out.empty()) return InvalidArgument(field, "must name at least one");
+  return out;
+}
+
+Result<RequestedSet> LoadSet(FeatureStore* store, const std::string& ref) {
+  ARROW_ASSIGN_OR_RAISE(auto fs, store->registry()->FindFeatureSet(ref, false));
+  if (!fs) return NotFound("feature set '" + ref + "' not found");
+  if (!fs->offline_enabled) {
+    return Unprocessable("feature_sets", "feature set '" + fs->name +
+                                             "' has offline_enabled false: it keeps no history "
+                                             "to retrieve");
+  }
+  if (!fs->source || fs->source->type != "file") {
+    return Unprocessable("feature_sets", "feature set '" + fs->name +
+                                             "' has no file source (postgres and push sources "
+                                             "come with later issues)");
+  }
+  RequestedSet set;
+  set.feature_set = *fs;
+  ARROW_ASSIGN_OR_RAISE(set.features, store->FeaturesOf(*fs));
+  if (set.features.empty()) {
+    return Unprocessable("feature_sets", "feature set '" + fs->name + "' has no features");
+  }
+  auto schema = ReadSourceSchema(*fs->source);
+  if (!schema.ok() || !*schema) {
+    return Unprocessable("feature_sets", "the source of feature set '" + fs->name +
+                                             "' cannot be read (" +
+                                             (schema.ok() ? "no file matches '" + fs->source->path + "'"
+                                                          : ErrorMessageOf(schema.status())) +
+                                             ")");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto entities, store->registry()->ListEntities());
+  auto plan = PlanMaterialization(*fs, set.features, entities, *schema);
+  if (!plan.ok()) {
+    return Unprocessable("feature_sets", "feature set '" + fs->name +
+                                             "' cannot be planned: " + ErrorMessageOf(plan.status()));
+  }
+  set.plan = std::move(*plan);
+  for (const auto& name : fs->entities) {
+    for (const auto& e : entities) {
+      if (e.name != name) continue;
+      for (const auto& k : e.join_keys) set.key_types.emplace(k, e.value_type);
+    }
+  }
+  return set;
+}
+
+// The entity_df as JSON: its columns and rows, checked for shape.
+struct EntityFrame {
+  std::vector<std::string> columns;
+  const json::array* data = nullptr;
+  int time_column = -1;
+};
+
+Result<EntityFrame> ParseEntityFrame(const json::object& body) {
+  const json::value* v = body.if_contains("entity_df");
+  if (!v) return InvalidArgument("entity_df", "is required");
+  if (!v->is_object()) {
+    return InvalidArgument("entity_df", "must be an object {\"columns\": [...], \"data\": [[...]]}");
+  }
+  const json::object& df = v->as_object();
+  EntityFrame frame;
+  const json::value* cols = df.if_contains("columns");
+  if (!cols || !cols->is_array() || cols->as_array().empty()) {
+    return InvalidArgument("entity_df.columns", "must be a non-empty array of column names");
+  }
+  std::set<std::string> seen;
+  for (size_t i = 0; i < cols->as_array().size(); ++i) {
+    const auto& c = cols->as_array()[i];
+    if (!c.is_string() || c.as_string().empty()) {
+      return InvalidArgument("entity_df.columns[" + std::to_string(i) + "]",
+                             "must be a non-empty string");
+    }
+    std::string name(c.as_string());
+    if (!seen.insert(name).second) {
+      return InvalidArgument("entity_df.columns", "column '" + name + "' appears twice");
+    }
+    frame.columns.push_back(name);
+  }
+  const json::value* data = df.if_contains("data");
+  if (!data || !data->is_array()) {
+    return InvalidArgument("entity_df.data", "must be an array of rows (arrays)");
+  }
+  frame.data = &data->as_array();
+  for (size_t r = 0; r < frame.data->size(); ++r) {
+    const auto& row = (*frame.data)[r];
+    if (!row.is_array()) {
+      return InvalidArgument("entity_df.data[" + std::to_string(r) + "]", "must be an array");
+    }
+    if (row.as_array().size() != frame.columns.size()) {
+      return InvalidArgument("entity_df.data[" + std::to_string(r) + "]",
+                             "has " + std::to_string(row.as_array().size()) + " values for " +
+                                 std::to_string(frame.columns.size()) + " columns");
+    }
+  }
+  for (const char* name : {kEventTimestampColumn, "timestamp"}) {
+    auto it = std::find(frame.columns.begin(), frame.columns.end(), name);
+    if (it != frame.columns.end()) {
+      frame.time_column = static_cast<int>(it - frame.columns.begin());
+      break;
+    }
+  }
+  if (frame.time_column < 0) {
+    return InvalidArgument("entity_df.columns",
+                           "an 'event_timestamp' column (or 'timestamp') with each row's time "
+                           "is required");
+  }
+  return frame;
+}
+
+std::string CellField(size_t row, size_t column, const std::string& name) {
+  return "entity_df.data[" + std::to_string(row) + "][" + std::to_string(column) + "] (" + name +
+         ")";
+}
+
+Result<std::shared_ptr<arrow::Array>> KeyColumn(const EntityFrame& frame, size_t c,
+                                                const std::string& type) {
+  const std::string& name = frame.columns[c];
+  if (type == "int") {
+    arrow::Int64Builder b;
+    for (size_t r = 0; r < frame.data->size(); ++r) {
+      const json::value& v = (*frame.data)[r].as_array()[c];
+      int64_t x = 0;
+      if (v.is_int64()) {
+        x = v.as_int64();
+      } else if (v.is_uint64() && v.as_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
+        x = static_cast<int64_t>(v.as_uint64());
+      } else if (v.is_string()) {
+        std::string_view s = v.as_string();
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+        if (ec != std::errc() || p != s.data() + s.size() || s.empty()) {
+          return InvalidArgument(CellField(r, c, name), "'" + std::string(s) +
+                                                            "' is not an integer join key");
+        }
+      } else {
+        return InvalidArgument(CellField(r, c, name), "must be an integer join key, not " +
+                                                          json::serialize(v));
+      }
+      ARROW_RETURN_NOT_OK(b.Append(x));
+    }
+    return b.Finish();
+  }
+  arrow::StringBuilder b;
+  for (size_t r = 0; r < frame.data->size(); ++r) {
+    const json::value& v = (*frame.data)[r].as_array()[c];
+    if (v.is_string()) {
+      ARROW_RETURN_NOT_OK(b.Append(std::string_view(v.as_string())));
+    } else if (v.is_int64() || v.is_uint64()) {
+      ARROW_RETURN_NOT_OK(b.Append(json::serialize(v)));
+    } else {
+      return InvalidArgument(CellField(r, c, name), "must be a string join key, not " +
+                                                        json::serialize(v));
+    }
+  }
+  return b.Finish();
+}
+
+Result<std::shared_ptr<arrow::Array>> TimeColumn(const EntityFrame& frame) {
+  const size_t c = static_cast<size_t>(frame.time_column);
+  arrow::TimestampBuilder b(kTimestampUtc, arrow::default_memory_pool());
+  for (size_t r = 0; r < frame.data->size(); ++r) {
+    const json::value& v = (*frame.data)[r].as_array()[c];
+    if (!v.is_string()) {
+      return InvalidArgument(CellField(r, c, frame.columns[c]),
+                             "must be an ISO 8601 timestamp string, not " + json::serialize(v));
+    }
+    auto t = ParseTimestamp(v.as_string());
+    if (!t.ok()) {
+      return InvalidArgument(CellField(r, c, frame.columns[c]),
+                             "'" + std::string(v.as_string()) + "' is not a timestamp: " +
+                                 ErrorMessageOf(t.status()));
+    }
+    ARROW_RETURN_NOT_OK(b.Append(*t));
+  }
+  return b.Finish();
+}
+
+// A pass-through column: int64, float64, bool or utf8 by its JSON values
+// (nulls allowed; mixed kinds become their JSON text).
+Result<std::shared_ptr<arrow::Array>> OtherColumn(const EntityFrame& frame, size_t c) {
+  bool all_int = true, all_num = true, all_bool = true, all_str = true;
+  for (size_t r = 0; r < frame.data->size(); ++r) {
+    const json::value& v = (*frame.data)[r].as_array()[c];
+    if (v.is_null()) continue;
+    all_int = all_int && v.is_int64();
+    all_num = all_num && v.is_number();
+    all_bool = all_bool && v.is_bool();
+    all_str = all_str && v.is_string();
+  }
+  auto each = [&](auto&& append) -> Status {
+    for (size_t r = 0; r < frame.data->size(); ++r) {
+      ARROW_RETURN_NOT_OK(append((*frame.data)[r].as_array()[c]));
+    }
+    return Status::OK();
+  };
+  if (all_int) {
+    arrow::Int64Builder b;
+    ARROW_RETURN_NOT_OK(each([&](const json::value& v) {
+      return v.is_null() ? b.AppendNull() : b.Append(v.as_int64());
+    }));
+    return b.Finish();
+  }
+  if (all_num) {
+    arrow::DoubleBuilder b;
+    ARROW_RETURN_NOT_OK(each([&](const json::value& v) {
+      return v.is_null() ? b.AppendNull() : b.Append(v.to_number<double>());
+    }));
+    return b.Finish();
+  }
+  if (all_bool) {
+    arrow::BooleanBuilder b;
+    ARROW_RETURN_NOT_OK(each([&](const json::value& v) {
+      return v.is_null() ? b.AppendNull() : b.Append(v.as_bool());
+    }));
+    return b.Finish();
+  }
+  arrow::StringBuilder b;
+  ARROW_RETURN_NOT_OK(each([&](const json::value& v) {
+    if (v.is_null()) return b.AppendNull();
+    if (all_str) return b.Append(std::string_view(v.as_string()));
+    return b.Append(v.is_string() ? std::string(v.as_string()) : json::serialize(v));
+  }));
+  return b.Finish();
+}
+
+json::value CellToJson(const arrow::Array& array, int64_t row) {
+  if (array.IsNull(row)) return nullptr;
+  switch (array.type_id()) {
+    case arrow::Type::INT64: return static_cast<const arrow::Int64Array&>(array).Value(row);
+    case arrow::Type::INT32: return static_cast<const arrow::Int32Array&>(array).Value(row);
+    case arrow::Type::DOUBLE: {
+      double d = static_cast<const arrow::DoubleArray&>(array).Value(row);
+      if (!std::isfinite(d)) return nullptr;
+      return d;
+    }
+    case arrow::Type::FLOAT: {
+      double d = static_cast<const arrow::FloatArray&>(array).Value(row);
+      if (!std::isfinite(d)) return nullptr;
+      return d;
+    }
+    case arrow::Type::BOOL: return static_cast<const arrow::BooleanArray&>(array).Value(row);
+    case arrow::Type::STRING:
+      return json::value(static_cast<const arrow::StringArray&>(array).GetView(row));
+    case arrow::Type::LARGE_STRING:
+      return json::value(static_cast<const arrow::LargeStringArray&>(array).GetView(row));
+    case arrow::Type::TIMESTAMP:
+      return json::value(FormatTimestamp(static_cast<const arrow::TimestampArray&>(array).Value(row)));
+    case arrow::Type::LIST: {
+      const auto& list = static_cast<const arrow::ListArray&>(array);
+      auto values = list.values();
+      json::array out;
+      for (int64_t i = list.value_offset(row); i < list.value_offset(row + 1); ++i) {
+        out.push_back(CellToJson(*values, i));
+      }
+      return out;
+    }
+    default: {
+      auto scalar = array.GetScalar(row);
+      return scalar.ok() ? json::value((*scalar)->ToString()) : json::value(nullptr);
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
+                                                            const json::value& body_value) {
+  if (!body_value.is_object()) return InvalidArgument("", "the request body must be a JSON object");
+  const json::object& body = body_value.as_object();
+  for (const auto& [key, value] : body) {
+    static const std::set<std::string> kKnown{"feature_sets", "entity_df", "features", "as_of"};
+    if (!kKnown.count(std::string(key))) {
+      return InvalidArgument(std::string(key), "unknown field");
+    }
+  }
+  ARROW_ASSIGN_OR_RAISE(auto set_refs, StringList(body, "feature_sets"));
+  ARROW_ASSIGN_OR_RAISE(auto feature_refs, StringList(body, "features"));
+  std::optional<TimestampMicros> as_of;
+  if (const json::value* v = body.if_contains("as_of"); v && !v->is_null()) {
+    if (!v->is_string()) return InvalidArgument("as_of", "must be an ISO 8601 timestamp string");
+    auto t = ParseTimestamp(v->as_string());
+    if (!t.ok()) {
+      return InvalidArgument("as_of", "'" + std::string(v->as_string()) +
+                                          "' is not a timestamp: " + ErrorMessageOf(t.status()));
+    }
+    as_of = *t;
+  }
+  ARROW_ASSIGN_OR_RAISE(EntityFrame frame, ParseEntityFrame(body));
+
+  std::vector<RequestedSet> sets;
+  for (const auto& ref : set_refs) {
+    ARROW_ASSIGN_OR_RAISE(RequestedSet set, LoadSet(store, ref));
+    bool dup = std::any_of(sets.begin(), sets.end(), [&](const RequestedSet& s) {
+      return s.feature_set.id == set.feature_set.id;
+    });
+    if (dup) return InvalidArgument("feature_sets", "feature set '" + ref + "' is listed twice");
+    sets.push_back(std::move(set));
+  }
+  // Resolve each feature to (set, name).
+  auto has_feature = [](const RequestedSet& s, std::string_view name) {
+    return std::any_of(s.features.begin(), s.features.end(),
+                       [&](const Feature& f) { return f.name == name; });
+  };
+  std::set<std::pair<size_t, std::string>> resolved;
+  for (size_t i = 0; i < feature_refs.size(); ++i) {
+    const std::string& ref = feature_refs[i];
+    std::string field = "features[" + std::to_string(i) + "]";
+    size_t colon = ref.rfind(':');
+    std::vector<size_t> owners;
+    std::string name = std::string(FeatureNameOf(ref));
+    if (colon != std::string::npos) {
+      std::string set_name = ref.substr(0, colon);
+      size_t s = 0;
+      while (s < sets.size() && sets[s].feature_set.name != set_name && sets[s].feature_set.id != set_name) ++s;
+      if (s == sets.size()) {
+        return InvalidArgument(field, "feature '" + ref + "': feature set '" + set_name +
+                                          "' is not in feature_sets");
+      }
+      if (!has_feature(sets[s], name)) {
+        return InvalidArgument(field, "unknown feature '" + ref + "': feature set '" + set_name +
+                                          "' has no feature '" + name + "'");
+      }
+      owners.push_back(s);
+    } else {
+      for (size_t s = 0; s < sets.size(); ++s) {
+        if (has_feature(sets[s], name)) owners.push_back(s);
+      }
+      if (owners.empty()) {
+        return InvalidArgument(field, "unknown feature '" + ref +
+                                          "': no requested feature set has it");
+      }
+      if (owners.size() > 1) {
+        std::string which;
+        for (size_t s : owners) which += (which.empty() ? "" : ", ") + sets[s].feature_set.name;
+        return InvalidArgument(field, "ambiguous feature '" + ref + "': it is in " + which +
+                                          "; name it 'feature_set:" + ref + "'");
+      }
+    }
+    if (!resolved.emplace(owners[0], name).second) {
+      return InvalidArgument(field, "feature '" + ref + "' is requested twice");
+    }
+    sets[owners[0]].wanted.push_back(name);
+    sets[owners[0]].output_slot.push_back(i);
+  }
+
+  // The entity_df as typed columns.
+  const int64_t rows = static_cast<int64_t>(frame.data->size());
+  std::map<std::string, std::string> key_type_of;  // first set that uses a key decides
+  for (const auto& s : sets) {
+    for (const auto& k : s.plan.key_columns) {
+      auto it = std::find(frame.columns.begin(), frame.columns.end(), k);
+      if (it == frame.columns.end()) {
+        return InvalidArgument("entity_df.columns", "missing join key column '" + k +
+                                                        "' of feature set '" +
+                                                        s.feature_set.name + "'");
+      }
+      auto type = s.key_types.count(k) ? s.key_types.at(k) : "string";
+      key_type_of.emplace(k, type);
+    }
+  }
+  std::vector<std::shared_ptr<arrow::Field>> fields;
+  std::vector<std::shared_ptr<arrow::Array>> arrays;
+  std::shared_ptr<arrow::Int64Array> times;
+  for (size_t c = 0; c < frame.columns.size(); ++c) {
+    const std::string& name = frame.columns[c];
+    std::shared_ptr<arrow::Array> array;
+    if (static_cast<int>(c) == frame.time_column) {
+      ARROW_ASSIGN_OR_RAISE(array, TimeColumn(frame));
+      auto data = array->data()->Copy();
+      data->type = arrow::int64();
+      times = std::static_pointer_cast<arrow::Int64Array>(arrow::MakeArray(data));
+    } else if (key_type_of.count(name)) {
+      ARROW_ASSIGN_OR_RAISE(array, KeyColumn(frame, c, key_type_of[name]));
+    } else {
+      ARROW_ASSIGN_OR_RAISE(array, OtherColumn(frame, c));
+    }
+    fields.push_back(arrow::field(name, array->type()));
+    arrays.push_back(array);
+  }
+  auto entity = arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);
+
+  std::vector<std::shared_ptr<arrow::Array>> outputs(feature_refs.size());
+  for (auto& s : sets) {
+    if (s.wanted.empty()) continue;
+    // Key columns of this set's entity types (a key shared with another set
+    // of a different type is converted again).
+    std::vector<std::shared_ptr<arrow::Field>> key_fields;
+    std::vector<std::shared_ptr<arrow::Array>> key_arrays;
+    for (const auto& k : s.plan.key_columns) {
+      size_t c = std::find(frame.columns.begin(), frame.columns.end(), k) - frame.columns.begin();
+      std::string type = s.key_types.count(k) ? s.key_types.at(k) : "string";
+      std::shared_ptr<arrow::Array> array;
+      if (type == key_type_of[k]) {
+        array = entity->column(static_cast<int>(c));
+      } else {
+        ARROW_ASSIGN_OR_RAISE(array, KeyColumn(frame, c, type));
+      }
+      key_fields.push_back(arrow::field(k, array->type()));
+      key_arrays.push_back(array);
+    }
+    PointInTimeQuery q;
+    q.plan = &s.plan;
+    q.features = s.wanted;
+    q.entity_keys = arrow::RecordBatch::Make(arrow::schema(key_fields), rows, key_arrays);
+    q.times = times;
+    q.as_of = as_of;
+    auto values = RetrievePointInTime(store->offline_store(), q);
+    if (!values.ok()) {
+      return values.status();
+    }
+    for (size_t i = 0; i < s.wanted.size(); ++i) outputs[s.output_slot[i]] = (*values)[i];
+  }
+  for (size_t i = 0; i < feature_refs.size(); ++i) {
+    fields.push_back(arrow::field(feature_refs[i], outputs[i]->type()));
+    arrays.push_back(outputs[i]);
+  }
+  return arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);
+}
+
+json::object HistoricalTableToJson(const arrow::RecordBatch& table) {
+  json::array columns, data;
+  for (const auto& f : table.schema()->fields()) columns.emplace_back(f->name());
+  data.reserve(static_cast<size_t>(table.num_rows()));
+  for (int64_t r = 0; r < table.num_rows(); ++r) {
+    json::array row;
+    row.reserve(static_cast<size_t>(table.num_columns()));
+    for (int c = 0; c < table.num_columns(); ++c) row.push_back(CellToJson(*table.column(c), r));
+    data.emplace_back(std::move(row));
+  }
+  return json::object{{"columns", std::move(columns)}, {"data", std::move(data)}};
+}
+
+Result<std::string> HistoricalTableToArrowStream(const arrow::RecordBatch& table) {
+  ARROW_ASSIGN_OR_RAISE(auto sink, arrow::io::BufferOutputStream::Create());
+  ARROW_ASSIGN_OR_RAISE(auto writer, arrow::ipc::MakeStreamWriter(sink, table.schema()));
+  ARROW_RETURN_NOT_OK(writer->WriteRecordBatch(table));
+  ARROW_RETURN_NOT_OK(writer->Close());
+  ARROW_ASSIGN_OR_RAISE(auto buffer, sink->Finish());
+  return buffer->ToString();
+}
+
+}  // namespace fstore
