@@ -1,0 +1,346 @@
+// The point-in-time join on a real offline store: exact boundaries (an event
+// at t is seen at t, not at t - 1us), ttl edges, time travel with as_of, ties,
+// duplicate and unknown entity rows, several partitions, several feature sets
+// with different ttls, int and string keys, and windows evaluated between
+// events from the source (checked against a brute-force frame).
+
+#include "fstore/retrieval/point_in_time_join.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <optional>
+#include <random>
+
+#include <arrow/api.h>
+#include <arrow/io/api.h>
+#include <parquet/arrow/writer.h>
+
+#include "fstore/core/ids.h"
+#include "fstore/testing/gtest_util.h"
+
+namespace fstore {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr TimestampMicros kJan1 = 1'704'067'200'000'000;  // 2024-01-01T00:00:00Z
+const auto kTs = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
+
+struct Row {
+  std::string key;  // an int key is its decimal text
+  TimestampMicros event;
+  TimestampMicros created;
+  std::optional<double> amount;
+};
+
+using Values = std::vector<std::optional<double>>;
+
+class PointInTimeJoinTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("fstore_pit_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_OK_AND_ASSIGN(offline_, OfflineStore::Open("file://" + (dir_ / "offline").string()));
+  }
+  void TearDown() override {
+    offline_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::shared_ptr<arrow::Array> Keys(const std::vector<std::string>& keys) {
+    if (int_keys_) {
+      arrow::Int64Builder b;
+      for (const auto& k : keys) EXPECT_OK(b.Append(std::stoll(k)));
+      return b.Finish().ValueOrDie();
+    }
+    arrow::StringBuilder b;
+    for (const auto& k : keys) EXPECT_OK(b.Append(k));
+    return b.Finish().ValueOrDie();
+  }
+
+  // Source rows (user_id, event_timestamp, amount) as Parquet; returns its path.
+  std::string WriteSource(const std::string& name, const std::vector<Row>& rows) {
+    std::vector<std::string> keys;
+    arrow::TimestampBuilder t(kTs, arrow::default_memory_pool());
+    arrow::DoubleBuilder a;
+    for (const auto& r : rows) {
+      keys.push_back(r.key);
+      EXPECT_OK(t.Append(r.event));
+      EXPECT_OK(r.amount ? a.Append(*r.amount) : a.AppendNull());
+    }
+    auto table = arrow::Table::Make(
+        arrow::schema({arrow::field("user_id", int_keys_ ? arrow::int64() : arrow::utf8()),
+                       arrow::field("event_timestamp", kTs), arrow::field("amount", arrow::float64())}),
+        {Keys(keys), t.Finish().ValueOrDie(), a.Finish().ValueOrDie()});
+    std::string path = (dir_ / (name + ".parquet")).string();
+    auto out = arrow::io::FileOutputStream::Open(path).ValueOrDie();
+    EXPECT_OK(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), out, 1000));
+    EXPECT_OK(out->Close());
+    return path;
+  }
+
+  // A feature set over a source of `rows`, with features `amount` (the
+  // column; default_value `amount_default` when given) and `spend_1h`
+  // (SUM(amount) over 1 hour) and `n_1h` (COUNT(*) over 1 hour).
+  FeaturePlan Plan(const std::string& name, const std::vector<Row>& rows, const std::string& ttl,
+                   std::optional<double> amount_default = std::nullopt) {
+    Entity user;
+    user.name = "user";
+    user.join_keys = {"user_id"};
+    user.value_type = int_keys_ ? "int" : "string";
+    FeatureSet set;
+    set.id = NewUuid();
+    set.name = name;
+    set.entities = {"user"};
+    set.ttl = ttl;
+    set.source = SourceDefinition{"file", WriteSource(name, rows), "parquet", "", "", ""};
+    std::vector<Feature> features(3);
+    features[0].name = "amount";
+    features[0].data_type = "float";
+    if (amount_default) features[0].default_value = boost::json::value(*amount_default);
+    features[1].name = "spend_1h";
+    features[1].data_type = "float";
+    features[1].transformation = "SUM(amount)";
+    features[1].window_size = "1h";
+    features[2].name = "n_1h";
+    features[2].data_type = "int";
+    features[2].transformation = "COUNT(*)";
+    features[2].window_size = "1h";
+    auto schema = arrow::schema({arrow::field("user_id", int_keys_ ? arrow::int64() : arrow::utf8()),
+                                 arrow::field("event_timestamp", kTs),
+                                 arrow::field("amount", arrow::float64())});
+    auto plan = PlanMaterialization(set, features, {user}, schema);
+    EXPECT_OK(plan.status());
+    return *plan;
+  }
+
+  // Writes `rows` to the offline store as feature `amount` (the other
+  // features are not read from it by these tests).
+  void WriteOffline(const std::string& name, const std::vector<Row>& rows) {
+    std::vector<std::string> keys;
+    arrow::TimestampBuilder e(kTs, arrow::default_memory_pool()), c(kTs, arrow::default_memory_pool());
+    arrow::DoubleBuilder a;
+    TimestampMicros lo = rows.front().event, hi = rows.front().event;
+    for (const auto& r : rows) {
+      keys.push_back(r.key);
+      EXPECT_OK(e.Append(r.event));
+      EXPECT_OK(c.Append(r.created));
+      EXPECT_OK(r.amount ? a.Append(*r.amount) : a.AppendNull());
+      lo = std::min(lo, r.event);
+      hi = std::max(hi, r.event);
+    }
+    auto table = arrow::Table::Make(
+        arrow::schema({arrow::field("user_id", int_keys_ ? arrow::int64() : arrow::utf8()),
+                       arrow::field("event_timestamp", kTs), arrow::field("created_timestamp", kTs),
+                       arrow::field("amount", arrow::float64())}),
+        {Keys(keys), e.Finish().ValueOrDie(), c.Finish().ValueOrDie(), a.Finish().ValueOrDie()});
+    TimestampMicros start = lo - ((lo % kMicrosPerDay) + kMicrosPerDay) % kMicrosPerDay;
+    EXPECT_OK(offline_->ReplaceRange(name, kHistoricalOfflineSchemaVersion, {"user_id"}, start,
+                                     hi + 1, table, "job")
+                  .status());
+  }
+
+  std::vector<Values> Query(const FeaturePlan& plan, const std::vector<std::string>& features,
+                            const std::vector<std::pair<std::string, TimestampMicros>>& entity_rows,
+                            std::optional<TimestampMicros> as_of = std::nullopt) {
+    std::vector<std::string> keys;
+    arrow::Int64Builder t;
+    for (const auto& [k, time] : entity_rows) {
+      keys.push_back(k);
+      EXPECT_OK(t.Append(time));
+    }
+    PointInTimeQuery q;
+    q.plan = &plan;
+    q.features = features;
+    auto key_array = Keys(keys);
+    q.entity_keys = arrow::RecordBatch::Make(
+        arrow::schema({arrow::field("user_id", key_array->type())}), key_array->length(), {key_array});
+    std::shared_ptr<arrow::Int64Array> times;
+    EXPECT_OK(t.Finish(&times));
+    q.times = times;
+    q.as_of = as_of;
+    auto result = RetrievePointInTime(offline_.get(), q);
+    EXPECT_OK(result.status());
+    std::vector<Values> out;
+    if (!result.ok()) return out;
+    for (const auto& array : *result) {
+      EXPECT_EQ(array->length(), static_cast<int64_t>(entity_rows.size()));
+      Values v;
+      for (int64_t i = 0; i < array->length(); ++i) {
+        if (array->IsNull(i)) {
+          v.push_back(std::nullopt);
+        } else if (array->type_id() == arrow::Type::INT64) {
+          v.push_back(static_cast<double>(static_cast<const arrow::Int64Array&>(*array).Value(i)));
+        } else {
+          v.push_back(static_cast<const arrow::DoubleArray&>(*array).Value(i));
+        }
+      }
+      out.push_back(v);
+    }
+    return out;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<OfflineStore> offline_;
+  bool int_keys_ = false;
+};
+
+constexpr TimestampMicros H = kMicrosPerHour;
+const std::nullopt_t kNull = std::nullopt;
+
+TEST_F(PointInTimeJoinTest, ExactBoundariesAndNothingLeaks) {
+  std::vector<Row> rows{{"u1", kJan1 + 10 * H, kJan1 + 100 * H, 1.0},
+                        {"u1", kJan1 + 11 * H, kJan1 + 100 * H, 2.0}};
+  auto plan = Plan("fs", rows, "");
+  WriteOffline("fs", rows);
+  auto got = Query(plan, {"amount"},
+                   {{"u1", kJan1 + 10 * H - 1}, {"u1", kJan1 + 10 * H}, {"u1", kJan1 + 11 * H - 1},
+                    {"u1", kJan1 + 11 * H}, {"u1", kJan1 + 400 * H}});
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], (Values{kNull, 1.0, 1.0, 2.0, 2.0}));
+}
+
+TEST_F(PointInTimeJoinTest, TtlIncludesExactlyTMinusTtl) {
+  std::vector<Row> rows{{"u1", kJan1 + 10 * H, kJan1, 1.0}};
+  auto plan = Plan("fs", rows, "1h");
+  WriteOffline("fs", rows);
+  auto got = Query(plan, {"amount"},
+                   {{"u1", kJan1 + 10 * H}, {"u1", kJan1 + 11 * H}, {"u1", kJan1 + 11 * H + 1}});
+  EXPECT_EQ(got[0], (Values{1.0, 1.0, kNull}));
+}
+
+TEST_F(PointInTimeJoinTest, AsOfHidesRowsCreatedLater) {
+  std::vector<Row> rows{{"u1", kJan1 + 10 * H, kJan1 + 20 * H, 1.0},
+                        {"u1", kJan1 + 11 * H, kJan1 + 30 * H, 2.0}};
+  auto plan = Plan("fs", rows, "");
+  WriteOffline("fs", rows);
+  std::vector<std::pair<std::string, TimestampMicros>> q{{"u1", kJan1 + 12 * H}};
+  EXPECT_EQ(Query(plan, {"amount"}, q)[0], (Values{2.0}));
+  EXPECT_EQ(Query(plan, {"amount"}, q, kJan1 + 30 * H)[0], (Values{2.0}));
+  EXPECT_EQ(Query(plan, {"amount"}, q, kJan1 + 30 * H - 1)[0], (Values{1.0}));
+  EXPECT_EQ(Query(plan, {"amount"}, q, kJan1 + 20 * H - 1)[0], (Values{kNull}));
+}
+
+TEST_F(PointInTimeJoinTest, TiesGoToTheGreaterCreatedTime) {
+  std::vector<Row> rows{{"u1", kJan1 + 10 * H, kJan1 + 30 * H, 2.0},
+                        {"u1", kJan1 + 10 * H, kJan1 + 20 * H, 1.0}};
+  auto plan = Plan("fs", rows, "");
+  WriteOffline("fs", rows);
+  EXPECT_EQ(Query(plan, {"amount"}, {{"u1", kJan1 + 10 * H}})[0], (Values{2.0}));
+}
+
+TEST_F(PointInTimeJoinTest, DuplicateRowsKeptInOrderAndUnknownEntitiesGetTheDefault) {
+  std::vector<Row> rows{{"u1", kJan1 + 1 * H, kJan1, 1.0}, {"u2", kJan1 + 2 * H, kJan1, 5.0},
+                        {"u1", kJan1 + 3 * H, kJan1, 3.0}};
+  auto with_default = Plan("fs", rows, "", 42.0);
+  WriteOffline("fs", rows);
+  std::vector<std::pair<std::string, TimestampMicros>> q{
+      {"u1", kJan1 + 4 * H}, {"u2", kJan1 + 2 * H}, {"u1", kJan1 + 4 * H},
+      {"zz", kJan1 + 4 * H}, {"u1", kJan1 + 2 * H}, {"u2", kJan1 + H}};
+  EXPECT_EQ(Query(with_default, {"amount"}, q)[0], (Values{3.0, 5.0, 3.0, 42.0, 1.0, 42.0}));
+  auto without = Plan("fs", rows, "");
+  EXPECT_EQ(Query(without, {"amount"}, q)[0], (Values{3.0, 5.0, 3.0, kNull, 1.0, kNull}));
+}
+
+TEST_F(PointInTimeJoinTest, LooksBackAcrossPartitionsWithIntKeys) {
+  int_keys_ = true;
+  std::vector<Row> rows{{"7", kJan1 + 1 * H, kJan1, 1.0},
+                        {"7", kJan1 + 49 * H, kJan1, 2.0},  // Jan 3
+                        {"8", kJan1 + 25 * H, kJan1, 8.0}};  // Jan 2
+  auto plan = Plan("fs", rows, "");
+  WriteOffline("fs", rows);
+  auto got = Query(plan, {"amount"},
+                   {{"7", kJan1 + 24 * 10 * H}, {"8", kJan1 + 24 * 10 * H}, {"7", kJan1 + 48 * H},
+                    {"8", kJan1 + 25 * H - 1}, {"9", kJan1 + 50 * H}});
+  EXPECT_EQ(got[0], (Values{2.0, 8.0, 1.0, kNull, kNull}));
+}
+
+TEST_F(PointInTimeJoinTest, SeveralFeatureSetsWithTheirOwnTtls) {
+  std::vector<Row> rows{{"u1", kJan1 + 10 * H, kJan1, 1.0}};
+  auto short_ttl = Plan("short", rows, "30m");
+  auto long_ttl = Plan("long", rows, "1d");
+  WriteOffline("short", rows);
+  WriteOffline("long", rows);
+  std::vector<std::pair<std::string, TimestampMicros>> q{{"u1", kJan1 + 10 * H + H / 2},
+                                                        {"u1", kJan1 + 12 * H}};
+  EXPECT_EQ(Query(short_ttl, {"amount"}, q)[0], (Values{1.0, kNull}));
+  EXPECT_EQ(Query(long_ttl, {"amount"}, q)[0], (Values{1.0, 1.0}));
+}
+
+TEST_F(PointInTimeJoinTest, WindowsAreExactBetweenEvents) {
+  std::mt19937_64 rng(5);
+  std::vector<Row> rows;
+  for (int i = 0; i < 300; ++i) {
+    std::string key = "u" + std::to_string(rng() % 4);
+    TimestampMicros t = kJan1 + static_cast<int64_t>(rng() % (48 * 3600)) * kMicrosPerSecond;
+    std::optional<double> amount;
+    if (rng() % 10 != 0) amount = static_cast<double>(rng() % 100);
+    rows.push_back({key, t, kJan1, amount});
+  }
+  rows.push_back(rows[3]);  // a peer
+  auto plan = Plan("fs", rows, "");
+  std::vector<std::pair<std::string, TimestampMicros>> q;
+  for (int i = 0; i < 200; ++i) {
+    q.push_back({"u" + std::to_string(rng() % 5),
+                 kJan1 + static_cast<int64_t>(rng() % (50 * 3600)) * kMicrosPerSecond});
+  }
+  q.push_back({rows[3].key, rows[3].event});
+  q.push_back({rows[3].key, rows[3].event - 1});
+  q.push_back({rows[3].key, rows[3].event + H});
+  auto got = Query(plan, {"spend_1h", "n_1h"}, q);
+  ASSERT_EQ(got.size(), 2u);
+  for (size_t i = 0; i < q.size(); ++i) {
+    double sum = 0;
+    int64_t n = 0, non_null = 0;
+    for (const auto& r : rows) {
+      if (r.key != q[i].first || r.event > q[i].second || r.event < q[i].second - H) continue;
+      ++n;
+      if (r.amount) {
+        sum += *r.amount;
+        ++non_null;
+      }
+    }
+    EXPECT_EQ(got[1][i], std::optional<double>(static_cast<double>(n))) << i;
+    if (non_null == 0) {
+      EXPECT_EQ(got[0][i], kNull) << i;
+    } else {
+      ASSERT_TRUE(got[0][i].has_value()) << i;
+      EXPECT_NEAR(*got[0][i], sum, 1e-9) << i;
+    }
+  }
+}
+
+TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
+  std::vector<Row> rows{{"u1", kJan1, kJan1, 1.0}};
+  auto plan = Plan("fs", rows, "");
+  PointInTimeQuery q;
+  q.plan = &plan;
+  q.features = {"nope"};
+  arrow::StringBuilder k;
+  ASSERT_OK(k.Append("u1"));
+  auto keys = k.Finish().ValueOrDie();
+  q.entity_keys = arrow::RecordBatch::Make(arrow::schema({arrow::field("user_id", arrow::utf8())}), 1,
+                                           {keys});
+  arrow::Int64Builder t;
+  ASSERT_OK(t.Append(kJan1));
+  std::shared_ptr<arrow::Int64Array> times;
+  ASSERT_OK(t.Finish(&times));
+  q.times = times;
+  auto r = RetrievePointInTime(offline_.get(), q);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ErrorCodeOf(r.status()), ErrorCode::kInvalidArgument);
+}
+
+TEST_F(PointInTimeJoinTest, EmptyStoreGivesDefaults) {
+  std::vector<Row> rows{{"u1", kJan1, kJan1, 1.0}};
+  auto plan = Plan("fs", rows, "", 7.0);
+  EXPECT_EQ(Query(plan, {"amount", "n_1h"}, {{"u1", kJan1}, {"u2", kJan1}}),
+            (std::vector<Values>{{7.0, 7.0}, {1.0, 0.0}}));
+}
+
+}  // namespace
+}  // namespace fstore
