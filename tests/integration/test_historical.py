@@ -1,0 +1,334 @@
+"""Historical (point-in-time) retrieval: POST /api/v1/serving/historical over
+materialized feature sets, checked on randomized data against DuckDB (ASOF
+JOIN for plain features, a RANGE window for windowed ones, evaluated at the
+entity rows' times), the response shapes (JSON and Arrow IPC), the bad inputs,
+and training-serving consistency with online serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import Api, assert_error, uniq
+
+UTC = dt.timezone.utc
+US = dt.timedelta(microseconds=1)
+START = dt.datetime(2024, 1, 1, tzinfo=UTC)
+END = dt.datetime(2024, 1, 11, tzinfo=UTC)  # the materialization's [START, END)
+HIST = "/api/v1/serving/historical"
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def parse(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def make_events(seed=11, users=8, n=600):
+    """(user, time, amount) with distinct (user, time) except deliberate
+    exact duplicates; times carry microseconds so none lies on a whole second."""
+    rnd = random.Random(seed)
+    rows, seen = [], set()
+    while len(rows) < n:
+        u = f"u{rnd.randrange(users)}"
+        t = START + dt.timedelta(seconds=rnd.randrange(10 * 86400), microseconds=123)
+        if (u, t) in seen:
+            continue
+        seen.add((u, t))
+        a = None if rnd.random() < 0.07 else round(rnd.uniform(0, 100), 2)
+        rows.append((u, t, a))
+    rows += rows[:5]  # identical duplicates: peers in windows, one row offline
+    return rows
+
+
+def materialize(api: Api, name: str):
+    r = api.post(f"/api/v1/feature-sets/{name}/materialize",
+                 {"start_date": iso(START), "end_date": iso(END), "wait": True})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+
+
+@pytest.fixture(scope="module")
+def world(server, tmp_path_factory):
+    api = Api(server)
+    d = tmp_path_factory.mktemp("hist-src")
+    events = make_events()
+    src = d / "events.parquet"
+    pq.write_table(pa.table({
+        "user_id": pa.array([e[0] for e in events], pa.string()),
+        "event_timestamp": pa.array([e[1] for e in events], pa.timestamp("us", tz="UTC")),
+        "amount": pa.array([e[2] for e in events], pa.float64()),
+    }), src)
+    source = {"type": "file", "path": str(src), "format": "parquet"}
+    a = api.create_feature_set(name=uniq("hist_a"), entities=["user"], source=source)
+    api.create_feature(a["id"], name="amount", data_type="float", default_value=-1.0)
+    api.create_feature(a["id"], name="amount_x2", data_type="float", transformation="amount * 2")
+    api.create_feature(a["id"], name="n_6h", data_type="int", window_size="6h",
+                       transformation="COUNT(*)")
+    api.create_feature(a["id"], name="spend_6h", data_type="float",
+                       transformation="SUM(amount) OVER (PARTITION BY user_id ORDER BY "
+                                      "event_timestamp RANGE BETWEEN INTERVAL '6 hours' "
+                                      "PRECEDING AND CURRENT ROW)")
+    b = api.create_feature_set(name=uniq("hist_b"), entities=["user"], source=source, ttl="12h")
+    api.create_feature(b["id"], name="amount", data_type="float")
+    api.create_feature(b["id"], name="plus_one", data_type="float", transformation="amount + 1")
+    off = api.create_feature_set(name=uniq("hist_off"), entities=["user"], source=source,
+                                 offline_enabled=False)
+    api.create_feature(off["id"], name="amount", data_type="float")
+    materialize(api, a["name"])
+    materialize(api, b["name"])
+
+    con = duckdb.connect()
+    con.register("events_arrow", pa.table({
+        "user_id": [e[0] for e in events],
+        "ts": pa.array([e[1].replace(tzinfo=None) for e in events], pa.timestamp("us")),
+        "amount": pa.array([e[2] for e in events], pa.float64()),
+    }))
+    # The offline store keeps one row per (entity, event time).
+    con.execute("CREATE TABLE events AS SELECT DISTINCT * FROM events_arrow")
+    con.execute("CREATE TABLE events_all AS SELECT * FROM events_arrow")
+    return {"api": api, "a": a["name"], "b": b["name"], "off": off["name"], "events": events,
+            "con": con}
+
+
+def random_entity_rows(world, seed=3, n=400):
+    rnd = random.Random(seed)
+    events = world["events"]
+    rows = []
+    for _ in range(n):
+        r = rnd.random()
+        if r < 0.25:  # exactly at an event, or just before it
+            u, t, _ = rnd.choice(events)
+            t = t if rnd.random() < 0.5 else t - US
+        else:
+            u = f"u{rnd.randrange(10)}"  # u8, u9: unknown entities
+            t = START - dt.timedelta(days=1) + dt.timedelta(
+                microseconds=rnd.randrange(12 * 86400 * 10**6))
+        rows.append([u, iso(t)])
+    rows += rows[:7]  # duplicates are kept
+    return rows
+
+
+def duckdb_expected(world, rows):
+    con = world["con"]
+    con.execute("DROP TABLE IF EXISTS q")
+    con.execute("CREATE TABLE q (idx INTEGER, user_id VARCHAR, t TIMESTAMP)")
+    con.executemany("INSERT INTO q VALUES (?, ?, ?)",
+                    [(i, u, parse(t).replace(tzinfo=None)) for i, (u, t) in enumerate(rows)])
+    asof = con.execute("""
+        SELECT q.idx, e.ts, e.amount FROM q ASOF LEFT JOIN events e
+          ON q.user_id = e.user_id AND q.t >= e.ts ORDER BY q.idx""").fetchall()
+    # Windows with PostgreSQL's RANGE frame, at the query times: the query
+    # rows are put among the events (amount NULL, not counted) and read back.
+    windows = con.execute("""
+        WITH u AS (
+          SELECT user_id, ts, amount, 1 AS is_event, NULL AS idx FROM events_all
+          UNION ALL SELECT user_id, t, NULL, 0, idx FROM q),
+        w AS (
+          SELECT idx, is_event,
+                 SUM(is_event) OVER r AS n, SUM(amount) OVER r AS spend
+          FROM u WINDOW r AS (PARTITION BY user_id ORDER BY ts
+                              RANGE BETWEEN INTERVAL 6 HOURS PRECEDING AND CURRENT ROW))
+        SELECT idx, n, spend FROM w WHERE is_event = 0 ORDER BY idx""").fetchall()
+    return asof, windows
+
+
+def post_hist(api, body, **kw):
+    return api.post(HIST, body, **kw)
+
+
+def close(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_matches_duckdb_on_random_rows(world):
+    rows = random_entity_rows(world)
+    a, b = world["a"], world["b"]
+    features = [f"{a}:amount", "amount_x2", "n_6h", "spend_6h", f"{b}:amount", "plus_one"]
+    r = post_hist(world["api"], {"feature_sets": [a, b],
+                                 "entity_df": {"columns": ["user_id", "event_timestamp"],
+                                               "data": rows},
+                                 "features": features})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["columns"] == ["user_id", "event_timestamp", *features]
+    assert len(body["data"]) == len(rows)
+    asof, windows = duckdb_expected(world, rows)
+    # The data exercise every case: no match, a match, one too old for the
+    # ttl, empty and non-empty windows.
+    ts_of = [parse(r[1] + "Z").replace(tzinfo=None) for r in rows]
+    assert sum(e[1] is None for e in asof) > 10
+    assert sum(e[1] is not None for e in asof) > 100
+    assert sum(e[1] is not None and e[1] < t - dt.timedelta(hours=12)
+               for e, t in zip(asof, ts_of)) > 10
+    assert sum(w[1] == 0 for w in windows) > 10 and sum(w[1] > 1 for w in windows) > 10
+    for i, (row, got) in enumerate(zip(rows, body["data"])):
+        assert got[0] == row[0]
+        assert parse(got[1]) == parse(row[1] + "Z")
+        t = parse(row[1] + "Z").replace(tzinfo=None)
+        _, ev, amount = asof[i]
+        if ev is None:
+            want_a, want_x2 = -1.0, None  # default_value, else null
+        else:
+            want_a, want_x2 = amount, None if amount is None else amount * 2
+        assert close(got[2], want_a), (i, row, got, asof[i])
+        assert close(got[3], want_x2), (i, row, got, asof[i])
+        _, n, spend = windows[i]
+        assert got[4] == n, (i, row, got, windows[i])
+        assert close(got[5], spend), (i, row, got, windows[i])
+        # Feature set b: ttl 12h, no default.
+        fresh = ev is not None and ev >= t - dt.timedelta(hours=12)
+        want_b = amount if fresh else None
+        assert close(got[6], want_b), (i, row, got, asof[i])
+        assert close(got[7], None if want_b is None else want_b + 1), (i, row, got)
+
+
+def test_arrow_stream_response(world):
+    rows = random_entity_rows(world, seed=9, n=50)
+    body = {"feature_sets": [world["a"]],
+            "entity_df": {"columns": ["user_id", "event_timestamp", "label"],
+                          "data": [r + [i % 2 == 0] for i, r in enumerate(rows)]},
+            "features": ["amount", "n_6h"]}
+    js = post_hist(world["api"], body).json()
+    r = post_hist(world["api"], body, headers={"Accept": "application/vnd.apache.arrow.stream"})
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/vnd.apache.arrow.stream")
+    table = ipc.open_stream(r.content).read_all()
+    assert table.column_names == ["user_id", "event_timestamp", "label", "amount", "n_6h"]
+    assert table.schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("n_6h").type == pa.int64()
+    assert table.schema.field("label").type == pa.bool_()
+    got = table.to_pylist()
+    assert len(got) == len(js["data"])
+    for rec, row in zip(got, js["data"]):
+        assert rec["user_id"] == row[0]
+        assert rec["event_timestamp"] == parse(row[1])
+        assert rec["label"] == row[2]
+        assert close(rec["amount"], row[3]) and rec["n_6h"] == row[4]
+
+
+def test_seed_shape_timestamp_column_and_as_of(world):
+    api, a = world["api"], world["a"]
+    u, t, amount = world["events"][0]
+    r = post_hist(api, {"feature_sets": [a],
+                        "entity_df": {"columns": ["timestamp", "user_id"],
+                                      "data": [[iso(t), u], [iso(t - US), u]]},
+                        "features": ["amount"]})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data[0] == [iso(t) + "Z", u, amount]
+    # as_of before anything was materialized: nothing is visible.
+    r = post_hist(api, {"feature_sets": [a], "as_of": "2000-01-01T00:00:00Z",
+                        "entity_df": {"columns": ["user_id", "event_timestamp"],
+                                      "data": [[u, iso(t)]]},
+                        "features": ["amount", "n_6h"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"][0][2] == -1.0
+    # An empty entity_df gives an empty table.
+    r = post_hist(api, {"feature_sets": [a], "entity_df": {"columns": ["user_id", "event_timestamp"],
+                                                           "data": []},
+                        "features": ["amount"]})
+    assert r.status_code == 200 and r.json() == {"columns": ["user_id", "event_timestamp", "amount"],
+                                                 "data": []}
+
+
+def test_training_serving_consistency(world):
+    """Historical at the materialization's end equals what online serves."""
+    api, a = world["api"], world["a"]
+    users = [f"u{i}" for i in range(8)]
+    on = api.post("/api/v1/serving/online", {"feature_sets": [a], "entities": {"user": users},
+                                             "features": ["amount", "amount_x2", "n_6h",
+                                                          "spend_6h"]})
+    if on.status_code == 501:
+        pytest.skip("online serving is not built")
+    assert on.status_code == 200, on.text
+    online = on.json()["features"]
+    hist = post_hist(api, {"feature_sets": [a],
+                           "entity_df": {"columns": ["user_id", "event_timestamp"],
+                                         "data": [[u, iso(END - US)] for u in users] +
+                                                 [[u, iso(END)] for u in users]},
+                           "features": ["amount", "amount_x2", "n_6h", "spend_6h"]}).json()
+    for i, u in enumerate(users):
+        before_end = hist["data"][i]
+        at_end = hist["data"][len(users) + i]
+        assert close(before_end[2], online[u]["amount"]), (u, before_end, online[u])
+        assert close(before_end[3], online[u]["amount_x2"]), (u, before_end, online[u])
+        # No event lies on END or END - 6h (times carry microseconds).
+        assert at_end[4] == online[u]["n_6h"], (u, at_end, online[u])
+        assert close(at_end[5], online[u]["spend_6h"]), (u, at_end, online[u])
+
+
+def good_body(world, **overrides):
+    body = {"feature_sets": [world["a"]],
+            "entity_df": {"columns": ["user_id", "event_timestamp"],
+                          "data": [["u1", "2024-01-05T00:00:00"]]},
+            "features": ["amount"]}
+    body.update(overrides)
+    return body
+
+
+BAD = [
+    ("no-entity-df", lambda w: {k: v for k, v in good_body(w).items() if k != "entity_df"},
+     400, "invalid_argument", "entity_df"),
+    ("entity-df-not-object", lambda w: good_body(w, entity_df=[["u1"]]),
+     400, "invalid_argument", "entity_df"),
+    ("columns-not-list", lambda w: good_body(w, entity_df={"columns": "user_id", "data": []}),
+     400, "invalid_argument", "entity_df.columns"),
+    ("data-not-list", lambda w: good_body(w, entity_df={"columns": ["user_id", "event_timestamp"],
+                                                        "data": {}}),
+     400, "invalid_argument", "entity_df.data"),
+    ("row-not-list", lambda w: good_body(w, entity_df={"columns": ["user_id", "event_timestamp"],
+                                                       "data": ["u1"]}),
+     400, "invalid_argument", "entity_df.data[0]"),
+    ("row-length", lambda w: good_body(w, entity_df={"columns": ["user_id", "event_timestamp"],
+                                                     "data": [["u1", "2024-01-01", 3]]}),
+     400, "invalid_argument", "entity_df.data[0]"),
+    ("missing-join-key", lambda w: good_body(w, entity_df={"columns": ["uid", "event_timestamp"],
+                                                           "data": [["u1", "2024-01-01"]]}),
+     400, "invalid_argument", "entity_df.columns"),
+    ("missing-timestamp", lambda w: good_body(w, entity_df={"columns": ["user_id", "ts"],
+                                                            "data": [["u1", "2024-01-01"]]}),
+     400, "invalid_argument", "entity_df.columns"),
+    ("bad-timestamp", lambda w: good_body(w, entity_df={"columns": ["user_id", "event_timestamp"],
+                                                        "data": [["u1", "2024-01-01"],
+                                                                 ["u1", "2024-02-30T00:00:00"]]}),
+     400, "invalid_argument", "entity_df.data[1][1] (event_timestamp)"),
+    ("unknown-feature-set", lambda w: good_body(w, feature_sets=["nope_" + uniq()]),
+     404, "not_found", None),
+    ("unknown-feature", lambda w: good_body(w, features=["nope"]),
+     400, "invalid_argument", "features[0]"),
+    ("ambiguous-feature", lambda w: good_body(w, feature_sets=[w["a"], w["b"]],
+                                              features=["plus_one", "amount"]),
+     400, "invalid_argument", "features[1]"),
+    ("empty-feature-sets", lambda w: good_body(w, feature_sets=[]),
+     400, "invalid_argument", "feature_sets"),
+    ("empty-features", lambda w: good_body(w, features=[]),
+     400, "invalid_argument", "features"),
+    ("bad-as-of", lambda w: good_body(w, as_of="yesterday"),
+     400, "invalid_argument", "as_of"),
+    ("offline-disabled", lambda w: good_body(w, feature_sets=[w["off"]]),
+     422, "unprocessable", "feature_sets"),
+]
+
+
+@pytest.mark.parametrize("name,make,status,code,field", BAD, ids=[b[0] for b in BAD])
+def test_bad_inputs(world, name, make, status, code, field):
+    r = post_hist(world["api"], make(world))
+    assert_error(r, status, code, field)
+    assert name.split("-")[0] in r.text or r.json()["error"]["message"]
+
+
+def test_bad_body_is_refused(world):
+    r = world["api"].session.post(world["api"].base + HIST, data="[1, 2",
+                                  headers={"Content-Type": "application/json"}, timeout=30)
+    assert 400 <= r.status_code < 500
