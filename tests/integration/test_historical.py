@@ -96,6 +96,7 @@ def world(server, tmp_path_factory):
     con.execute("CREATE TABLE events AS SELECT DISTINCT * FROM events_arrow")
     con.execute("CREATE TABLE events_all AS SELECT * FROM events_arrow")
     return {"api": api, "a": a["name"], "b": b["name"], "off": off["name"], "events": events,
+            "events_path": str(src),
             "con": con}
 
 
@@ -332,3 +333,30 @@ def test_bad_body_is_refused(world):
     r = world["api"].session.post(world["api"].base + HIST, data="[1, 2",
                                   headers={"Content-Type": "application/json"}, timeout=30)
     assert 400 <= r.status_code < 500
+
+
+def test_clock_reading_feature_is_evaluated_at_each_row_time(world):
+    api = world["api"]
+    c = api.create_feature_set(name=uniq("hist_clock"), entities=["user"],
+                               source={"type": "file", "path": world["events_path"],
+                                       "format": "parquet"})
+    api.create_feature(c["id"], name="age_s", data_type="float",
+                       transformation="EXTRACT(EPOCH FROM now() - event_timestamp)")
+    api.create_feature(c["id"], name="amount_if_recent", data_type="float",
+                       transformation="CASE WHEN event_timestamp > now() - INTERVAL '1 hour' "
+                                      "THEN amount END")
+    materialize(api, c["name"])
+    rows = random_entity_rows(world, seed=21, n=120)
+    r = post_hist(api, {"feature_sets": [c["name"]],
+                        "entity_df": {"columns": ["user_id", "event_timestamp"], "data": rows},
+                        "features": ["age_s", "amount_if_recent"]})
+    assert r.status_code == 200, r.text
+    asof, _ = duckdb_expected(world, rows)
+    for row, got, (_, ev, amount) in zip(rows, r.json()["data"], asof):
+        t = parse(row[1] + "Z").replace(tzinfo=None)
+        if ev is None:
+            assert got[2] is None and got[3] is None, (row, got)
+            continue
+        assert close(got[2], (t - ev).total_seconds()), (row, got, ev)
+        recent = ev > t - dt.timedelta(hours=1)
+        assert close(got[3], amount if recent else None), (row, got, ev)
