@@ -397,3 +397,47 @@ def test_bad_requests(seed, api):
     assert_error(r, 415, "unsupported_media_type")
     # Nothing broke: the good request still answers the same.
     assert online(api, good)["features"] == {"user_123": {"user_age": 28}}
+
+
+def test_clock_reading_features_are_evaluated_at_read_time(api, tmp_path):
+    """now() in a transformation is the time of the request online, not the
+    materialization's end: evaluated from the record's stored inputs."""
+    user = uniq("u")
+    api.create_entity(name=user, join_keys=[f"{user}_id"])
+    signup = ts("2024-01-01T00:00:00Z")
+    src = write(tmp_path / "clock.parquet", {
+        f"{user}_id": pa.array(["a", "b"]),
+        "event_timestamp": pa.array([ts("2024-01-02T00:00:00Z"), ts("2024-01-03T00:00:00Z")],
+                                    pa.timestamp("us", tz="UTC")),
+        "signup_ts": pa.array([signup, signup + dt.timedelta(days=1)],
+                              pa.timestamp("us", tz="UTC")),
+    })
+    fs = api.create_feature_set(name=uniq("clock"), entities=[user],
+                                source={"type": "file", "path": str(src), "format": "parquet"})
+    api.create_feature(fs["id"], name="member_seconds", data_type="float",
+                       transformation="EXTRACT(EPOCH FROM now()) - EXTRACT(EPOCH FROM signup_ts)")
+    api.create_feature(fs["id"], name="event_age_days", data_type="int",
+                       transformation="EXTRACT(DAY FROM now() - event_timestamp)")
+    materialize(api, fs["name"], "2024-01-01", "2024-01-10")
+    before = dt.datetime.now(UTC)
+    body = online(api, {"feature_sets": [fs["name"]], "entities": {user: ["a", "b", "zz"]}})
+    after = dt.datetime.now(UTC)
+    for key, joined in (("a", signup), ("b", signup + dt.timedelta(days=1))):
+        got = body["features"][key]["member_seconds"]
+        assert (before - joined).total_seconds() - 1 <= got <= (after - joined).total_seconds() + 1
+    assert body["features"]["a"]["event_age_days"] == (before - ts("2024-01-02T00:00:00Z")).days
+    assert body["features"]["zz"] == {"member_seconds": None, "event_age_days": None}
+
+
+def test_cross_set_derived_feature_is_not_served_online_yet(api, tmp_path):
+    user = uniq("u")
+    api.create_entity(name=user, join_keys=[f"{user}_id"])
+    a = api.create_feature_set(name=uniq("a"), entities=[user])
+    api.create_feature(a["id"], name="x", data_type="int")
+    b = api.create_feature_set(name=uniq("b"), entities=[user])
+    api.create_feature(b["id"], name="x2", data_type="int", source_features=[f"{a['name']}:x"],
+                       transformation="x * 2")
+    r = api.post("/api/v1/serving/online", {"feature_sets": [b["name"]],
+                                            "entities": {user: ["k"]}, "features": ["x2"]})
+    err = assert_error(r, 501, "not_implemented")
+    assert "x2" in err["message"]

@@ -11,7 +11,13 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include <arrow/api.h>
+
+#include "fstore/compute/expression.h"
+#include "fstore/compute/source_schema.h"
 #include "fstore/core/duration.h"
+#include "fstore/materialize/feature_pipeline.h"
+#include "fstore/materialize/feature_validation.h"
 #include "fstore/online/online_store.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
@@ -21,8 +27,30 @@ namespace json = boost::json;
 
 // ------------------------------------------------------------------ snapshot
 
+/// A feature that reads the clock, evaluated at read time with the clock set
+/// to now, from the record's stored inputs (ARCHITECTURE.md "Time semantics").
+struct ReadTimeFeature {
+  CompiledExpression expression;
+  /// The expression's input columns and what fills them from a record:
+  /// the event time, a join key, a feature value or a stored "__src__" input.
+  struct Input {
+    enum class From { kEventTime, kKey, kValue } from;
+    std::string name;        ///< the column, as the expression names it
+    std::string value_name;  ///< kValue: the record's value name
+    size_t key_index = 0;    ///< kKey
+    std::shared_ptr<arrow::DataType> type;
+  };
+  std::vector<Input> inputs;
+};
+
 struct ServingSet {
   FeatureSet feature_set;
+  /// Clock-reading features by name. A set whose source schema cannot be read
+  /// serves their materialized values (computed at the run's end).
+  std::map<std::string, ReadTimeFeature> read_time;
+  /// Derived features with inputs in other feature sets: not served online
+  /// yet (501 naming them).
+  std::set<std::string> cross_set_derived;
   std::vector<std::string> entity_names;  ///< in key order
   std::vector<std::string> join_keys;     ///< in key order
   std::vector<std::string> key_types;     ///< per join key: "int" | "string"
@@ -38,6 +66,77 @@ struct OnlineServing::Snapshot {
 };
 
 namespace {
+
+// Compiles the set's clock-reading features for read time. Needs the
+// source's schema (its column types); without it they are served as
+// materialized, with a warning.
+void PlanReadTime(const OnlineServing::Snapshot& snapshot, ServingSet* s) {
+  const FeatureSet& fs = s->feature_set;
+  std::vector<Feature> features;
+  bool any = false;
+  for (const auto& [name, f] : s->features) {
+    features.push_back(f);
+    auto parsed = ParseTransformation(f.transformation);
+    if (!f.transformation.empty() && parsed.ok() && parsed->reads_clock) any = true;
+    for (const auto& input : f.source_features) {
+      size_t colon = input.find(':');
+      if (colon != std::string::npos && input.substr(0, colon) != fs.name) {
+        s->cross_set_derived.insert(name);
+      }
+    }
+  }
+  if (!any || !fs.source || fs.source->type != "file") return;
+  auto schema = ReadSourceSchema(*fs.source);
+  if (!schema.ok() || !*schema) {
+    spdlog::warn("online serving: the source schema of '{}' cannot be read; its clock-reading "
+                 "features are served as materialized", fs.name);
+    return;
+  }
+  std::vector<Entity> entities;
+  for (const auto& [n, e] : snapshot.entities) entities.push_back(e);
+  auto plan = PlanMaterialization(fs, features, entities, *schema);
+  if (!plan.ok()) {
+    spdlog::warn("online serving: planning '{}' failed: {}", fs.name, plan.status().ToString());
+    return;
+  }
+  for (const PlannedFeature& p : plan->features) {
+    if (!p.reads_clock || !p.expression) continue;
+    if (p.kind != PlannedFeature::Kind::kScalar && p.kind != PlannedFeature::Kind::kDerived) {
+      continue;
+    }
+    ReadTimeFeature rt{*p.expression, {}};
+    bool ok = true;
+    for (const auto& column : p.expression->input_columns()) {
+      ReadTimeFeature::Input in;
+      in.name = column;
+      auto key = std::find(plan->key_columns.begin(), plan->key_columns.end(), column);
+      if (column == fs.timestamp_field) {
+        in.from = ReadTimeFeature::Input::From::kEventTime;
+        in.type = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
+      } else if (key != plan->key_columns.end()) {
+        in.from = ReadTimeFeature::Input::From::kKey;
+        in.key_index = static_cast<size_t>(key - plan->key_columns.begin());
+        in.type = s->key_types[in.key_index] == "int" ? arrow::int64() : arrow::utf8();
+      } else if (s->features.count(column) && p.kind == PlannedFeature::Kind::kDerived) {
+        in.from = ReadTimeFeature::Input::From::kValue;
+        in.value_name = column;
+        auto type = ArrowTypeOf(s->features.at(column).data_type);
+        if (!type.ok()) ok = false; else in.type = *type;
+      } else if (auto field = (*schema)->GetFieldByName(column)) {
+        in.from = ReadTimeFeature::Input::From::kValue;
+        in.value_name = "__src__" + column;
+        in.type = field->type();
+        if (column == fs.created_timestamp_field) {
+          in.type = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
+        }
+      } else {
+        ok = false;
+      }
+      rt.inputs.push_back(std::move(in));
+    }
+    if (ok) s->read_time.emplace(p.feature.name, std::move(rt));
+  }
+}
 
 Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* registry) {
   auto snapshot = std::make_shared<OnlineServing::Snapshot>();
@@ -71,6 +170,7 @@ Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* re
     if (id == snapshot->set_name_of_id.end()) continue;
     snapshot->sets[id->second].features[f.name] = std::move(f);
   }
+  for (auto& [name, s] : snapshot->sets) PlanReadTime(*snapshot, &s);
   return std::shared_ptr<const OnlineServing::Snapshot>(std::move(snapshot));
 }
 
@@ -131,6 +231,115 @@ Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type,
     return EntityKeyPart(*label);
   }
   return InvalidArgument(field, "expected a string key, got " + json::serialize(v));
+}
+
+std::shared_ptr<arrow::DataType> CanonicalType(const std::shared_ptr<arrow::DataType>& type) {
+  if (arrow::is_integer(type->id())) return arrow::int64();
+  if (arrow::is_floating(type->id())) return arrow::float64();
+  switch (type->id()) {
+    case arrow::Type::STRING:
+    case arrow::Type::LARGE_STRING: return arrow::utf8();
+    case arrow::Type::BOOL: return arrow::boolean();
+    case arrow::Type::TIMESTAMP: return arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
+    default: return type;
+  }
+}
+
+Status AppendValue(arrow::ArrayBuilder* builder, const FeatureValue& v) {
+  switch (builder->type()->id()) {
+    case arrow::Type::INT64: {
+      auto* b = static_cast<arrow::Int64Builder*>(builder);
+      if (auto* x = std::get_if<int64_t>(&v)) return b->Append(*x);
+      break;
+    }
+    case arrow::Type::DOUBLE: {
+      auto* b = static_cast<arrow::DoubleBuilder*>(builder);
+      if (auto* x = std::get_if<double>(&v)) return b->Append(*x);
+      if (auto* x = std::get_if<int64_t>(&v)) return b->Append(static_cast<double>(*x));
+      break;
+    }
+    case arrow::Type::STRING: {
+      auto* b = static_cast<arrow::StringBuilder*>(builder);
+      if (auto* x = std::get_if<std::string>(&v)) return b->Append(*x);
+      break;
+    }
+    case arrow::Type::BOOL: {
+      auto* b = static_cast<arrow::BooleanBuilder*>(builder);
+      if (auto* x = std::get_if<bool>(&v)) return b->Append(*x);
+      break;
+    }
+    case arrow::Type::TIMESTAMP: {
+      auto* b = static_cast<arrow::TimestampBuilder*>(builder);
+      if (auto* x = std::get_if<TimestampValue>(&v)) return b->Append(x->micros);
+      break;
+    }
+    default: break;
+  }
+  return builder->AppendNull();
+}
+
+json::value ArrowValueToJson(const arrow::Array& array, int64_t i) {
+  if (array.IsNull(i)) return nullptr;
+  switch (array.type_id()) {
+    case arrow::Type::INT64: return static_cast<const arrow::Int64Array&>(array).Value(i);
+    case arrow::Type::DOUBLE: {
+      double d = static_cast<const arrow::DoubleArray&>(array).Value(i);
+      return std::isfinite(d) ? json::value(d) : json::value(nullptr);
+    }
+    case arrow::Type::STRING:
+      return json::value(static_cast<const arrow::StringArray&>(array).GetString(i));
+    case arrow::Type::BOOL: return static_cast<const arrow::BooleanArray&>(array).Value(i);
+    case arrow::Type::TIMESTAMP:
+      return json::value(FormatTimestamp(static_cast<const arrow::TimestampArray&>(array).Value(i)));
+    default: {
+      auto scalar = array.GetScalar(i);
+      return scalar.ok() ? json::value((*scalar)->ToString()) : json::value(nullptr);
+    }
+  }
+}
+
+// A clock-reading feature's values now, for each lookup that has a record.
+Result<std::vector<json::value>> EvaluateAtReadTime(
+    const ReadTimeFeature& rt, const Feature& feature, const std::vector<EntityKey>& keys,
+    const std::vector<std::optional<OnlineRecord>>& records, TimestampMicros now) {
+  const int64_t n = static_cast<int64_t>(keys.size());
+  std::vector<std::shared_ptr<arrow::Field>> fields;
+  std::vector<std::shared_ptr<arrow::Array>> arrays;
+  for (const auto& in : rt.inputs) {
+    auto type = CanonicalType(in.type);
+    std::unique_ptr<arrow::ArrayBuilder> builder;
+    ARROW_RETURN_NOT_OK(arrow::MakeBuilder(arrow::default_memory_pool(), type, &builder));
+    for (int64_t i = 0; i < n; ++i) {
+      FeatureValue v;
+      if (records[i]) {
+        switch (in.from) {
+          case ReadTimeFeature::Input::From::kEventTime:
+            v = TimestampValue{records[i]->event_time};
+            break;
+          case ReadTimeFeature::Input::From::kKey:
+            std::visit([&](const auto& part) { v = part; }, keys[i][in.key_index]);
+            break;
+          case ReadTimeFeature::Input::From::kValue:
+            for (const auto& [name, value] : records[i]->values) {
+              if (name == in.value_name) v = value;
+            }
+            break;
+        }
+      }
+      ARROW_RETURN_NOT_OK(AppendValue(builder.get(), v));
+    }
+    ARROW_ASSIGN_OR_RAISE(auto array, builder->Finish());
+    fields.push_back(arrow::field(in.name, type));
+    arrays.push_back(std::move(array));
+  }
+  auto batch = arrow::RecordBatch::Make(arrow::schema(fields), n, arrays);
+  EvalContext ctx;
+  ctx.clock = now;
+  ARROW_ASSIGN_OR_RAISE(auto result, rt.expression.Evaluate(*batch, ctx));
+  ARROW_ASSIGN_OR_RAISE(CheckedColumn checked, CheckFeatureColumn(feature, result));
+  std::vector<json::value> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[i] = ArrowValueToJson(*checked.values, i);
+  return out;
 }
 
 }  // namespace
@@ -388,6 +597,13 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
       }
     }
   }
+  for (const auto& r : requested) {
+    if (r.set->cross_set_derived.count(r.feature->name)) {
+      return NotImplemented("feature '" + r.output_name +
+                            "' is derived from features of other feature sets: serving it "
+                            "online is not built yet (historical retrieval computes it)");
+    }
+  }
   // Only the sets features are served from are read.
   std::vector<const ServingSet*> used;
   for (const auto& r : requested) {
@@ -571,9 +787,24 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     }
   }
 
+  // Clock-reading features: evaluated now, from the records' stored inputs.
+  std::map<std::pair<const ServingSet*, std::string>, std::vector<json::value>> read_time;
+  for (const auto& r : requested) {
+    auto rt = r.set->read_time.find(r.feature->name);
+    if (rt == r.set->read_time.end()) continue;
+    std::vector<EntityKey> keys;
+    for (const auto& l : lookups[r.set]) keys.push_back(l.key);
+    ARROW_ASSIGN_OR_RAISE(auto values,
+                          EvaluateAtReadTime(rt->second, *r.feature, keys, records[r.set], now));
+    read_time[std::make_pair(r.set, r.feature->name)] = std::move(values);
+  }
+
   // Assemble.
-  auto value_of = [&](const RequestedFeature& r, const std::optional<OnlineRecord>& record) {
+  auto value_of = [&](const RequestedFeature& r, size_t index) {
+    const std::optional<OnlineRecord>& record = records[r.set][index];
     if (record) {
+      auto rt = read_time.find({r.set, r.feature->name});
+      if (rt != read_time.end()) return rt->second[index];
       for (const auto& [name, value] : record->values) {
         if (name == r.feature->name) return ValueToJson(value);
       }
@@ -597,7 +828,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
       for (const auto& r : requested) {
         auto it = lookup_of_output[o].find(r.set);
         if (it == lookup_of_output[o].end()) continue;  // keyed by another entity
-        values[r.output_name] = value_of(r, records[r.set][it->second]);
+        values[r.output_name] = value_of(r, it->second);
       }
       features[labels[o]] = std::move(values);
     }
@@ -607,7 +838,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     for (size_t o = 0; o < lookup_of_output.size(); ++o) {
       json::object row = row_keys[o].as_object();
       for (const auto& r : requested) {
-        row[r.output_name] = value_of(r, records[r.set][lookup_of_output[o].at(r.set)]);
+        row[r.output_name] = value_of(r, lookup_of_output[o].at(r.set));
       }
       rows.emplace_back(std::move(row));
     }
