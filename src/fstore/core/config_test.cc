@@ -81,6 +81,8 @@ TEST(AllSettingsTest, ListsEverySettingInHelpOrder) {
       {"SPARK_MASTER", "spark-master"},
       {"SERVING_CACHE_ENABLED", "serving-cache-enabled"},
       {"SERVING_CACHE_TTL", "serving-cache-ttl"},
+      {"FSTORE_SERVING_CACHE_ENTRIES", "serving-cache-entries"},
+      {"FSTORE_SERVING_MAX_ENTITIES", "serving-max-entities"},
   };
   const std::vector<SettingInfo>& settings = AllSettings();
   ASSERT_EQ(settings.size(), expected.size());
@@ -277,7 +279,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"SERVING_CACHE_TTL", "5m", "\"5m\" is not an integer"},
         BadValue{"SERVING_CACHE_ENABLED", "maybe",
                  "\"maybe\" is not valid; expected true or false (also 1/0, yes/no)"},
-        BadValue{"SERVING_CACHE_ENABLED", "on", "\"on\" is not valid"}));
+        BadValue{"SERVING_CACHE_ENABLED", "on", "\"on\" is not valid"},
+        BadValue{"FSTORE_SERVING_CACHE_ENTRIES", "0", "expected a positive number of records"},
+        BadValue{"FSTORE_SERVING_MAX_ENTITIES", "0", "expected a number of entities from 1"},
+        BadValue{"FSTORE_SERVING_MAX_ENTITIES", "2000000", "2000000 is out of range"}));
 
 INSTANTIATE_TEST_SUITE_P(
     Choices, ApplyEnvironmentRefusesTest,

@@ -18,11 +18,6 @@ namespace fstore {
 
 namespace {
 
-// The offline layout's schema version (ARCHITECTURE.md "Storage layouts").
-// Columns are added as features are; a new version comes with a breaking
-// change of the layout itself.
-constexpr int64_t kOfflineSchemaVersion = 1;
-
 double ThreadCpuSeconds() {
   rusage usage{};
   getrusage(RUSAGE_THREAD, &usage);

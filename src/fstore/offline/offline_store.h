@@ -51,6 +51,10 @@
 
 namespace fstore {
 
+/// The schema version materialization writes and retrieval reads (the "v1"
+/// of the layout); bumped when the stored columns change incompatibly.
+inline constexpr int64_t kOfflineSchemaVersion = 1;
+
 /// Rows per Parquet row group written by the offline store.
 inline constexpr int64_t kOfflineRowGroupRows = 128 * 1024;
 /// Rows per Parquet file before a partition is split into several files.

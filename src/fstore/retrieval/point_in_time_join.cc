@@ -186,12 +186,12 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     for (int64_t k = 0; k < g.num_groups(); ++k) {
       unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
     }
-    ARROW_ASSIGN_OR_RAISE(auto dates, offline->Partitions(fs, kHistoricalOfflineSchemaVersion));
+    ARROW_ASSIGN_OR_RAISE(auto dates, offline->Partitions(fs, kOfflineSchemaVersion));
     for (auto d = dates.rbegin(); d != dates.rend() && total_unresolved > 0; ++d) {
       ARROW_ASSIGN_OR_RAISE(TimestampMicros day, ParseTimestamp(*d));
       if (day > max_t) continue;
       if (day + kMicrosPerDay <= lo) break;
-      ARROW_ASSIGN_OR_RAISE(auto table, offline->Read(fs, kHistoricalOfflineSchemaVersion, day,
+      ARROW_ASSIGN_OR_RAISE(auto table, offline->Read(fs, kOfflineSchemaVersion, day,
                                                       std::min(day + kMicrosPerDay, max_t + 1)));
       if (table->num_rows() == 0) continue;
       if (!out_schema) {

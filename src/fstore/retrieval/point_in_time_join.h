@@ -30,9 +30,6 @@
 
 namespace fstore {
 
-/// The offline layout version historical retrieval reads (the one the
-/// materialization engine writes).
-inline constexpr int64_t kHistoricalOfflineSchemaVersion = 1;
 
 /// What to retrieve from one feature set.
 struct PointInTimeQuery {

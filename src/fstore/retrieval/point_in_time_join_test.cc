@@ -139,7 +139,7 @@ class PointInTimeJoinTest : public ::testing::Test {
                        arrow::field("amount", arrow::float64())}),
         {Keys(keys), e.Finish().ValueOrDie(), c.Finish().ValueOrDie(), a.Finish().ValueOrDie()});
     TimestampMicros start = lo - ((lo % kMicrosPerDay) + kMicrosPerDay) % kMicrosPerDay;
-    EXPECT_OK(offline_->ReplaceRange(name, kHistoricalOfflineSchemaVersion, {"user_id"}, start,
+    EXPECT_OK(offline_->ReplaceRange(name, kOfflineSchemaVersion, {"user_id"}, start,
                                      hi + 1, table, "job")
                   .status());
   }
