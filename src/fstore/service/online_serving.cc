@@ -48,9 +48,21 @@ struct ServingSet {
   /// Clock-reading features by name. A set whose source schema cannot be read
   /// serves their materialized values (computed at the run's end).
   std::map<std::string, ReadTimeFeature> read_time;
-  /// Derived features with inputs in other feature sets: not served online
-  /// yet (501 naming them).
+  /// Derived features with inputs in other feature sets (never materialized):
+  /// evaluated at read time from those sets' records of the same entity.
   std::set<std::string> cross_set_derived;
+  struct CrossSetFeature {
+    std::optional<CompiledExpression> expression;
+    struct Input {
+      std::string set;      ///< the input's feature set
+      std::string feature;  ///< its name there
+      std::string column;   ///< as the expression names it (bare)
+      std::shared_ptr<arrow::DataType> type;
+    };
+    std::vector<Input> inputs;
+    std::string error;  ///< why it cannot be served (then no expression)
+  };
+  std::map<std::string, CrossSetFeature> cross_set;
   std::vector<std::string> entity_names;  ///< in key order
   std::vector<std::string> join_keys;     ///< in key order
   std::vector<std::string> key_types;     ///< per join key: "int" | "string"
@@ -138,6 +150,48 @@ void PlanReadTime(const OnlineServing::Snapshot& snapshot, ServingSet* s) {
   }
 }
 
+// Compiles the set's derived features whose inputs live in other feature
+// sets (keyed by the same join keys) against their inputs' types.
+void PlanCrossSet(const OnlineServing::Snapshot& snapshot, ServingSet* s) {
+  for (const auto& name : s->cross_set_derived) {
+    const Feature& f = s->features.at(name);
+    ServingSet::CrossSetFeature cs;
+    std::vector<std::shared_ptr<arrow::Field>> fields;
+    for (const auto& ref : f.source_features) {
+      size_t colon = ref.find(':');
+      std::string set_name = colon == std::string::npos ? s->feature_set.name : ref.substr(0, colon);
+      std::string feature(FeatureNameOf(ref));
+      auto set = snapshot.sets.find(set_name);
+      if (set == snapshot.sets.end() || !set->second.features.count(feature)) {
+        cs.error = "its input '" + ref + "' is not a live feature";
+        break;
+      }
+      if (set->second.join_keys != s->join_keys) {
+        cs.error = "its input set '" + set_name + "' is keyed differently";
+        break;
+      }
+      auto type = ArrowTypeOf(set->second.features.at(feature).data_type);
+      if (!type.ok()) {
+        cs.error = type.status().message();
+        break;
+      }
+      cs.inputs.push_back({set_name, feature, feature, *type});
+      fields.push_back(arrow::field(feature, *type));
+    }
+    if (cs.error.empty()) {
+      auto parsed = ParseTransformation(f.transformation);
+      auto compiled = parsed.ok() ? CompiledExpression::Compile(*parsed, arrow::schema(fields))
+                                  : Result<CompiledExpression>(parsed.status());
+      if (compiled.ok()) {
+        cs.expression = std::move(*compiled);
+      } else {
+        cs.error = compiled.status().message();
+      }
+    }
+    s->cross_set.emplace(name, std::move(cs));
+  }
+}
+
 Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* registry) {
   auto snapshot = std::make_shared<OnlineServing::Snapshot>();
   ARROW_ASSIGN_OR_RAISE(snapshot->sequence, registry->ChangeSequence());
@@ -171,6 +225,7 @@ Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* re
     snapshot->sets[id->second].features[f.name] = std::move(f);
   }
   for (auto& [name, s] : snapshot->sets) PlanReadTime(*snapshot, &s);
+  for (auto& [name, s] : snapshot->sets) PlanCrossSet(*snapshot, &s);
   return std::shared_ptr<const OnlineServing::Snapshot>(std::move(snapshot));
 }
 
@@ -486,6 +541,56 @@ struct Lookup {
   std::string label;
 };
 
+// A cross-set derived feature for each lookup of `own`: from the records of
+// its input sets for the same key; nullopt where no input has a record.
+Result<std::vector<std::optional<json::value>>> EvaluateCrossSet(
+    const OnlineServing::Snapshot& snapshot, const ServingSet::CrossSetFeature& cs,
+    const Feature& feature, const std::map<const ServingSet*, std::vector<Lookup>>& lookups,
+    const std::map<const ServingSet*, std::vector<std::optional<OnlineRecord>>>& records,
+    const ServingSet* own, TimestampMicros now) {
+  const auto& own_lookups = lookups.at(own);
+  const int64_t n = static_cast<int64_t>(own_lookups.size());
+  std::vector<bool> any(static_cast<size_t>(n), false);
+  std::vector<std::shared_ptr<arrow::Field>> fields;
+  std::vector<std::shared_ptr<arrow::Array>> arrays;
+  for (const auto& in : cs.inputs) {
+    const ServingSet* set = &snapshot.sets.at(in.set);
+    const auto& set_lookups = lookups.at(set);
+    const auto& set_records = records.at(set);
+    std::unordered_map<std::string, size_t> index_of;
+    for (size_t i = 0; i < set_lookups.size(); ++i) {
+      index_of.emplace(EncodeEntityKey(set_lookups[i].key), i);
+    }
+    auto type = CanonicalType(in.type);
+    std::unique_ptr<arrow::ArrayBuilder> builder;
+    ARROW_RETURN_NOT_OK(arrow::MakeBuilder(arrow::default_memory_pool(), type, &builder));
+    for (int64_t i = 0; i < n; ++i) {
+      FeatureValue v;
+      auto it = index_of.find(EncodeEntityKey(own_lookups[i].key));
+      if (it != index_of.end() && set_records[it->second]) {
+        any[i] = true;
+        for (const auto& [name, value] : set_records[it->second]->values) {
+          if (name == in.feature) v = value;
+        }
+      }
+      ARROW_RETURN_NOT_OK(AppendValue(builder.get(), v));
+    }
+    ARROW_ASSIGN_OR_RAISE(auto array, builder->Finish());
+    fields.push_back(arrow::field(in.column, type));
+    arrays.push_back(std::move(array));
+  }
+  auto batch = arrow::RecordBatch::Make(arrow::schema(fields), n, arrays);
+  EvalContext ctx;
+  ctx.clock = now;
+  ARROW_ASSIGN_OR_RAISE(auto result, cs.expression->Evaluate(*batch, ctx));
+  ARROW_ASSIGN_OR_RAISE(CheckedColumn checked, CheckFeatureColumn(feature, result));
+  std::vector<std::optional<json::value>> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (any[i]) out[i] = ArrowValueToJson(*checked.values, i);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicros now) {
@@ -598,10 +703,11 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     }
   }
   for (const auto& r : requested) {
-    if (r.set->cross_set_derived.count(r.feature->name)) {
-      return NotImplemented("feature '" + r.output_name +
-                            "' is derived from features of other feature sets: serving it "
-                            "online is not built yet (historical retrieval computes it)");
+    auto cs = r.set->cross_set.find(r.feature->name);
+    if (cs != r.set->cross_set.end() && !cs->second.expression) {
+      return Unprocessable("features", "feature '" + r.output_name +
+                                           "' is derived from other feature sets but cannot be "
+                                           "evaluated: " + cs->second.error);
     }
   }
   // Only the sets features are served from are read.
@@ -744,6 +850,20 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     }
   }
 
+  // Inputs of cross-set derived features: their sets' records of the same
+  // entities (read too when not requested; not reported as missing).
+  std::set<const ServingSet*> auxiliary;
+  for (const auto& r : requested) {
+    auto cs = r.set->cross_set.find(r.feature->name);
+    if (cs == r.set->cross_set.end()) continue;
+    for (const auto& in : cs->second.inputs) {
+      const ServingSet* a = &snapshot->sets.at(in.set);
+      if (lookups.count(a)) continue;
+      lookups[a] = lookups[r.set];
+      auxiliary.insert(a);
+    }
+  }
+
   // One multi-get per feature set (of the keys the cache does not have).
   std::map<const ServingSet*, std::vector<std::optional<OnlineRecord>>> records;
   size_t reads = 0, hits = 0;
@@ -787,24 +907,36 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     }
   }
 
-  // Clock-reading features: evaluated now, from the records' stored inputs.
-  std::map<std::pair<const ServingSet*, std::string>, std::vector<json::value>> read_time;
+  // Clock-reading features: evaluated now, from the records' stored inputs;
+  // cross-set derived features: from their input sets' records.
+  std::map<std::pair<const ServingSet*, std::string>, std::vector<std::optional<json::value>>>
+      read_time;
   for (const auto& r : requested) {
     auto rt = r.set->read_time.find(r.feature->name);
-    if (rt == r.set->read_time.end()) continue;
-    std::vector<EntityKey> keys;
-    for (const auto& l : lookups[r.set]) keys.push_back(l.key);
-    ARROW_ASSIGN_OR_RAISE(auto values,
-                          EvaluateAtReadTime(rt->second, *r.feature, keys, records[r.set], now));
+    if (rt != r.set->read_time.end()) {
+      std::vector<EntityKey> keys;
+      for (const auto& l : lookups[r.set]) keys.push_back(l.key);
+      ARROW_ASSIGN_OR_RAISE(auto values,
+                            EvaluateAtReadTime(rt->second, *r.feature, keys, records[r.set], now));
+      auto& slot = read_time[std::make_pair(r.set, r.feature->name)];
+      for (size_t i = 0; i < values.size(); ++i) {
+        slot.push_back(records[r.set][i] ? std::optional<json::value>(values[i]) : std::nullopt);
+      }
+      continue;
+    }
+    auto cs = r.set->cross_set.find(r.feature->name);
+    if (cs == r.set->cross_set.end()) continue;
+    ARROW_ASSIGN_OR_RAISE(auto values, EvaluateCrossSet(*snapshot, cs->second, *r.feature,
+                                                        lookups, records, r.set, now));
     read_time[std::make_pair(r.set, r.feature->name)] = std::move(values);
   }
 
   // Assemble.
   auto value_of = [&](const RequestedFeature& r, size_t index) {
     const std::optional<OnlineRecord>& record = records[r.set][index];
-    if (record) {
-      auto rt = read_time.find({r.set, r.feature->name});
-      if (rt != read_time.end()) return rt->second[index];
+    auto rt = read_time.find({r.set, r.feature->name});
+    if (rt != read_time.end() && rt->second[index]) return *rt->second[index];
+    if (record && rt == read_time.end()) {
       for (const auto& [name, value] : record->values) {
         if (name == r.feature->name) return ValueToJson(value);
       }
@@ -819,7 +951,9 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     for (size_t i = 0; i < list.size(); ++i) {
       if (!got[i]) labels_missing.emplace_back(list[i].label);
     }
-    if (!labels_missing.empty()) missing[s->feature_set.name] = std::move(labels_missing);
+    if (!labels_missing.empty() && !auxiliary.count(s)) {
+      missing[s->feature_set.name] = std::move(labels_missing);
+    }
   }
   if (entities_value) {
     json::object features;
