@@ -24,15 +24,7 @@ namespace {
 
 const auto kTimestampUtc = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
 
-// One requested feature set, compiled.
-struct RequestedSet {
-  FeatureSet feature_set;
-  std::vector<Feature> features;
-  FeaturePlan plan;
-  std::map<std::string, std::string> key_types;  // join key -> "int" | "string"
-  std::vector<std::string> wanted;               // feature names, output order
-  std::vector<size_t> output_slot;               // wanted[i] -> index in request "features"
-};
+using RequestedSet = FeatureSelection::Set;
 
 Result<std::vector<std::string>> StringList(const json::object& body, const char* field) {
   const json::value* v = body.if_contains(field);
@@ -312,19 +304,24 @@ json::value CellToJson(const arrow::Array& array, int64_t row) {
 
 }  // namespace
 
-Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
-                                                            const json::value& body_value) {
-  if (!body_value.is_object()) return InvalidArgument("", "the request body must be a JSON object");
-  const json::object& body = body_value.as_object();
-  for (const auto& [key, value] : body) {
-    static const std::set<std::string> kKnown{"feature_sets", "entity_df", "features", "as_of"};
-    if (!kKnown.count(std::string(key))) {
-      return InvalidArgument(std::string(key), "unknown field");
+std::vector<FeatureSelection::JoinKey> FeatureSelection::JoinKeys() const {
+  std::vector<JoinKey> keys;
+  for (const auto& s : sets) {
+    for (const auto& k : s.plan.key_columns) {
+      bool seen = std::any_of(keys.begin(), keys.end(),
+                              [&](const JoinKey& j) { return j.column == k; });
+      if (seen) continue;
+      keys.push_back({k, s.key_types.count(k) ? s.key_types.at(k) : "string",
+                      s.feature_set.name});
     }
   }
+  return keys;
+}
+
+Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json::object& body) {
+  FeatureSelection selection;
   ARROW_ASSIGN_OR_RAISE(auto set_refs, StringList(body, "feature_sets"));
   ARROW_ASSIGN_OR_RAISE(auto feature_refs, StringList(body, "features"));
-  std::optional<TimestampMicros> as_of;
   if (const json::value* v = body.if_contains("as_of"); v && !v->is_null()) {
     if (!v->is_string()) return InvalidArgument("as_of", "must be an ISO 8601 timestamp string");
     auto t = ParseTimestamp(v->as_string());
@@ -332,11 +329,9 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
       return InvalidArgument("as_of", "'" + std::string(v->as_string()) +
                                           "' is not a timestamp: " + ErrorMessageOf(t.status()));
     }
-    as_of = *t;
+    selection.as_of = *t;
   }
-  ARROW_ASSIGN_OR_RAISE(EntityFrame frame, ParseEntityFrame(body));
-
-  std::vector<RequestedSet> sets;
+  std::vector<RequestedSet>& sets = selection.sets;
   for (const auto& ref : set_refs) {
     ARROW_ASSIGN_OR_RAISE(RequestedSet set, LoadSet(store, ref));
     bool dup = std::any_of(sets.begin(), sets.end(), [&](const RequestedSet& s) {
@@ -391,21 +386,61 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
     sets[owners[0]].wanted.push_back(name);
     sets[owners[0]].output_slot.push_back(i);
   }
+  selection.feature_refs = std::move(feature_refs);
+  return selection;
+}
+
+Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
+    FeatureStore* store, const FeatureSelection& selection,
+    const std::shared_ptr<arrow::Int64Array>& times, const EntityKeyColumnFn& key_column) {
+  const int64_t rows = times->length();
+  std::vector<std::shared_ptr<arrow::Array>> outputs(selection.feature_refs.size());
+  for (const auto& s : selection.sets) {
+    if (s.wanted.empty()) continue;
+    std::vector<std::shared_ptr<arrow::Field>> key_fields;
+    std::vector<std::shared_ptr<arrow::Array>> key_arrays;
+    for (const auto& k : s.plan.key_columns) {
+      std::string type = s.key_types.count(k) ? s.key_types.at(k) : "string";
+      ARROW_ASSIGN_OR_RAISE(auto array, key_column(k, type));
+      key_fields.push_back(arrow::field(k, array->type()));
+      key_arrays.push_back(std::move(array));
+    }
+    PointInTimeQuery q;
+    q.plan = &s.plan;
+    q.features = s.wanted;
+    q.entity_keys = arrow::RecordBatch::Make(arrow::schema(key_fields), rows, key_arrays);
+    q.times = times;
+    q.as_of = selection.as_of;
+    ARROW_ASSIGN_OR_RAISE(auto values, RetrievePointInTime(store->offline_store(), q));
+    for (size_t i = 0; i < s.wanted.size(); ++i) outputs[s.output_slot[i]] = values[i];
+  }
+  return outputs;
+}
+
+Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
+                                                            const json::value& body_value) {
+  if (!body_value.is_object()) return InvalidArgument("", "the request body must be a JSON object");
+  const json::object& body = body_value.as_object();
+  for (const auto& [key, value] : body) {
+    static const std::set<std::string> kKnown{"feature_sets", "entity_df", "features", "as_of"};
+    if (!kKnown.count(std::string(key))) {
+      return InvalidArgument(std::string(key), "unknown field");
+    }
+  }
+  ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, body));
+  ARROW_ASSIGN_OR_RAISE(EntityFrame frame, ParseEntityFrame(body));
 
   // The entity_df as typed columns.
   const int64_t rows = static_cast<int64_t>(frame.data->size());
   std::map<std::string, std::string> key_type_of;  // first set that uses a key decides
-  for (const auto& s : sets) {
-    for (const auto& k : s.plan.key_columns) {
-      auto it = std::find(frame.columns.begin(), frame.columns.end(), k);
-      if (it == frame.columns.end()) {
-        return InvalidArgument("entity_df.columns", "missing join key column '" + k +
-                                                        "' of feature set '" +
-                                                        s.feature_set.name + "'");
-      }
-      auto type = s.key_types.count(k) ? s.key_types.at(k) : "string";
-      key_type_of.emplace(k, type);
+  for (const auto& key : selection.JoinKeys()) {
+    auto it = std::find(frame.columns.begin(), frame.columns.end(), key.column);
+    if (it == frame.columns.end()) {
+      return InvalidArgument("entity_df.columns", "missing join key column '" + key.column +
+                                                      "' of feature set '" + key.feature_set +
+                                                      "'");
     }
+    key_type_of.emplace(key.column, key.type);
   }
   std::vector<std::shared_ptr<arrow::Field>> fields;
   std::vector<std::shared_ptr<arrow::Array>> arrays;
@@ -428,39 +463,16 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
   }
   auto entity = arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);
 
-  std::vector<std::shared_ptr<arrow::Array>> outputs(feature_refs.size());
-  for (auto& s : sets) {
-    if (s.wanted.empty()) continue;
-    // Key columns of this set's entity types (a key shared with another set
-    // of a different type is converted again).
-    std::vector<std::shared_ptr<arrow::Field>> key_fields;
-    std::vector<std::shared_ptr<arrow::Array>> key_arrays;
-    for (const auto& k : s.plan.key_columns) {
-      size_t c = std::find(frame.columns.begin(), frame.columns.end(), k) - frame.columns.begin();
-      std::string type = s.key_types.count(k) ? s.key_types.at(k) : "string";
-      std::shared_ptr<arrow::Array> array;
-      if (type == key_type_of[k]) {
-        array = entity->column(static_cast<int>(c));
-      } else {
-        ARROW_ASSIGN_OR_RAISE(array, KeyColumn(frame, c, type));
-      }
-      key_fields.push_back(arrow::field(k, array->type()));
-      key_arrays.push_back(array);
-    }
-    PointInTimeQuery q;
-    q.plan = &s.plan;
-    q.features = s.wanted;
-    q.entity_keys = arrow::RecordBatch::Make(arrow::schema(key_fields), rows, key_arrays);
-    q.times = times;
-    q.as_of = as_of;
-    auto values = RetrievePointInTime(store->offline_store(), q);
-    if (!values.ok()) {
-      return values.status();
-    }
-    for (size_t i = 0; i < s.wanted.size(); ++i) outputs[s.output_slot[i]] = (*values)[i];
-  }
-  for (size_t i = 0; i < feature_refs.size(); ++i) {
-    fields.push_back(arrow::field(feature_refs[i], outputs[i]->type()));
+  // A key shared by sets whose entities type it differently is converted again.
+  auto key_column = [&](const std::string& k,
+                        const std::string& type) -> Result<std::shared_ptr<arrow::Array>> {
+    size_t c = std::find(frame.columns.begin(), frame.columns.end(), k) - frame.columns.begin();
+    if (type == key_type_of[k]) return entity->column(static_cast<int>(c));
+    return KeyColumn(frame, c, type);
+  };
+  ARROW_ASSIGN_OR_RAISE(auto outputs, RetrieveFeatureSelection(store, selection, times, key_column));
+  for (size_t i = 0; i < selection.feature_refs.size(); ++i) {
+    fields.push_back(arrow::field(selection.feature_refs[i], outputs[i]->type()));
     arrays.push_back(outputs[i]);
   }
   return arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);

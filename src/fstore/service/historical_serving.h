@@ -20,18 +20,80 @@
 // (named as requested), one row per entity row in the request's order
 // (duplicates kept); point-in-time semantics in retrieval/point_in_time_join.h.
 
+#include <cstddef>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <arrow/type_fwd.h>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
 #include "fstore/core/status.h"
+#include "fstore/core/time.h"
+#include "fstore/materialize/feature_pipeline.h"
+#include "fstore/registry/definitions.h"
 
 namespace fstore {
 
 class FeatureStore;
+
+/// The feature half of a retrieval request -- "feature_sets", "features" and
+/// "as_of" -- resolved against the registry and compiled. Shared by
+/// historical and batch serving (batch_serving.h). Immutable once made, so
+/// it may be used from any thread.
+struct FeatureSelection {
+  /// One requested feature set, compiled.
+  struct Set {
+    FeatureSet feature_set;
+    std::vector<Feature> features;
+    FeaturePlan plan;
+    std::map<std::string, std::string> key_types;  ///< join key -> "int" | "string"
+    std::vector<std::string> wanted;               ///< its requested features, output order
+    std::vector<size_t> output_slot;  ///< wanted[i] -> index in feature_refs
+  };
+  /// A join key the entity rows must hold.
+  struct JoinKey {
+    std::string column;
+    std::string type;         ///< "int" | "string": the first set using it decides
+    std::string feature_set;  ///< the name of that first set (for messages)
+  };
+
+  std::vector<Set> sets;
+  /// The features as the request names them: the output columns, in order.
+  std::vector<std::string> feature_refs;
+  /// Time travel: only offline rows created at or before it.
+  std::optional<TimestampMicros> as_of;
+
+  /// Every join key of the selected sets, each once, in first-use order.
+  std::vector<JoinKey> JoinKeys() const;
+};
+
+/// The body fields ResolveFeatureSelection reads.
+inline constexpr const char* kFeatureSelectionFields[] = {"feature_sets", "features", "as_of"};
+
+/// Parses and resolves "feature_sets", "features" and "as_of" of a request
+/// body; other fields are the caller's to check. NotFound for an unknown
+/// feature set; InvalidArgument naming the field ("features[2]", "as_of")
+/// for an unknown, ambiguous or repeated feature or a bad timestamp;
+/// Unprocessable (field "feature_sets") for a set without offline history.
+Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store,
+                                                 const boost::json::object& body);
+
+/// The entity rows' join key `column` as the type ("int": int64, "string":
+/// utf8) a feature set's entity needs, no nulls; an error names the value at fault.
+using EntityKeyColumnFn = std::function<Result<std::shared_ptr<arrow::Array>>(
+    const std::string& column, const std::string& type)>;
+
+/// Point-in-time values of every selected feature for `times.length()`
+/// entity rows (UTC microseconds): one array per feature_refs entry, in that
+/// order, aligned with the rows. Semantics: retrieval/point_in_time_join.h.
+Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
+    FeatureStore* store, const FeatureSelection& selection,
+    const std::shared_ptr<arrow::Int64Array>& times, const EntityKeyColumnFn& key_column);
 
 /// The retrieved table: entity_df columns (keys int64/utf8, the time column
 /// timestamp[us, UTC], other columns int64, float64, bool or utf8 as their
