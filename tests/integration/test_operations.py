@@ -37,6 +37,7 @@ API_ROUTES = [
     ("POST", "/api/v1/serving/online"),
     ("POST", "/api/v1/serving/historical"),
     ("POST", "/api/v1/serving/batch"),
+    ("GET", "/api/v1/serving/batch/{id}"),
     ("GET", "/monitoring/metrics"),
     ("GET", "/monitoring/statistics"),
     ("GET", "/monitoring/data-freshness"),

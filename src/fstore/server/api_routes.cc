@@ -7,6 +7,7 @@
 
 #include "fstore/registry/codec.h"
 #include "fstore/server/http_error.h"
+#include "fstore/service/batch_serving.h"
 #include "fstore/service/historical_serving.h"
 
 namespace fstore::server_resources {
@@ -294,9 +295,17 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
     }
     return JsonResponse(200, HistoricalTableToJson(*table));
   }, json_body);
-  router->Add("POST", "/api/v1/serving/batch", [](HttpRequest&) {
-    return NotBuilt("batch serving", "issue #4");
+  router->Add("POST", "/api/v1/serving/batch", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->Submit(body));
+    // 202 while the job is queued or running; 200 with the outcome after a wait.
+    bool finished = job.status == JobStatus::kSucceeded || job.status == JobStatus::kFailed;
+    return JsonResponse(finished ? 200 : 202, ToJson(job));
   }, json_body);
+  router->Add("GET", "/api/v1/serving/batch/{id}", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->GetJob(req.PathParam("id")));
+    return JsonResponse(200, ToJson(job));
+  });
   for (const char* path : {"/monitoring/metrics", "/monitoring/statistics",
                            "/monitoring/data-freshness", "/monitoring/usage"}) {
     router->Add("GET", path, [](HttpRequest&) {

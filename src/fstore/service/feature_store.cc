@@ -154,6 +154,7 @@ FeatureStore::FeatureStore(std::unique_ptr<Registry> registry,
   if (options_.run_scheduler) {
     scheduler_ = std::make_unique<MaterializationScheduler>(registry_.get(), engine_.get());
   }
+  batch_ = std::make_unique<BatchServing>(this);
 }
 
 FeatureStore::~FeatureStore() { (void)Close(); }
@@ -182,6 +183,7 @@ Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptio
 Status FeatureStore::Close() {
   if (scheduler_) scheduler_->Stop();
   if (engine_) engine_->Shutdown();
+  if (batch_) batch_->Shutdown();
   if (serving_) serving_->Stop();
   Status online = online_ ? online_->Close() : Status::OK();
   Status registry = registry_ ? registry_->Close() : Status::OK();

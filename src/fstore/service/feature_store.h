@@ -28,6 +28,7 @@
 #include "fstore/online/online_store.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
+#include "fstore/service/batch_serving.h"
 #include "fstore/service/online_serving.h"
 
 namespace fstore {
@@ -151,6 +152,8 @@ class FeatureStore {
   Registry* registry() { return registry_.get(); }
   OfflineStore* offline_store() { return offline_.get(); }
   OnlineStore* online_store() { return online_.get(); }
+  /// POST /api/v1/serving/batch jobs (batch_serving.h).
+  BatchServing* batch_serving() { return batch_.get(); }
 
  private:
   /// Commits a definition change, then refreshes the serving snapshot.
@@ -167,6 +170,7 @@ class FeatureStore {
   std::unique_ptr<OnlineServing> serving_;
   std::unique_ptr<MaterializationEngine> engine_;
   std::unique_ptr<MaterializationScheduler> scheduler_;
+  std::unique_ptr<BatchServing> batch_;
   FeatureStoreOptions options_;
 };
 
