@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Online serving latency under fixed request rates: POST /api/v1/serving/online
+on loopback, against nginx serving a static response of the same size as the
+ceiling of the HTTP layer on this machine.
+
+Starts build/fstore (embedded SQLite registry, RocksDB online store) in a temp
+dir, defines a string-keyed entity and 25 feature sets x 10 features (float and
+int source columns) over Parquet files of 100k entities (one row per entity per
+set), materializes them, then for each workload writes a file of request bodies
+with random entities and runs bench/online/loadgen (open loop, fixed rate, K
+keep-alive connections, latency from each request's scheduled send time) at a
+ladder of rates. The same ladder runs against nginx (one worker) answering the
+POST with a static copy of a real fstore response of that workload.
+
+A rate is "held" when the achieved rate is at least 99% of the target, nothing
+failed, and p99 is under the workload's budget (docs ARCHITECTURE.md,
+"Performance budgets": 1 ms for one entity, 5 ms for a batch of 100).
+
+    .venv/bin/python bench/online/online_bench.py [--quick] [--duration 10]
+        [--connections 32] [--workloads 1x10,1x50,100x50,100x250] [--no-nginx]
+        [--server-io-threads 0] [--json-out results.json]
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import requests
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+LOADGEN_SRC = HERE / "loadgen.cc"
+LOADGEN_BIN = ROOT / "build" / "bench" / "online_loadgen"
+SERVING_PATH = "/api/v1/serving/online"
+
+ENTITIES = 100_000
+SETS = 25
+FEATURES_PER_SET = 10
+EVENT_TIME_US = 1_704_110_400_000_000  # 2024-01-01T12:00:00Z
+
+# name -> (entities per request, feature sets per request, p99 budget in ms, rate ladder, quick ladder)
+WORKLOADS = {
+    "1x10": (1, 1, 1.0, [1000, 2000, 5000, 10000, 20000, 30000], [1000, 5000, 20000]),
+    "1x50": (1, 5, 1.0, [1000, 2000, 5000, 10000, 20000, 30000], [1000, 5000, 20000]),
+    "100x50": (100, 5, 5.0, [100, 200, 500, 1000, 2000, 5000], [200, 1000]),
+    "100x250": (100, 25, 5.0, [50, 100, 200, 500, 1000, 2000], [100, 500]),
+}
+
+
+def env():
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("FSTORE_") and k not in ("DATABASE_URL", "REDIS_URL")}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_loadgen():
+    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return
+    LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["g++", "-std=c++20", "-O2", "-DNDEBUG", "-Wall", "-Wextra", "-o", str(LOADGEN_BIN),
+           str(LOADGEN_SRC), "-pthread"]
+    log("building loadgen: " + " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def set_name(s):
+    return f"bench_fs_{s:02d}"
+
+
+def feature_name(s, f):
+    return f"s{s:02d}_f{f}"
+
+
+def user(i):
+    return f"u{i:06d}"
+
+
+def start_server(binary, data_dir, io_threads):
+    proc = subprocess.Popen([binary, "serve", "--port", "0", "--host", "127.0.0.1",
+                             "--data-dir", str(data_dir), "--log-level", "warn",
+                             "--io-threads", str(io_threads)],
+                            stdout=subprocess.PIPE, text=True, env=env())
+    for line in proc.stdout:
+        if line.startswith("fstore listening on port "):
+            return proc, int(line.split()[-1])
+    proc.wait(5)
+    raise RuntimeError("fstore serve did not start")
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def define_and_materialize(base, source_dir):
+    """The entity, 25 Parquet sources and feature sets of 10 features, materialized."""
+    s = requests.Session()
+    r = s.post(base + "/api/v1/entities",
+               json={"name": "user", "join_keys": ["user_id"], "value_type": "string"})
+    assert r.status_code == 201, r.text
+    keys = pa.array([user(i) for i in range(ENTITIES)])
+    times = pa.array([EVENT_TIME_US] * ENTITIES, pa.timestamp("us", tz="UTC"))
+    rng = random.Random(7)
+    for si in range(SETS):
+        cols = {"user_id": keys, "event_timestamp": times}
+        for f in range(FEATURES_PER_SET):
+            if f % 2 == 0:
+                cols[feature_name(si, f)] = pa.array(
+                    [rng.random() * 1000 for _ in range(ENTITIES)], pa.float64())
+            else:
+                cols[feature_name(si, f)] = pa.array(
+                    [rng.randrange(1_000_000) for _ in range(ENTITIES)], pa.int64())
+        path = source_dir / f"{set_name(si)}.parquet"
+        pq.write_table(pa.table(cols), path)
+        r = s.post(base + "/api/v1/feature-sets", json={
+            "name": set_name(si), "entities": ["user"], "owner": "bench",
+            "source": {"type": "file", "path": str(path), "format": "parquet"}})
+        assert r.status_code == 201, r.text
+        for f in range(FEATURES_PER_SET):
+            r = s.post(base + "/api/v1/features", json={
+                "name": feature_name(si, f), "feature_set_id": set_name(si),
+                "data_type": "float" if f % 2 == 0 else "int"})
+            assert r.status_code == 201, r.text
+    t0 = time.monotonic()
+    for si in range(SETS):
+        r = s.post(base + f"/api/v1/feature-sets/{set_name(si)}/materialize",
+                   json={"start_date": "2024-01-01", "end_date": "2024-01-02", "wait": True})
+        assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    log(f"materialized {SETS} sets x {ENTITIES:,} entities in {time.monotonic() - t0:.1f}s")
+
+
+def request_body(rng, n_entities, n_sets):
+    sets = list(range(n_sets))
+    return {
+        "feature_sets": [set_name(si) for si in sets],
+        "entities": {"user": [user(rng.randrange(ENTITIES)) for _ in range(n_entities)]},
+        "features": [feature_name(si, f) for si in sets for f in range(FEATURES_PER_SET)],
+    }
+
+
+def write_bodies(path, n_entities, n_sets, count, seed):
+    rng = random.Random(seed)
+    with open(path, "w") as out:
+        for _ in range(count):
+            out.write(json.dumps(request_body(rng, n_entities, n_sets), separators=(",", ":")))
+            out.write("\n")
+
+
+def check_response(base, bodies_path, n_entities, n_features):
+    """One request of the workload must answer every entity and feature; its
+    body is what nginx will serve."""
+    body = json.loads(Path(bodies_path).read_text().splitlines()[0])
+    r = requests.post(base + SERVING_PATH, json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["metadata"]["missing_entities"] == {}, got["metadata"]
+    assert len(got["features"]) == len(set(body["entities"]["user"]))
+    assert all(len(v) == n_features for v in got["features"].values())
+    return r.content
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(work, static_files):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        log("installing nginx-light")
+        subprocess.run(["apt-get", "install", "-y", "nginx-light"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+                       stdout=subprocess.DEVNULL)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    ngx = work / "nginx"
+    (ngx / "root").mkdir(parents=True)
+    (ngx / "logs").mkdir()
+    for name, content in static_files.items():
+        (ngx / "root" / f"{name}.json").write_bytes(content)
+    # The worker runs as nobody when nginx starts as root: let it read the files.
+    for d in (work, ngx, ngx / "root"):
+        d.chmod(0o755)
+    port = free_port()
+    # nginx answers 405 to a POST on a static file; error_page turns that into
+    # a 200 with the file (an internal redirect as GET). keepalive_requests is
+    # raised so that connections stay open for the whole run, as fstore's do.
+    (ngx / "nginx.conf").write_text(f"""
+worker_processes 1;
+pid {ngx}/nginx.pid;
+error_log {ngx}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {ngx}/body;
+  proxy_temp_path {ngx}/proxy;
+  fastcgi_temp_path {ngx}/fastcgi;
+  uwsgi_temp_path {ngx}/uwsgi;
+  scgi_temp_path {ngx}/scgi;
+  keepalive_requests 1000000000;
+  keepalive_timeout 600s;
+  client_body_buffer_size 64k;
+  server {{
+    listen 127.0.0.1:{port};
+    root {ngx}/root;
+    default_type application/json;
+    location / {{ error_page 405 =200 $uri; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([nginx, "-p", str(ngx), "-c", str(ngx / "nginx.conf"),
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    status = None
+    for _ in range(100):
+        try:
+            r = requests.post(f"http://127.0.0.1:{port}/{next(iter(static_files))}.json", data="{}")
+            status = r.status_code
+            if status == 200:
+                return proc, port
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("nginx exited: " + proc.stderr.read().decode()[-2000:])
+        time.sleep(0.05)
+    proc.terminate()
+    proc.wait(30)
+    raise RuntimeError(f"nginx did not answer 200 (last status {status}); "
+                       f"see {ngx / 'logs' / 'error.log'}")
+
+
+def loadgen(port, path, rate, duration, connections, bodies):
+    cmd = [str(LOADGEN_BIN), "--port", str(port), "--path", path, "--rate", str(rate),
+           "--duration", str(duration), "--connections", str(connections), "--bodies", str(bodies)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen failed: {out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def held(r, budget_ms):
+    return (r["achieved_rate"] >= 0.99 * r["target_rate"] and r["errors"] == 0
+            and r["p99_us"] <= budget_ms * 1000)
+
+
+def ladder(port, path, rates, duration, connections, bodies, budget_ms, label):
+    # Warm-up at the lowest rate (page cache, RocksDB block cache, allocator).
+    loadgen(port, path, rates[0], min(duration, 2), connections, bodies)
+    results = []
+    for rate in rates:
+        r = loadgen(port, path, rate, duration, connections, bodies)
+        results.append(r)
+        log(f"  {label:6s} {rate:>6} req/s: achieved {r['achieved_rate']:>8.0f}, "
+            f"p50 {r['p50_us'] / 1000:.3f} ms, p99 {r['p99_us'] / 1000:.3f} ms, "
+            f"p99.9 {r['p999_us'] / 1000:.3f} ms, errors {r['errors']}")
+        if r["achieved_rate"] < 0.9 * rate:
+            break  # saturated: higher rates only queue more
+        time.sleep(0.5)
+    best = max((r["target_rate"] for r in results if held(r, budget_ms)), default=None)
+    return results, best
+
+
+def fmt_ms(us):
+    return f"{us / 1000:.3f}"
+
+
+def print_workload_table(name, budget_ms, nbytes, fs_results, ngx_results):
+    print(f"\n### {name}: p99 budget {budget_ms:g} ms, response {nbytes:,} bytes\n")
+    print("| target req/s | fstore achieved | p50 ms | p99 ms | p99.9 ms | max ms | errors "
+          "| nginx achieved | p50 ms | p99 ms | p99.9 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rates = sorted({r["target_rate"] for r in fs_results + ngx_results})
+    by_rate_fs = {r["target_rate"]: r for r in fs_results}
+    by_rate_ngx = {r["target_rate"]: r for r in ngx_results}
+    for rate in rates:
+        f = by_rate_fs.get(rate)
+        n = by_rate_ngx.get(rate)
+        fs_cells = (f"{f['achieved_rate']:,.0f} | {fmt_ms(f['p50_us'])} | {fmt_ms(f['p99_us'])} | "
+                    f"{fmt_ms(f['p999_us'])} | {fmt_ms(f['max_us'])} | {f['errors']}"
+                    if f else "(saturated) | | | | |")
+        ngx_cells = (f"{n['achieved_rate']:,.0f} | {fmt_ms(n['p50_us'])} | {fmt_ms(n['p99_us'])} | "
+                     f"{fmt_ms(n['p999_us'])}" if n else ("-" if not ngx_results else "(saturated)") +
+                     " | | |")
+        print(f"| {rate:,.0f} | {fs_cells} | {ngx_cells} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=str(ROOT / "build" / "fstore"))
+    ap.add_argument("--quick", action="store_true", help="short runs, fewer rates (smoke run)")
+    ap.add_argument("--duration", type=float, help="seconds per rate (default 10, --quick 2)")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--no-nginx", action="store_true", help="skip the nginx ceiling")
+    ap.add_argument("--server-io-threads", type=int, default=0,
+                    help="fstore serve --io-threads (0: one per core)")
+    ap.add_argument("--bodies", type=int, default=1000, help="distinct request bodies per workload")
+    ap.add_argument("--json-out", help="also write every loadgen result here")
+    args = ap.parse_args()
+    duration = args.duration or (2.0 if args.quick else 10.0)
+    names = [w for w in args.workloads.split(",") if w]
+    for w in names:
+        if w not in WORKLOADS:
+            sys.exit(f"unknown workload {w}; known: {', '.join(WORKLOADS)}")
+
+    build_loadgen()
+    summary = []
+    raw = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "source").mkdir()
+        proc, port = start_server(args.binary, work / "data", args.server_io_threads)
+        ngx = None
+        try:
+            base = f"http://127.0.0.1:{port}"
+            t0 = time.monotonic()
+            define_and_materialize(base, work / "source")
+            log(f"setup in {time.monotonic() - t0:.1f}s; server RSS {rss_mb(proc.pid):.0f} MB")
+            bodies, static = {}, {}
+            for i, w in enumerate(names):
+                n_ent, n_sets, _, _, _ = WORKLOADS[w]
+                bodies[w] = work / f"bodies_{w}.txt"
+                write_bodies(bodies[w], n_ent, n_sets, args.bodies, seed=100 + i)
+                static[w] = check_response(base, bodies[w], n_ent, n_sets * FEATURES_PER_SET)
+            if not args.no_nginx:
+                ngx, ngx_port = start_nginx(work, static)
+            for w in names:
+                n_ent, n_sets, budget, rates, quick_rates = WORKLOADS[w]
+                rates = quick_rates if args.quick else rates
+                log(f"workload {w} ({n_ent} entities x {n_sets * FEATURES_PER_SET} features)")
+                fs_res, fs_best = ladder(port, SERVING_PATH, rates, duration, args.connections,
+                                         bodies[w], budget, "fstore")
+                ngx_res, ngx_best = [], None
+                if ngx:
+                    ngx_res, ngx_best = ladder(ngx_port, f"/{w}.json", rates, duration,
+                                               args.connections, bodies[w], budget, "nginx")
+                raw[w] = {"fstore": fs_res, "nginx": ngx_res}
+                summary.append((w, budget, len(static[w]), fs_best, ngx_best, fs_res, ngx_res))
+            server_rss = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            if ngx:
+                ngx.terminate()
+                ngx.wait(30)
+
+    print(f"fstore online serving, open loop: {duration:g} s per rate, {args.connections} "
+          f"keep-alive connections, {ENTITIES:,} entities, {SETS} feature sets x "
+          f"{FEATURES_PER_SET} features (RocksDB, no serving cache); latency from the scheduled "
+          f"send time; nginx (1 worker) serving a static copy of a response as the ceiling")
+    print("\n| workload | p99 budget | response bytes | fstore highest rate held | "
+          "nginx highest rate held |")
+    print("|---|---:|---:|---:|---:|")
+    for w, budget, nbytes, fs_best, ngx_best, _, _ in summary:
+        fsb = f"{fs_best:,.0f} req/s" if fs_best else "none of the ladder"
+        ngb = "-" if args.no_nginx else (f"{ngx_best:,.0f} req/s" if ngx_best else "none")
+        print(f"| {w} | {budget:g} ms | {nbytes:,} | {fsb} | {ngb} |")
+    for w, budget, nbytes, _, _, fs_res, ngx_res in summary:
+        print_workload_table(w, budget, nbytes, fs_res, ngx_res)
+    print(f"\nfstore server RSS after the runs: {server_rss:.0f} MB; "
+          "held = achieved >= 99% of target, no errors, p99 within the budget; "
+          "a ladder stops after a rate achieved below 90% of its target")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
