@@ -51,8 +51,8 @@ EVENT_TIME_US = 1_704_110_400_000_000  # 2024-01-01T12:00:00Z
 WORKLOADS = {
     "1x10": (1, 1, 1.0, [1000, 2000, 5000, 10000, 20000, 30000], [1000, 5000, 20000]),
     "1x50": (1, 5, 1.0, [1000, 2000, 5000, 10000, 20000, 30000], [1000, 5000, 20000]),
-    "100x50": (100, 5, 5.0, [100, 200, 500, 1000, 2000, 5000], [200, 1000]),
-    "100x250": (100, 25, 5.0, [50, 100, 200, 500, 1000, 2000], [100, 500]),
+    "100x50": (100, 5, 5.0, [20, 50, 100, 200, 500, 1000, 2000], [50, 200]),
+    "100x250": (100, 25, 5.0, [10, 20, 50, 100, 200, 500, 1000], [10, 50]),
 }
 
 
@@ -170,7 +170,21 @@ def check_response(base, bodies_path, n_entities, n_features):
     assert got["metadata"]["missing_entities"] == {}, got["metadata"]
     assert len(got["features"]) == len(set(body["entities"]["user"]))
     assert all(len(v) == n_features for v in got["features"].values())
+    log(f"  one request of {n_entities} x {n_features}: {len(r.content):,} bytes, server "
+        f"latency_ms {got['metadata']['latency_ms']:.3f}, round trip "
+        f"{r.elapsed.total_seconds() * 1000:.3f} ms (first call, cold)")
     return r.content
+
+
+def nginx_worker_pids(master):
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return pids
 
 
 def free_port():
@@ -243,13 +257,28 @@ http {{
                        f"see {ngx / 'logs' / 'error.log'}")
 
 
-def loadgen(port, path, rate, duration, connections, bodies):
+def cpu_seconds(pids):
+    """User + system CPU seconds of the processes so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def loadgen(port, path, rate, duration, connections, bodies, server_pids=()):
+    cpu0 = cpu_seconds(server_pids)
     cmd = [str(LOADGEN_BIN), "--port", str(port), "--path", path, "--rate", str(rate),
            "--duration", str(duration), "--connections", str(connections), "--bodies", str(bodies)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["server_cpu_s"] = cpu_seconds(server_pids) - cpu0
+    done = result["completed"] + result["non200"]
+    result["server_cpu_us_per_req"] = result["server_cpu_s"] * 1e6 / done if done else 0.0
+    return result
 
 
 def held(r, budget_ms):
@@ -257,16 +286,18 @@ def held(r, budget_ms):
             and r["p99_us"] <= budget_ms * 1000)
 
 
-def ladder(port, path, rates, duration, connections, bodies, budget_ms, label):
+def ladder(port, path, rates, duration, connections, bodies, budget_ms, label, pids):
     # Warm-up at the lowest rate (page cache, RocksDB block cache, allocator).
     loadgen(port, path, rates[0], min(duration, 2), connections, bodies)
     results = []
     for rate in rates:
-        r = loadgen(port, path, rate, duration, connections, bodies)
+        r = loadgen(port, path, rate, duration, connections, bodies, pids)
         results.append(r)
         log(f"  {label:6s} {rate:>6} req/s: achieved {r['achieved_rate']:>8.0f}, "
             f"p50 {r['p50_us'] / 1000:.3f} ms, p99 {r['p99_us'] / 1000:.3f} ms, "
-            f"p99.9 {r['p999_us'] / 1000:.3f} ms, errors {r['errors']}")
+            f"p99.9 {r['p999_us'] / 1000:.3f} ms, errors {r['errors']}, "
+            f"server CPU {r['server_cpu_us_per_req']:.0f} us/req, loadgen CPU "
+            f"{r['loadgen_cpu_s'] / r['duration_s'] * 100:.0f}%")
         if r["achieved_rate"] < 0.9 * rate:
             break  # saturated: higher rates only queue more
         time.sleep(0.5)
@@ -281,8 +312,8 @@ def fmt_ms(us):
 def print_workload_table(name, budget_ms, nbytes, fs_results, ngx_results):
     print(f"\n### {name}: p99 budget {budget_ms:g} ms, response {nbytes:,} bytes\n")
     print("| target req/s | fstore achieved | p50 ms | p99 ms | p99.9 ms | max ms | errors "
-          "| nginx achieved | p50 ms | p99 ms | p99.9 ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| server CPU us/req | nginx achieved | p50 ms | p99 ms | p99.9 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rates = sorted({r["target_rate"] for r in fs_results + ngx_results})
     by_rate_fs = {r["target_rate"]: r for r in fs_results}
     by_rate_ngx = {r["target_rate"]: r for r in ngx_results}
@@ -290,8 +321,9 @@ def print_workload_table(name, budget_ms, nbytes, fs_results, ngx_results):
         f = by_rate_fs.get(rate)
         n = by_rate_ngx.get(rate)
         fs_cells = (f"{f['achieved_rate']:,.0f} | {fmt_ms(f['p50_us'])} | {fmt_ms(f['p99_us'])} | "
-                    f"{fmt_ms(f['p999_us'])} | {fmt_ms(f['max_us'])} | {f['errors']}"
-                    if f else "(saturated) | | | | |")
+                    f"{fmt_ms(f['p999_us'])} | {fmt_ms(f['max_us'])} | {f['errors']} | "
+                    f"{f['server_cpu_us_per_req']:.0f}"
+                    if f else "(saturated) | | | | | |")
         ngx_cells = (f"{n['achieved_rate']:,.0f} | {fmt_ms(n['p50_us'])} | {fmt_ms(n['p99_us'])} | "
                      f"{fmt_ms(n['p999_us'])}" if n else ("-" if not ngx_results else "(saturated)") +
                      " | | |")
@@ -343,11 +375,12 @@ def main():
                 rates = quick_rates if args.quick else rates
                 log(f"workload {w} ({n_ent} entities x {n_sets * FEATURES_PER_SET} features)")
                 fs_res, fs_best = ladder(port, SERVING_PATH, rates, duration, args.connections,
-                                         bodies[w], budget, "fstore")
+                                         bodies[w], budget, "fstore", [proc.pid])
                 ngx_res, ngx_best = [], None
                 if ngx:
                     ngx_res, ngx_best = ladder(ngx_port, f"/{w}.json", rates, duration,
-                                               args.connections, bodies[w], budget, "nginx")
+                                               args.connections, bodies[w], budget, "nginx",
+                                               nginx_worker_pids(ngx.pid))
                 raw[w] = {"fstore": fs_res, "nginx": ngx_res}
                 summary.append((w, budget, len(static[w]), fs_best, ngx_best, fs_res, ngx_res))
             server_rss = rss_mb(proc.pid)
