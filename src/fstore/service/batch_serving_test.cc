@@ -26,8 +26,10 @@ const auto kUtc = arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
 
 TimestampMicros T(const char* text) { return *ParseTimestamp(text); }
 
+// user_id, event_timestamp, and `value_column`: 1.0, 2.0, ...
 Status WriteParquet(const fs::path& path, const std::vector<std::string>& users,
-                    const std::vector<TimestampMicros>& times) {
+                    const std::vector<TimestampMicros>& times,
+                    const std::string& value_column = "label") {
   arrow::StringBuilder u;
   arrow::TimestampBuilder t(kUtc, arrow::default_memory_pool());
   arrow::DoubleBuilder a;
@@ -39,7 +41,7 @@ Status WriteParquet(const fs::path& path, const std::vector<std::string>& users,
   ARROW_ASSIGN_OR_RAISE(auto aa, a.Finish());
   auto table = arrow::Table::Make(
       arrow::schema({arrow::field("user_id", arrow::utf8()), arrow::field("event_timestamp", kUtc),
-                     arrow::field("amount", arrow::float64())}),
+                     arrow::field(value_column, arrow::float64())}),
       {ua, ta, aa});
   ARROW_ASSIGN_OR_RAISE(auto out, arrow::io::FileOutputStream::Open(path.string()));
   return parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), out, 2);
@@ -66,7 +68,7 @@ class BatchServingTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(store_, FeatureStore::Open(options));
     // Events of u1: amount 1.0 on Jan 1st, 2.0 on Jan 2nd.
     ASSERT_OK(WriteParquet(dir_ / "events.parquet", {"u1", "u1"},
-                           {T("2024-01-01T00:00:00Z"), T("2024-01-02T00:00:00Z")}));
+                           {T("2024-01-01T00:00:00Z"), T("2024-01-02T00:00:00Z")}, "amount"));
     ASSERT_OK(store_
                   ->CreateFeatureSet(json::parse(
                       R"({"name": "s", "entities": ["user"], "source": {"type": "file", "path": ")" +
