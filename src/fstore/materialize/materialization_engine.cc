@@ -2,6 +2,8 @@
 
 #include <sys/resource.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <future>
 
@@ -279,6 +281,8 @@ void MaterializationEngine::Execute(MaterializationJob job) {
                FormatTimestamp(job.start), FormatTimestamp(job.end));
 
   Status st = RunChunks(&job);
+  // The run's buffers are free now: hand them back to the system.
+  malloc_trim(0);
   job.duration_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   job.cpu_seconds += ThreadCpuSeconds() - cpu_before;
