@@ -1,6 +1,11 @@
 #include "fstore/retrieval/point_in_time_join.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -12,6 +17,7 @@
 #include "fstore/core/columns.h"
 #include "fstore/core/compute_init.h"
 #include "fstore/core/duration.h"
+#include "fstore/core/entity_time_order.h"
 #include "fstore/materialize/feature_validation.h"
 #include "fstore/materialize/source_reader.h"
 
@@ -39,19 +45,6 @@ void EncodeKey(const std::vector<std::shared_ptr<arrow::Array>>& keys, int64_t r
       out->append(s);
     }
   }
-}
-
-bool SameKey(const std::vector<std::shared_ptr<arrow::Array>>& keys, int64_t a, int64_t b) {
-  for (const auto& col : keys) {
-    if (col->type_id() == arrow::Type::INT64) {
-      const auto& c = static_cast<const arrow::Int64Array&>(*col);
-      if (c.Value(a) != c.Value(b)) return false;
-    } else {
-      const auto& c = static_cast<const arrow::StringArray&>(*col);
-      if (c.GetView(a) != c.GetView(b)) return false;
-    }
-  }
-  return true;
 }
 
 Result<std::shared_ptr<arrow::Array>> CastTo(const std::shared_ptr<arrow::Array>& values,
@@ -97,20 +90,90 @@ Result<std::shared_ptr<arrow::Int64Array>> OptionalIndexArray(const std::vector<
   return out;
 }
 
-// The entity rows grouped by key: group ids in first-appearance order, and
-// the rows sorted by (group, time), ties in input order.
+// The entity rows grouped by key: groups numbered in key order (the offline
+// store's order: int64 keys numerically, utf8 keys bytewise, several key
+// columns lexicographically), and the rows sorted by (group, time), ties in
+// input order.
 struct EntityGroups {
   std::vector<std::shared_ptr<arrow::Array>> keys;  // plan.key_columns order
-  std::unordered_map<std::string, int64_t> group_of_key;
+  /// The one int64 key column's values, else null (the generic path).
+  const int64_t* int_keys = nullptr;
   std::vector<int64_t> group_of_row;
   std::vector<int64_t> order;        // entity rows by (group, time)
   std::vector<int64_t> group_begin;  // group g's rows: order[group_begin[g] .. group_begin[g+1])
+  /// With int_keys: group g's key (ascending).
+  std::vector<int64_t> group_int_key;
+  /// The rows' times in `order` (sorted_times[j] is the time of row order[j]).
+  std::vector<int64_t> sorted_times;
   int64_t num_groups() const { return static_cast<int64_t>(group_begin.size()) - 1; }
+  /// A row of group g (all its rows have the same key).
+  int64_t row_of_group(int64_t g) const { return order[group_begin[g]]; }
 };
 
-Result<EntityGroups> GroupEntityRows(const PointInTimeQuery& q) {
-  EntityGroups g;
-  const int64_t n = q.times->length();
+// -1, 0 or 1 as the key of row `i` of `a` is before, equal to or after that
+// of row `j` of `b` (columns of the same types, int64 or utf8).
+int CompareKeys(const std::vector<std::shared_ptr<arrow::Array>>& a, int64_t i,
+                const std::vector<std::shared_ptr<arrow::Array>>& b, int64_t j) {
+  for (size_t c = 0; c < a.size(); ++c) {
+    if (a[c]->type_id() == arrow::Type::INT64) {
+      int64_t x = static_cast<const arrow::Int64Array&>(*a[c]).Value(i);
+      int64_t y = static_cast<const arrow::Int64Array&>(*b[c]).Value(j);
+      if (x != y) return x < y ? -1 : 1;
+    } else {
+      std::string_view x = static_cast<const arrow::StringArray&>(*a[c]).GetView(i);
+      std::string_view y = static_cast<const arrow::StringArray&>(*b[c]).GetView(j);
+      int r = x.compare(y);
+      if (r != 0) return r < 0 ? -1 : 1;
+    }
+  }
+  return 0;
+}
+
+// Open addressing from int64 keys to dense ids (first-appearance order).
+class Int64KeyIds {
+ public:
+  Int64KeyIds() { Rehash(1024); }
+  int64_t IdOf(int64_t key) {
+    size_t slot = Hash(key) & mask_;
+    while (slots_[slot].id >= 0) {
+      if (slots_[slot].key == key) return slots_[slot].id;
+      slot = (slot + 1) & mask_;
+    }
+    const int64_t id = size_++;
+    slots_[slot] = {key, id};
+    if (2 * size_ > static_cast<int64_t>(slots_.size())) Rehash(2 * slots_.size());
+    return id;
+  }
+  int64_t size() const { return size_; }
+
+ private:
+  struct Slot {
+    int64_t key = 0;
+    int64_t id = -1;
+  };
+  static size_t Hash(int64_t key) {
+    uint64_t x = static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ull;
+    return static_cast<size_t>(x ^ (x >> 29));
+  }
+  void Rehash(size_t capacity) {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(capacity, Slot{});
+    mask_ = capacity - 1;
+    for (const Slot& s : old) {
+      if (s.id < 0) continue;
+      size_t slot = Hash(s.key) & mask_;
+      while (slots_[slot].id >= 0) slot = (slot + 1) & mask_;
+      slots_[slot] = s;
+    }
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+  int64_t size_ = 0;
+};
+
+// The entity rows' join key columns, in plan.key_columns order, checked.
+Result<std::vector<std::shared_ptr<arrow::Array>>> EntityKeyColumns(const PointInTimeQuery& q) {
+  std::vector<std::shared_ptr<arrow::Array>> keys;
   for (const auto& k : q.plan->key_columns) {
     auto col = q.entity_keys->GetColumnByName(k);
     if (!col) return InvalidArgument("entity_df.columns", "missing join key column '" + k + "'");
@@ -120,17 +183,60 @@ Result<EntityGroups> GroupEntityRows(const PointInTimeQuery& q) {
     if (col->null_count() > 0) {
       return InvalidArgument("entity_df.data", "join key column '" + k + "' holds nulls");
     }
-    g.keys.push_back(col);
+    keys.push_back(col);
   }
+  return keys;
+}
+
+bool IsOneInt64Key(const std::vector<std::shared_ptr<arrow::Array>>& keys) {
+  return keys.size() == 1 && keys[0]->type_id() == arrow::Type::INT64;
+}
+
+EntityGroups GroupEntityRows(const PointInTimeQuery& q,
+                             std::vector<std::shared_ptr<arrow::Array>> keys) {
+  EntityGroups g;
+  const int64_t n = q.times->length();
+  g.keys = std::move(keys);
+  if (g.keys.size() == 1 && g.keys[0]->type_id() == arrow::Type::INT64) {
+    g.int_keys = static_cast<const arrow::Int64Array&>(*g.keys[0]).raw_values();
+  }
+  // Dense ids in first-appearance order, and a row of each.
+  std::vector<int64_t> id_of_row(static_cast<size_t>(n)), first_row;
+  if (g.int_keys) {
+    Int64KeyIds ids;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = ids.IdOf(g.int_keys[i]);
+      if (id == static_cast<int64_t>(first_row.size())) first_row.push_back(i);
+      id_of_row[i] = id;
+    }
+  } else {
+    std::unordered_map<std::string, int64_t> ids;
+    std::string key;
+    for (int64_t i = 0; i < n; ++i) {
+      EncodeKey(g.keys, i, &key);
+      auto [it, inserted] = ids.emplace(key, static_cast<int64_t>(ids.size()));
+      if (inserted) first_row.push_back(i);
+      id_of_row[i] = it->second;
+    }
+  }
+  // Groups renumbered in key order.
+  const int64_t groups = static_cast<int64_t>(first_row.size());
+  std::vector<int64_t> by_key(static_cast<size_t>(groups));
+  std::iota(by_key.begin(), by_key.end(), 0);
+  if (g.int_keys) {
+    const int64_t* k = g.int_keys;
+    std::sort(by_key.begin(), by_key.end(),
+              [&](int64_t a, int64_t b) { return k[first_row[a]] < k[first_row[b]]; });
+  } else {
+    std::sort(by_key.begin(), by_key.end(), [&](int64_t a, int64_t b) {
+      return CompareKeys(g.keys, first_row[a], g.keys, first_row[b]) < 0;
+    });
+  }
+  std::vector<int64_t> rank(static_cast<size_t>(groups));
+  for (int64_t r = 0; r < groups; ++r) rank[by_key[r]] = r;
   g.group_of_row.resize(static_cast<size_t>(n));
-  std::string key;
-  for (int64_t i = 0; i < n; ++i) {
-    EncodeKey(g.keys, i, &key);
-    auto [it, inserted] =
-        g.group_of_key.emplace(key, static_cast<int64_t>(g.group_of_key.size()));
-    g.group_of_row[i] = it->second;
-  }
-  const int64_t groups = static_cast<int64_t>(g.group_of_key.size());
+  for (int64_t i = 0; i < n; ++i) g.group_of_row[i] = rank[id_of_row[i]];
+  // Counting sort by group (stable), then each group by time.
   g.group_begin.assign(static_cast<size_t>(groups) + 1, 0);
   for (int64_t i = 0; i < n; ++i) ++g.group_begin[g.group_of_row[i] + 1];
   for (size_t i = 1; i < g.group_begin.size(); ++i) g.group_begin[i] += g.group_begin[i - 1];
@@ -138,11 +244,153 @@ Result<EntityGroups> GroupEntityRows(const PointInTimeQuery& q) {
   std::vector<int64_t> next(g.group_begin.begin(), g.group_begin.end() - 1);
   for (int64_t i = 0; i < n; ++i) g.order[next[g.group_of_row[i]]++] = i;
   const int64_t* t = q.times->raw_values();
+  auto earlier = [t](int64_t a, int64_t b) { return t[a] < t[b]; };
   for (int64_t k = 0; k < groups; ++k) {
-    std::stable_sort(g.order.begin() + g.group_begin[k], g.order.begin() + g.group_begin[k + 1],
-                     [t](int64_t a, int64_t b) { return t[a] < t[b]; });
+    auto begin = g.order.begin() + g.group_begin[k], end = g.order.begin() + g.group_begin[k + 1];
+    if (end - begin <= 32) {
+      // Insertion sort: stable, and groups are small.
+      for (auto it = begin + 1; it < end; ++it) {
+        const int64_t row = *it;
+        auto hole = it;
+        while (hole > begin && earlier(row, *(hole - 1))) {
+          *hole = *(hole - 1);
+          --hole;
+        }
+        *hole = row;
+      }
+    } else {
+      std::stable_sort(begin, end, earlier);
+    }
+  }
+  g.sorted_times.resize(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) g.sorted_times[j] = t[g.order[j]];
+  if (g.int_keys) {
+    g.group_int_key.resize(static_cast<size_t>(groups));
+    for (int64_t k = 0; k < groups; ++k) g.group_int_key[k] = g.int_keys[g.row_of_group(k)];
   }
   return g;
+}
+
+// One date partition of the offline store as read for the join: its record
+// batches (consecutive slices of the partition's (key, event time) order),
+// and the key and time columns flattened over them.
+struct PartitionRows {
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  std::vector<int64_t> batch_begin;  // batch b holds rows [batch_begin[b], batch_begin[b + 1])
+  std::vector<std::shared_ptr<arrow::Array>> keys;  // as the entity keys' types
+  const int64_t* int_keys = nullptr;  // keys[0]'s values when it is the one int64 key
+  std::vector<int64_t> events;
+  std::vector<int64_t> created;  // only with as_of
+  int64_t rows() const { return static_cast<int64_t>(events.size()); }
+};
+
+void AppendMicros(const arrow::Array& column, std::vector<int64_t>* out) {
+  const int64_t* v = column.data()->GetValues<int64_t>(1);
+  out->insert(out->end(), v, v + column.length());
+}
+
+// Reads the rows of `fs` with event time in [start, end) -- one date
+// partition -- with the key, time and `columns` columns (those the stored
+// schema has). Safe to call from several threads at once.
+Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& plan,
+                                    const std::vector<std::shared_ptr<arrow::Array>>& entity_keys,
+                                    TimestampMicros start,
+                                    TimestampMicros end, const std::vector<std::string>& columns,
+                                    bool with_created) {
+  const std::string& fs = plan.feature_set.name;
+  PartitionRows p;
+  // Only the stored columns: a feature added after these rows were
+  // materialized is absent (null) here.
+  ARROW_ASSIGN_OR_RAISE(auto probe, offline->Scan(fs, kOfflineSchemaVersion, start, end));
+  const auto stored = probe->schema();
+  ARROW_RETURN_NOT_OK(probe->Close());
+  if (stored->num_fields() == 0) return p;
+  std::vector<std::string> present;
+  for (const auto& c : columns) {
+    if (stored->GetFieldIndex(c) >= 0) present.push_back(c);
+  }
+  // An empty list reads every column: the first key column asks for none more.
+  if (present.empty()) present.push_back(plan.key_columns.front());
+  ARROW_ASSIGN_OR_RAISE(auto reader,
+                        offline->Scan(fs, kOfflineSchemaVersion, start, end, present));
+  p.batch_begin.push_back(0);
+  while (true) {
+    std::shared_ptr<arrow::RecordBatch> batch;
+    ARROW_RETURN_NOT_OK(reader->ReadNext(&batch));
+    if (!batch) break;
+    p.batches.push_back(batch);
+    p.batch_begin.push_back(p.batch_begin.back() + batch->num_rows());
+  }
+  if (p.batches.empty()) return p;
+  for (size_t c = 0; c < plan.key_columns.size(); ++c) {
+    arrow::ArrayVector chunks;
+    for (const auto& b : p.batches) {
+      auto col = b->GetColumnByName(plan.key_columns[c]);
+      if (!col) {
+        return Unprocessable("feature_sets", "the offline data of feature set '" + fs +
+                                                 "' lacks join key column '" +
+                                                 plan.key_columns[c] + "'");
+      }
+      chunks.push_back(col);
+    }
+    std::shared_ptr<arrow::Array> col = chunks.front();
+    if (chunks.size() > 1) {
+      ARROW_ASSIGN_OR_RAISE(col, arrow::Concatenate(chunks));
+    }
+    ARROW_ASSIGN_OR_RAISE(col, CastTo(col, entity_keys[c]->type(), plan.key_columns[c]));
+    p.keys.push_back(col);
+  }
+  p.events.reserve(static_cast<size_t>(p.batch_begin.back()));
+  for (const auto& b : p.batches) {
+    AppendMicros(*b->GetColumnByName(kEventTimestampColumn), &p.events);
+    if (with_created) AppendMicros(*b->GetColumnByName(kCreatedTimestampColumn), &p.created);
+  }
+  // The merge join needs the rows in (key, event time) order of the entity
+  // keys' types; a key cast from another type may not keep the stored order.
+  bool sorted = true;
+  const int64_t* e = p.events.data();
+  const bool int_keys = IsOneInt64Key(entity_keys);
+  if (int_keys) {
+    const int64_t* k = static_cast<const arrow::Int64Array&>(*p.keys[0]).raw_values();
+    for (int64_t i = 1; i < p.rows(); ++i) {
+      sorted &= k[i - 1] < k[i] || (k[i - 1] == k[i] && e[i - 1] <= e[i]);
+    }
+  } else {
+    for (int64_t i = 1; i < p.rows() && sorted; ++i) {
+      int c = CompareKeys(p.keys, i - 1, p.keys, i);
+      sorted = c < 0 || (c == 0 && e[i - 1] <= e[i]);
+    }
+  }
+  if (!sorted) {
+    ARROW_ASSIGN_OR_RAISE(auto table, arrow::Table::FromRecordBatches(p.batches));
+    ARROW_ASSIGN_OR_RAISE(auto all, table->CombineChunksToBatch());
+    std::vector<std::shared_ptr<arrow::Field>> fields;
+    for (size_t c = 0; c < p.keys.size(); ++c) {
+      fields.push_back(arrow::field(plan.key_columns[c], p.keys[c]->type()));
+    }
+    fields.push_back(arrow::field(kEventTimestampColumn, arrow::int64()));
+    auto sort_columns = p.keys;
+    ARROW_ASSIGN_OR_RAISE(auto events, IndexArray(p.events));
+    sort_columns.push_back(events);
+    auto sort_batch = arrow::RecordBatch::Make(arrow::schema(fields), p.rows(), sort_columns);
+    ARROW_ASSIGN_OR_RAISE(auto order,
+                          EntityTimeOrder(*sort_batch, plan.key_columns, {kEventTimestampColumn}));
+    ARROW_ASSIGN_OR_RAISE(auto sorted_all, cp::Take(all, order));
+    ARROW_ASSIGN_OR_RAISE(auto sorted_keys, cp::Take(sort_batch, order));
+    p.batches = {sorted_all.record_batch()};
+    p.batch_begin = {0, p.rows()};
+    for (size_t c = 0; c < p.keys.size(); ++c) {
+      p.keys[c] = sorted_keys.record_batch()->column(static_cast<int>(c));
+    }
+    p.events.clear();
+    p.created.clear();
+    AppendMicros(*p.batches[0]->GetColumnByName(kEventTimestampColumn), &p.events);
+    if (with_created) {
+      AppendMicros(*p.batches[0]->GetColumnByName(kCreatedTimestampColumn), &p.created);
+    }
+  }
+  if (int_keys) p.int_keys = static_cast<const arrow::Int64Array&>(*p.keys[0]).raw_values();
+  return p;
 }
 
 // The as-of join's result: the matched offline rows (one per matched entity
@@ -152,10 +400,155 @@ struct AsOfMatches {
   std::vector<int64_t> row_of_entity;
 };
 
+// The join state across partitions. Per group, its rows order[begin, begin +
+// unresolved) are still unmatched: always a prefix in time order, as
+// partitions are read from the latest backwards (a match for a row is one
+// for every later row of its group).
+struct AsOfState {
+  std::vector<int64_t> unresolved;
+  int64_t total_unresolved = 0;
+};
+
+// Matches the unresolved entity rows of groups [group_lo, group_hi) against
+// the partition's rows [row_lo, row_hi) (the rows of those groups' keys, and
+// others): a merge of the two key orders. Appends the matched partition rows
+// to `take` (ascending) and sets match_in_order[j] of the entity rows
+// matched (j: position in g.order) to `first_match` + their position in `take`.
+template <bool kIntKeys>
+void MergePartition(const PartitionRows& p, const EntityGroups& g,
+                    std::optional<TimestampMicros> as_of, int64_t group_lo, int64_t group_hi,
+                    int64_t row_lo, int64_t row_hi, int64_t first_match, AsOfState* state,
+                    std::vector<int64_t>* take, int64_t* match_in_order) {
+  const int64_t* e = p.events.data();
+  const int64_t* cr = as_of ? p.created.data() : nullptr;
+  const int64_t* st = g.sorted_times.data();
+  auto compare = [&](int64_t row, int64_t group) {
+    if constexpr (kIntKeys) {
+      const int64_t a = p.int_keys[row], b = g.group_int_key[group];
+      return a < b ? -1 : (a > b ? 1 : 0);
+    } else {
+      return CompareKeys(p.keys, row, g.keys, g.row_of_group(group));
+    }
+  };
+  int64_t i = row_lo, k = group_lo;
+  while (i < row_hi && k < group_hi) {
+    if (state->unresolved[k] == 0) {
+      ++k;
+      continue;
+    }
+    const int c = compare(i, k);
+    if (c < 0) {
+      ++i;
+      continue;
+    }
+    if (c > 0) {
+      ++k;
+      continue;
+    }
+    int64_t j = i + 1;
+    while (j < row_hi && compare(j, k) == 0) ++j;
+    const int64_t begin = g.group_begin[k];
+    const int64_t unresolved = state->unresolved[k];
+    // Rows earlier than the key's first event here (those of earlier dates)
+    // cannot match in this partition.
+    if (e[i] <= st[begin + unresolved - 1]) {
+      int64_t pos = i, last = -1, first_matched = unresolved;
+      for (int64_t r = 0; r < unresolved; ++r) {
+        const int64_t time = st[begin + r];
+        while (pos < j && e[pos] <= time) {
+          if (!cr || cr[pos] <= *as_of) last = pos;
+          ++pos;
+        }
+        if (last < 0) continue;
+        if (first_matched == unresolved) first_matched = r;
+        if (take->empty() || take->back() != last) take->push_back(last);
+        match_in_order[begin + r] = first_match + static_cast<int64_t>(take->size()) - 1;
+      }
+      state->unresolved[k] = first_matched;
+    }
+    i = j;
+    ++k;
+  }
+}
+
+// Partitions read ahead of the join (in parallel with it and each other):
+// the memory held is at most this many partitions plus the one joined.
+constexpr size_t kPartitionsAhead = 2;
+
+// Reads partitions 0, 1, ... of a list on kPartitionsAhead threads of its own
+// (long-lived for the query, so that the allocator's per-thread caches are
+// reused from one partition to the next), at most kPartitionsAhead beyond
+// the one the caller takes last. Next() is for one consumer thread.
+class PartitionPrefetcher {
+ public:
+  using Read = std::function<Result<PartitionRows>(size_t)>;
+  PartitionPrefetcher(Read read, size_t count) : read_(std::move(read)), results_(count) {
+    for (size_t i = 0; i < std::min(kPartitionsAhead, count); ++i) {
+      threads_.emplace_back([this] { Work(); });
+    }
+  }
+  ~PartitionPrefetcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  /// The next partition in list order; nullopt after the last.
+  std::optional<Result<PartitionRows>> Next() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (next_to_take_ >= results_.size()) return std::nullopt;
+    const size_t i = next_to_take_;
+    cv_.wait(lock, [&] { return results_[i].has_value(); });
+    std::optional<Result<PartitionRows>> out = std::move(results_[i]);
+    results_[i].reset();
+    ++next_to_take_;
+    lock.unlock();
+    cv_.notify_all();
+    return out;
+  }
+
+ private:
+  void Work() {
+    while (true) {
+      size_t i;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] {
+          return stop_ || next_to_read_ >= results_.size() ||
+                 next_to_read_ < next_to_take_ + kPartitionsAhead;
+        });
+        if (stop_ || next_to_read_ >= results_.size()) return;
+        i = next_to_read_++;
+      }
+      Result<PartitionRows> r = read_(i);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        results_[i] = std::move(r);
+      }
+      cv_.notify_all();
+    }
+  }
+
+  Read read_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::optional<Result<PartitionRows>>> results_;  // by list position
+  size_t next_to_read_ = 0;
+  size_t next_to_take_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
+// offline store; also groups the entity rows (into *groups, while the first
+// partitions are read).
 Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
-                             const EntityGroups& g, const std::vector<std::string>& columns,
+                             std::vector<std::shared_ptr<arrow::Array>> keys,
+                             const std::vector<std::string>& columns,
                              std::vector<std::shared_ptr<arrow::DataType>> column_types,
-                             std::optional<int64_t> ttl_micros) {
+                             std::optional<int64_t> ttl_micros, EntityGroups* groups) {
   const FeaturePlan& plan = *q.plan;
   const std::string& fs = plan.feature_set.name;
   const int64_t n = q.times->length();
@@ -173,106 +566,109 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   std::shared_ptr<arrow::Schema> out_schema;
   std::vector<std::shared_ptr<arrow::RecordBatch>> chunks;
   int64_t matched_rows = 0;
+  if (n == 0) *groups = GroupEntityRows(q, std::move(keys));
   if (n > 0) {
     const int64_t* t = q.times->raw_values();
     const int64_t max_t = *std::max_element(t, t + n);
     const int64_t min_t = *std::min_element(t, t + n);
     const int64_t lo = ttl_micros ? min_t - *ttl_micros : std::numeric_limits<int64_t>::min();
-    // Per group, its rows order[begin, begin + unresolved) are still
-    // unmatched: always a prefix in time order, as partitions are read from
-    // the latest backwards (a match for a row is one for every later row).
-    std::vector<int64_t> unresolved(static_cast<size_t>(g.num_groups()));
-    int64_t total_unresolved = n;
-    for (int64_t k = 0; k < g.num_groups(); ++k) {
-      unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
-    }
+    // The partitions that may hold matches, latest first.
     ARROW_ASSIGN_OR_RAISE(auto dates, offline->Partitions(fs, kOfflineSchemaVersion));
-    for (auto d = dates.rbegin(); d != dates.rend() && total_unresolved > 0; ++d) {
+    std::vector<TimestampMicros> days;
+    for (auto d = dates.rbegin(); d != dates.rend(); ++d) {
       ARROW_ASSIGN_OR_RAISE(TimestampMicros day, ParseTimestamp(*d));
       if (day > max_t) continue;
       if (day + kMicrosPerDay <= lo) break;
-      ARROW_ASSIGN_OR_RAISE(auto table, offline->Read(fs, kOfflineSchemaVersion, day,
-                                                      std::min(day + kMicrosPerDay, max_t + 1)));
-      if (table->num_rows() == 0) continue;
+      days.push_back(day);
+    }
+    const bool with_created = q.as_of.has_value();
+    PartitionPrefetcher partitions(
+        [&](size_t i) {
+          const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
+          return ReadPartition(offline, plan, keys, days[i], end, columns, with_created);
+        },
+        days.size());
+    // The readers use `keys` (shared, read only) while the rows are grouped.
+    *groups = GroupEntityRows(q, keys);
+    const EntityGroups& g = *groups;
+    // Each entity row's matched row (or -1), in `g.order`: written in
+    // sequence by the merge, put in row order at the end.
+    std::vector<int64_t> match_in_order(static_cast<size_t>(n), -1);
+    AsOfState state;
+    state.unresolved.resize(static_cast<size_t>(g.num_groups()));
+    state.total_unresolved = n;
+    for (int64_t k = 0; k < g.num_groups(); ++k) {
+      state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
+    }
+    while (state.total_unresolved > 0) {
+      std::optional<Result<PartitionRows>> read = partitions.Next();
+      if (!read) break;
+      ARROW_ASSIGN_OR_RAISE(PartitionRows p, std::move(*read));
+      if (p.rows() == 0) continue;
       if (!out_schema) {
         for (size_t c = 0; c < columns.size(); ++c) {
-          auto field = table->schema()->GetFieldByName(columns[c]);
+          auto field = p.batches[0]->schema()->GetFieldByName(columns[c]);
           if (!column_types[c] && field) column_types[c] = field->type();
         }
         out_schema = make_schema();
       }
-      ARROW_ASSIGN_OR_RAISE(auto batch, table->CombineChunksToBatch());
-      std::vector<std::shared_ptr<arrow::Array>> keys;
-      for (size_t c = 0; c < plan.key_columns.size(); ++c) {
-        auto col = batch->GetColumnByName(plan.key_columns[c]);
-        if (!col) {
-          return Unprocessable("feature_sets", "the offline data of feature set '" + fs +
-                                                   "' lacks join key column '" +
-                                                   plan.key_columns[c] + "'");
-        }
-        ARROW_ASSIGN_OR_RAISE(col, CastTo(col, g.keys[c]->type(), plan.key_columns[c]));
-        keys.push_back(col);
-      }
-      ARROW_ASSIGN_OR_RAISE(auto events, Micros(batch->GetColumnByName(kEventTimestampColumn)));
-      ARROW_ASSIGN_OR_RAISE(auto created, Micros(batch->GetColumnByName(kCreatedTimestampColumn)));
-      const int64_t* e = events->raw_values();
-      const int64_t* cr = created->raw_values();
       std::vector<int64_t> take;
-      std::string key;
-      const int64_t rows = batch->num_rows();
-      for (int64_t i = 0; i < rows;) {
-        int64_t j = i + 1;
-        while (j < rows && SameKey(keys, i, j)) ++j;
-        EncodeKey(keys, i, &key);
-        auto it = g.group_of_key.find(key);
-        if (it != g.group_of_key.end() && unresolved[it->second] > 0) {
-          const int64_t k = it->second;
-          const int64_t begin = g.group_begin[k];
-          int64_t p = i, last = -1, first_matched = unresolved[k];
-          for (int64_t r = 0; r < unresolved[k]; ++r) {
-            const int64_t row = g.order[begin + r];
-            while (p < j && e[p] <= t[row]) {
-              if (!q.as_of || cr[p] <= *q.as_of) last = p;
-              ++p;
-            }
-            if (last < 0) continue;
-            if (first_matched == unresolved[k]) first_matched = r;
-            if (take.empty() || take.back() != last) take.push_back(last);
-            out.row_of_entity[row] = matched_rows + static_cast<int64_t>(take.size()) - 1;
-          }
-          total_unresolved -= unresolved[k] - first_matched;
-          unresolved[k] = first_matched;
-        }
-        i = j;
+      if (g.int_keys) {
+        MergePartition<true>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), matched_rows,
+                             &state, &take, match_in_order.data());
+      } else {
+        MergePartition<false>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), matched_rows,
+                              &state, &take, match_in_order.data());
       }
+      state.total_unresolved = 0;
+      for (int64_t u : state.unresolved) state.total_unresolved += u;
       if (take.empty()) continue;
-      ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(take));
-      std::vector<std::shared_ptr<arrow::Array>> arrays;
-      ARROW_ASSIGN_OR_RAISE(auto ev, cp::Take(*batch->GetColumnByName(kEventTimestampColumn), *index));
-      ARROW_ASSIGN_OR_RAISE(ev, CastTo(ev, kTimestampUtc, kEventTimestampColumn));
-      arrays.push_back(ev);
-      for (size_t c = 0; c < columns.size(); ++c) {
-        const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
-        auto col = batch->GetColumnByName(columns[c]);
-        std::shared_ptr<arrow::Array> taken;
-        if (!col) {
-          // A feature added after these rows were materialized.
-          ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(type, index->length()));
-        } else {
-          ARROW_ASSIGN_OR_RAISE(taken, cp::Take(*col, *index));
-          auto cast = CastTo(taken, type, columns[c]);
-          if (!cast.ok()) {
-            return Unprocessable("features", "offline column '" + columns[c] + "' of '" + fs +
-                                                 "' has type " + taken->type()->ToString() +
-                                                 ", not " + type->ToString());
-          }
-          taken = *cast;
+      // The matched rows, batch by batch (`take` is ascending).
+      size_t from = 0;
+      for (size_t b = 0; b < p.batches.size() && from < take.size(); ++b) {
+        const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
+        size_t to = from;
+        while (to < take.size() && take[to] < limit) ++to;
+        if (to == from) continue;
+        const auto& batch = p.batches[b];
+        const int64_t count = static_cast<int64_t>(to - from);
+        std::vector<int64_t> local(take.begin() + from, take.begin() + to);
+        for (int64_t& r : local) r -= base;
+        ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(local));
+        std::vector<std::shared_ptr<arrow::Array>> arrays;
+        {
+          arrow::TimestampBuilder ev(kTimestampUtc, arrow::default_memory_pool());
+          ARROW_RETURN_NOT_OK(ev.Reserve(count));
+          for (size_t i = from; i < to; ++i) ev.UnsafeAppend(p.events[take[i]]);
+          ARROW_ASSIGN_OR_RAISE(auto ev_array, ev.Finish());
+          arrays.push_back(ev_array);
         }
-        arrays.push_back(taken);
+        for (size_t c = 0; c < columns.size(); ++c) {
+          const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
+          auto col = batch->GetColumnByName(columns[c]);
+          std::shared_ptr<arrow::Array> taken;
+          if (!col) {
+            // A feature added after these rows were materialized.
+            ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(type, count));
+          } else {
+            ARROW_ASSIGN_OR_RAISE(auto datum, cp::Take(*col, *index));
+            taken = datum;
+            auto cast = CastTo(taken, type, columns[c]);
+            if (!cast.ok()) {
+              return Unprocessable("features", "offline column '" + columns[c] + "' of '" + fs +
+                                                   "' has type " + taken->type()->ToString() +
+                                                   ", not " + type->ToString());
+            }
+            taken = *cast;
+          }
+          arrays.push_back(taken);
+        }
+        chunks.push_back(arrow::RecordBatch::Make(out_schema, count, arrays));
+        from = to;
       }
-      chunks.push_back(arrow::RecordBatch::Make(out_schema, index->length(), arrays));
-      matched_rows += index->length();
+      matched_rows += static_cast<int64_t>(take.size());
     }
+    for (int64_t j = 0; j < n; ++j) out.row_of_entity[g.order[j]] = match_in_order[j];
     if (ttl_micros && out_schema) {
       ARROW_ASSIGN_OR_RAISE(auto all, arrow::Table::FromRecordBatches(out_schema, chunks));
       ARROW_ASSIGN_OR_RAISE(auto combined, all->CombineChunksToBatch());
@@ -402,6 +798,11 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
     // materialization's order, which decides first_value/last_value among peers.
     std::vector<int64_t> rows, group(static_cast<size_t>(batch->num_rows()), -1);
     std::string key;
+    std::unordered_map<std::string, int64_t> group_of_key;
+    for (int64_t k = 0; k < g.num_groups(); ++k) {
+      EncodeKey(g.keys, g.row_of_group(k), &key);
+      group_of_key.emplace(key, k);
+    }
     for (int64_t i = 0; i < batch->num_rows(); ++i) {
       if (times->IsNull(i)) continue;
       if (created && created->IsNull(i)) continue;
@@ -410,8 +811,8 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
       for (const auto& k : keys) null_key = null_key || k->IsNull(i);
       if (null_key) continue;
       EncodeKey(keys, i, &key);
-      auto it = g.group_of_key.find(key);
-      if (it == g.group_of_key.end()) continue;
+      auto it = group_of_key.find(key);
+      if (it == group_of_key.end()) continue;
       group[i] = it->second;
       rows.push_back(i);
     }
@@ -577,16 +978,18 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
       fetch(p->feature.name, type);
     }
   }
-  ARROW_ASSIGN_OR_RAISE(EntityGroups groups, GroupEntityRows(q));
+  ARROW_ASSIGN_OR_RAISE(auto keys, EntityKeyColumns(q));
   if (!clocked.empty()) {
     for (size_t c = 0; c < plan.key_columns.size(); ++c) {
-      fetch(plan.key_columns[c], groups.keys[c]->type());
+      fetch(plan.key_columns[c], keys[c]->type());
     }
     // The stored inputs, read with the type they are stored with (null type).
     for (const auto& c : plan.clock_inputs) fetch(std::string(kClockInputPrefix) + c, nullptr);
   }
 
-  ARROW_ASSIGN_OR_RAISE(AsOfMatches matches, AsOfJoin(offline, q, groups, columns, column_types, ttl));
+  EntityGroups groups;
+  ARROW_ASSIGN_OR_RAISE(AsOfMatches matches,
+                        AsOfJoin(offline, q, std::move(keys), columns, column_types, ttl, &groups));
   ARROW_ASSIGN_OR_RAISE(auto index, OptionalIndexArray(matches.row_of_entity));
   ARROW_ASSIGN_OR_RAISE(auto matched_datum, cp::Take(matches.rows, index));
   auto matched = matched_datum.record_batch();

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <optional>
 #include <random>
+#include <set>
 
 #include <arrow/api.h>
 #include <arrow/io/api.h>
@@ -312,6 +313,71 @@ TEST_F(PointInTimeJoinTest, WindowsAreExactBetweenEvents) {
       EXPECT_NEAR(*got[0][i], sum, 1e-9) << i;
     }
   }
+}
+
+// The merge of entity keys with each partition's (key, time) order, against a
+// brute-force as-of join: many entities over several partitions, entity rows
+// before, between, at and after events, unknown keys, with and without as_of.
+TEST_F(PointInTimeJoinTest, ManyEntitiesMatchABruteForceJoin) {
+  for (bool ints : {false, true}) {
+    int_keys_ = ints;
+    const std::string name = ints ? "fs_int" : "fs_str";
+    std::mt19937_64 rng(11);
+    std::vector<Row> rows;
+    std::set<std::pair<std::string, TimestampMicros>> seen;
+    while (rows.size() < 3000) {
+      // Keys whose string order differs from their numeric order.
+      std::string key = std::to_string(rng() % 120);
+      TimestampMicros t = kJan1 + static_cast<int64_t>(rng() % (5 * 24 * 3600)) * kMicrosPerSecond;
+      if (!seen.insert({key, t}).second) continue;
+      TimestampMicros created = kJan1 + static_cast<int64_t>(rng() % (10 * 24)) * H;
+      rows.push_back({key, t, created, static_cast<double>(rows.size())});
+    }
+    auto plan = Plan(name, rows, "");
+    WriteOffline(name, rows);
+    std::vector<std::pair<std::string, TimestampMicros>> q;
+    for (int i = 0; i < 2000; ++i) {
+      q.push_back({std::to_string(rng() % 130),
+                   kJan1 - 12 * H +
+                       static_cast<int64_t>(rng() % (6 * 24 * 3600)) * kMicrosPerSecond});
+    }
+    for (int i = 0; i < 50; ++i) q.push_back({rows[i].key, rows[i].event});
+    for (std::optional<TimestampMicros> as_of :
+         {std::optional<TimestampMicros>(), std::optional<TimestampMicros>(kJan1 + 120 * H)}) {
+      auto got = Query(plan, {"amount"}, q, as_of);
+      ASSERT_EQ(got.size(), 1u);
+      for (size_t i = 0; i < q.size(); ++i) {
+        std::optional<double> want;
+        TimestampMicros best = 0;
+        for (const auto& r : rows) {
+          if (r.key != q[i].first || r.event > q[i].second) continue;
+          if (as_of && r.created > *as_of) continue;
+          if (!want || r.event > best) {
+            best = r.event;
+            want = r.amount;
+          }
+        }
+        EXPECT_EQ(got[0][i], want) << name << " row " << i << " as_of " << as_of.has_value();
+      }
+    }
+  }
+}
+
+TEST_F(PointInTimeJoinTest, IntKeysStoredQueriedAsStringsAreSortedAgain) {
+  // Stored as int64 (sorted numerically), asked for as utf8: the cast keys
+  // are not in the string order ("10" < "9"), so the partition is re-sorted.
+  int_keys_ = true;
+  std::vector<Row> rows{{"9", kJan1 + 1 * H, kJan1, 9.0},
+                        {"10", kJan1 + 2 * H, kJan1, 10.0},
+                        {"100", kJan1 + 3 * H, kJan1, 100.0},
+                        {"10", kJan1 + 4 * H, kJan1, 10.5}};
+  auto plan = Plan("fs", rows, "");
+  WriteOffline("fs", rows);
+  int_keys_ = false;
+  auto got = Query(plan, {"amount"},
+                   {{"100", kJan1 + 5 * H}, {"9", kJan1 + 5 * H}, {"10", kJan1 + 3 * H},
+                    {"10", kJan1 + 5 * H}, {"11", kJan1 + 5 * H}});
+  EXPECT_EQ(got[0], (Values{100.0, 9.0, 10.0, 10.5, kNull}));
 }
 
 TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
