@@ -2,17 +2,19 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <functional>
-#include <mutex>
-#include <optional>
-#include <thread>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <numeric>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include <arrow/api.h>
 #include <arrow/compute/api.h>
+#include <arrow/util/bit_util.h>
 
 #include "fstore/core/columns.h"
 #include "fstore/core/compute_init.h"
@@ -393,11 +395,12 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
   return p;
 }
 
-// The as-of join's result: the matched offline rows (one per matched entity
-// row, at most), and for each entity row its row there or -1.
+// The as-of join's result, in entity row order.
 struct AsOfMatches {
-  std::shared_ptr<arrow::RecordBatch> rows;  // event_timestamp + `columns`
-  std::vector<int64_t> row_of_entity;
+  /// event_timestamp + `columns` of each entity row's matched offline row,
+  /// nulls where none matched.
+  std::shared_ptr<arrow::RecordBatch> rows;
+  std::vector<uint8_t> matched;  // 1 where an offline row matched
 };
 
 // The join state across partitions. Per group, its rows order[begin, begin +
@@ -410,15 +413,15 @@ struct AsOfState {
 };
 
 // Matches the unresolved entity rows of groups [group_lo, group_hi) against
-// the partition's rows [row_lo, row_hi) (the rows of those groups' keys, and
-// others): a merge of the two key orders. Appends the matched partition rows
-// to `take` (ascending) and sets match_in_order[j] of the entity rows
-// matched (j: position in g.order) to `first_match` + their position in `take`.
+// the partition's rows [row_lo, row_hi): a merge of the two key orders.
+// Appends each entity row matched, as its position in g.order, to
+// `matched_positions` and its partition row to `matched_rows` (both
+// ascending).
 template <bool kIntKeys>
 void MergePartition(const PartitionRows& p, const EntityGroups& g,
                     std::optional<TimestampMicros> as_of, int64_t group_lo, int64_t group_hi,
-                    int64_t row_lo, int64_t row_hi, int64_t first_match, AsOfState* state,
-                    std::vector<int64_t>* take, int64_t* match_in_order) {
+                    int64_t row_lo, int64_t row_hi, AsOfState* state,
+                    std::vector<int64_t>* matched_positions, std::vector<int64_t>* matched_rows) {
   const int64_t* e = p.events.data();
   const int64_t* cr = as_of ? p.created.data() : nullptr;
   const int64_t* st = g.sorted_times.data();
@@ -461,14 +464,84 @@ void MergePartition(const PartitionRows& p, const EntityGroups& g,
         }
         if (last < 0) continue;
         if (first_matched == unresolved) first_matched = r;
-        if (take->empty() || take->back() != last) take->push_back(last);
-        match_in_order[begin + r] = first_match + static_cast<int64_t>(take->size()) - 1;
+        matched_positions->push_back(begin + r);
+        matched_rows->push_back(last);
       }
       state->unresolved[k] = first_matched;
     }
     i = j;
     ++k;
   }
+}
+
+// A fixed-width output column gathered value by value, at the entity rows'
+// positions in g.order, then put in row order once at the end (instead of
+// Take per partition, a concatenation and a Take of the whole).
+struct GatheredColumn {
+  int width = 0;                // bytes per value
+  std::vector<uint8_t> values;  // n * width
+  std::vector<uint8_t> valid;   // n
+};
+
+// Types gathered as GatheredColumn: those whose values are plain bytes.
+bool IsGathered(const arrow::DataType& type) {
+  return arrow::is_primitive(type.id()) && type.id() != arrow::Type::BOOL &&
+         type.id() != arrow::Type::NA && type.byte_width() > 0;
+}
+
+// Copies values col[rows[i]] to out at positions[i].
+void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* positions, size_t count,
+            GatheredColumn* out) {
+  const int w = out->width;
+  const uint8_t* src = col.data()->buffers[1]->data() + col.offset() * w;
+  uint8_t* dst = out->values.data();
+  const bool nulls = col.null_count() > 0;
+  for (size_t i = 0; i < count; ++i) {
+    std::memcpy(dst + positions[i] * w, src + rows[i] * w, static_cast<size_t>(w));
+    out->valid[positions[i]] = !nulls || col.IsValid(rows[i]);
+  }
+}
+
+// The gathered column in row order (`order`: row of each position), as an
+// array of `type`.
+Result<std::shared_ptr<arrow::Array>> InRowOrder(const GatheredColumn& in,
+                                                 const std::vector<int64_t>& order,
+                                                 const std::shared_ptr<arrow::DataType>& type) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  const int w = in.width;
+  ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> values, arrow::AllocateBuffer(n * w));
+  uint8_t* dst = values->mutable_data();
+  std::vector<uint8_t> valid(static_cast<size_t>(n));
+  auto permute = [&](auto word) {
+    using Word = decltype(word);
+    const Word* src = reinterpret_cast<const Word*>(in.values.data());
+    Word* out = reinterpret_cast<Word*>(dst);
+    for (int64_t j = 0; j < n; ++j) out[order[j]] = src[j];
+  };
+  switch (w) {
+    case 8: permute(uint64_t{}); break;
+    case 4: permute(uint32_t{}); break;
+    case 2: permute(uint16_t{}); break;
+    case 1: permute(uint8_t{}); break;
+    default:
+      for (int64_t j = 0; j < n; ++j) {
+        std::memcpy(dst + order[j] * w, in.values.data() + j * w, static_cast<size_t>(w));
+      }
+  }
+  for (int64_t j = 0; j < n; ++j) valid[order[j]] = in.valid[j];
+  int64_t null_count = 0;
+  ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> bitmap, arrow::AllocateBitmap(n));
+  uint8_t* bits = bitmap->mutable_data();
+  std::memset(bits, 0, static_cast<size_t>(bitmap->size()));
+  for (int64_t i = 0; i < n; ++i) {
+    if (valid[i]) {
+      arrow::bit_util::SetBit(bits, i);
+    } else {
+      ++null_count;
+    }
+  }
+  if (null_count == 0) bitmap = nullptr;
+  return arrow::MakeArray(arrow::ArrayData::Make(type, n, {bitmap, values}, null_count));
 }
 
 // Partitions read ahead of the join (in parallel with it and each other):
@@ -544,6 +617,9 @@ class PartitionPrefetcher {
 // The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
 // offline store; also groups the entity rows (into *groups, while the first
 // partitions are read).
+// The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
+// offline store; also groups the entity rows (into *groups, while the first
+// partitions are read).
 Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
                              std::vector<std::shared_ptr<arrow::Array>> keys,
                              const std::vector<std::string>& columns,
@@ -553,7 +629,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   const std::string& fs = plan.feature_set.name;
   const int64_t n = q.times->length();
   AsOfMatches out;
-  out.row_of_entity.assign(static_cast<size_t>(n), -1);
+  out.matched.assign(static_cast<size_t>(n), 0);
   // A null type is "as stored": taken from the first partition read.
   auto make_schema = [&]() {
     std::vector<std::shared_ptr<arrow::Field>> fields{
@@ -563,126 +639,204 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     }
     return arrow::schema(fields);
   };
+  if (n == 0) {
+    *groups = GroupEntityRows(q, std::move(keys));
+    std::vector<std::shared_ptr<arrow::Array>> empty;
+    auto schema = make_schema();
+    for (const auto& f : schema->fields()) {
+      ARROW_ASSIGN_OR_RAISE(auto a, arrow::MakeArrayOfNull(f->type(), 0));
+      empty.push_back(a);
+    }
+    out.rows = arrow::RecordBatch::Make(schema, 0, empty);
+    return out;
+  }
+  const int64_t* t = q.times->raw_values();
+  const int64_t max_t = *std::max_element(t, t + n);
+  const int64_t min_t = *std::min_element(t, t + n);
+  const int64_t lo = ttl_micros ? min_t - *ttl_micros : std::numeric_limits<int64_t>::min();
+  // The partitions that may hold matches, latest first.
+  ARROW_ASSIGN_OR_RAISE(auto dates, offline->Partitions(fs, kOfflineSchemaVersion));
+  std::vector<TimestampMicros> days;
+  for (auto d = dates.rbegin(); d != dates.rend(); ++d) {
+    ARROW_ASSIGN_OR_RAISE(TimestampMicros day, ParseTimestamp(*d));
+    if (day > max_t) continue;
+    if (day + kMicrosPerDay <= lo) break;
+    days.push_back(day);
+  }
+  const bool with_created = q.as_of.has_value();
+  PartitionPrefetcher partitions(
+      [&](size_t i) {
+        const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
+        return ReadPartition(offline, plan, keys, days[i], end, columns, with_created);
+      },
+      days.size());
+  // The readers use `keys` (shared, read only) while the rows are grouped.
+  *groups = GroupEntityRows(q, keys);
+  const EntityGroups& g = *groups;
+  AsOfState state;
+  state.unresolved.resize(static_cast<size_t>(g.num_groups()));
+  state.total_unresolved = n;
+  for (int64_t k = 0; k < g.num_groups(); ++k) {
+    state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
+  }
+
+  // Output columns by position in g.order: the event time and fixed-width
+  // features gathered value by value; others (strings, lists, bools) as
+  // chunks of Take per partition batch, indexed by taken_of_position.
   std::shared_ptr<arrow::Schema> out_schema;
-  std::vector<std::shared_ptr<arrow::RecordBatch>> chunks;
-  int64_t matched_rows = 0;
-  if (n == 0) *groups = GroupEntityRows(q, std::move(keys));
-  if (n > 0) {
-    const int64_t* t = q.times->raw_values();
-    const int64_t max_t = *std::max_element(t, t + n);
-    const int64_t min_t = *std::min_element(t, t + n);
-    const int64_t lo = ttl_micros ? min_t - *ttl_micros : std::numeric_limits<int64_t>::min();
-    // The partitions that may hold matches, latest first.
-    ARROW_ASSIGN_OR_RAISE(auto dates, offline->Partitions(fs, kOfflineSchemaVersion));
-    std::vector<TimestampMicros> days;
-    for (auto d = dates.rbegin(); d != dates.rend(); ++d) {
-      ARROW_ASSIGN_OR_RAISE(TimestampMicros day, ParseTimestamp(*d));
-      if (day > max_t) continue;
-      if (day + kMicrosPerDay <= lo) break;
-      days.push_back(day);
-    }
-    const bool with_created = q.as_of.has_value();
-    PartitionPrefetcher partitions(
-        [&](size_t i) {
-          const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
-          return ReadPartition(offline, plan, keys, days[i], end, columns, with_created);
-        },
-        days.size());
-    // The readers use `keys` (shared, read only) while the rows are grouped.
-    *groups = GroupEntityRows(q, keys);
-    const EntityGroups& g = *groups;
-    // Each entity row's matched row (or -1), in `g.order`: written in
-    // sequence by the merge, put in row order at the end.
-    std::vector<int64_t> match_in_order(static_cast<size_t>(n), -1);
-    AsOfState state;
-    state.unresolved.resize(static_cast<size_t>(g.num_groups()));
-    state.total_unresolved = n;
-    for (int64_t k = 0; k < g.num_groups(); ++k) {
-      state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
-    }
-    while (state.total_unresolved > 0) {
-      std::optional<Result<PartitionRows>> read = partitions.Next();
-      if (!read) break;
-      ARROW_ASSIGN_OR_RAISE(PartitionRows p, std::move(*read));
-      if (p.rows() == 0) continue;
-      if (!out_schema) {
-        for (size_t c = 0; c < columns.size(); ++c) {
-          auto field = p.batches[0]->schema()->GetFieldByName(columns[c]);
-          if (!column_types[c] && field) column_types[c] = field->type();
+  std::vector<int64_t> event_of_position(static_cast<size_t>(n));
+  std::vector<std::optional<GatheredColumn>> gathered(columns.size());
+  std::vector<size_t> taken_columns;  // indices into `columns`
+  std::vector<std::shared_ptr<arrow::RecordBatch>> taken_chunks;
+  std::vector<int64_t> taken_of_position;
+  int64_t taken_rows = 0;
+  std::vector<int64_t> positions, rows;
+  while (state.total_unresolved > 0) {
+    std::optional<Result<PartitionRows>> read = partitions.Next();
+    if (!read) break;
+    ARROW_ASSIGN_OR_RAISE(PartitionRows p, std::move(*read));
+    if (p.rows() == 0) continue;
+    if (!out_schema) {
+      for (size_t c = 0; c < columns.size(); ++c) {
+        auto field = p.batches[0]->schema()->GetFieldByName(columns[c]);
+        if (!column_types[c] && field) column_types[c] = field->type();
+      }
+      out_schema = make_schema();
+      for (size_t c = 0; c < columns.size(); ++c) {
+        const auto& type = *out_schema->field(static_cast<int>(c) + 1)->type();
+        if (IsGathered(type)) {
+          gathered[c].emplace();
+          gathered[c]->width = type.byte_width();
+          gathered[c]->values.resize(static_cast<size_t>(n * type.byte_width()));
+          gathered[c]->valid.assign(static_cast<size_t>(n), 0);
+        } else {
+          taken_columns.push_back(c);
         }
-        out_schema = make_schema();
       }
-      std::vector<int64_t> take;
-      if (g.int_keys) {
-        MergePartition<true>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), matched_rows,
-                             &state, &take, match_in_order.data());
-      } else {
-        MergePartition<false>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), matched_rows,
-                              &state, &take, match_in_order.data());
+      if (!taken_columns.empty()) taken_of_position.assign(static_cast<size_t>(n), -1);
+    }
+    positions.clear();
+    rows.clear();
+    if (g.int_keys) {
+      MergePartition<true>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), &state, &positions,
+                           &rows);
+    } else {
+      MergePartition<false>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), &state, &positions,
+                            &rows);
+    }
+    state.total_unresolved = 0;
+    for (int64_t u : state.unresolved) state.total_unresolved += u;
+    for (size_t i = 0; i < positions.size(); ++i) {
+      out.matched[positions[i]] = 1;
+      event_of_position[positions[i]] = p.events[rows[i]];
+    }
+    // The matched rows' values, batch by batch (`rows` is ascending).
+    std::vector<int64_t> local;
+    size_t from = 0;
+    for (size_t b = 0; b < p.batches.size() && from < rows.size(); ++b) {
+      const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
+      size_t to = from;
+      while (to < rows.size() && rows[to] < limit) ++to;
+      if (to == from) continue;
+      const auto& batch = p.batches[b];
+      local.assign(rows.begin() + from, rows.begin() + to);
+      for (int64_t& r : local) r -= base;
+      std::vector<int64_t> distinct;  // for Take: each matched row once
+      auto as_output_type = [&](size_t c) -> Result<std::shared_ptr<arrow::Array>> {
+        // Absent: a feature added after these rows were materialized (null).
+        auto col = batch->GetColumnByName(columns[c]);
+        if (!col) return col;
+        const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
+        auto cast = CastTo(col, type, columns[c]);
+        if (!cast.ok()) {
+          return Unprocessable("features", "offline column '" + columns[c] + "' of '" + fs +
+                                               "' has type " + col->type()->ToString() +
+                                               ", not " + type->ToString());
+        }
+        return *cast;
+      };
+      for (size_t c = 0; c < columns.size(); ++c) {
+        if (!gathered[c]) continue;
+        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(c));
+        if (col) Gather(*col, local.data(), positions.data() + from, to - from, &*gathered[c]);
       }
-      state.total_unresolved = 0;
-      for (int64_t u : state.unresolved) state.total_unresolved += u;
-      if (take.empty()) continue;
-      // The matched rows, batch by batch (`take` is ascending).
-      size_t from = 0;
-      for (size_t b = 0; b < p.batches.size() && from < take.size(); ++b) {
-        const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
-        size_t to = from;
-        while (to < take.size() && take[to] < limit) ++to;
-        if (to == from) continue;
-        const auto& batch = p.batches[b];
-        const int64_t count = static_cast<int64_t>(to - from);
-        std::vector<int64_t> local(take.begin() + from, take.begin() + to);
-        for (int64_t& r : local) r -= base;
-        ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(local));
+      if (!taken_columns.empty()) {
+        for (size_t i = 0; i < local.size(); ++i) {
+          if (distinct.empty() || distinct.back() != local[i]) distinct.push_back(local[i]);
+          taken_of_position[positions[from + i]] =
+              taken_rows + static_cast<int64_t>(distinct.size()) - 1;
+        }
+        ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(distinct));
+        std::vector<std::shared_ptr<arrow::Field>> fields;
         std::vector<std::shared_ptr<arrow::Array>> arrays;
-        {
-          arrow::TimestampBuilder ev(kTimestampUtc, arrow::default_memory_pool());
-          ARROW_RETURN_NOT_OK(ev.Reserve(count));
-          for (size_t i = from; i < to; ++i) ev.UnsafeAppend(p.events[take[i]]);
-          ARROW_ASSIGN_OR_RAISE(auto ev_array, ev.Finish());
-          arrays.push_back(ev_array);
-        }
-        for (size_t c = 0; c < columns.size(); ++c) {
-          const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
-          auto col = batch->GetColumnByName(columns[c]);
+        for (size_t c : taken_columns) {
+          const auto& field = out_schema->field(static_cast<int>(c) + 1);
+          ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(c));
           std::shared_ptr<arrow::Array> taken;
           if (!col) {
-            // A feature added after these rows were materialized.
-            ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(type, count));
+            ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(field->type(), index->length()));
           } else {
             ARROW_ASSIGN_OR_RAISE(auto datum, cp::Take(*col, *index));
             taken = datum;
-            auto cast = CastTo(taken, type, columns[c]);
-            if (!cast.ok()) {
-              return Unprocessable("features", "offline column '" + columns[c] + "' of '" + fs +
-                                                   "' has type " + taken->type()->ToString() +
-                                                   ", not " + type->ToString());
-            }
-            taken = *cast;
           }
+          fields.push_back(field);
           arrays.push_back(taken);
         }
-        chunks.push_back(arrow::RecordBatch::Make(out_schema, count, arrays));
-        from = to;
+        taken_chunks.push_back(
+            arrow::RecordBatch::Make(arrow::schema(fields), index->length(), arrays));
+        taken_rows += index->length();
       }
-      matched_rows += static_cast<int64_t>(take.size());
+      from = to;
     }
-    for (int64_t j = 0; j < n; ++j) out.row_of_entity[g.order[j]] = match_in_order[j];
-    if (ttl_micros && out_schema) {
-      ARROW_ASSIGN_OR_RAISE(auto all, arrow::Table::FromRecordBatches(out_schema, chunks));
-      ARROW_ASSIGN_OR_RAISE(auto combined, all->CombineChunksToBatch());
-      chunks = {combined};
-      ARROW_ASSIGN_OR_RAISE(auto ev, Micros(combined->column(0)));
-      for (int64_t i = 0; i < n; ++i) {
-        int64_t r = out.row_of_entity[i];
-        if (r >= 0 && ev->Value(r) < t[i] - *ttl_micros) out.row_of_entity[i] = -1;
+  }
+  if (ttl_micros) {
+    for (int64_t j = 0; j < n; ++j) {
+      if (out.matched[j] && event_of_position[j] < g.sorted_times[j] - *ttl_micros) {
+        out.matched[j] = 0;
+        for (auto& col : gathered) {
+          if (col) col->valid[j] = 0;
+        }
+        if (!taken_of_position.empty()) taken_of_position[j] = -1;
       }
     }
   }
+  // Into row order.
   if (!out_schema) out_schema = make_schema();
-  ARROW_ASSIGN_OR_RAISE(auto all, arrow::Table::FromRecordBatches(out_schema, chunks));
-  ARROW_ASSIGN_OR_RAISE(out.rows, all->CombineChunksToBatch());
+  std::vector<std::shared_ptr<arrow::Array>> arrays(columns.size() + 1);
+  {
+    GatheredColumn events;
+    events.width = 8;
+    events.values.resize(static_cast<size_t>(n) * 8);
+    std::memcpy(events.values.data(), event_of_position.data(), static_cast<size_t>(n) * 8);
+    events.valid = out.matched;
+    ARROW_ASSIGN_OR_RAISE(arrays[0], InRowOrder(events, g.order, kTimestampUtc));
+  }
+  for (size_t c = 0; c < columns.size(); ++c) {
+    const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
+    if (gathered[c]) {
+      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], InRowOrder(*gathered[c], g.order, type));
+    } else if (taken_of_position.empty()) {
+      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], arrow::MakeArrayOfNull(type, n));  // nothing read
+    }
+  }
+  if (!taken_of_position.empty()) {
+    std::vector<int64_t> taken_of_row(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) taken_of_row[g.order[j]] = taken_of_position[j];
+    ARROW_ASSIGN_OR_RAISE(auto index, OptionalIndexArray(taken_of_row));
+    std::vector<std::shared_ptr<arrow::Field>> fields;
+    for (size_t c : taken_columns) fields.push_back(out_schema->field(static_cast<int>(c) + 1));
+    ARROW_ASSIGN_OR_RAISE(auto all, arrow::Table::FromRecordBatches(arrow::schema(fields),
+                                                                    taken_chunks));
+    ARROW_ASSIGN_OR_RAISE(auto combined, all->CombineChunksToBatch());
+    ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(combined, index));
+    for (size_t i = 0; i < taken_columns.size(); ++i) {
+      arrays[taken_columns[i] + 1] = taken.record_batch()->column(static_cast<int>(i));
+    }
+  }
+  std::vector<uint8_t> matched(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) matched[g.order[j]] = out.matched[j];
+  out.matched = std::move(matched);
+  out.rows = arrow::RecordBatch::Make(out_schema, n, arrays);
   return out;
 }
 
@@ -720,13 +874,13 @@ std::shared_ptr<arrow::Scalar> DefaultScalar(const Feature& f,
 }
 
 Result<std::shared_ptr<arrow::Array>> WithDefault(const std::shared_ptr<arrow::Array>& values,
-                                                  const std::vector<int64_t>& row_of_entity,
+                                                  const std::vector<uint8_t>& is_matched,
                                                   const Feature& f) {
   auto scalar = DefaultScalar(f, values->type());
   if (!scalar->is_valid) return values;
   arrow::BooleanBuilder matched;
   ARROW_RETURN_NOT_OK(matched.Reserve(values->length()));
-  for (int64_t r : row_of_entity) matched.UnsafeAppend(r >= 0);
+  for (uint8_t m : is_matched) matched.UnsafeAppend(m != 0);
   ARROW_ASSIGN_OR_RAISE(auto mask, matched.Finish());
   ARROW_ASSIGN_OR_RAISE(auto out, cp::IfElse(mask, values, scalar));
   return out.make_array();
@@ -990,9 +1144,7 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
   EntityGroups groups;
   ARROW_ASSIGN_OR_RAISE(AsOfMatches matches,
                         AsOfJoin(offline, q, std::move(keys), columns, column_types, ttl, &groups));
-  ARROW_ASSIGN_OR_RAISE(auto index, OptionalIndexArray(matches.row_of_entity));
-  ARROW_ASSIGN_OR_RAISE(auto matched_datum, cp::Take(matches.rows, index));
-  auto matched = matched_datum.record_batch();
+  auto matched = matches.rows;
   ARROW_ASSIGN_OR_RAISE(auto window_values, WindowsAtRows(q, groups, windows));
 
   std::vector<std::shared_ptr<arrow::Array>> out;
@@ -1007,7 +1159,7 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
     } else {
       values = matched->GetColumnByName(p->feature.name);
     }
-    ARROW_ASSIGN_OR_RAISE(values, WithDefault(values, matches.row_of_entity, p->feature));
+    ARROW_ASSIGN_OR_RAISE(values, WithDefault(values, matches.matched, p->feature));
     out.push_back(values);
   }
   return out;

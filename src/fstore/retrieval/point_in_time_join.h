@@ -13,7 +13,9 @@
 // The as-of join reads the offline store one date partition at a time, from
 // the latest date needed backwards: an entity row matched in a partition is
 // final (earlier partitions only hold earlier events), so the memory held is
-// the entity rows, their matched rows and one partition -- never the store.
+// the entity rows, their matched rows and a few partitions (the one joined
+// and two read ahead on two threads of the call's own) -- never the store.
+// Only the key, time and requested feature columns are read.
 
 #include <cstdint>
 #include <memory>

@@ -15,6 +15,7 @@
 
 #include <arrow/api.h>
 #include <arrow/io/api.h>
+#include <arrow/json/from_string.h>
 #include <parquet/arrow/writer.h>
 
 #include "fstore/core/ids.h"
@@ -378,6 +379,97 @@ TEST_F(PointInTimeJoinTest, IntKeysStoredQueriedAsStringsAreSortedAgain) {
                    {{"100", kJan1 + 5 * H}, {"9", kJan1 + 5 * H}, {"10", kJan1 + 3 * H},
                     {"10", kJan1 + 5 * H}, {"11", kJan1 + 5 * H}});
   EXPECT_EQ(got[0], (Values{100.0, 9.0, 10.0, 10.5, kNull}));
+}
+
+TEST_F(PointInTimeJoinTest, StringBoolAndLaterAddedFeatures) {
+  // Fixed-width features are gathered value by value, others taken per
+  // partition batch; a feature the stored rows lack is null where a row
+  // matched (as a null value is), its default where none did.
+  Entity user;
+  user.name = "user";
+  user.join_keys = {"user_id"};
+  user.value_type = "string";
+  FeatureSet set;
+  set.id = NewUuid();
+  set.name = "mixed";
+  set.entities = {"user"};
+  set.source = SourceDefinition{"file", (dir_ / "none.parquet").string(), "parquet", "", "", ""};
+  std::vector<Feature> features(4);
+  features[0].name = "amount";
+  features[0].data_type = "float";
+  features[1].name = "band";
+  features[1].data_type = "string";
+  features[2].name = "big";
+  features[2].data_type = "bool";
+  features[3].name = "late";
+  features[3].data_type = "int";
+  features[3].default_value = boost::json::value(-1);
+  auto schema = arrow::schema({arrow::field("user_id", arrow::utf8()),
+                               arrow::field("event_timestamp", kTs),
+                               arrow::field("amount", arrow::float64()),
+                               arrow::field("band", arrow::utf8()),
+                               arrow::field("big", arrow::boolean()),
+                               arrow::field("late", arrow::int64())});
+  ASSERT_OK_AND_ASSIGN(auto plan, PlanMaterialization(set, features, {user}, schema));
+  // Stored without `late`, over two dates.
+  arrow::StringBuilder k, band;
+  arrow::TimestampBuilder e(kTs, arrow::default_memory_pool()), c(kTs, arrow::default_memory_pool());
+  arrow::DoubleBuilder amount;
+  arrow::BooleanBuilder big;
+  struct Stored {
+    const char* key;
+    TimestampMicros event;
+    std::optional<double> amount;
+    std::optional<std::string> band;
+    std::optional<bool> big;
+  };
+  std::vector<Stored> stored{{"a", kJan1 + H, 1.0, "low", false},
+                             {"a", kJan1 + 30 * H, std::nullopt, "high", true},
+                             {"b", kJan1 + 2 * H, 2.0, std::nullopt, std::nullopt}};
+  for (const auto& r : stored) {
+    ASSERT_OK(k.Append(r.key));
+    ASSERT_OK(e.Append(r.event));
+    ASSERT_OK(c.Append(kJan1));
+    ASSERT_OK(r.amount ? amount.Append(*r.amount) : amount.AppendNull());
+    ASSERT_OK(r.band ? band.Append(*r.band) : band.AppendNull());
+    ASSERT_OK(r.big ? big.Append(*r.big) : big.AppendNull());
+  }
+  auto table = arrow::Table::Make(
+      arrow::schema({arrow::field("user_id", arrow::utf8()), arrow::field("event_timestamp", kTs),
+                     arrow::field("created_timestamp", kTs), arrow::field("amount", arrow::float64()),
+                     arrow::field("band", arrow::utf8()), arrow::field("big", arrow::boolean())}),
+      {k.Finish().ValueOrDie(), e.Finish().ValueOrDie(), c.Finish().ValueOrDie(),
+       amount.Finish().ValueOrDie(), band.Finish().ValueOrDie(), big.Finish().ValueOrDie()});
+  ASSERT_OK(offline_->ReplaceRange("mixed", kOfflineSchemaVersion, {"user_id"}, kJan1,
+                                   kJan1 + 48 * H, table, "job")
+                .status());
+  PointInTimeQuery q;
+  q.plan = &plan;
+  q.features = {"band", "late", "amount", "big"};
+  arrow::StringBuilder keys;
+  arrow::Int64Builder times;
+  for (const auto& [key, t] : std::vector<std::pair<std::string, TimestampMicros>>{
+           {"a", kJan1 + 40 * H}, {"b", kJan1 + 40 * H}, {"a", kJan1 + 2 * H}, {"a", kJan1},
+           {"c", kJan1 + 40 * H}}) {
+    ASSERT_OK(keys.Append(key));
+    ASSERT_OK(times.Append(t));
+  }
+  auto key_array = keys.Finish().ValueOrDie();
+  q.entity_keys = arrow::RecordBatch::Make(arrow::schema({arrow::field("user_id", arrow::utf8())}),
+                                           5, {key_array});
+  std::shared_ptr<arrow::Int64Array> time_array;
+  ASSERT_OK(times.Finish(&time_array));
+  q.times = time_array;
+  ASSERT_OK_AND_ASSIGN(auto got, RetrievePointInTime(offline_.get(), q));
+  ASSERT_EQ(got.size(), 4u);
+  auto expect = [](const std::shared_ptr<arrow::Array>& a, const std::string& json) {
+    auto want = arrow::json::ArrayFromJSONString(a->type(), json).ValueOrDie();
+    EXPECT_TRUE(a->Equals(*want)) << a->ToString() << " vs " << json;
+  };
+  expect(got[0], R"(["high", null, "low", null, null])");
+  expect(got[1], "[null, null, null, -1, -1]");
+  expect(got[2], "[null, 2.0, 1.0, null, null]");
+  expect(got[3], "[true, null, false, null, null]");
 }
 
 TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
