@@ -756,8 +756,9 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     size_t total = 0;
     for (const auto& [name, keys] : given) {
       std::string field = "entities." + std::string(name);
+      const std::string_view given_name = name;  // (clang 14 cannot capture a binding)
       bool used_name = std::any_of(name_for_set.begin(), name_for_set.end(),
-                                   [&](const auto& p) { return p.second == name; });
+                                   [&](const auto& p) { return p.second == given_name; });
       if (!used_name) {
         return InvalidArgument(field, "no requested feature is keyed by '" + std::string(name) +
                                           "'");
@@ -818,8 +819,10 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
       if (!rows[r].is_object()) return InvalidArgument(row_field, "must be an object");
       const auto& row = rows[r].as_object();
       for (const auto& [k, v] : row) {
+        const std::string_view column = k;  // (clang 14 cannot capture a binding)
         bool known = std::any_of(used.begin(), used.end(), [&](const ServingSet* s) {
-          return std::find(s->join_keys.begin(), s->join_keys.end(), k) != s->join_keys.end();
+          return std::find(s->join_keys.begin(), s->join_keys.end(), column) !=
+                 s->join_keys.end();
         });
         if (!known) {
           return InvalidArgument(row_field + "." + std::string(k),
