@@ -100,7 +100,6 @@ struct EntityGroups {
   std::vector<std::shared_ptr<arrow::Array>> keys;  // plan.key_columns order
   /// The one int64 key column's values, else null (the generic path).
   const int64_t* int_keys = nullptr;
-  std::vector<int64_t> group_of_row;
   std::vector<int64_t> order;        // entity rows by (group, time)
   std::vector<int64_t> group_begin;  // group g's rows: order[group_begin[g] .. group_begin[g+1])
   /// With int_keys: group g's key (ascending).
@@ -224,35 +223,43 @@ EntityGroups GroupEntityRows(const PointInTimeQuery& q,
   // Groups renumbered in key order.
   const int64_t groups = static_cast<int64_t>(first_row.size());
   std::vector<int64_t> by_key(static_cast<size_t>(groups));
-  std::iota(by_key.begin(), by_key.end(), 0);
   if (g.int_keys) {
-    const int64_t* k = g.int_keys;
-    std::sort(by_key.begin(), by_key.end(),
-              [&](int64_t a, int64_t b) { return k[first_row[a]] < k[first_row[b]]; });
+    std::vector<std::pair<int64_t, int64_t>> key_ids(static_cast<size_t>(groups));
+    for (int64_t id = 0; id < groups; ++id) key_ids[id] = {g.int_keys[first_row[id]], id};
+    std::sort(key_ids.begin(), key_ids.end());
+    for (int64_t r = 0; r < groups; ++r) by_key[r] = key_ids[r].second;
   } else {
+    std::iota(by_key.begin(), by_key.end(), 0);
     std::sort(by_key.begin(), by_key.end(), [&](int64_t a, int64_t b) {
       return CompareKeys(g.keys, first_row[a], g.keys, first_row[b]) < 0;
     });
   }
   std::vector<int64_t> rank(static_cast<size_t>(groups));
   for (int64_t r = 0; r < groups; ++r) rank[by_key[r]] = r;
-  g.group_of_row.resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) g.group_of_row[i] = rank[id_of_row[i]];
-  // Counting sort by group (stable), then each group by time.
+  for (int64_t i = 0; i < n; ++i) id_of_row[i] = rank[id_of_row[i]];  // now the group
+  const std::vector<int64_t>& group_of_row = id_of_row;
+  // Counting sort of (time, row) by group (stable), then each group by time,
+  // on the packed pairs (no scattered reads of the times).
   g.group_begin.assign(static_cast<size_t>(groups) + 1, 0);
-  for (int64_t i = 0; i < n; ++i) ++g.group_begin[g.group_of_row[i] + 1];
+  for (int64_t i = 0; i < n; ++i) ++g.group_begin[group_of_row[i] + 1];
   for (size_t i = 1; i < g.group_begin.size(); ++i) g.group_begin[i] += g.group_begin[i - 1];
-  g.order.resize(static_cast<size_t>(n));
-  std::vector<int64_t> next(g.group_begin.begin(), g.group_begin.end() - 1);
-  for (int64_t i = 0; i < n; ++i) g.order[next[g.group_of_row[i]]++] = i;
   const int64_t* t = q.times->raw_values();
-  auto earlier = [t](int64_t a, int64_t b) { return t[a] < t[b]; };
+  struct TimedRow {
+    int64_t time;
+    int64_t row;
+  };
+  std::vector<TimedRow> sorted(static_cast<size_t>(n));
+  {
+    std::vector<int64_t> next(g.group_begin.begin(), g.group_begin.end() - 1);
+    for (int64_t i = 0; i < n; ++i) sorted[next[group_of_row[i]]++] = {t[i], i};
+  }
+  auto earlier = [](const TimedRow& a, const TimedRow& b) { return a.time < b.time; };
   for (int64_t k = 0; k < groups; ++k) {
-    auto begin = g.order.begin() + g.group_begin[k], end = g.order.begin() + g.group_begin[k + 1];
+    auto begin = sorted.begin() + g.group_begin[k], end = sorted.begin() + g.group_begin[k + 1];
     if (end - begin <= 32) {
       // Insertion sort: stable, and groups are small.
       for (auto it = begin + 1; it < end; ++it) {
-        const int64_t row = *it;
+        const TimedRow row = *it;
         auto hole = it;
         while (hole > begin && earlier(row, *(hole - 1))) {
           *hole = *(hole - 1);
@@ -264,8 +271,12 @@ EntityGroups GroupEntityRows(const PointInTimeQuery& q,
       std::stable_sort(begin, end, earlier);
     }
   }
+  g.order.resize(static_cast<size_t>(n));
   g.sorted_times.resize(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) g.sorted_times[j] = t[g.order[j]];
+  for (int64_t j = 0; j < n; ++j) {
+    g.order[j] = sorted[j].row;
+    g.sorted_times[j] = sorted[j].time;
+  }
   if (g.int_keys) {
     g.group_int_key.resize(static_cast<size_t>(groups));
     for (int64_t k = 0; k < groups; ++k) g.group_int_key[k] = g.int_keys[g.row_of_group(k)];
@@ -279,14 +290,44 @@ EntityGroups GroupEntityRows(const PointInTimeQuery& q,
 struct PartitionRows {
   std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
   std::vector<int64_t> batch_begin;  // batch b holds rows [batch_begin[b], batch_begin[b + 1])
-  std::vector<std::shared_ptr<arrow::Array>> keys;  // as the entity keys' types
-  const int64_t* int_keys = nullptr;  // keys[0]'s values when it is the one int64 key
+  /// The key columns as the entity keys' types; empty with int_keys.
+  std::vector<std::shared_ptr<arrow::Array>> keys;
+  /// The key's values when the entity key is one int64 column, else null.
+  const int64_t* int_keys = nullptr;
+  std::vector<int64_t> int_key_values;  // int_keys' storage
   std::vector<int64_t> events;
   std::vector<int64_t> created;  // only with as_of
   int64_t rows() const { return static_cast<int64_t>(events.size()); }
 };
 
-void AppendMicros(const arrow::Array& column, std::vector<int64_t>* out) {
+// Buffers of joined partitions handed back for the next reads, so that their
+// memory is reused rather than newly mapped (and zeroed by the kernel) for
+// every partition. Thread-safe.
+class BufferRecycler {
+ public:
+  std::vector<int64_t> Get() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) return {};
+    std::vector<int64_t> out = std::move(free_.back());
+    free_.pop_back();
+    return out;
+  }
+  void Put(PartitionRows* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto* v : {&p->int_key_values, &p->events, &p->created}) {
+      if (v->capacity() == 0) continue;
+      v->clear();
+      free_.push_back(std::move(*v));
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<int64_t>> free_;
+};
+
+// Appends the values of an int64 or timestamp column (no nulls).
+void AppendInt64s(const arrow::Array& column, std::vector<int64_t>* out) {
   const int64_t* v = column.data()->GetValues<int64_t>(1);
   out->insert(out->end(), v, v + column.length());
 }
@@ -298,7 +339,7 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
                                     const std::vector<std::shared_ptr<arrow::Array>>& entity_keys,
                                     TimestampMicros start,
                                     TimestampMicros end, const std::vector<std::string>& columns,
-                                    bool with_created) {
+                                    bool with_created, BufferRecycler* recycler) {
   const std::string& fs = plan.feature_set.name;
   PartitionRows p;
   // Only the stored columns: a feature added after these rows were
@@ -324,8 +365,9 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     p.batch_begin.push_back(p.batch_begin.back() + batch->num_rows());
   }
   if (p.batches.empty()) return p;
+  const bool int_keys = IsOneInt64Key(entity_keys);
+  std::vector<arrow::ArrayVector> key_chunks(plan.key_columns.size());
   for (size_t c = 0; c < plan.key_columns.size(); ++c) {
-    arrow::ArrayVector chunks;
     for (const auto& b : p.batches) {
       auto col = b->GetColumnByName(plan.key_columns[c]);
       if (!col) {
@@ -333,27 +375,45 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
                                                  "' lacks join key column '" +
                                                  plan.key_columns[c] + "'");
       }
-      chunks.push_back(col);
+      ARROW_ASSIGN_OR_RAISE(col, CastTo(col, entity_keys[c]->type(), plan.key_columns[c]));
+      key_chunks[c].push_back(col);
     }
-    std::shared_ptr<arrow::Array> col = chunks.front();
-    if (chunks.size() > 1) {
-      ARROW_ASSIGN_OR_RAISE(col, arrow::Concatenate(chunks));
-    }
-    ARROW_ASSIGN_OR_RAISE(col, CastTo(col, entity_keys[c]->type(), plan.key_columns[c]));
-    p.keys.push_back(col);
   }
-  p.events.reserve(static_cast<size_t>(p.batch_begin.back()));
+  auto concatenate_keys = [&]() -> Status {
+    p.keys.clear();
+    for (auto& chunks : key_chunks) {
+      std::shared_ptr<arrow::Array> col = chunks.front();
+      if (chunks.size() > 1) {
+        ARROW_ASSIGN_OR_RAISE(col, arrow::Concatenate(chunks));
+      }
+      p.keys.push_back(col);
+    }
+    return Status::OK();
+  };
+  const size_t rows = static_cast<size_t>(p.batch_begin.back());
+  if (int_keys) {
+    p.int_key_values = recycler->Get();
+    p.int_key_values.reserve(rows);
+    for (const auto& chunk : key_chunks[0]) AppendInt64s(*chunk, &p.int_key_values);
+  } else {
+    ARROW_RETURN_NOT_OK(concatenate_keys());
+  }
+  p.events = recycler->Get();
+  p.events.reserve(rows);
+  if (with_created) {
+    p.created = recycler->Get();
+    p.created.reserve(rows);
+  }
   for (const auto& b : p.batches) {
-    AppendMicros(*b->GetColumnByName(kEventTimestampColumn), &p.events);
-    if (with_created) AppendMicros(*b->GetColumnByName(kCreatedTimestampColumn), &p.created);
+    AppendInt64s(*b->GetColumnByName(kEventTimestampColumn), &p.events);
+    if (with_created) AppendInt64s(*b->GetColumnByName(kCreatedTimestampColumn), &p.created);
   }
   // The merge join needs the rows in (key, event time) order of the entity
   // keys' types; a key cast from another type may not keep the stored order.
   bool sorted = true;
   const int64_t* e = p.events.data();
-  const bool int_keys = IsOneInt64Key(entity_keys);
   if (int_keys) {
-    const int64_t* k = static_cast<const arrow::Int64Array&>(*p.keys[0]).raw_values();
+    const int64_t* k = p.int_key_values.data();
     for (int64_t i = 1; i < p.rows(); ++i) {
       sorted &= k[i - 1] < k[i] || (k[i - 1] == k[i] && e[i - 1] <= e[i]);
     }
@@ -364,6 +424,7 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     }
   }
   if (!sorted) {
+    if (int_keys) ARROW_RETURN_NOT_OK(concatenate_keys());
     ARROW_ASSIGN_OR_RAISE(auto table, arrow::Table::FromRecordBatches(p.batches));
     ARROW_ASSIGN_OR_RAISE(auto all, table->CombineChunksToBatch());
     std::vector<std::shared_ptr<arrow::Field>> fields;
@@ -386,12 +447,17 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     }
     p.events.clear();
     p.created.clear();
-    AppendMicros(*p.batches[0]->GetColumnByName(kEventTimestampColumn), &p.events);
+    AppendInt64s(*p.batches[0]->GetColumnByName(kEventTimestampColumn), &p.events);
     if (with_created) {
-      AppendMicros(*p.batches[0]->GetColumnByName(kCreatedTimestampColumn), &p.created);
+      AppendInt64s(*p.batches[0]->GetColumnByName(kCreatedTimestampColumn), &p.created);
+    }
+    if (int_keys) {
+      p.int_key_values.clear();
+      AppendInt64s(*p.keys[0], &p.int_key_values);
+      p.keys.clear();
     }
   }
-  if (int_keys) p.int_keys = static_cast<const arrow::Int64Array&>(*p.keys[0]).raw_values();
+  if (int_keys) p.int_keys = p.int_key_values.data();
   return p;
 }
 
@@ -664,10 +730,11 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     days.push_back(day);
   }
   const bool with_created = q.as_of.has_value();
+  BufferRecycler recycler;
   PartitionPrefetcher partitions(
       [&](size_t i) {
         const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
-        return ReadPartition(offline, plan, keys, days[i], end, columns, with_created);
+        return ReadPartition(offline, plan, keys, days[i], end, columns, with_created, &recycler);
       },
       days.size());
   // The readers use `keys` (shared, read only) while the rows are grouped.
@@ -788,6 +855,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       }
       from = to;
     }
+    recycler.Put(&p);
   }
   if (ttl_micros) {
     for (int64_t j = 0; j < n; ++j) {
@@ -906,9 +974,11 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
   const FeatureSet& fs = plan.feature_set;
   const int64_t n = q.times->length();
   std::vector<int64_t> query_groups(static_cast<size_t>(n)), query_times(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) {
-    query_groups[j] = g.group_of_row[g.order[j]];
-    query_times[j] = q.times->Value(g.order[j]);
+  for (int64_t k = 0; k < g.num_groups(); ++k) {
+    for (int64_t j = g.group_begin[k]; j < g.group_begin[k + 1]; ++j) {
+      query_groups[j] = k;
+      query_times[j] = g.sorted_times[j];
+    }
   }
   int64_t range = 0;
   std::vector<std::string> columns = plan.key_columns;
