@@ -540,13 +540,44 @@ void MergePartition(const PartitionRows& p, const EntityGroups& g,
   }
 }
 
-// A fixed-width output column gathered value by value, at the entity rows'
-// positions in g.order, then put in row order once at the end (instead of
-// Take per partition, a concatenation and a Take of the whole).
+// A fixed-width output column gathered value by value into the entity rows'
+// order (instead of Take per partition, a concatenation and a Take of the
+// whole).
 struct GatheredColumn {
-  int width = 0;                // bytes per value
-  std::vector<uint8_t> values;  // n * width
-  std::vector<uint8_t> valid;   // n
+  int width = 0;                          // bytes per value
+  std::shared_ptr<arrow::Buffer> values;  // n * width, zeros where null
+  std::vector<uint8_t> valid;             // n
+
+  static Result<GatheredColumn> Make(int64_t n, int width) {
+    GatheredColumn c;
+    c.width = width;
+    ARROW_ASSIGN_OR_RAISE(c.values, arrow::AllocateBuffer(n * width));
+    std::memset(c.values->mutable_data(), 0, static_cast<size_t>(n * width));
+    c.valid.assign(static_cast<size_t>(n), 0);
+    return c;
+  }
+  /// Clears entity row `row`'s value (to null).
+  void Clear(int64_t row) {
+    valid[row] = 0;
+    std::memset(values->mutable_data() + row * width, 0, static_cast<size_t>(width));
+  }
+  /// The column as an array of `type` (its width).
+  Result<std::shared_ptr<arrow::Array>> Finish(const std::shared_ptr<arrow::DataType>& type) {
+    const int64_t n = static_cast<int64_t>(valid.size());
+    int64_t null_count = 0;
+    ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> bitmap, arrow::AllocateBitmap(n));
+    uint8_t* bits = bitmap->mutable_data();
+    std::memset(bits, 0, static_cast<size_t>(bitmap->size()));
+    for (int64_t i = 0; i < n; ++i) {
+      if (valid[i]) {
+        arrow::bit_util::SetBit(bits, i);
+      } else {
+        ++null_count;
+      }
+    }
+    if (null_count == 0) bitmap = nullptr;
+    return arrow::MakeArray(arrow::ArrayData::Make(type, n, {bitmap, values}, null_count));
+  }
 };
 
 // Types gathered as GatheredColumn: those whose values are plain bytes.
@@ -555,59 +586,18 @@ bool IsGathered(const arrow::DataType& type) {
          type.id() != arrow::Type::NA && type.byte_width() > 0;
 }
 
-// Copies values col[rows[i]] to out at positions[i].
-void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* positions, size_t count,
-            GatheredColumn* out) {
+// Copies values col[rows[i]] to entity row entity_rows[i] of `out`.
+void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* entity_rows,
+            size_t count, GatheredColumn* out) {
   const int w = out->width;
   const uint8_t* src = col.data()->buffers[1]->data() + col.offset() * w;
-  uint8_t* dst = out->values.data();
+  uint8_t* dst = out->values->mutable_data();
   const bool nulls = col.null_count() > 0;
   for (size_t i = 0; i < count; ++i) {
-    std::memcpy(dst + positions[i] * w, src + rows[i] * w, static_cast<size_t>(w));
-    out->valid[positions[i]] = !nulls || col.IsValid(rows[i]);
+    const bool valid = !nulls || col.IsValid(rows[i]);
+    if (valid) std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
+    out->valid[entity_rows[i]] = valid;
   }
-}
-
-// The gathered column in row order (`order`: row of each position), as an
-// array of `type`.
-Result<std::shared_ptr<arrow::Array>> InRowOrder(const GatheredColumn& in,
-                                                 const std::vector<int64_t>& order,
-                                                 const std::shared_ptr<arrow::DataType>& type) {
-  const int64_t n = static_cast<int64_t>(order.size());
-  const int w = in.width;
-  ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> values, arrow::AllocateBuffer(n * w));
-  uint8_t* dst = values->mutable_data();
-  std::vector<uint8_t> valid(static_cast<size_t>(n));
-  auto permute = [&](auto word) {
-    using Word = decltype(word);
-    const Word* src = reinterpret_cast<const Word*>(in.values.data());
-    Word* out = reinterpret_cast<Word*>(dst);
-    for (int64_t j = 0; j < n; ++j) out[order[j]] = src[j];
-  };
-  switch (w) {
-    case 8: permute(uint64_t{}); break;
-    case 4: permute(uint32_t{}); break;
-    case 2: permute(uint16_t{}); break;
-    case 1: permute(uint8_t{}); break;
-    default:
-      for (int64_t j = 0; j < n; ++j) {
-        std::memcpy(dst + order[j] * w, in.values.data() + j * w, static_cast<size_t>(w));
-      }
-  }
-  for (int64_t j = 0; j < n; ++j) valid[order[j]] = in.valid[j];
-  int64_t null_count = 0;
-  ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> bitmap, arrow::AllocateBitmap(n));
-  uint8_t* bits = bitmap->mutable_data();
-  std::memset(bits, 0, static_cast<size_t>(bitmap->size()));
-  for (int64_t i = 0; i < n; ++i) {
-    if (valid[i]) {
-      arrow::bit_util::SetBit(bits, i);
-    } else {
-      ++null_count;
-    }
-  }
-  if (null_count == 0) bitmap = nullptr;
-  return arrow::MakeArray(arrow::ArrayData::Make(type, n, {bitmap, values}, null_count));
 }
 
 // Partitions read ahead of the join (in parallel with it and each other):
@@ -695,7 +685,6 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   const std::string& fs = plan.feature_set.name;
   const int64_t n = q.times->length();
   AsOfMatches out;
-  out.matched.assign(static_cast<size_t>(n), 0);
   // A null type is "as stored": taken from the first partition read.
   auto make_schema = [&]() {
     std::vector<std::shared_ptr<arrow::Field>> fields{
@@ -747,17 +736,18 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
   }
 
-  // Output columns by position in g.order: the event time and fixed-width
-  // features gathered value by value; others (strings, lists, bools) as
-  // chunks of Take per partition batch, indexed by taken_of_position.
+  // Output columns: the event time and fixed-width features gathered value by
+  // value in entity row order; others (strings, lists, bools) as chunks of
+  // Take per partition batch, indexed by taken_of_position (position in
+  // g.order).
   std::shared_ptr<arrow::Schema> out_schema;
-  std::vector<int64_t> event_of_position(static_cast<size_t>(n));
+  ARROW_ASSIGN_OR_RAISE(GatheredColumn events, GatheredColumn::Make(n, 8));
   std::vector<std::optional<GatheredColumn>> gathered(columns.size());
   std::vector<size_t> taken_columns;  // indices into `columns`
   std::vector<std::shared_ptr<arrow::RecordBatch>> taken_chunks;
   std::vector<int64_t> taken_of_position;
   int64_t taken_rows = 0;
-  std::vector<int64_t> positions, rows;
+  std::vector<int64_t> positions, rows, entity_rows;
   while (state.total_unresolved > 0) {
     std::optional<Result<PartitionRows>> read = partitions.Next();
     if (!read) break;
@@ -772,10 +762,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       for (size_t c = 0; c < columns.size(); ++c) {
         const auto& type = *out_schema->field(static_cast<int>(c) + 1)->type();
         if (IsGathered(type)) {
-          gathered[c].emplace();
-          gathered[c]->width = type.byte_width();
-          gathered[c]->values.resize(static_cast<size_t>(n * type.byte_width()));
-          gathered[c]->valid.assign(static_cast<size_t>(n), 0);
+          ARROW_ASSIGN_OR_RAISE(gathered[c], GatheredColumn::Make(n, type.byte_width()));
         } else {
           taken_columns.push_back(c);
         }
@@ -793,9 +780,13 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     }
     state.total_unresolved = 0;
     for (int64_t u : state.unresolved) state.total_unresolved += u;
+    entity_rows.resize(positions.size());
+    int64_t* event_values = reinterpret_cast<int64_t*>(events.values->mutable_data());
     for (size_t i = 0; i < positions.size(); ++i) {
-      out.matched[positions[i]] = 1;
-      event_of_position[positions[i]] = p.events[rows[i]];
+      const int64_t row = g.order[positions[i]];
+      entity_rows[i] = row;
+      events.valid[row] = 1;
+      event_values[row] = p.events[rows[i]];
     }
     // The matched rows' values, batch by batch (`rows` is ascending).
     std::vector<int64_t> local;
@@ -825,7 +816,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       for (size_t c = 0; c < columns.size(); ++c) {
         if (!gathered[c]) continue;
         ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(c));
-        if (col) Gather(*col, local.data(), positions.data() + from, to - from, &*gathered[c]);
+        if (col) Gather(*col, local.data(), entity_rows.data() + from, to - from, &*gathered[c]);
       }
       if (!taken_columns.empty()) {
         for (size_t i = 0; i < local.size(); ++i) {
@@ -858,31 +849,26 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     recycler.Put(&p);
   }
   if (ttl_micros) {
+    const int64_t* event_values = reinterpret_cast<const int64_t*>(events.values->data());
     for (int64_t j = 0; j < n; ++j) {
-      if (out.matched[j] && event_of_position[j] < g.sorted_times[j] - *ttl_micros) {
-        out.matched[j] = 0;
+      const int64_t row = g.order[j];
+      if (events.valid[row] && event_values[row] < g.sorted_times[j] - *ttl_micros) {
+        events.Clear(row);
         for (auto& col : gathered) {
-          if (col) col->valid[j] = 0;
+          if (col) col->Clear(row);
         }
         if (!taken_of_position.empty()) taken_of_position[j] = -1;
       }
     }
   }
-  // Into row order.
   if (!out_schema) out_schema = make_schema();
   std::vector<std::shared_ptr<arrow::Array>> arrays(columns.size() + 1);
-  {
-    GatheredColumn events;
-    events.width = 8;
-    events.values.resize(static_cast<size_t>(n) * 8);
-    std::memcpy(events.values.data(), event_of_position.data(), static_cast<size_t>(n) * 8);
-    events.valid = out.matched;
-    ARROW_ASSIGN_OR_RAISE(arrays[0], InRowOrder(events, g.order, kTimestampUtc));
-  }
+  out.matched = events.valid;
+  ARROW_ASSIGN_OR_RAISE(arrays[0], events.Finish(kTimestampUtc));
   for (size_t c = 0; c < columns.size(); ++c) {
     const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
     if (gathered[c]) {
-      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], InRowOrder(*gathered[c], g.order, type));
+      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], gathered[c]->Finish(type));
     } else if (taken_of_position.empty()) {
       ARROW_ASSIGN_OR_RAISE(arrays[c + 1], arrow::MakeArrayOfNull(type, n));  // nothing read
     }
@@ -901,9 +887,6 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       arrays[taken_columns[i] + 1] = taken.record_batch()->column(static_cast<int>(i));
     }
   }
-  std::vector<uint8_t> matched(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) matched[g.order[j]] = out.matched[j];
-  out.matched = std::move(matched);
   out.rows = arrow::RecordBatch::Make(out_schema, n, arrays);
   return out;
 }
