@@ -586,17 +586,37 @@ bool IsGathered(const arrow::DataType& type) {
          type.id() != arrow::Type::NA && type.byte_width() > 0;
 }
 
-// Copies values col[rows[i]] to entity row entity_rows[i] of `out`.
-void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* entity_rows,
-            size_t count, GatheredColumn* out) {
-  const int w = out->width;
+// Copies values col[rows[i]] to entity row entity_rows[i] of `out`, in
+// units of kWidth bytes (0: out->width, through memcpy).
+template <int kWidth>
+void GatherWidth(const arrow::Array& col, const int64_t* rows, const int64_t* entity_rows,
+                 size_t count, GatheredColumn* out) {
+  const int w = kWidth ? kWidth : out->width;
   const uint8_t* src = col.data()->buffers[1]->data() + col.offset() * w;
   uint8_t* dst = out->values->mutable_data();
-  const bool nulls = col.null_count() > 0;
+  uint8_t* valid = out->valid.data();
+  if (col.null_count() == 0) {
+    for (size_t i = 0; i < count; ++i) {
+      std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
+      valid[entity_rows[i]] = 1;
+    }
+    return;
+  }
   for (size_t i = 0; i < count; ++i) {
-    const bool valid = !nulls || col.IsValid(rows[i]);
-    if (valid) std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
-    out->valid[entity_rows[i]] = valid;
+    const bool is_valid = col.IsValid(rows[i]);
+    if (is_valid) std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
+    valid[entity_rows[i]] = is_valid;
+  }
+}
+
+void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* entity_rows,
+            size_t count, GatheredColumn* out) {
+  switch (out->width) {
+    case 8: return GatherWidth<8>(col, rows, entity_rows, count, out);
+    case 4: return GatherWidth<4>(col, rows, entity_rows, count, out);
+    case 2: return GatherWidth<2>(col, rows, entity_rows, count, out);
+    case 1: return GatherWidth<1>(col, rows, entity_rows, count, out);
+    default: return GatherWidth<0>(col, rows, entity_rows, count, out);
   }
 }
 
