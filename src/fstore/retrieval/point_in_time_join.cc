@@ -478,15 +478,14 @@ struct AsOfState {
   int64_t total_unresolved = 0;
 };
 
-// Matches the unresolved entity rows of groups [group_lo, group_hi) against
-// the partition's rows [row_lo, row_hi): a merge of the two key orders.
+// Matches the unresolved entity rows against the partition's rows: a merge
+// of the two key orders.
 // Appends each entity row matched, as its position in g.order, to
 // `matched_positions` and its partition row to `matched_rows` (both
 // ascending).
 template <bool kIntKeys>
 void MergePartition(const PartitionRows& p, const EntityGroups& g,
-                    std::optional<TimestampMicros> as_of, int64_t group_lo, int64_t group_hi,
-                    int64_t row_lo, int64_t row_hi, AsOfState* state,
+                    std::optional<TimestampMicros> as_of, AsOfState* state,
                     std::vector<int64_t>* matched_positions, std::vector<int64_t>* matched_rows) {
   const int64_t* e = p.events.data();
   const int64_t* cr = as_of ? p.created.data() : nullptr;
@@ -499,7 +498,8 @@ void MergePartition(const PartitionRows& p, const EntityGroups& g,
       return CompareKeys(p.keys, row, g.keys, g.row_of_group(group));
     }
   };
-  int64_t i = row_lo, k = group_lo;
+  const int64_t row_hi = p.rows(), group_hi = g.num_groups();
+  int64_t i = 0, k = 0;
   while (i < row_hi && k < group_hi) {
     if (state->unresolved[k] == 0) {
       ++k;
@@ -693,9 +693,6 @@ class PartitionPrefetcher {
 // The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
 // offline store; also groups the entity rows (into *groups, while the first
 // partitions are read).
-// The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
-// offline store; also groups the entity rows (into *groups, while the first
-// partitions are read).
 Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
                              std::vector<std::shared_ptr<arrow::Array>> keys,
                              const std::vector<std::string>& columns,
@@ -792,11 +789,9 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     positions.clear();
     rows.clear();
     if (g.int_keys) {
-      MergePartition<true>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), &state, &positions,
-                           &rows);
+      MergePartition<true>(p, g, q.as_of, &state, &positions, &rows);
     } else {
-      MergePartition<false>(p, g, q.as_of, 0, g.num_groups(), 0, p.rows(), &state, &positions,
-                            &rows);
+      MergePartition<false>(p, g, q.as_of, &state, &positions, &rows);
     }
     state.total_unresolved = 0;
     for (int64_t u : state.unresolved) state.total_unresolved += u;

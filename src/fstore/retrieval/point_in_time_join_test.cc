@@ -470,6 +470,22 @@ TEST_F(PointInTimeJoinTest, StringBoolAndLaterAddedFeatures) {
   expect(got[1], "[null, null, null, -1, -1]");
   expect(got[2], "[null, 2.0, 1.0, null, null]");
   expect(got[3], "[true, null, false, null, null]");
+
+  // Nothing matches: all null (or the default).
+  arrow::StringBuilder early_keys;
+  ASSERT_OK(early_keys.Append("a"));
+  auto early = early_keys.Finish().ValueOrDie();
+  q.entity_keys = arrow::RecordBatch::Make(arrow::schema({arrow::field("user_id", arrow::utf8())}),
+                                           1, {early});
+  arrow::Int64Builder early_time;
+  ASSERT_OK(early_time.Append(kJan1));
+  ASSERT_OK(early_time.Finish(&time_array));
+  q.times = time_array;
+  ASSERT_OK_AND_ASSIGN(got, RetrievePointInTime(offline_.get(), q));
+  expect(got[0], "[null]");
+  expect(got[1], "[-1]");
+  expect(got[2], "[null]");
+  expect(got[3], "[null]");
 }
 
 TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
