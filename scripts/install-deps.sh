@@ -9,7 +9,7 @@ PYARROW_VERSION="26.0.1"
 DEB_PACKAGES=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates
   libboost1.81-dev libboost-json1.81-dev
-  libpg-query-dev librocksdb-dev libsqlite3-dev libpq-dev libhiredis-dev libssl-dev
+  libpg-query-dev librocksdb-dev libjemalloc-dev libsqlite3-dev libpq-dev libhiredis-dev libssl-dev
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev

@@ -31,7 +31,11 @@ rocksdb::WriteOptions UnloggedWrite() {
 
 namespace {
 
-constexpr size_t kBlockCacheBytes = 64 << 20;
+// Serving reads hit the block cache or pay a block read and an LZ4
+// decompression per key (64 MB held a tenth of a 25-set, 100k-entity store:
+// 7 ms of CPU for a 100-entity x 5-set request; 1 GB, 3.5 ms). The cache
+// fills only as keys are read, so a server at rest stays small.
+constexpr size_t kBlockCacheBytes = size_t{1} << 30;
 
 Status FromRocksDb(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::OK();
