@@ -280,11 +280,12 @@ int Main(int argc, char** argv) {
 }  // namespace fstore
 
 int main(int argc, char** argv) {
-  // Materialization allocates and frees buffers of tens of MB per chunk;
-  // glibc's default would map and unmap each (every page faulted in afresh:
-  // a third of a run's CPU time went to the kernel zeroing pages). Keep them
-  // in the heap; the engine hands free memory back after each job
-  // (malloc_trim), so a server at rest stays small.
+  // For builds without jemalloc (sanitizers; FSTORE_JEMALLOC=OFF), where
+  // glibc's malloc serves: materialization allocates and frees buffers of
+  // tens of MB per chunk, which glibc would map and unmap each time (every
+  // page faulted in afresh: a third of a run's CPU time went to the kernel
+  // zeroing pages). Keep them in the heap; the engine hands free memory back
+  // after each job (malloc_trim). Both are no-ops under jemalloc.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   return fstore::Main(argc, argv);
