@@ -360,3 +360,89 @@ def test_clock_reading_feature_is_evaluated_at_each_row_time(world):
         assert close(got[2], (t - ev).total_seconds()), (row, got, ev)
         recent = ev > t - dt.timedelta(hours=1)
         assert close(got[3], amount if recent else None), (row, got, ev)
+
+
+def _entity_table(rows, label=True):
+    cols = {"user_id": pa.array([r[0] for r in rows], pa.string()),
+            "event_timestamp": pa.array([parse(r[1]) for r in rows], pa.timestamp("us", tz="UTC"))}
+    if label:
+        cols["label"] = pa.array([i % 3 for i in range(len(rows))], pa.int64())
+    return pa.table(cols)
+
+
+def _ipc_bytes(table):
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _parquet_bytes(table):
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def test_entity_rows_as_arrow_or_parquet_body(world):
+    """An entity_df may be sent as an Arrow IPC stream or a Parquet body (the
+    features in the query string): the same answer as the JSON form."""
+    api = world["api"]
+    rows = random_entity_rows(world, seed=21, n=120)
+    js = post_hist(api, {"feature_sets": [world["a"], world["b"]],
+                         "entity_df": {"columns": ["user_id", "event_timestamp", "label"],
+                                       "data": [r + [i % 3] for i, r in enumerate(rows)]},
+                         "features": [f"{world['a']}:amount", "n_6h", "plus_one"]}).json()
+    table = _entity_table(rows)
+    query = {"feature_sets": f"{world['a']},{world['b']}",
+             "features": f"{world['a']}:amount,n_6h,plus_one"}
+    for ctype, payload in (("application/vnd.apache.arrow.stream", _ipc_bytes(table)),
+                           ("application/vnd.apache.parquet", _parquet_bytes(table))):
+        r = api.session.post(api.base + "/api/v1/serving/historical", params=query,
+                             data=payload, headers={"Content-Type": ctype}, timeout=30)
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["columns"] == js["columns"]
+        assert len(got["data"]) == len(js["data"]) == len(rows)
+        for a, b in zip(got["data"], js["data"]):
+            assert a[:3] == b[:3]
+            assert all(close(x, y) for x, y in zip(a[3:], b[3:])), (a, b)
+    # And the Arrow stream back.
+    r = api.session.post(api.base + "/api/v1/serving/historical", params=query,
+                         data=_ipc_bytes(table),
+                         headers={"Content-Type": "application/vnd.apache.arrow.stream",
+                                  "Accept": "application/vnd.apache.arrow.stream"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert ipc.open_stream(r.content).read_all().num_rows == len(rows)
+
+
+def test_bad_arrow_and_parquet_bodies(world):
+    api = world["api"]
+    url = api.base + "/api/v1/serving/historical"
+    good = _entity_table([["u1", "2024-01-05T00:00:00Z"]], label=False)
+    q = {"feature_sets": world["a"], "features": "amount"}
+    arrow_type = {"Content-Type": "application/vnd.apache.arrow.stream"}
+    cases = [
+        (q, b"not arrow at all", arrow_type, 400, "invalid_argument", "entity_df"),
+        (q, _ipc_bytes(good)[:40], arrow_type, 400, "invalid_argument", "entity_df"),
+        (q, b"PAR1garbage", {"Content-Type": "application/vnd.apache.parquet"}, 400,
+         "invalid_argument", "entity_df"),
+        ({"features": "amount"}, _ipc_bytes(good), arrow_type, 400, "invalid_argument",
+         "feature_sets"),
+        ({**q, "zzz": "1"}, _ipc_bytes(good), arrow_type, 400, "invalid_argument", "zzz"),
+        ({**q, "feature_sets": "no_such_set"}, _ipc_bytes(good), arrow_type, 404, "not_found",
+         None),
+        (q, _ipc_bytes(pa.table({"event_timestamp": good["event_timestamp"]})), arrow_type, 400,
+         "invalid_argument", "entity_df"),
+        (q, _ipc_bytes(pa.table({"user_id": good["user_id"]})), arrow_type, 400,
+         "invalid_argument", "entity_df"),
+        (q, _ipc_bytes(pa.table({"user_id": pa.array([None], pa.string()),
+                                 "event_timestamp": good["event_timestamp"]})), arrow_type, 400,
+         "invalid_argument", "entity_df"),
+        (q, _ipc_bytes(pa.table({"user_id": good["user_id"],
+                                 "event_timestamp": pa.array(["yesterday"])})), arrow_type, 400,
+         "invalid_argument", "entity_df"),
+        (q, b"a,b\n", {"Content-Type": "text/csv"}, 415, "unsupported_media_type", None),
+    ]
+    for params, payload, headers, status, code, field in cases:
+        r = api.session.post(url, params=params, data=payload, headers=headers, timeout=30)
+        assert_error(r, status, code, field)

@@ -283,8 +283,23 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
     return JsonResponse(200, out);
   }, json_body);
   router->Add("POST", "/api/v1/serving/historical", [store](HttpRequest& req) {
-    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
-    FSTORE_ASSIGN_OR_RESPOND(auto table, ServeHistorical(store, body));
+    // The entity rows as JSON (the seed's entity_df), or as an Arrow IPC
+    // stream or a Parquet file body with the features in the query string.
+    const std::string_view type = req.Header("content-type").value_or("application/json");
+    const std::string_view media = type.substr(0, type.find(';'));
+    std::shared_ptr<arrow::RecordBatch> table;
+    if (media == "application/vnd.apache.arrow.stream" || media == "application/vnd.apache.parquet") {
+      FSTORE_ASSIGN_OR_RESPOND(table, ServeHistoricalTable(store, req.query, req.body, type));
+    } else if (media == "application/json" || req.body.empty()) {
+      FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
+      FSTORE_ASSIGN_OR_RESPOND(table, ServeHistorical(store, body));
+    } else {
+      return ErrorResponse(MakeError(
+          ErrorCode::kUnsupportedMediaType,
+          "request body must be application/json, application/vnd.apache.arrow.stream or "
+          "application/vnd.apache.parquet, got Content-Type '" + std::string(type) + "'",
+          "Content-Type"));
+    }
     auto accept = req.Header("accept");
     if (accept && accept->find("application/vnd.apache.arrow.stream") != std::string_view::npos) {
       FSTORE_ASSIGN_OR_RESPOND(std::string stream, HistoricalTableToArrowStream(*table));
@@ -294,7 +309,7 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
       return r;
     }
     return JsonResponse(200, HistoricalTableToJson(*table));
-  }, json_body);
+  });
   router->Add("POST", "/api/v1/serving/batch", [store](HttpRequest& req) {
     FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
     FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->Submit(body));

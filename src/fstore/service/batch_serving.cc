@@ -90,156 +90,10 @@ bool IsAbsoluteOrUri(const std::string& path) {
   return (!path.empty() && path[0] == '/') || path.find("://") != std::string::npos;
 }
 
-bool IsStringType(const arrow::DataType& type) {
-  switch (type.id()) {
-    case arrow::Type::STRING:
-    case arrow::Type::LARGE_STRING:
-    case arrow::Type::STRING_VIEW:
-      return true;
-    case arrow::Type::DICTIONARY:
-      return IsStringType(*static_cast<const arrow::DictionaryType&>(type).value_type());
-    default:
-      return false;
-  }
-}
-
-bool IsKeyType(const arrow::DataType& type) {
-  return arrow::is_integer(type.id()) || IsStringType(type);
-}
-
-bool IsTimeType(const arrow::DataType& type) {
-  switch (type.id()) {
-    case arrow::Type::TIMESTAMP:
-    case arrow::Type::DATE32:
-    case arrow::Type::DATE64:
-      return true;
-    default:
-      return IsStringType(type);
-  }
-}
-
 std::string ColumnNames(const arrow::Schema& schema) {
   std::string out;
   for (const auto& f : schema.fields()) out += (out.empty() ? "" : ", ") + f->name();
   return out;
-}
-
-// "entity_source row 12 (column 'user_id')": rows count from 0 across the
-// whole source.
-std::string RowAt(int64_t row, const std::string& column) {
-  return "entity_source row " + std::to_string(row) + " (column '" + column + "')";
-}
-
-Status NoNulls(const arrow::Array& values, const std::string& column, int64_t first_row,
-               const char* what) {
-  if (values.null_count() == 0) return Status::OK();
-  int64_t i = 0;
-  while (i < values.length() && !values.IsNull(i)) ++i;
-  return InvalidArgument("entity_source.path",
-                         RowAt(first_row + i, column) + ": the " + what + " is null");
-}
-
-Result<std::shared_ptr<arrow::StringArray>> AsUtf8(const std::shared_ptr<arrow::Array>& values) {
-  if (values->type_id() == arrow::Type::STRING) {
-    return std::static_pointer_cast<arrow::StringArray>(values);
-  }
-  ARROW_ASSIGN_OR_RAISE(auto cast, cp::Cast(*values, arrow::utf8()));
-  return std::static_pointer_cast<arrow::StringArray>(cast);
-}
-
-// The entity rows' times as UTC microseconds.
-Result<std::shared_ptr<arrow::Int64Array>> EntityTimes(const std::shared_ptr<arrow::Array>& column,
-                                                       const std::string& name, int64_t first_row) {
-  ARROW_RETURN_NOT_OK(NoNulls(*column, name, first_row, "time"));
-  std::shared_ptr<arrow::Array> micros;
-  if (IsStringType(*column->type())) {
-    // Parsed here rather than by NormaliseTimestamps so that an error names
-    // the row in the whole source, not in the batch.
-    ARROW_ASSIGN_OR_RAISE(auto strings, AsUtf8(column));
-    arrow::Int64Builder builder;
-    ARROW_RETURN_NOT_OK(builder.Reserve(strings->length()));
-    for (int64_t i = 0; i < strings->length(); ++i) {
-      auto t = ParseTimestamp(strings->GetView(i));
-      if (!t.ok()) {
-        return InvalidArgument("entity_source.path",
-                               RowAt(first_row + i, name) + ": '" +
-                                   std::string(strings->GetView(i)) +
-                                   "' is not a timestamp: " + ErrorMessageOf(t.status()));
-      }
-      builder.UnsafeAppend(*t);
-    }
-    ARROW_ASSIGN_OR_RAISE(micros, builder.Finish());
-  } else {
-    ARROW_ASSIGN_OR_RAISE(micros, NormaliseTimestamps(column, name));
-  }
-  auto data = micros->data()->Copy();
-  data->type = arrow::int64();
-  return std::static_pointer_cast<arrow::Int64Array>(arrow::MakeArray(data));
-}
-
-// A join key column as the entity's type: "int" -> int64, else utf8.
-Result<std::shared_ptr<arrow::Array>> EntityKeys(const std::shared_ptr<arrow::Array>& column,
-                                                 const std::string& name, const std::string& type,
-                                                 int64_t first_row) {
-  ARROW_RETURN_NOT_OK(NoNulls(*column, name, first_row, "join key"));
-  const arrow::DataType& from = *column->type();
-  if (type != "int") {
-    if (from.id() == arrow::Type::STRING) return column;
-    ARROW_ASSIGN_OR_RAISE(auto cast, cp::Cast(*column, arrow::utf8()));
-    return cast;
-  }
-  if (arrow::is_integer(from.id())) {
-    auto cast = cp::Cast(*column, arrow::int64());
-    if (!cast.ok()) {
-      return InvalidArgument("entity_source.path",
-                             "column '" + name + "' does not fit the integer join key: " +
-                                 cast.status().message());
-    }
-    return *cast;
-  }
-  ARROW_ASSIGN_OR_RAISE(auto strings, AsUtf8(column));
-  arrow::Int64Builder builder;
-  ARROW_RETURN_NOT_OK(builder.Reserve(strings->length()));
-  for (int64_t i = 0; i < strings->length(); ++i) {
-    std::string_view s = strings->GetView(i);
-    int64_t x = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
-    if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
-      return InvalidArgument("entity_source.path", RowAt(first_row + i, name) + ": '" +
-                                                       std::string(s) +
-                                                       "' is not an integer join key");
-    }
-    builder.UnsafeAppend(x);
-  }
-  return builder.Finish();
-}
-
-// One entity batch joined: its columns, then the features.
-Result<std::shared_ptr<arrow::RecordBatch>> JoinBatch(FeatureStore* store,
-                                                      const FeatureSelection& selection,
-                                                      const std::string& time_column,
-                                                      const arrow::RecordBatch& batch,
-                                                      int64_t first_row) {
-  ARROW_ASSIGN_OR_RAISE(auto times,
-                        EntityTimes(batch.GetColumnByName(time_column), time_column, first_row));
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<arrow::Array>> keys;
-  auto key_column = [&](const std::string& k,
-                        const std::string& type) -> Result<std::shared_ptr<arrow::Array>> {
-    auto& slot = keys[{k, type}];
-    if (!slot) {
-      ARROW_ASSIGN_OR_RAISE(slot, EntityKeys(batch.GetColumnByName(k), k, type, first_row));
-    }
-    return slot;
-  };
-  ARROW_ASSIGN_OR_RAISE(auto features,
-                        RetrieveFeatureSelection(store, selection, times, key_column));
-  std::vector<std::shared_ptr<arrow::Field>> fields = batch.schema()->fields();
-  std::vector<std::shared_ptr<arrow::Array>> arrays = batch.columns();
-  for (size_t i = 0; i < features.size(); ++i) {
-    fields.push_back(arrow::field(selection.feature_refs[i], features[i]->type()));
-    arrays.push_back(features[i]);
-  }
-  return arrow::RecordBatch::Make(arrow::schema(fields), batch.num_rows(), arrays);
 }
 
 std::string ParentOf(const std::string& path) {
@@ -343,7 +197,7 @@ Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::ob
                                "' has no 'event_timestamp' column (or 'timestamp') with each "
                                "row's time; its columns are: " + ColumnNames(schema));
   }
-  if (!IsTimeType(*schema.GetFieldByName(plan->time_column)->type())) {
+  if (!IsEntityTimeType(*schema.GetFieldByName(plan->time_column)->type())) {
     return InvalidArgument("entity_source.path",
                            "the time column '" + plan->time_column + "' of '" + source_path +
                                "' has type " +
@@ -358,7 +212,7 @@ Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::ob
                                  key.column + "' of feature set '" + key.feature_set +
                                  "'; its columns are: " + ColumnNames(schema));
     }
-    if (!IsKeyType(*field->type())) {
+    if (!IsEntityKeyType(*field->type())) {
       return InvalidArgument("entity_source.path",
                              "the join key column '" + key.column + "' of '" + source_path +
                                  "' has type " + field->type()->ToString() +
@@ -582,8 +436,10 @@ Status BatchServing::Run(const std::string& id, const Plan& plan) {
   std::unique_ptr<parquet::arrow::FileWriter> writer;
   int64_t rows = 0;
   auto write = [&](const arrow::RecordBatch& entities) -> Status {
-    ARROW_ASSIGN_OR_RAISE(auto joined, JoinBatch(store_, plan.selection, plan.time_column,
-                                                 entities, rows));
+    ARROW_ASSIGN_OR_RAISE(auto joined, JoinEntityBatch(store_, plan.selection, plan.time_column,
+                                                 entities, rows,
+                                                 EntityRowsOrigin{"entity_source.path",
+                                                                  "entity_source"}));
     if (!writer) {
       ARROW_ASSIGN_OR_RAISE(writer, parquet::arrow::FileWriter::Open(
                                         *joined->schema(), arrow::default_memory_pool(), sink,

@@ -8,17 +8,22 @@
 
 #include <arrow/api.h>
 #include <arrow/io/memory.h>
+#include <arrow/compute/api.h>
+#include <arrow/ipc/reader.h>
 #include <arrow/ipc/writer.h>
+#include <parquet/arrow/reader.h>
 #include <boost/json/serialize.hpp>
 
 #include "fstore/compute/source_schema.h"
 #include "fstore/core/columns.h"
 #include "fstore/materialize/feature_pipeline.h"
+#include "fstore/materialize/source_reader.h"
 #include "fstore/retrieval/point_in_time_join.h"
 #include "fstore/service/feature_store.h"
 
 namespace fstore {
 namespace json = boost::json;
+namespace cp = arrow::compute;
 
 namespace {
 
@@ -498,6 +503,257 @@ Result<std::string> HistoricalTableToArrowStream(const arrow::RecordBatch& table
   ARROW_RETURN_NOT_OK(writer->Close());
   ARROW_ASSIGN_OR_RAISE(auto buffer, sink->Finish());
   return buffer->ToString();
+}
+
+// ------------------------------------------------- entity rows from tables
+
+namespace {
+
+bool IsStringType(const arrow::DataType& type) {
+  switch (type.id()) {
+    case arrow::Type::STRING:
+    case arrow::Type::LARGE_STRING:
+    case arrow::Type::STRING_VIEW:
+      return true;
+    case arrow::Type::DICTIONARY:
+      return IsStringType(*static_cast<const arrow::DictionaryType&>(type).value_type());
+    default:
+      return false;
+  }
+}
+
+// "entity_source row 12 (column 'user_id')": rows count from 0 across the
+// whole source.
+std::string RowAt(const EntityRowsOrigin& origin, int64_t row, const std::string& column) {
+  return origin.label + " row " + std::to_string(row) + " (column '" + column + "')";
+}
+
+Status NoNulls(const EntityRowsOrigin& origin, const arrow::Array& values,
+               const std::string& column, int64_t first_row, const char* what) {
+  if (values.null_count() == 0) return Status::OK();
+  int64_t i = 0;
+  while (i < values.length() && !values.IsNull(i)) ++i;
+  return InvalidArgument(origin.field,
+                         RowAt(origin, first_row + i, column) + ": the " + what + " is null");
+}
+
+Result<std::shared_ptr<arrow::StringArray>> AsUtf8(const std::shared_ptr<arrow::Array>& values) {
+  if (values->type_id() == arrow::Type::STRING) {
+    return std::static_pointer_cast<arrow::StringArray>(values);
+  }
+  ARROW_ASSIGN_OR_RAISE(auto cast, cp::Cast(*values, arrow::utf8()));
+  return std::static_pointer_cast<arrow::StringArray>(cast);
+}
+
+// The entity rows' times as UTC microseconds.
+Result<std::shared_ptr<arrow::Int64Array>> EntityTimes(const EntityRowsOrigin& origin,
+                                                       const std::shared_ptr<arrow::Array>& column,
+                                                       const std::string& name, int64_t first_row) {
+  ARROW_RETURN_NOT_OK(NoNulls(origin, *column, name, first_row, "time"));
+  std::shared_ptr<arrow::Array> micros;
+  if (IsStringType(*column->type())) {
+    // Parsed here rather than by NormaliseTimestamps so that an error names
+    // the row in the whole source, not in the batch.
+    ARROW_ASSIGN_OR_RAISE(auto strings, AsUtf8(column));
+    arrow::Int64Builder builder;
+    ARROW_RETURN_NOT_OK(builder.Reserve(strings->length()));
+    for (int64_t i = 0; i < strings->length(); ++i) {
+      auto t = ParseTimestamp(strings->GetView(i));
+      if (!t.ok()) {
+        return InvalidArgument(origin.field,
+                               RowAt(origin, first_row + i, name) + ": '" +
+                                   std::string(strings->GetView(i)) +
+                                   "' is not a timestamp: " + ErrorMessageOf(t.status()));
+      }
+      builder.UnsafeAppend(*t);
+    }
+    ARROW_ASSIGN_OR_RAISE(micros, builder.Finish());
+  } else {
+    ARROW_ASSIGN_OR_RAISE(micros, NormaliseTimestamps(column, name));
+  }
+  auto data = micros->data()->Copy();
+  data->type = arrow::int64();
+  return std::static_pointer_cast<arrow::Int64Array>(arrow::MakeArray(data));
+}
+
+// A join key column as the entity's type: "int" -> int64, else utf8.
+Result<std::shared_ptr<arrow::Array>> EntityKeys(const EntityRowsOrigin& origin,
+                                                 const std::shared_ptr<arrow::Array>& column,
+                                                 const std::string& name, const std::string& type,
+                                                 int64_t first_row) {
+  ARROW_RETURN_NOT_OK(NoNulls(origin, *column, name, first_row, "join key"));
+  const arrow::DataType& from = *column->type();
+  if (type != "int") {
+    if (from.id() == arrow::Type::STRING) return column;
+    ARROW_ASSIGN_OR_RAISE(auto cast, cp::Cast(*column, arrow::utf8()));
+    return cast;
+  }
+  if (arrow::is_integer(from.id())) {
+    auto cast = cp::Cast(*column, arrow::int64());
+    if (!cast.ok()) {
+      return InvalidArgument(origin.field,
+                             "column '" + name + "' does not fit the integer join key: " +
+                                 cast.status().message());
+    }
+    return *cast;
+  }
+  ARROW_ASSIGN_OR_RAISE(auto strings, AsUtf8(column));
+  arrow::Int64Builder builder;
+  ARROW_RETURN_NOT_OK(builder.Reserve(strings->length()));
+  for (int64_t i = 0; i < strings->length(); ++i) {
+    std::string_view s = strings->GetView(i);
+    int64_t x = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+    if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+      return InvalidArgument(origin.field, RowAt(origin, first_row + i, name) + ": '" +
+                                                       std::string(s) +
+                                                       "' is not an integer join key");
+    }
+    builder.UnsafeAppend(x);
+  }
+  return builder.Finish();
+}
+
+}  // namespace
+
+bool IsEntityKeyType(const arrow::DataType& type) {
+  return arrow::is_integer(type.id()) || IsStringType(type);
+}
+
+bool IsEntityTimeType(const arrow::DataType& type) {
+  switch (type.id()) {
+    case arrow::Type::TIMESTAMP:
+    case arrow::Type::DATE32:
+    case arrow::Type::DATE64:
+      return true;
+    default:
+      return IsStringType(type);
+  }
+}
+
+Result<std::shared_ptr<arrow::RecordBatch>> JoinEntityBatch(FeatureStore* store,
+                                                      const FeatureSelection& selection,
+                                                      const std::string& time_column,
+                                                      const arrow::RecordBatch& batch,
+                                                      int64_t first_row,
+                                                      const EntityRowsOrigin& origin) {
+  ARROW_ASSIGN_OR_RAISE(auto times,
+                        EntityTimes(origin, batch.GetColumnByName(time_column), time_column, first_row));
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<arrow::Array>> keys;
+  auto key_column = [&](const std::string& k,
+                        const std::string& type) -> Result<std::shared_ptr<arrow::Array>> {
+    auto& slot = keys[{k, type}];
+    if (!slot) {
+      ARROW_ASSIGN_OR_RAISE(slot, EntityKeys(origin, batch.GetColumnByName(k), k, type, first_row));
+    }
+    return slot;
+  };
+  ARROW_ASSIGN_OR_RAISE(auto features,
+                        RetrieveFeatureSelection(store, selection, times, key_column));
+  std::vector<std::shared_ptr<arrow::Field>> fields = batch.schema()->fields();
+  std::vector<std::shared_ptr<arrow::Array>> arrays = batch.columns();
+  for (size_t i = 0; i < features.size(); ++i) {
+    fields.push_back(arrow::field(selection.feature_refs[i], features[i]->type()));
+    arrays.push_back(features[i]);
+  }
+  return arrow::RecordBatch::Make(arrow::schema(fields), batch.num_rows(), arrays);
+}
+
+
+Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
+    FeatureStore* store, const std::map<std::string, std::string>& query, std::string_view body,
+    std::string_view content_type) {
+  // The feature half from the query string, as the JSON body would hold it.
+  json::object fields;
+  for (const auto& [key, value] : query) {
+    if (key == "feature_sets" || key == "features") {
+      json::array list;
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string::npos) comma = value.size();
+        if (comma > start) list.emplace_back(value.substr(start, comma - start));
+        start = comma + 1;
+      }
+      fields[key] = std::move(list);
+    } else if (key == "as_of") {
+      fields[key] = value;
+    } else {
+      return InvalidArgument(key, "unknown query parameter '" + key +
+                                      "' (expected feature_sets, features, as_of)");
+    }
+  }
+  if (!fields.contains("feature_sets")) {
+    return InvalidArgument("feature_sets", "give the feature sets in the query string: "
+                                           "?feature_sets=a,b&features=x,y");
+  }
+  ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, fields));
+
+  const std::string_view media = content_type.substr(0, content_type.find(';'));
+  auto buffer = std::make_shared<arrow::Buffer>(reinterpret_cast<const uint8_t*>(body.data()),
+                                                static_cast<int64_t>(body.size()));
+  auto input = std::make_shared<arrow::io::BufferReader>(buffer);
+  std::shared_ptr<arrow::Table> table;
+  if (media == "application/vnd.apache.arrow.stream") {
+    auto reader = arrow::ipc::RecordBatchStreamReader::Open(input);
+    if (!reader.ok()) {
+      return InvalidArgument("entity_df", "the body is not an Arrow IPC stream: " +
+                                              reader.status().message());
+    }
+    auto read = (*reader)->ToTable();
+    if (!read.ok()) {
+      return InvalidArgument("entity_df", "the Arrow IPC stream is corrupt: " +
+                                              read.status().message());
+    }
+    table = *read;
+  } else {
+    auto reader = parquet::arrow::OpenFile(input, arrow::default_memory_pool());
+    if (!reader.ok()) {
+      return InvalidArgument("entity_df", "the body is not a Parquet file: " +
+                                              reader.status().message());
+    }
+    auto read = (*reader)->ReadTable(&table);
+    if (!read.ok()) {
+      return InvalidArgument("entity_df", "the Parquet file is corrupt: " + read.message());
+    }
+  }
+  auto combined = table->CombineChunksToBatch();
+  if (!combined.ok()) return InvalidArgument("entity_df", combined.status().message());
+  std::shared_ptr<arrow::RecordBatch> batch = *combined;
+  const arrow::Schema& schema = *batch->schema();
+  std::string time_column = schema.GetFieldIndex(kEventTimestampColumn) >= 0
+                                ? std::string(kEventTimestampColumn)
+                                : std::string("timestamp");
+  auto time_field = schema.GetFieldByName(time_column);
+  if (!time_field) {
+    return InvalidArgument("entity_df", "the entity rows have no event_timestamp (or timestamp) "
+                                        "column; they have: " + schema.ToString());
+  }
+  if (!IsEntityTimeType(*time_field->type())) {
+    return InvalidArgument("entity_df", "column '" + time_column + "' has type " +
+                                            time_field->type()->ToString() +
+                                            ": expected a timestamp, a date or ISO 8601 strings");
+  }
+  for (const auto& key : selection.JoinKeys()) {
+    auto field = schema.GetFieldByName(key.column);
+    if (!field) {
+      return InvalidArgument("entity_df", "the entity rows have no column '" + key.column +
+                                              "', the join key of feature set '" +
+                                              key.feature_set + "'");
+    }
+    if (!IsEntityKeyType(*field->type())) {
+      return InvalidArgument("entity_df", "join key column '" + key.column + "' has type " +
+                                              field->type()->ToString() +
+                                              ": expected integers or strings");
+    }
+  }
+  EntityRowsOrigin origin{"entity_df", "entity_df"};
+  ARROW_ASSIGN_OR_RAISE(auto joined,
+                        JoinEntityBatch(store, selection, time_column, *batch, 0, origin));
+  // The time column as timestamp[us, UTC], as the JSON form answers it.
+  int index = joined->schema()->GetFieldIndex(time_column);
+  ARROW_ASSIGN_OR_RAISE(auto micros, NormaliseTimestamps(joined->column(index), time_column));
+  return joined->SetColumn(index, arrow::field(time_column, micros->type()), micros);
 }
 
 }  // namespace fstore

@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <arrow/type_fwd.h>
@@ -100,6 +101,38 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
 /// JSON values are) then the features (their declared types).
 Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
                                                             const boost::json::value& body);
+
+/// Where entity rows come from, for errors: the field to name and the label
+/// of a row ("entity_source.path" and "entity_source row 12 (column 'x')").
+struct EntityRowsOrigin {
+  std::string field;
+  std::string label;
+};
+
+/// Types usable as a join key column (integers, strings) and as the time
+/// column (timestamps, dates, ISO 8601 strings) of entity rows.
+bool IsEntityKeyType(const arrow::DataType& type);
+bool IsEntityTimeType(const arrow::DataType& type);
+
+/// One table of entity rows joined: its columns unchanged, then the selected
+/// features. `time_column` names its time column; row numbers in errors count
+/// from `first_row`. Errors: a null key or time, an unparseable time or
+/// integer key (InvalidArgument on origin.field, naming the row).
+Result<std::shared_ptr<arrow::RecordBatch>> JoinEntityBatch(FeatureStore* store,
+                                                            const FeatureSelection& selection,
+                                                            const std::string& time_column,
+                                                            const arrow::RecordBatch& batch,
+                                                            int64_t first_row,
+                                                            const EntityRowsOrigin& origin);
+
+/// POST /api/v1/serving/historical with the entity rows as an Arrow IPC
+/// stream (Content-Type application/vnd.apache.arrow.stream) or a Parquet
+/// file (application/vnd.apache.parquet) body; "feature_sets", "features"
+/// and "as_of" come from the query string (comma-separated lists). The time
+/// column is event_timestamp, else timestamp. Returns JoinEntityBatch's table.
+Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
+    FeatureStore* store, const std::map<std::string, std::string>& query, std::string_view body,
+    std::string_view content_type);
 
 /// {"columns": [...], "data": [[...], ...]}; timestamps as ISO 8601 strings,
 /// non-finite floats as null.
