@@ -712,10 +712,12 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
       return InvalidArgument("entity_df", "the body is not a Parquet file: " +
                                               reader.status().message());
     }
-    auto read = (*reader)->ReadTable(&table);
+    auto read = (*reader)->ReadTable();
     if (!read.ok()) {
-      return InvalidArgument("entity_df", "the Parquet file is corrupt: " + read.message());
+      return InvalidArgument("entity_df", "the Parquet file is corrupt: " +
+                                              read.status().message());
     }
+    table = *read;
   }
   auto combined = table->CombineChunksToBatch();
   if (!combined.ok()) return InvalidArgument("entity_df", combined.status().message());
