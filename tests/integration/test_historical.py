@@ -446,3 +446,31 @@ def test_bad_arrow_and_parquet_bodies(world):
     for params, payload, headers, status, code, field in cases:
         r = api.session.post(url, params=params, data=payload, headers=headers, timeout=30)
         assert_error(r, status, code, field)
+
+
+def test_derived_feature_over_other_sets(world):
+    """A derived feature whose inputs live in other feature sets is computed
+    from those inputs' point-in-time values (their ttl and defaults too)."""
+    api = world["api"]
+    c = api.create_feature_set(name=uniq("hist_c"), entities=["user"],
+                               source={"type": "file", "path": world["events_path"],
+                                       "format": "parquet"})
+    api.create_feature(c["id"], name="amount", data_type="float")
+    api.create_feature(c["id"], name="gap", data_type="float",
+                       source_features=[f"{world['a']}:amount_x2", f"{world['b']}:plus_one"],
+                       transformation="amount_x2 - plus_one")
+    materialize(api, c["name"])
+    rows = random_entity_rows(world, seed=33, n=150)
+    entity_df = {"columns": ["user_id", "event_timestamp"], "data": rows}
+    got = post_hist(api, {"feature_sets": [c["name"]], "entity_df": entity_df,
+                          "features": ["gap"]}).json()
+    inputs = post_hist(api, {"feature_sets": [world["a"], world["b"]], "entity_df": entity_df,
+                             "features": ["amount_x2", "plus_one"]}).json()
+    assert got["columns"] == ["user_id", "event_timestamp", "gap"]
+    checked = 0
+    for g, i in zip(got["data"], inputs["data"]):
+        x2, p1 = i[2], i[3]
+        want = None if x2 is None or p1 is None else x2 - p1
+        assert close(g[2], want), (g, i)
+        checked += want is not None
+    assert checked > 10

@@ -17,6 +17,7 @@
 #include "fstore/compute/source_schema.h"
 #include "fstore/core/columns.h"
 #include "fstore/materialize/feature_pipeline.h"
+#include "fstore/materialize/feature_validation.h"
 #include "fstore/materialize/source_reader.h"
 #include "fstore/retrieval/point_in_time_join.h"
 #include "fstore/service/feature_store.h"
@@ -311,13 +312,19 @@ json::value CellToJson(const arrow::Array& array, int64_t row) {
 
 std::vector<FeatureSelection::JoinKey> FeatureSelection::JoinKeys() const {
   std::vector<JoinKey> keys;
-  for (const auto& s : sets) {
+  auto add = [&](const Set& s) {
     for (const auto& k : s.plan.key_columns) {
       bool seen = std::any_of(keys.begin(), keys.end(),
                               [&](const JoinKey& j) { return j.column == k; });
       if (seen) continue;
       keys.push_back({k, s.key_types.count(k) ? s.key_types.at(k) : "string",
                       s.feature_set.name});
+    }
+  };
+  for (const auto& s : sets) {
+    add(s);
+    for (const auto& d : s.derived) {
+      for (const auto& in : d.inputs) add(*in.set);
     }
   }
   return keys;
@@ -391,6 +398,62 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
     sets[owners[0]].wanted.push_back(name);
     sets[owners[0]].output_slot.push_back(i);
   }
+  // Derived features over other feature sets: compiled against their
+  // inputs, which are retrieved point-in-time like any feature.
+  for (auto& set : sets) {
+    for (size_t w = 0; w < set.wanted.size();) {
+      const std::string name = set.wanted[w];
+      const auto& rt = set.plan.read_time_features;
+      if (std::find(rt.begin(), rt.end(), name) == rt.end()) {
+        ++w;
+        continue;
+      }
+      const Feature& f = *std::find_if(set.features.begin(), set.features.end(),
+                                       [&](const Feature& x) { return x.name == name; });
+      const std::string field = "features[" + std::to_string(set.output_slot[w]) + "]";
+      RequestedSet::Derived d;
+      d.feature = f;
+      d.output_slot = set.output_slot[w];
+      auto parsed = ParseTransformation(f.transformation);
+      if (!parsed.ok()) return WithFieldPrefix(parsed.status(), field);
+      if (parsed->reads_clock) {
+        return MakeError(ErrorCode::kNotImplemented,
+                         "feature '" + name + "' is derived from other feature sets and reads "
+                         "the clock: historical retrieval of it is not built yet", field);
+      }
+      std::vector<std::shared_ptr<arrow::Field>> fields;
+      for (const auto& ref : f.source_features) {
+        size_t colon = ref.find(':');
+        std::string set_name = colon == std::string::npos ? set.feature_set.name
+                                                          : ref.substr(0, colon);
+        std::string input(FeatureNameOf(ref));
+        auto loaded = LoadSet(store, set_name);
+        if (!loaded.ok()) {
+          return Unprocessable(field, "feature '" + name + "': its input '" + ref +
+                                          "' cannot be retrieved: " +
+                                          ErrorMessageOf(loaded.status()));
+        }
+        auto in_set = std::make_shared<RequestedSet>(std::move(*loaded));
+        auto def = std::find_if(in_set->features.begin(), in_set->features.end(),
+                                [&](const Feature& x) { return x.name == input; });
+        const auto& in_rt = in_set->plan.read_time_features;
+        if (def == in_set->features.end() ||
+            std::find(in_rt.begin(), in_rt.end(), input) != in_rt.end()) {
+          return Unprocessable(field, "feature '" + name + "': its input '" + ref +
+                                          "' is not a materialized feature");
+        }
+        ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(def->data_type));
+        fields.push_back(arrow::field(input, type));
+        d.inputs.push_back({std::move(in_set), input});
+      }
+      auto compiled = CompiledExpression::Compile(*parsed, arrow::schema(fields));
+      if (!compiled.ok()) return WithFieldPrefix(compiled.status(), field);
+      d.expression = std::make_shared<const CompiledExpression>(std::move(*compiled));
+      set.derived.push_back(std::move(d));
+      set.wanted.erase(set.wanted.begin() + static_cast<std::ptrdiff_t>(w));
+      set.output_slot.erase(set.output_slot.begin() + static_cast<std::ptrdiff_t>(w));
+    }
+  }
   selection.feature_refs = std::move(feature_refs);
   return selection;
 }
@@ -418,6 +481,37 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
     q.as_of = selection.as_of;
     ARROW_ASSIGN_OR_RAISE(auto values, RetrievePointInTime(store->offline_store(), q));
     for (size_t i = 0; i < s.wanted.size(); ++i) outputs[s.output_slot[i]] = values[i];
+  }
+  // Derived features over other sets: their inputs as of each row, then the
+  // expression (a no-match input is its own default, else null).
+  for (const auto& s : selection.sets) {
+    for (const auto& d : s.derived) {
+      std::vector<std::shared_ptr<arrow::Field>> fields;
+      std::vector<std::shared_ptr<arrow::Array>> arrays;
+      for (const auto& in : d.inputs) {
+        std::vector<std::shared_ptr<arrow::Field>> key_fields;
+        std::vector<std::shared_ptr<arrow::Array>> key_arrays;
+        for (const auto& k : in.set->plan.key_columns) {
+          std::string type = in.set->key_types.count(k) ? in.set->key_types.at(k) : "string";
+          ARROW_ASSIGN_OR_RAISE(auto array, key_column(k, type));
+          key_fields.push_back(arrow::field(k, array->type()));
+          key_arrays.push_back(std::move(array));
+        }
+        PointInTimeQuery q;
+        q.plan = &in.set->plan;
+        q.features = {in.feature};
+        q.entity_keys = arrow::RecordBatch::Make(arrow::schema(key_fields), rows, key_arrays);
+        q.times = times;
+        q.as_of = selection.as_of;
+        ARROW_ASSIGN_OR_RAISE(auto values, RetrievePointInTime(store->offline_store(), q));
+        fields.push_back(arrow::field(in.feature, values[0]->type()));
+        arrays.push_back(values[0]);
+      }
+      auto batch = arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);
+      ARROW_ASSIGN_OR_RAISE(auto result, d.expression->Evaluate(*batch, EvalContext{}));
+      ARROW_ASSIGN_OR_RAISE(CheckedColumn checked, CheckFeatureColumn(d.feature, result));
+      outputs[d.output_slot] = checked.values;
+    }
   }
   return outputs;
 }

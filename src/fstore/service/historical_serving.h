@@ -35,6 +35,7 @@
 
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
+#include "fstore/compute/expression.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/registry/definitions.h"
 
@@ -55,6 +56,19 @@ struct FeatureSelection {
     std::map<std::string, std::string> key_types;  ///< join key -> "int" | "string"
     std::vector<std::string> wanted;               ///< its requested features, output order
     std::vector<size_t> output_slot;  ///< wanted[i] -> index in feature_refs
+    /// Requested derived features whose inputs live in other feature sets:
+    /// never materialized, computed from their inputs' point-in-time values.
+    struct Derived {
+      Feature feature;
+      size_t output_slot = 0;
+      std::shared_ptr<const CompiledExpression> expression;
+      struct Input {
+        std::shared_ptr<const Set> set;  ///< the input's set, compiled
+        std::string feature;             ///< its name there (and in the expression)
+      };
+      std::vector<Input> inputs;
+    };
+    std::vector<Derived> derived;
   };
   /// A join key the entity rows must hold.
   struct JoinKey {
