@@ -632,13 +632,20 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
   }
   auto all = arrow::RecordBatch::Make(arrow::schema(fields), n, arrays);
 
-  // Offline: the run's range, minus dropped rows.
-  arrow::BooleanBuilder keep_builder;
-  ARROW_RETURN_NOT_OK(keep_builder.Reserve(n));
-  for (int64_t i = 0; i < n; ++i) keep_builder.UnsafeAppend(in_range[i] && !drop[i]);
-  ARROW_ASSIGN_OR_RAISE(auto keep, keep_builder.Finish());
-  ARROW_ASSIGN_OR_RAISE(auto offline, cp::Filter(all, keep));
-  ARROW_ASSIGN_OR_RAISE(out.offline, arrow::Table::FromRecordBatches({offline.record_batch()}));
+  // Offline: the run's range, minus dropped rows (no copy when that is all
+  // of them, the usual case for a chunk after the first).
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) kept += in_range[i] && !drop[i];
+  if (kept == n) {
+    ARROW_ASSIGN_OR_RAISE(out.offline, arrow::Table::FromRecordBatches({all}));
+  } else {
+    arrow::BooleanBuilder keep_builder;
+    ARROW_RETURN_NOT_OK(keep_builder.Reserve(n));
+    for (int64_t i = 0; i < n; ++i) keep_builder.UnsafeAppend(in_range[i] && !drop[i]);
+    ARROW_ASSIGN_OR_RAISE(auto keep, keep_builder.Finish());
+    ARROW_ASSIGN_OR_RAISE(auto offline, cp::Filter(all, keep));
+    ARROW_ASSIGN_OR_RAISE(out.offline, arrow::Table::FromRecordBatches({offline.record_batch()}));
+  }
 
   // Online: the last kept row of each entity (event time < end) -- of this
   // chunk, else the carried one of an entity still in the look-back -- with
