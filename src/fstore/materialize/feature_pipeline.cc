@@ -9,6 +9,7 @@
 #include <arrow/compute/api.h>
 #include <boost/json/value_from.hpp>
 
+#include "fstore/core/arrays.h"
 #include "fstore/core/compute_init.h"
 #include "fstore/core/entity_time_order.h"
 #include "fstore/materialize/feature_validation.h"
@@ -245,12 +246,6 @@ Result<std::shared_ptr<arrow::Int64Array>> GroupIds(const arrow::RecordBatch& ba
   return out;
 }
 
-Result<std::shared_ptr<arrow::Int64Array>> AsMicros(const std::shared_ptr<arrow::Array>& ts) {
-  auto data = ts->data()->Copy();
-  data->type = arrow::int64();
-  return std::static_pointer_cast<arrow::Int64Array>(arrow::MakeArray(data));
-}
-
 json::value ScalarToJson(const std::shared_ptr<arrow::Array>& array, int64_t row) {
   if (array->IsNull(row)) return nullptr;
   auto scalar = array->GetScalar(row);
@@ -400,15 +395,6 @@ Result<WindowEvents> MakeWindowEvents(const FeaturePlan& plan, const WindowCarry
   return ev;
 }
 
-Result<std::shared_ptr<arrow::Int64Array>> IndexArray(const std::vector<int64_t>& indices) {
-  arrow::Int64Builder b;
-  // (An empty vector's data() may be null, and memcpy(null, 0) is UB.)
-  if (!indices.empty()) ARROW_RETURN_NOT_OK(b.AppendValues(indices));
-  std::shared_ptr<arrow::Int64Array> out;
-  ARROW_RETURN_NOT_OK(b.Finish(&out));
-  return out;
-}
-
 // `carried` followed by `chunk`, in the events' order.
 Result<std::shared_ptr<arrow::Array>> InEventOrder(const WindowEvents& ev,
                                                    const std::shared_ptr<arrow::Array>& carried,
@@ -420,7 +406,7 @@ Result<std::shared_ptr<arrow::Array>> InEventOrder(const WindowEvents& ev,
                                   chunk->type()->ToString());
   }
   ARROW_ASSIGN_OR_RAISE(auto both, arrow::Concatenate({carried, chunk}));
-  ARROW_ASSIGN_OR_RAISE(auto order, IndexArray(ev.order));
+  ARROW_ASSIGN_OR_RAISE(auto order, Int64ArrayOf(ev.order));
   ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*both, *order));
   return taken;
 }
@@ -450,7 +436,7 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
   const int64_t full_rows = full->num_rows();
 
   ARROW_ASSIGN_OR_RAISE(auto full_groups, GroupIds(*full, plan.key_columns));
-  ARROW_ASSIGN_OR_RAISE(auto full_times, AsMicros(full->GetColumnByName(fs.timestamp_field)));
+  auto full_times = TimestampsAsInt64(full->GetColumnByName(fs.timestamp_field));
 
   // Rows whose features are computed: those of the range, and, for entities
   // seen only in the look-back, their last row (the online store gets it).
@@ -472,7 +458,7 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
     batch = taken.record_batch();
     ARROW_ASSIGN_OR_RAISE(auto g, cp::Take(*full_groups, *needed));
     groups = std::static_pointer_cast<arrow::Int64Array>(g);
-    ARROW_ASSIGN_OR_RAISE(times, AsMicros(batch->GetColumnByName(fs.timestamp_field)));
+    times = TimestampsAsInt64(batch->GetColumnByName(fs.timestamp_field));
   }
   const int64_t n = batch->num_rows();
   if (carried && full_rows > 0) {
@@ -683,11 +669,11 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
     }
     online_ids.push_back(id);
   }
-  ARROW_ASSIGN_OR_RAISE(auto chunk_take, IndexArray(from_chunk));
+  ARROW_ASSIGN_OR_RAISE(auto chunk_take, Int64ArrayOf(from_chunk));
   ARROW_ASSIGN_OR_RAISE(auto online_datum, cp::Take(all, chunk_take));
   auto online = online_datum.record_batch();
   if (!from_carry.empty()) {
-    ARROW_ASSIGN_OR_RAISE(auto carry_take, IndexArray(from_carry));
+    ARROW_ASSIGN_OR_RAISE(auto carry_take, Int64ArrayOf(from_carry));
     ARROW_ASSIGN_OR_RAISE(auto carried_datum, cp::Take(carried->last_rows, carry_take));
     auto carried_rows = carried_datum.record_batch();
     if (!carried_rows->schema()->Equals(*online->schema())) {
@@ -697,13 +683,13 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
     ARROW_ASSIGN_OR_RAISE(auto combined_rows, both->CombineChunksToBatch());
     const int64_t n_chunk = static_cast<int64_t>(from_chunk.size());
     for (auto& o : online_order) o = o >= 0 ? o : n_chunk + (-1 - o);
-    ARROW_ASSIGN_OR_RAISE(auto order, IndexArray(online_order));
+    ARROW_ASSIGN_OR_RAISE(auto order, Int64ArrayOf(online_order));
     ARROW_ASSIGN_OR_RAISE(auto ordered, cp::Take(combined_rows, order));
     online = ordered.record_batch();
   }
-  ARROW_ASSIGN_OR_RAISE(auto query_groups, IndexArray(online_ids));
+  ARROW_ASSIGN_OR_RAISE(auto query_groups, Int64ArrayOf(online_ids));
   ARROW_ASSIGN_OR_RAISE(auto query_times,
-                        IndexArray(std::vector<int64_t>(online_ids.size(), end)));
+                        Int64ArrayOf(std::vector<int64_t>(online_ids.size(), end)));
   for (const PlannedFeature& p : plan.features) {
     if (p.kind != PlannedFeature::Kind::kWindow) continue;
     ARROW_ASSIGN_OR_RAISE(
@@ -733,8 +719,8 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
         kept_rows.push_back(events.order.empty() ? j : events.order[j]);
         group_of_kept.push_back(static_cast<int64_t>(kept_group_ids.size()) - 1);
       }
-      ARROW_ASSIGN_OR_RAISE(auto kept_index, IndexArray(kept));
-      ARROW_ASSIGN_OR_RAISE(auto row_index, IndexArray(kept_rows));
+      ARROW_ASSIGN_OR_RAISE(auto kept_index, Int64ArrayOf(kept));
+      ARROW_ASSIGN_OR_RAISE(auto row_index, Int64ArrayOf(kept_rows));
       for (size_t c = 0; c < plan.key_columns.size(); ++c) {
         std::shared_ptr<arrow::Array> keys = full->GetColumnByName(plan.key_columns[c]);
         if (carried) {
@@ -749,7 +735,7 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
       }
       ARROW_ASSIGN_OR_RAISE(auto kept_times, cp::Take(*events.times, *kept_index));
       next.times = std::static_pointer_cast<arrow::Int64Array>(kept_times);
-      ARROW_ASSIGN_OR_RAISE(next.groups, IndexArray(group_of_kept));
+      ARROW_ASSIGN_OR_RAISE(next.groups, Int64ArrayOf(group_of_kept));
       for (const PlannedFeature& p : plan.features) {
         if (p.kind != PlannedFeature::Kind::kWindow) continue;
         ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(*window_arguments[p.feature.name], *kept_index));
@@ -766,7 +752,7 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
           last_take.push_back(static_cast<int64_t>(o));
         }
       }
-      ARROW_ASSIGN_OR_RAISE(auto last_index, IndexArray(last_take));
+      ARROW_ASSIGN_OR_RAISE(auto last_index, Int64ArrayOf(last_take));
       ARROW_ASSIGN_OR_RAISE(auto last_rows, cp::Take(online, last_index));
       next.last_rows = last_rows.record_batch();
     }

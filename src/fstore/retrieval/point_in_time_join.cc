@@ -16,6 +16,7 @@
 #include <arrow/compute/api.h>
 #include <arrow/util/bit_util.h>
 
+#include "fstore/core/arrays.h"
 #include "fstore/core/columns.h"
 #include "fstore/core/compute_init.h"
 #include "fstore/core/duration.h"
@@ -60,20 +61,6 @@ Result<std::shared_ptr<arrow::Array>> CastTo(const std::shared_ptr<arrow::Array>
                                      type->ToString() + ": " + cast.status().message());
   }
   return *cast;
-}
-
-Result<std::shared_ptr<arrow::Int64Array>> Micros(const std::shared_ptr<arrow::Array>& ts) {
-  auto data = ts->data()->Copy();
-  data->type = arrow::int64();
-  return std::static_pointer_cast<arrow::Int64Array>(arrow::MakeArray(data));
-}
-
-Result<std::shared_ptr<arrow::Int64Array>> IndexArray(const std::vector<int64_t>& indices) {
-  arrow::Int64Builder b;
-  if (!indices.empty()) ARROW_RETURN_NOT_OK(b.AppendValues(indices));
-  std::shared_ptr<arrow::Int64Array> out;
-  ARROW_RETURN_NOT_OK(b.Finish(&out));
-  return out;
 }
 
 // Indices with -1 as null: Take gives null there.
@@ -433,7 +420,7 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     }
     fields.push_back(arrow::field(kEventTimestampColumn, arrow::int64()));
     auto sort_columns = p.keys;
-    ARROW_ASSIGN_OR_RAISE(auto events, IndexArray(p.events));
+    ARROW_ASSIGN_OR_RAISE(auto events, Int64ArrayOf(p.events));
     sort_columns.push_back(events);
     auto sort_batch = arrow::RecordBatch::Make(arrow::schema(fields), p.rows(), sort_columns);
     ARROW_ASSIGN_OR_RAISE(auto order,
@@ -839,7 +826,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
           taken_of_position[positions[from + i]] =
               taken_rows + static_cast<int64_t>(distinct.size()) - 1;
         }
-        ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(distinct));
+        ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(distinct));
         std::vector<std::shared_ptr<arrow::Field>> fields;
         std::vector<std::shared_ptr<arrow::Array>> arrays;
         for (size_t c : taken_columns) {
@@ -957,7 +944,7 @@ Result<std::shared_ptr<arrow::Array>> Unpermute(const std::shared_ptr<arrow::Arr
                                                 const std::vector<int64_t>& order) {
   std::vector<int64_t> inverse(order.size());
   for (size_t j = 0; j < order.size(); ++j) inverse[order[j]] = static_cast<int64_t>(j);
-  ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(inverse));
+  ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(inverse));
   ARROW_ASSIGN_OR_RAISE(auto out, cp::Take(*values, *index));
   return out;
 }
@@ -1010,10 +997,10 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
                                              g.keys[c]->type(), plan.key_columns[c]));
       keys.push_back(col);
     }
-    ARROW_ASSIGN_OR_RAISE(auto times, Micros(batch->GetColumnByName(fs.timestamp_field)));
+    auto times = TimestampsAsInt64(batch->GetColumnByName(fs.timestamp_field));
     std::shared_ptr<arrow::Int64Array> created;
     if (!fs.created_timestamp_field.empty()) {
-      ARROW_ASSIGN_OR_RAISE(created, Micros(batch->GetColumnByName(fs.created_timestamp_field)));
+      created = TimestampsAsInt64(batch->GetColumnByName(fs.created_timestamp_field));
     }
     // Source rows of the entities asked about (null keys or times are no
     // entity's), by (group, event time, created time, input order) -- the
@@ -1044,7 +1031,7 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
       if (created) return created->Value(a) < created->Value(b);
       return false;
     });
-    ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(rows));
+    ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(rows));
     ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(batch, index));
     events = taken.record_batch();
     for (int64_t r : rows) {
@@ -1052,10 +1039,10 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
       event_times.push_back(times->Value(r));
     }
   }
-  ARROW_ASSIGN_OR_RAISE(auto ev_groups, IndexArray(event_groups));
-  ARROW_ASSIGN_OR_RAISE(auto ev_times, IndexArray(event_times));
-  ARROW_ASSIGN_OR_RAISE(auto qg, IndexArray(query_groups));
-  ARROW_ASSIGN_OR_RAISE(auto qt, IndexArray(query_times));
+  ARROW_ASSIGN_OR_RAISE(auto ev_groups, Int64ArrayOf(event_groups));
+  ARROW_ASSIGN_OR_RAISE(auto ev_times, Int64ArrayOf(event_times));
+  ARROW_ASSIGN_OR_RAISE(auto qg, Int64ArrayOf(query_groups));
+  ARROW_ASSIGN_OR_RAISE(auto qt, Int64ArrayOf(query_times));
   for (const PlannedFeature* p : windows) {
     std::shared_ptr<arrow::Array> argument;
     const int64_t rows = ev_times->length();
@@ -1119,7 +1106,7 @@ Result<std::shared_ptr<arrow::Array>> ClockFeatureAtRows(const PointInTimeQuery&
     int64_t j = i;
     while (j < n && q.times->Value(order[j]) == q.times->Value(order[i])) ++j;
     std::vector<int64_t> slice(order.begin() + i, order.begin() + j);
-    ARROW_ASSIGN_OR_RAISE(auto index, IndexArray(slice));
+    ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(slice));
     ARROW_ASSIGN_OR_RAISE(auto sub, cp::Take(batch, index));
     EvalContext ctx;
     ctx.clock = q.times->Value(order[i]);

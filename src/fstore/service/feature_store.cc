@@ -810,28 +810,6 @@ Result<json::object> FeatureStore::FeatureLineage(std::string_view ref) {
   return out;
 }
 
-namespace {
-
-json::value FeatureValueToJson(const FeatureValue& v) {
-  struct Visitor {
-    json::value operator()(std::monostate) const { return nullptr; }
-    json::value operator()(int64_t x) const { return x; }
-    json::value operator()(double x) const { return x; }
-    json::value operator()(const std::string& x) const { return json::value(x); }
-    json::value operator()(bool x) const { return x; }
-    json::value operator()(const TimestampValue& x) const {
-      return json::value(FormatTimestamp(x.micros));
-    }
-    json::value operator()(const ListValue& x) const {
-      json::array a;
-      for (const auto& item : x.items) a.push_back(FeatureValueToJson(item));
-      return a;
-    }
-  };
-  return std::visit(Visitor{}, v);
-}
-
-}  // namespace
 
 Result<json::object> FeatureStore::DumpOnlineRecords(
     std::string_view feature_set, const std::vector<std::vector<std::string>>& keys) {

@@ -229,28 +229,6 @@ Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* re
   return std::shared_ptr<const OnlineServing::Snapshot>(std::move(snapshot));
 }
 
-json::value ValueToJson(const FeatureValue& v) {
-  struct Visitor {
-    json::value operator()(std::monostate) const { return nullptr; }
-    json::value operator()(int64_t x) const { return x; }
-    json::value operator()(double x) const {
-      // JSON has no NaN or infinities.
-      if (!std::isfinite(x)) return nullptr;
-      return x;
-    }
-    json::value operator()(const std::string& x) const { return json::value(x); }
-    json::value operator()(bool x) const { return x; }
-    json::value operator()(const TimestampValue& x) const {
-      return json::value(FormatTimestamp(x.micros));
-    }
-    json::value operator()(const ListValue& x) const {
-      json::array a;
-      for (const auto& item : x.items) a.push_back(ValueToJson(item));
-      return a;
-    }
-  };
-  return std::visit(Visitor{}, v);
-}
 
 // One join key's value from JSON, of the entity's type. `field` names it.
 Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type,
@@ -470,6 +448,29 @@ class OnlineServing::Cache {
   std::unordered_map<std::string, std::list<Entry>::iterator> map_;
   std::unordered_map<std::string, uint64_t> generations_;
 };
+
+json::value FeatureValueToJson(const FeatureValue& v) {
+  struct Visitor {
+    json::value operator()(std::monostate) const { return nullptr; }
+    json::value operator()(int64_t x) const { return x; }
+    json::value operator()(double x) const {
+      // JSON has no NaN or infinities.
+      if (!std::isfinite(x)) return nullptr;
+      return x;
+    }
+    json::value operator()(const std::string& x) const { return json::value(x); }
+    json::value operator()(bool x) const { return x; }
+    json::value operator()(const TimestampValue& x) const {
+      return json::value(FormatTimestamp(x.micros));
+    }
+    json::value operator()(const ListValue& x) const {
+      json::array a;
+      for (const auto& item : x.items) a.push_back(FeatureValueToJson(item));
+      return a;
+    }
+  };
+  return std::visit(Visitor{}, v);
+}
 
 // ------------------------------------------------------------------- service
 
@@ -941,7 +942,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     if (rt != read_time.end() && rt->second[index]) return *rt->second[index];
     if (record && rt == read_time.end()) {
       for (const auto& [name, value] : record->values) {
-        if (name == r.feature->name) return ValueToJson(value);
+        if (name == r.feature->name) return FeatureValueToJson(value);
       }
     }
     return r.feature->default_value ? *r.feature->default_value : json::value(nullptr);

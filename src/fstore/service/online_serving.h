@@ -39,11 +39,16 @@
 
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
+#include "fstore/online/online_store.h"
 
 namespace fstore {
 
 class Registry;
 class OnlineStore;
+
+/// A feature value as JSON: timestamps as ISO 8601 text, lists as arrays,
+/// null for null and for non-finite floats (JSON has no NaN).
+boost::json::value FeatureValueToJson(const FeatureValue& value);
 
 struct OnlineServingOptions {
   bool cache_enabled = false;
