@@ -97,7 +97,7 @@ class OfflineStore {
   /// outside [start, end) plus the new rows of that date, deduplicated to one
   /// row per (entity key, event time) keeping the greatest created time (then
   /// the later row of `rows`), sorted by key then event time, and written
-  /// (zstd, row groups of kOfflineRowGroupRows) as a new generation. A
+  /// (snappy, row groups of kOfflineRowGroupRows) as a new generation. A
   /// partition wholly inside [start, end) that gets no new rows is replaced by
   /// an empty generation; dates in the range with neither old nor new rows
   /// are not created. The schema of `rows` (feature columns and their types)
