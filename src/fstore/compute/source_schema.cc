@@ -114,4 +114,10 @@ Result<std::shared_ptr<ds::Dataset>> OpenSourceDataset(const SourceDefinition& s
   return *dataset;
 }
 
+Result<std::shared_ptr<arrow::Schema>> RequireSourceSchema(const SourceDefinition& source) {
+  ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(source));
+  if (!schema) return Unprocessable("source.path", "no file matches '" + source.path + "'");
+  return schema;
+}
+
 }  // namespace fstore

@@ -20,6 +20,11 @@ namespace fstore {
 /// but cannot be read as the declared format is Unprocessable on source.path.
 Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source);
 
+/// ReadSourceSchema for a source that must have data now (to materialize or
+/// retrieve from it): never null; no matching file is Unprocessable on
+/// source.path ("no file matches '<path>'").
+Result<std::shared_ptr<arrow::Schema>> RequireSourceSchema(const SourceDefinition& source);
+
 /// The dataset of a file source (its files as ReadSourceSchema finds them), or
 /// null when no file matches. Unprocessable on source.path when the files
 /// cannot be read as the declared format.

@@ -50,10 +50,7 @@ Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set
                                        "' has no file source to materialize from (postgres and "
                                        "push sources come with later issues)");
   }
-  ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(*fs->source));
-  if (!schema) {
-    return Unprocessable("source.path", "no file matches '" + fs->source->path + "'");
-  }
+  ARROW_ASSIGN_OR_RAISE(auto schema, RequireSourceSchema(*fs->source));
   ARROW_ASSIGN_OR_RAISE(auto all_features, registry->ListFeatures(false));
   std::vector<Feature> features;
   for (auto& f : all_features) {

@@ -68,13 +68,11 @@ Result<RequestedSet> LoadSet(FeatureStore* store, const std::string& ref) {
   if (set.features.empty()) {
     return Unprocessable("feature_sets", "feature set '" + fs->name + "' has no features");
   }
-  auto schema = ReadSourceSchema(*fs->source);
-  if (!schema.ok() || !*schema) {
+  auto schema = RequireSourceSchema(*fs->source);
+  if (!schema.ok()) {
     return Unprocessable("feature_sets", "the source of feature set '" + fs->name +
                                              "' cannot be read (" +
-                                             (schema.ok() ? "no file matches '" + fs->source->path + "'"
-                                                          : ErrorMessageOf(schema.status())) +
-                                             ")");
+                                             ErrorMessageOf(schema.status()) + ")");
   }
   ARROW_ASSIGN_OR_RAISE(auto entities, store->registry()->ListEntities());
   auto plan = PlanMaterialization(*fs, set.features, entities, *schema);
@@ -400,6 +398,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
   }
   // Derived features over other feature sets: compiled against their
   // inputs, which are retrieved point-in-time like any feature.
+  std::map<std::string, std::shared_ptr<const RequestedSet>> input_sets;
   for (auto& set : sets) {
     for (size_t w = 0; w < set.wanted.size();) {
       const std::string name = set.wanted[w];
@@ -427,13 +426,24 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
         std::string set_name = colon == std::string::npos ? set.feature_set.name
                                                           : ref.substr(0, colon);
         std::string input(FeatureNameOf(ref));
-        auto loaded = LoadSet(store, set_name);
-        if (!loaded.ok()) {
-          return Unprocessable(field, "feature '" + name + "': its input '" + ref +
-                                          "' cannot be retrieved: " +
-                                          ErrorMessageOf(loaded.status()));
+        std::shared_ptr<const RequestedSet>& in_set = input_sets[set_name];
+        if (!in_set) {
+          // A requested set is compiled already; another is loaded once.
+          auto requested = std::find_if(sets.begin(), sets.end(), [&](const RequestedSet& x) {
+            return x.feature_set.name == set_name;
+          });
+          if (requested != sets.end()) {
+            in_set = std::make_shared<const RequestedSet>(*requested);
+          } else {
+            auto loaded = LoadSet(store, set_name);
+            if (!loaded.ok()) {
+              return Unprocessable(field, "feature '" + name + "': its input '" + ref +
+                                              "' cannot be retrieved: " +
+                                              ErrorMessageOf(loaded.status()));
+            }
+            in_set = std::make_shared<const RequestedSet>(std::move(*loaded));
+          }
         }
-        auto in_set = std::make_shared<RequestedSet>(std::move(*loaded));
         auto def = std::find_if(in_set->features.begin(), in_set->features.end(),
                                 [&](const Feature& x) { return x.name == input; });
         const auto& in_rt = in_set->plan.read_time_features;
@@ -444,7 +454,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
         }
         ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(def->data_type));
         fields.push_back(arrow::field(input, type));
-        d.inputs.push_back({std::move(in_set), input});
+        d.inputs.push_back({in_set, input});
       }
       auto compiled = CompiledExpression::Compile(*parsed, arrow::schema(fields));
       if (!compiled.ok()) return WithFieldPrefix(compiled.status(), field);

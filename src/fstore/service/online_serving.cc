@@ -98,8 +98,8 @@ void PlanReadTime(const OnlineServing::Snapshot& snapshot, ServingSet* s) {
     }
   }
   if (!any || !fs.source || fs.source->type != "file") return;
-  auto schema = ReadSourceSchema(*fs.source);
-  if (!schema.ok() || !*schema) {
+  auto schema = RequireSourceSchema(*fs.source);
+  if (!schema.ok()) {
     spdlog::warn("online serving: the source schema of '{}' cannot be read; its clock-reading "
                  "features are served as materialized", fs.name);
     return;
@@ -611,7 +611,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
 
   // Feature sets: given, or those of qualified feature names.
   std::vector<const ServingSet*> sets;
-  auto add_set = [&](std::string_view ref, const std::string& field) -> Status {
+  auto add_set = [&](std::string_view ref, const std::string& field) -> Result<const ServingSet*> {
     auto it = snapshot->sets.find(std::string(ref));
     if (it == snapshot->sets.end()) {
       auto by_id = snapshot->set_name_of_id.find(std::string(ref));
@@ -625,7 +625,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
                                       "' has online_enabled false: it is not served online");
     }
     if (std::find(sets.begin(), sets.end(), &it->second) == sets.end()) sets.push_back(&it->second);
-    return Status::OK();
+    return &it->second;
   };
   const json::value* sets_value = request.if_contains("feature_sets");
   if (sets_value) {
@@ -636,7 +636,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
       const auto& v = sets_value->as_array()[i];
       std::string field = "feature_sets[" + std::to_string(i) + "]";
       if (!v.is_string()) return InvalidArgument(field, "must be a feature set name (a string)");
-      ARROW_RETURN_NOT_OK(add_set(v.as_string(), field));
+      ARROW_RETURN_NOT_OK(add_set(v.as_string(), field).status());
     }
   }
 
@@ -658,9 +658,8 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
       if (colon != std::string::npos) {
         std::string set_name = ref.substr(0, colon);
         std::string name = ref.substr(colon + 1);
-        ARROW_RETURN_NOT_OK(add_set(set_name, field));
-        const ServingSet& s = snapshot->sets.at(
-            snapshot->sets.count(set_name) ? set_name : snapshot->set_name_of_id.at(set_name));
+        ARROW_ASSIGN_OR_RAISE(const ServingSet* owner, add_set(set_name, field));
+        const ServingSet& s = *owner;
         auto f = s.features.find(name);
         if (f == s.features.end()) {
           return InvalidArgument(field, "feature '" + name + "' is not in feature set '" +
