@@ -8,7 +8,10 @@ through the REST API, then runs `fstore materialize` under /usr/bin/time and
 prints rows/s, CPU seconds and peak memory, median of --runs runs.
 
     .venv/bin/python bench/materialize_bench.py [--rows 10000000] [--entities 100000] [--runs 3]
-        [--days 30]
+        [--days 30] [--redis-url redis://127.0.0.1:6379/0]
+
+With --redis-url the online store is that Redis (flushed before each run)
+instead of the embedded RocksDB store.
 """
 import argparse
 import os
@@ -29,11 +32,21 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 DAYS = 30  # --days
+REDIS_URL = ""  # --redis-url
 
 
 def env():
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("FSTORE_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("FSTORE_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    if REDIS_URL:
+        e["REDIS_URL"] = REDIS_URL
+    return e
+
+
+def flush_redis():
+    if REDIS_URL:
+        subprocess.run(["redis-cli", "-u", REDIS_URL, "FLUSHDB"], check=True,
+                       capture_output=True)
 
 
 def make_source(path, rows, entities, files=8):
@@ -95,6 +108,7 @@ def run_once(binary, template, work):
     if data.exists():
         shutil.rmtree(data)
     shutil.copytree(template, data)
+    flush_redis()
     end = time.strftime("%Y-%m-%d", time.gmtime(START_US / 1e6 + DAYS * 86400))
     cmd = ["/usr/bin/time", "-v", binary, "materialize", "txn", "--start", "2024-01-01",
            "--end", end, "--data-dir", str(data), "--log-level", "warn"]
@@ -122,9 +136,12 @@ def main():
     ap.add_argument("--days", type=int, default=30,
                     help="days the source spans (the same rows per day with --rows scaled: "
                          "peak memory must not grow with it)")
+    ap.add_argument("--redis-url", default="",
+                    help="online store on this Redis (flushed before each run), not RocksDB")
     args = ap.parse_args()
-    global DAYS
+    global DAYS, REDIS_URL
     DAYS = args.days
+    REDIS_URL = args.redis_url
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         source = work / "source"
@@ -137,8 +154,10 @@ def main():
         define(args.binary, template, source)
         results = [run_once(args.binary, template, work) for _ in range(args.runs)]
     med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    store = f"Redis {REDIS_URL}" if REDIS_URL else "RocksDB"
     print(f"fstore materialize: {args.rows:,} source rows, {args.entities:,} entities, "
-          f"10 features (2 windows of 7 days), {DAYS} days; median of {args.runs} runs")
+          f"10 features (2 windows of 7 days), {DAYS} days, online store {store}; "
+          f"median of {args.runs} runs")
     print("| metric | value |")
     print("|---|---|")
     print(f"| wall time (process) | {med['wall']:.2f} s |")

@@ -6,24 +6,44 @@ cd "$(dirname "$0")/.."
 JOBS="${JOBS:-$(nproc)}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
-# A throwaway PostgreSQL on 127.0.0.1 for the tests that compare our SQL
-# semantics with PostgreSQL's (compute/*_postgres_test.cc); stopped on exit.
-start_postgres() {
+# Throwaway servers on 127.0.0.1 for the tests that talk to real backends:
+# PostgreSQL (registry conformance, PostgreSQL sources, SQL semantics),
+# Redis single + a 3-master cluster (online store conformance) and an S3
+# server (offline store on S3). Each script prints the exports of its URLs;
+# all are stopped on exit. Already-exported URLs are used as they are.
+STARTED_SERVERS=()
+stop_servers() {
+  for s in "${STARTED_SERVERS[@]}"; do scripts/"$s" stop || true; done
+}
+start_servers() {
+  [ "${SERVERS_STARTED:-0}" = 1 ] && return
+  SERVERS_STARTED=1
+  trap stop_servers EXIT
   if [ -z "${FSTORE_TEST_POSTGRES_URL:-}" ]; then
     eval "$(scripts/test-postgres.sh start)"
-    export FSTORE_TEST_POSTGRES_URL
-    trap 'scripts/test-postgres.sh stop' EXIT
+    STARTED_SERVERS+=(test-postgres.sh)
   fi
+  if [ -z "${FSTORE_TEST_REDIS_URL:-}" ] && [ -x scripts/test-redis.sh ]; then
+    eval "$(scripts/test-redis.sh start)"
+    STARTED_SERVERS+=(test-redis.sh)
+  fi
+  if [ -z "${FSTORE_TEST_S3_ENDPOINT:-}" ] && [ -x scripts/test-s3.sh ]; then
+    eval "$(scripts/test-s3.sh start)"
+    STARTED_SERVERS+=(test-s3.sh)
+  fi
+  export FSTORE_TEST_POSTGRES_URL FSTORE_TEST_REDIS_URL FSTORE_TEST_REDIS_CLUSTER_URL \
+    FSTORE_TEST_S3_ENDPOINT FSTORE_TEST_S3_ACCESS_KEY FSTORE_TEST_S3_SECRET_KEY \
+    FSTORE_TEST_S3_REGION 2>/dev/null || true
 }
 
 unit() {
-  start_postgres
+  start_servers
   echo "== unit tests (build/)"
   ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 300
 }
 
 asan() {
-  start_postgres
+  start_servers
   echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
   if [ ! -f build-asan/build.ninja ]; then
     cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFSTORE_SANITIZE=ON \

@@ -56,9 +56,15 @@ WORKLOADS = {
 }
 
 
+REDIS_URL = ""  # --redis-url: the online store on that Redis instead of RocksDB
+
+
 def env():
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("FSTORE_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("FSTORE_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    if REDIS_URL:
+        e["REDIS_URL"] = REDIS_URL
+    return e
 
 
 def log(msg):
@@ -342,7 +348,14 @@ def main():
                     help="fstore serve --io-threads (0: one per core)")
     ap.add_argument("--bodies", type=int, default=1000, help="distinct request bodies per workload")
     ap.add_argument("--json-out", help="also write every loadgen result here")
+    ap.add_argument("--redis-url", default="",
+                    help="online store on this Redis (flushed first), not the embedded RocksDB")
     args = ap.parse_args()
+    global REDIS_URL
+    REDIS_URL = args.redis_url
+    if REDIS_URL:
+        subprocess.run(["redis-cli", "-u", REDIS_URL, "FLUSHDB"], check=True,
+                       capture_output=True)
     duration = args.duration or (2.0 if args.quick else 10.0)
     names = [w for w in args.workloads.split(",") if w]
     for w in names:
@@ -393,7 +406,7 @@ def main():
 
     print(f"fstore online serving, open loop: {duration:g} s per rate, {args.connections} "
           f"keep-alive connections, {ENTITIES:,} entities, {SETS} feature sets x "
-          f"{FEATURES_PER_SET} features (RocksDB, no serving cache); latency from the scheduled "
+          f"{FEATURES_PER_SET} features ({'Redis ' + REDIS_URL if REDIS_URL else 'RocksDB'}, no serving cache); latency from the scheduled "
           f"send time; nginx (1 worker) serving a static copy of a response as the ceiling")
     print("\n| workload | p99 budget | response bytes | fstore highest rate held | "
           "nginx highest rate held |")
