@@ -30,6 +30,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    import random
+    for _ in range(1000):
+        port = random.randrange(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis cluster node")
+
+
 def wait_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,7 +122,7 @@ class Redis:
     """One redis-server; with cluster=True a cluster-enabled node."""
 
     def __init__(self, base_dir: pathlib.Path, port: Optional[int] = None, cluster: bool = False):
-        self.port = port or free_port()
+        self.port = port or (cluster_port() if cluster else free_port())
         self.dir = base_dir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster
