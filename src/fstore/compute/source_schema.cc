@@ -8,6 +8,8 @@
 #include <arrow/dataset/api.h>
 #include <arrow/filesystem/api.h>
 
+#include "fstore/compute/postgres_client.h"
+
 namespace fstore {
 namespace fs = std::filesystem;
 namespace ds = arrow::dataset;
@@ -89,6 +91,15 @@ std::string FormatName(const SourceDefinition& source) {
 }  // namespace
 
 Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source) {
+  if (source.type == "postgres") {
+    auto schema = ReadPostgresSchema(source);
+    // An unreachable server is like a file not there yet: the definition is
+    // accepted and its columns are checked at the first run.
+    if (!schema.ok() && ErrorCodeOf(schema.status()) == ErrorCode::kUnavailable) {
+      return nullptr;
+    }
+    return schema;
+  }
   ARROW_ASSIGN_OR_RAISE(SourceFactory made, MakeSourceFactory(source));
   if (!made.factory) return nullptr;
   ds::InspectOptions inspect;
@@ -115,6 +126,7 @@ Result<std::shared_ptr<ds::Dataset>> OpenSourceDataset(const SourceDefinition& s
 }
 
 Result<std::shared_ptr<arrow::Schema>> RequireSourceSchema(const SourceDefinition& source) {
+  if (source.type == "postgres") return ReadPostgresSchema(source);
   ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(source));
   if (!schema) return Unprocessable("source.path", "no file matches '" + source.path + "'");
   return schema;

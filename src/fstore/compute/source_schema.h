@@ -14,15 +14,20 @@
 namespace fstore {
 
 /// The schema of a file source (a Parquet or CSV file, a directory of them, or
-/// a glob), read with Arrow datasets from the files' metadata / CSV header.
-/// Returns null when the schema cannot be known yet: a push or postgres source,
-/// or a path that matches no file (data may arrive later). A path that exists
-/// but cannot be read as the declared format is Unprocessable on source.path.
+/// a glob), read with Arrow datasets from the files' metadata / CSV header, or
+/// of a postgres source, from its query's result columns (postgres_client.h:
+/// `SELECT * FROM (<query>) AS q LIMIT 0`, types mapped as described there).
+/// Returns null when the schema cannot be known yet: a push source, a path
+/// that matches no file (data may arrive later), or a PostgreSQL server that
+/// cannot be reached now. A path that exists but cannot be read as the
+/// declared format is Unprocessable on source.path; a query PostgreSQL refuses
+/// (a missing table or column) is Unprocessable on source.query / source.table.
 Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source);
 
 /// ReadSourceSchema for a source that must have data now (to materialize or
 /// retrieve from it): never null; no matching file is Unprocessable on
-/// source.path ("no file matches '<path>'").
+/// source.path ("no file matches '<path>'"); an unreachable PostgreSQL server
+/// is Unavailable.
 Result<std::shared_ptr<arrow::Schema>> RequireSourceSchema(const SourceDefinition& source);
 
 /// The dataset of a file source (its files as ReadSourceSchema finds them), or
