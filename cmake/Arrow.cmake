@@ -40,6 +40,8 @@ fstore_import_arrow_lib(Arrow::compute arrow_compute Arrow::arrow)
 fstore_import_arrow_lib(Arrow::acero arrow_acero Arrow::compute)
 fstore_import_arrow_lib(Arrow::parquet parquet Arrow::arrow)
 fstore_import_arrow_lib(Arrow::dataset arrow_dataset Arrow::acero Arrow::parquet)
+# S3FileSystem and the AWS SDK it embeds: a library of its own in the wheel.
+fstore_import_arrow_lib(Arrow::s3 arrow_s3 Arrow::arrow)
 
 # Executables find the wheel's libraries through RPATH (build tree and install).
 list(APPEND CMAKE_BUILD_RPATH "${FSTORE_PYARROW_DIR}")

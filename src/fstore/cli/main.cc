@@ -21,6 +21,7 @@
 
 #include "fstore/core/config.h"
 #include "fstore/core/time.h"
+#include "fstore/offline/s3_filesystem.h"
 #include "fstore/registry/codec.h"
 #include "fstore/server/api_routes.h"
 #include "fstore/server/http_server.h"
@@ -76,11 +77,6 @@ Status CheckBackendsBuilt(const Config& config) {
                      "embedded RocksDB store",
                      "REDIS_URL");
   }
-  if (config.storage_backend == "s3") {
-    return MakeError(ErrorCode::kNotImplemented,
-                     "the S3 offline store is not built yet; use STORAGE_BACKEND=local",
-                     "STORAGE_BACKEND");
-  }
   if (config.compute_engine == "spark") {
     return MakeError(ErrorCode::kNotImplemented,
                      "the Spark compute engine is not built yet; use COMPUTE_ENGINE=local",
@@ -94,6 +90,11 @@ FeatureStoreOptions StoreOptions(const Config& config) {
   options.registry_uri = config.RegistryUri();
   options.offline_store_uri = config.OfflineStoreUri();
   options.online_store_uri = config.OnlineStoreUri();
+  // Also used for s3:// paths in batch serving when the offline store is local.
+  options.s3.endpoint = config.s3_endpoint;
+  options.s3.region = config.s3_region;
+  options.s3.access_key = config.s3_access_key;
+  options.s3.secret_key = config.s3_secret_key;
   options.compute_threads = config.max_compute_threads;
   options.serving.cache_enabled = config.serving_cache_enabled;
   options.serving.cache_ttl_seconds = config.serving_cache_ttl_seconds;
@@ -288,5 +289,9 @@ int main(int argc, char** argv) {
   // after each job (malloc_trim). Both are no-ops under jemalloc.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  return fstore::Main(argc, argv);
+  int code = fstore::Main(argc, argv);
+  // Every store is closed and destroyed by now: stop the AWS SDK if an S3
+  // offline store (or an s3:// batch path) started it.
+  fstore::FinalizeS3();
+  return code;
 }

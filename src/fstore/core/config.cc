@@ -136,6 +136,34 @@ Status CheckRedisUrl(const Source& source, std::string_view value) {
   return CheckUrl(source, value, {"redis://", "rediss://", "redis+cluster://"}, "online store");
 }
 
+/// An S3 endpoint: http:// or https:// and a host[:port], no path; a bare
+/// host[:port] means https. Empty means AWS.
+Status CheckS3Endpoint(const Source& source, std::string_view value) {
+  if (value.empty()) return Status::OK();
+  std::string_view host = value;
+  const size_t sep = value.find("://");
+  if (sep != std::string_view::npos) {
+    ARROW_RETURN_NOT_OK(CheckUrl(source, value, {"http://", "https://"}, "S3 endpoint"));
+    host = value.substr(sep + 3);
+  }
+  while (!host.empty() && host.back() == '/') host.remove_suffix(1);
+  if (host.empty() || host.find('/') != std::string_view::npos) {
+    return BadValue(source, value, "an http:// or https:// URL of the server without a path, "
+                                   "e.g. http://127.0.0.1:9000");
+  }
+  return Status::OK();
+}
+
+/// A bucket, optionally with a key prefix: "bucket" or "bucket/prefix".
+Status CheckS3Bucket(const Source& source, std::string_view value) {
+  if (value.empty()) return Status::OK();
+  if (value.find("://") != std::string_view::npos || value.front() == '/' ||
+      value.find_first_of("?#") != std::string_view::npos) {
+    return BadValue(source, value, "a bucket name, optionally with a key prefix (bucket/prefix)");
+  }
+  return Status::OK();
+}
+
 using ApplyFn = Status (*)(const Source&, const std::string&, Config*);
 
 struct Setting {
@@ -236,18 +264,23 @@ const std::vector<Setting>& SettingTable() {
                    return ParseChoice(s, v, {"local", "s3"}, &c->storage_backend);
                  }});
     t.push_back({{"STORAGE_PATH", "storage-path", defaults.storage_path,
-                  "Root of the local offline store; empty means <data-dir>/offline."},
+                  "Root of the local offline store; empty means <data-dir>/offline (not used "
+                  "with STORAGE_BACKEND=s3: put a prefix in S3_BUCKET)."},
                  [](const Source&, const std::string& v, Config* c) {
                    return SetString(&c->storage_path, v);
                  }});
     t.push_back({{"S3_ENDPOINT", "s3-endpoint", defaults.s3_endpoint,
-                  "S3 endpoint override (MinIO, ...); empty means AWS."},
-                 [](const Source&, const std::string& v, Config* c) {
+                  "S3 endpoint override (MinIO, ...), e.g. http://127.0.0.1:9000; empty means "
+                  "AWS."},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   ARROW_RETURN_NOT_OK(CheckS3Endpoint(s, v));
                    return SetString(&c->s3_endpoint, v);
                  }});
     t.push_back({{"S3_BUCKET", "s3-bucket", defaults.s3_bucket,
-                  "S3 bucket of the offline store; required when STORAGE_BACKEND=s3."},
-                 [](const Source&, const std::string& v, Config* c) {
+                  "S3 bucket of the offline store, optionally with a key prefix "
+                  "(bucket/prefix); created when missing; required when STORAGE_BACKEND=s3."},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   ARROW_RETURN_NOT_OK(CheckS3Bucket(s, v));
                    return SetString(&c->s3_bucket, v);
                  }});
     t.push_back({{"S3_ACCESS_KEY", "s3-access-key", defaults.s3_access_key,
@@ -362,7 +395,11 @@ std::string Config::OnlineStoreUri() const {
 }
 
 std::string Config::OfflineStoreUri() const {
-  if (AsciiLower(storage_backend) == "s3") return "s3://" + s3_bucket;
+  if (AsciiLower(storage_backend) == "s3") {
+    std::string bucket = s3_bucket;
+    while (!bucket.empty() && bucket.back() == '/') bucket.pop_back();
+    return "s3://" + bucket;
+  }
   const std::filesystem::path root(storage_path.empty() ? JoinPath(data_dir, "offline")
                                                         : storage_path);
   std::error_code error;
@@ -447,6 +484,8 @@ Status ValidateConfig(const Config& config) {
   ARROW_RETURN_NOT_OK(check("DATABASE_URL", config.database_url));
   ARROW_RETURN_NOT_OK(check("REDIS_URL", config.redis_url));
   ARROW_RETURN_NOT_OK(check("STORAGE_BACKEND", config.storage_backend));
+  ARROW_RETURN_NOT_OK(check("S3_ENDPOINT", config.s3_endpoint));
+  ARROW_RETURN_NOT_OK(check("S3_BUCKET", config.s3_bucket));
   ARROW_RETURN_NOT_OK(check("COMPUTE_ENGINE", config.compute_engine));
   ARROW_RETURN_NOT_OK(check("MAX_COMPUTE_THREADS", std::to_string(config.max_compute_threads)));
   ARROW_RETURN_NOT_OK(

@@ -31,7 +31,10 @@ struct Config {
   std::string database_url;            ///< DATABASE_URL: sqlite://... | postgresql://...
   std::string redis_url;               ///< REDIS_URL: redis://... | redis+cluster://...
   std::string storage_backend = "local";  ///< STORAGE_BACKEND: local | s3
-  std::string storage_path;            ///< STORAGE_PATH (local offline store root)
+  std::string storage_path;            ///< STORAGE_PATH (local offline store root; not for s3)
+  /// S3_ENDPOINT (http(s)://host:port; empty: AWS), S3_BUCKET ("bucket" or
+  /// "bucket/prefix"), S3_ACCESS_KEY / S3_SECRET_KEY (both empty: the AWS
+  /// default chain), S3_REGION.
   std::string s3_endpoint, s3_bucket, s3_access_key, s3_secret_key, s3_region;
   std::string compute_engine = "local";   ///< COMPUTE_ENGINE: local | duckdb (alias) | spark
   int max_compute_threads = 0;         ///< MAX_COMPUTE_THREADS; 0: one per core
@@ -45,7 +48,8 @@ struct Config {
   std::string RegistryUri() const;
   /// The online store URI: REDIS_URL or rocksdb://<data_dir>/online.
   std::string OnlineStoreUri() const;
-  /// The offline store URI: file://<storage_path or data_dir/offline> or s3://bucket.
+  /// The offline store URI: file://<storage_path or data_dir/offline>, or
+  /// s3://<S3_BUCKET> (s3://bucket or s3://bucket/prefix) with STORAGE_BACKEND=s3.
   std::string OfflineStoreUri() const;
 };
 

@@ -11,6 +11,8 @@
 #include <set>
 #include <utility>
 
+#include <unistd.h>
+
 #include <arrow/api.h>
 #include <arrow/compute/api.h>
 #include <arrow/filesystem/api.h>
@@ -537,22 +539,34 @@ Result<std::shared_ptr<arrow::Table>> ReadGeneration(arrow::fs::FileSystem& fs,
   return arrow::ConcatenateTables(parts);
 }
 
-Status WriteAtomically(arrow::fs::FileSystem& fs, const std::string& dir, const std::string& name,
-                       std::string_view content) {
-  std::string temp = JoinPath(dir, kTempPrefix + name + kTempSuffix);
-  ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(temp));
-  ARROW_RETURN_NOT_OK(out->Write(content.data(), static_cast<int64_t>(content.size())));
-  ARROW_RETURN_NOT_OK(out->Close());
-  return fs.Move(temp, JoinPath(dir, name));
+// Where a file is written before it gets its name `name`: a temporary name
+// beside it on a filesystem, the name itself on object storage (an object
+// appears whole when its upload completes, or not at all).
+std::string WritePath(const std::string& dir, const std::string& name, bool object_store) {
+  return JoinPath(dir, object_store ? name : kTempPrefix + name + kTempSuffix);
 }
 
-// Writes one Parquet file under a temporary name and moves it into place;
-// returns its size in bytes.
+// Gives the file written at WritePath its final name.
+Status Publish(arrow::fs::FileSystem& fs, const std::string& dir, const std::string& name,
+               bool object_store) {
+  if (object_store) return Status::OK();
+  return fs.Move(WritePath(dir, name, object_store), JoinPath(dir, name));
+}
+
+Status WriteAtomically(arrow::fs::FileSystem& fs, const std::string& dir, const std::string& name,
+                       std::string_view content, bool object_store) {
+  ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(WritePath(dir, name, object_store)));
+  ARROW_RETURN_NOT_OK(out->Write(content.data(), static_cast<int64_t>(content.size())));
+  ARROW_RETURN_NOT_OK(out->Close());
+  return Publish(fs, dir, name, object_store);
+}
+
+// Writes one Parquet file under a temporary name and moves it into place (on
+// object storage: uploads it under its name); returns its size in bytes.
 Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& dir,
                                  const std::string& name,
-                                 const std::shared_ptr<arrow::Table>& table) {
-  std::string temp = JoinPath(dir, kTempPrefix + name + kTempSuffix);
-  ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(temp));
+                                 const std::shared_ptr<arrow::Table>& table, bool object_store) {
+  ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(WritePath(dir, name, object_store)));
   parquet::WriterProperties::Builder builder;
   // Snappy, as Spark writes Parquet by default: zstd's files are a third
   // smaller, but compressing them was 9% of a materialization's CPU time
@@ -575,7 +589,7 @@ Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& d
   ARROW_RETURN_NOT_OK(writer->Close());
   ARROW_ASSIGN_OR_RAISE(int64_t size, out->Tell());
   ARROW_RETURN_NOT_OK(out->Close());
-  ARROW_RETURN_NOT_OK(fs.Move(temp, JoinPath(dir, name)));
+  ARROW_RETURN_NOT_OK(Publish(fs, dir, name, object_store));
   return size;
 }
 
@@ -600,8 +614,10 @@ Status DeleteAllBut(arrow::fs::FileSystem& fs, const std::string& dir,
 Status WriteGeneration(arrow::fs::FileSystem& fs, const PartitionState& state,
                        const std::vector<std::string>& key_columns,
                        const std::shared_ptr<arrow::Table>& table, const std::string& job_id,
-                       WriteStats* stats) {
-  ARROW_RETURN_NOT_OK(fs.CreateDir(state.dir, /*recursive=*/true));
+                       bool object_store, WriteStats* stats) {
+  // On object storage a directory is a key prefix: it exists once a file
+  // does (Arrow's CreateDir would add empty marker objects at every level).
+  if (!object_store) ARROW_RETURN_NOT_OK(fs.CreateDir(state.dir, /*recursive=*/true));
   Generation g;
   g.number = state.current ? state.current->number + 1 : 1;
   g.job_id = job_id;
@@ -618,15 +634,16 @@ Status WriteGeneration(arrow::fs::FileSystem& fs, const PartitionState& state,
   }
   for (int64_t offset = 0; offset < table->num_rows(); offset += kOfflineFileRows, ++n) {
     std::string name = kPartPrefix + job_id + "-" + std::to_string(n) + kParquetSuffix;
-    ARROW_ASSIGN_OR_RAISE(int64_t bytes, WriteParquetFile(fs, state.dir, name,
-                                                          table->Slice(offset, kOfflineFileRows)));
+    ARROW_ASSIGN_OR_RAISE(int64_t bytes,
+                          WriteParquetFile(fs, state.dir, name,
+                                           table->Slice(offset, kOfflineFileRows), object_store));
     g.files.push_back(name);
     stats->bytes_written += bytes;
     stats->files_written += 1;
   }
   std::string marker = MarkerName(g.number, job_id);
   ARROW_ASSIGN_OR_RAISE(auto text, EncodeMarker(g));
-  ARROW_RETURN_NOT_OK(WriteAtomically(fs, state.dir, marker, text));
+  ARROW_RETURN_NOT_OK(WriteAtomically(fs, state.dir, marker, text, object_store));
   stats->rows_written += g.rows;
   stats->partitions_written += 1;
 
@@ -798,11 +815,32 @@ Status InitializeArrowOnce() {
 // ---------------------------------------------------------------------------
 
 OfflineStore::OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root)
-    : fs_(std::move(fs)), root_(std::move(root)) {}
+    : fs_(std::move(fs)),
+      root_(std::move(root)),
+      object_store_(fs_->type_name() == "s3"),
+      health_fs_(fs_),
+      health_path_(root_) {}
 
 OfflineStore::~OfflineStore() = default;
 
-Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri) {
+Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri,
+                                                         const S3ConnectionOptions& s3) {
+  if (IsS3Uri(uri)) {
+    ARROW_ASSIGN_OR_RAISE(std::string root, S3PathFromUri(uri, "uri"));
+    ARROW_ASSIGN_OR_RAISE(auto fs, MakeS3FileSystem(s3));
+    std::string bucket = root.substr(0, root.find('/'));
+    ARROW_RETURN_NOT_OK(EnsureS3Bucket(*fs, bucket, s3.create_bucket, s3.endpoint));
+    // Readiness probes must answer fast when S3 is down or hangs.
+    S3ConnectionOptions probe = s3;
+    probe.connect_timeout_seconds = std::min(probe.connect_timeout_seconds, 2.0);
+    probe.request_timeout_seconds = std::min(probe.request_timeout_seconds, 3.0);
+    probe.max_attempts = 1;
+    ARROW_ASSIGN_OR_RAISE(auto health_fs, MakeS3FileSystem(probe));
+    ARROW_ASSIGN_OR_RAISE(auto store, Make(std::move(fs), std::move(root)));
+    store->health_fs_ = std::move(health_fs);
+    store->health_path_ = std::move(bucket);
+    return store;
+  }
   std::string path;
   auto fs = arrow::fs::FileSystemFromUri(uri, &path);
   if (!fs.ok()) {
@@ -957,7 +995,14 @@ Result<WriteStats> OfflineStore::ReplaceRange(const std::string& feature_set,
       ARROW_ASSIGN_OR_RAISE(content, arrow::ConcatenateTables(parts));
     }
     ARROW_ASSIGN_OR_RAISE(content, SortAndDeduplicate(content, key_columns));
-    ARROW_RETURN_NOT_OK(WriteGeneration(*fs_, state, key_columns, content, job_id, &stats));
+    Status written =
+        WriteGeneration(*fs_, state, key_columns, content, job_id, object_store_, &stats);
+    if (!written.ok()) {
+      // Which partition, on which storage: "AWS Error NETWORK_CONNECTION ..."
+      // alone does not say what was being written.
+      return written.WithMessage("offline store: writing " + state.dir + " (" +
+                                 fs_->type_name() + ") failed: " + written.message());
+    }
   }
   return stats;
 }
@@ -1056,6 +1101,24 @@ Result<std::shared_ptr<arrow::Table>> OfflineStore::Read(const std::string& feat
                         EntityTimeOrder(*batch, plan.key_columns, {kEventTimestampColumn}));
   ARROW_ASSIGN_OR_RAISE(auto sorted, cp::Take(arrow::Datum(table), arrow::Datum(order)));
   return sorted.table();
+}
+
+Status OfflineStore::CheckHealth() {
+  if (health_fs_->type_name() == "local") {
+    if (::access(health_path_.c_str(), W_OK) != 0) {
+      return Unavailable("the offline store directory " + health_path_ + " is not writable");
+    }
+    return Status::OK();
+  }
+  auto info = health_fs_->GetFileInfo(health_path_);
+  if (!info.ok()) {
+    return Unavailable("the offline store (" + health_fs_->type_name() + ") does not answer: " +
+                       info.status().message());
+  }
+  if (object_store_ && info->type() != arrow::fs::FileType::Directory) {
+    return Unavailable("the offline store's bucket '" + health_path_ + "' does not exist");
+  }
+  return Status::OK();
 }
 
 Result<std::vector<std::string>> OfflineStore::Partitions(const std::string& feature_set,

@@ -32,6 +32,15 @@
 // the old ones; repeating the ReplaceRange (what a re-run of the
 // materialization job does) completes it.
 //
+// On object storage (S3) the same layout holds, with two differences the
+// store handles itself: directories are key prefixes (none is created; a
+// date partition exists while it holds a file), and a file is written under
+// its final name at once, since an object PUT or multipart upload appears
+// whole at completion or not at all (Move would be a copy and a delete per
+// object). A write interrupted mid-file (S3 down) can leave an unlisted
+// object behind; readers ignore it and the next write deletes it, as for a
+// local temp file.
+//
 // Thread safety and concurrency: one writer at a time per feature set (the
 // materialization scheduler runs one job per feature set); any number of
 // readers, also during a write. A reader that lists a partition just before a
@@ -48,6 +57,7 @@
 #include "fstore/core/columns.h"
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
+#include "fstore/offline/s3_filesystem.h"
 
 namespace fstore {
 
@@ -70,10 +80,14 @@ struct WriteStats {
 
 class OfflineStore {
  public:
-  /// Opens the store rooted at `uri`: `file:///abs/dir`, later `s3://bucket/prefix`
-  /// (anything arrow::fs::FileSystemFromUri accepts). The root need not exist
-  /// yet: an empty store reads as empty and the first write creates it.
-  static Result<std::unique_ptr<OfflineStore>> Open(const std::string& uri);
+  /// Opens the store rooted at `uri`: `file:///abs/dir`, `s3://bucket[/prefix]`
+  /// (reached with `s3`, s3_filesystem.h), or anything else
+  /// arrow::fs::FileSystemFromUri accepts. The root need not exist yet: an
+  /// empty store reads as empty and the first write creates it. For s3:// the
+  /// bucket must exist or be creatable (`s3.create_bucket`): Unavailable
+  /// when S3 does not answer.
+  static Result<std::unique_ptr<OfflineStore>> Open(const std::string& uri,
+                                                    const S3ConnectionOptions& s3 = {});
 
   /// A store rooted at `root` (a path in `fs`'s own syntax) of an existing
   /// filesystem: for tests (fault injection) and for callers that configure
@@ -130,6 +144,13 @@ class OfflineStore {
       const std::string& feature_set, int64_t schema_version, TimestampMicros start,
       TimestampMicros end, const std::vector<std::string>& columns = {});
 
+  /// OK when the storage answers: a local root is a writable directory
+  /// (FeatureStore::Open creates it); an S3
+  /// bucket exists (checked with short timeouts and no retry, so a down
+  /// server answers within seconds). Unavailable otherwise. For readiness
+  /// probes; cheap (one stat, or one request).
+  Status CheckHealth();
+
   /// The dates ("YYYY-MM-DD", ascending) that have a committed generation,
   /// including those whose current generation is empty. A missing feature
   /// set has none.
@@ -141,6 +162,13 @@ class OfflineStore {
 
   std::shared_ptr<arrow::fs::FileSystem> fs_;
   std::string root_;  // no trailing '/'; empty means the filesystem's root
+  // Object storage (fs_->type_name() == "s3"): write final names directly,
+  // create no directories.
+  bool object_store_ = false;
+  // CheckHealth's filesystem (S3: short timeouts, one attempt) and what it
+  // looks at (S3: the bucket); fs_ and root_ unless Open set them.
+  std::shared_ptr<arrow::fs::FileSystem> health_fs_;
+  std::string health_path_;
 };
 
 }  // namespace fstore

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "fstore/registry/postgres/postgres_registry.h"
 #include "fstore/registry/sqlite/sqlite_registry.h"
 
 namespace fstore {
@@ -53,7 +54,9 @@ Result<std::unique_ptr<Registry>> RegistryFromUri(const std::string& uri) {
   std::string scheme = uri.substr(0, uri.find(':'));
   if (scheme == "sqlite") return OpenSqlite(uri);
   if (scheme == "postgresql" || scheme == "postgres") {
-    return NotImplemented("the PostgreSQL registry backend is not built yet");
+    // libpq reads both schemes; the URL goes to it whole.
+    ARROW_ASSIGN_OR_RAISE(auto registry, PostgresRegistry::Open(uri));
+    return std::unique_ptr<Registry>(std::move(registry));
   }
   if (scheme.empty() || scheme.size() == uri.size()) {
     return InvalidArgument("DATABASE_URL", "the registry URI must start with a scheme "

@@ -1,7 +1,8 @@
 #pragma once
 
 // The registry: where definitions live. One interface, one backend per URI
-// scheme (sqlite:// embedded, postgresql:// later), chosen by RegistryFromUri.
+// scheme (sqlite:// embedded, postgresql:// shared by several servers), chosen
+// by RegistryFromUri.
 // Every backend passes registry_conformance_test.cc.
 //
 // Thread safety: all methods may be called concurrently from any thread.
@@ -116,8 +117,8 @@ class Registry {
 };
 
 /// Opens the registry a URI names: "sqlite:///abs/path.db", "sqlite://rel/path.db",
-/// "sqlite::memory:". postgresql:// answers NotImplemented until its backend
-/// exists. Does not migrate.
+/// "sqlite::memory:", "postgresql://user:pass@host:5432/db" (or postgres://),
+/// which connects at once: Unavailable if it cannot. Does not migrate.
 Result<std::unique_ptr<Registry>> RegistryFromUri(const std::string& uri);
 
 }  // namespace fstore

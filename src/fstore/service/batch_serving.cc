@@ -15,6 +15,8 @@
 #include "fstore/core/columns.h"
 #include "fstore/core/ids.h"
 #include "fstore/materialize/source_reader.h"
+#include "fstore/offline/s3_filesystem.h"
+#include "fstore/service/feature_store.h"
 #include "fstore/service/historical_serving.h"
 
 namespace fstore {
@@ -111,6 +113,60 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
   return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
+// An entity source on S3: one Parquet object, or every object under a prefix
+// (names starting with '.' or '_' skipped, as for a local directory), in name
+// order; null when nothing matches. Reached with the store's S3 settings.
+Result<std::shared_ptr<arrow::dataset::Dataset>> OpenS3EntitySource(
+    const std::string& uri, const S3ConnectionOptions& s3) {
+  const char* field = "entity_source.path";
+  ARROW_ASSIGN_OR_RAISE(std::string path, S3PathFromUri(uri, field));
+  ARROW_ASSIGN_OR_RAISE(auto fs, MakeS3FileSystem(s3));
+  if (path.find_first_of("*?[") != std::string::npos) {
+    return InvalidArgument(field, "'" + uri +
+                                      "': globs are not supported on s3://; name an object or "
+                                      "a prefix (a \"directory\")");
+  }
+  auto info = fs->GetFileInfo(path);
+  if (!info.ok()) {
+    return Unavailable("entity_source.path: cannot read '" + uri + "' from S3: " +
+                       info.status().message());
+  }
+  std::vector<std::string> files;
+  if (info->IsFile()) {
+    files.push_back(path);
+  } else if (info->IsDirectory()) {
+    arrow::fs::FileSelector selector;
+    selector.base_dir = path;
+    selector.recursive = true;
+    auto infos = fs->GetFileInfo(selector);
+    if (!infos.ok()) {
+      return Unavailable("entity_source.path: cannot list '" + uri + "' on S3: " +
+                         infos.status().message());
+    }
+    for (const auto& entry : *infos) {
+      if (!entry.IsFile()) continue;
+      std::string name = entry.base_name();
+      if (name.empty() || name[0] == '.' || name[0] == '_') continue;
+      files.push_back(entry.path());
+    }
+    std::sort(files.begin(), files.end());
+  }
+  if (files.empty()) return nullptr;
+  auto factory = arrow::dataset::FileSystemDatasetFactory::Make(
+      fs, files, std::make_shared<arrow::dataset::ParquetFileFormat>(),
+      arrow::dataset::FileSystemFactoryOptions{});
+  std::shared_ptr<arrow::dataset::Dataset> dataset;
+  if (factory.ok()) {
+    arrow::dataset::FinishOptions finish;
+    finish.inspect_options.fragments = 1;
+    auto finished = (*factory)->Finish(finish);
+    if (finished.ok()) return *finished;
+    factory = finished.status();
+  }
+  return Unprocessable(field, "cannot read '" + uri + "' as parquet: " +
+                                  factory.status().message());
+}
+
 }  // namespace
 
 json::object ToJson(const BatchServingJob& job) {
@@ -164,18 +220,25 @@ Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::ob
   ARROW_RETURN_NOT_OK(CheckParquetFormat(*source, "entity_source.format"));
   ARROW_ASSIGN_OR_RAISE(std::string source_path,
                         StringField(*source, "path", "entity_source.path"));
-  std::string local_path = source_path;
-  if (local_path.rfind("file://", 0) == 0) local_path = local_path.substr(7);
-  if (local_path.empty() || local_path[0] != '/') {
-    return InvalidArgument("entity_source.path", "'" + source_path +
-                                                     "' must be an absolute path (or a file:// "
-                                                     "URI) of a Parquet file, directory or glob");
+  Result<std::shared_ptr<arrow::dataset::Dataset>> dataset;
+  if (IsS3Uri(source_path)) {
+    dataset = OpenS3EntitySource(source_path, store_->options().s3);
+    if (!dataset.ok()) return dataset.status();
+  } else {
+    std::string local_path = source_path;
+    if (local_path.rfind("file://", 0) == 0) local_path = local_path.substr(7);
+    if (local_path.empty() || local_path[0] != '/') {
+      return InvalidArgument("entity_source.path",
+                             "'" + source_path +
+                                 "' must be an absolute path (or a file:// or s3:// URI) of a "
+                                 "Parquet file, directory or glob");
+    }
+    SourceDefinition definition;
+    definition.type = "file";
+    definition.path = local_path;
+    definition.format = "parquet";
+    dataset = OpenSourceDataset(definition);
   }
-  SourceDefinition definition;
-  definition.type = "file";
-  definition.path = local_path;
-  definition.format = "parquet";
-  auto dataset = OpenSourceDataset(definition);
   if (!dataset.ok()) {
     return MakeError(ErrorCodeOf(dataset.status()), ErrorMessageOf(dataset.status()),
                      "entity_source.path");
@@ -237,20 +300,31 @@ Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::ob
     return InvalidArgument("output.path", "'" + output_uri + "' must be an absolute path or a URI");
   }
   std::string path;
-  auto fs = arrow::fs::FileSystemFromUriOrPath(output_uri, &path);
+  auto fs = FileSystemFromUriOrPath(output_uri, store_->options().s3, &path);
   if (!fs.ok()) {
     return InvalidArgument("output.path", "'" + output_uri + "' cannot be written: " +
                                               fs.status().message());
   }
   plan->output_fs = *fs;
-  ARROW_ASSIGN_OR_RAISE(auto info, plan->output_fs->GetFileInfo(path));
+  // On S3 a directory is a key prefix: nothing to create, and a missing
+  // bucket is the user's to create.
+  const bool object_store = plan->output_fs->type_name() == "s3";
+  auto stat = [&](const std::string& p) -> Result<arrow::fs::FileInfo> {
+    auto info = plan->output_fs->GetFileInfo(p);
+    if (!info.ok() && object_store) {
+      return Unavailable("output.path: cannot reach S3 for '" + output_uri +
+                         "': " + info.status().message());
+    }
+    return info;
+  };
+  ARROW_ASSIGN_OR_RAISE(auto info, stat(path));
   bool is_dir = output_uri.back() == '/' || info.IsDirectory();
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   std::string dir;
   if (is_dir) {
     dir = path;
     plan->output_path = JoinPath(dir, job->id + ".parquet");
-    ARROW_ASSIGN_OR_RAISE(info, plan->output_fs->GetFileInfo(plan->output_path));
+    ARROW_ASSIGN_OR_RAISE(info, stat(plan->output_path));
   } else {
     dir = ParentOf(path);
     plan->output_path = path;
@@ -266,8 +340,21 @@ Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::ob
                      "the output '" + plan->output_path + "' is a directory", "output.path");
   }
   plan->temp_path = JoinPath(dir, "." + BaseNameOf(plan->output_path) + "." + job->id + ".tmp");
-  // Created last, so that a refused request leaves nothing behind.
-  if (!dir.empty()) {
+  if (object_store) {
+    if (plan->output_path.find('/') == std::string::npos) {
+      return InvalidArgument("output.path",
+                             "'" + output_uri +
+                                 "' names a bucket, not an object; add a key "
+                                 "(s3://bucket/out.parquet or s3://bucket/dir/)");
+    }
+    std::string bucket = plan->output_path.substr(0, plan->output_path.find('/'));
+    ARROW_ASSIGN_OR_RAISE(auto bucket_info, stat(bucket));
+    if (bucket_info.type() != arrow::fs::FileType::Directory) {
+      return InvalidArgument("output.path", "the bucket '" + bucket + "' of '" + output_uri +
+                                                "' does not exist");
+    }
+  } else if (!dir.empty()) {
+    // Created last, so that a refused request leaves nothing behind.
     ARROW_ASSIGN_OR_RAISE(auto dir_info, plan->output_fs->GetFileInfo(dir));
     if (dir_info.type() == arrow::fs::FileType::File) {
       return InvalidArgument("output.path", "'" + dir + "' is a file, not a directory");

@@ -24,6 +24,13 @@
 // path ending in '/') in which the job writes "<job id>.parquet"; its
 // directory is created when missing.
 //
+// On S3: entity_source.path may be s3://bucket/key (one Parquet object) or
+// s3://bucket/prefix (every object under it, names starting with '.' or '_'
+// skipped; no globs), and output.path s3://bucket/key or s3://bucket/prefix/;
+// both are reached with the store's S3 settings (FeatureStoreOptions::s3:
+// endpoint, credentials, region), not the AWS default chain. The output's
+// bucket must exist. S3 not answering is Unavailable.
+//
 // Output: the entity source's columns, unchanged, then one column per
 // requested feature (named as requested, of its declared type), one row per
 // entity row in the source's order (files in name order).

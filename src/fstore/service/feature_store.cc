@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <unistd.h>
 
 #include <arrow/type.h>
 #include <spdlog/spdlog.h>
@@ -161,15 +160,22 @@ FeatureStore::~FeatureStore() { (void)Close(); }
 
 Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptions& options) {
   ARROW_RETURN_NOT_OK(InitializeCompute());
-  std::string dir = DirFromFileUri(options.offline_store_uri);
-  if (dir.empty()) {
-    return NotImplemented("the offline store backend of '" + options.offline_store_uri +
-                          "' is not built yet");
+  // S3 needs no directory (and OfflineStore::Open checks the bucket); a local
+  // root is created here so that CheckReady finds it writable from the start.
+  if (!IsS3Uri(options.offline_store_uri)) {
+    std::string dir = DirFromFileUri(options.offline_store_uri);
+    if (dir.empty()) {
+      return NotImplemented("the offline store backend of '" + options.offline_store_uri +
+                            "' is not built (use file:// or s3://)");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return Unavailable("cannot create the offline store directory " + dir + ": " +
+                         ec.message());
+    }
   }
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Unavailable("cannot create the offline store directory " + dir + ": " + ec.message());
-  ARROW_ASSIGN_OR_RAISE(auto offline, OfflineStore::Open(options.offline_store_uri));
+  ARROW_ASSIGN_OR_RAISE(auto offline, OfflineStore::Open(options.offline_store_uri, options.s3));
   ARROW_ASSIGN_OR_RAISE(auto online, OnlineStoreFromUri(options.online_store_uri));
   ARROW_ASSIGN_OR_RAISE(auto registry, RegistryFromUri(options.registry_uri));
   ARROW_RETURN_NOT_OK(registry->Migrate().status());
@@ -193,11 +199,7 @@ Status FeatureStore::Close() {
 Status FeatureStore::CheckReady() {
   ARROW_RETURN_NOT_OK(registry_->Ping());
   ARROW_RETURN_NOT_OK(online_->CheckHealth());
-  std::string dir = DirFromFileUri(options_.offline_store_uri);
-  if (::access(dir.c_str(), W_OK) != 0) {
-    return Unavailable("the offline store directory " + dir + " is not writable");
-  }
-  return Status::OK();
+  return offline_->CheckHealth();
 }
 
 Status FeatureStore::CommitDefinitions(const RegistryWrite& write) {

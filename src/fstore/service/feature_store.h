@@ -35,7 +35,7 @@ namespace fstore {
 
 struct FeatureStoreOptions {
   std::string registry_uri;       ///< sqlite://..., postgresql://...
-  std::string offline_store_uri;  ///< file:///abs/dir (s3:// later)
+  std::string offline_store_uri;  ///< file:///abs/dir | s3://bucket[/prefix]
   std::string online_store_uri;   ///< rocksdb:///abs/dir (redis:// later)
   int compute_threads = 0;        ///< materialization workers; 0: one per core
   bool run_scheduler = false;     ///< trigger materialization_schedule runs
@@ -43,6 +43,9 @@ struct FeatureStoreOptions {
   /// the CLI does not).
   bool recover_jobs = false;
   OnlineServingOptions serving;
+  /// How to reach S3: for an s3:// offline_store_uri, and for s3:// entity
+  /// sources and outputs of batch serving (whatever the offline store is).
+  S3ConnectionOptions s3;
 };
 
 /// A materialization request as the API takes it (the seed's shape).
@@ -141,7 +144,8 @@ class FeatureStore {
   /// Ranked matches across entities, feature sets and features.
   Result<std::vector<SearchHit>> Search(std::string_view q, size_t limit);
 
-  /// OK when the registry answers and the stores are open.
+  /// OK when the registry, the online store and the offline store answer
+  /// (OfflineStore::CheckHealth: S3 within seconds, even when it is down).
   Status CheckReady();
   /// Closes the registry and stores; idempotent.
   Status Close();
@@ -149,6 +153,7 @@ class FeatureStore {
   /// POST /api/v1/serving/online (online_serving.h).
   Result<boost::json::object> ServeOnline(const boost::json::value& body);
 
+  const FeatureStoreOptions& options() const { return options_; }
   Registry* registry() { return registry_.get(); }
   OfflineStore* offline_store() { return offline_.get(); }
   OnlineStore* online_store() { return online_.get(); }
