@@ -411,6 +411,25 @@ Result<std::shared_ptr<arrow::Array>> InEventOrder(const WindowEvents& ev,
   return taken;
 }
 
+// A pushed-down feature's column, as the engine's type (PostgreSQL's int4 is
+// the engine's int64, its timestamp a timestamp[us, UTC]).
+Result<std::shared_ptr<arrow::Array>> PushedDownValues(const arrow::RecordBatch& batch,
+                                                       const PlannedFeature& p) {
+  auto values = batch.GetColumnByName(p.source_column);
+  if (values == nullptr) {
+    return Internal("the source did not compute column '" + p.source_column + "'");
+  }
+  const auto& type = p.expression->type();
+  if (values->type()->Equals(*type)) return values;
+  if (values->type_id() == arrow::Type::TIMESTAMP && type->id() == arrow::Type::TIMESTAMP) {
+    auto data = values->data()->Copy();
+    data->type = type;
+    return arrow::MakeArray(data);
+  }
+  ARROW_ASSIGN_OR_RAISE(auto cast, cp::Cast(*values, type));
+  return cast;
+}
+
 }  // namespace
 
 int64_t WindowCarry::num_rows() const { return times ? times->length() : 0; }
@@ -501,6 +520,13 @@ Result<ComputedFeatures> ComputeFeatures(const FeaturePlan& plan,
         values = batch->GetColumnByName(p.feature.name);
         break;
       case PlannedFeature::Kind::kScalar: {
+        if (!p.source_column.empty()) {
+          // Computed by the source (pushdown): the engine's type, same values.
+          auto r = PushedDownValues(*batch, p);
+          if (!r.ok()) return FeatureError(p.feature, r.status());
+          values = *r;
+          break;
+        }
         auto r = p.expression->Evaluate(*batch, ctx);
         if (!r.ok()) return FeatureError(p.feature, r.status());
         values = *r;

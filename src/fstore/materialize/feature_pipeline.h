@@ -36,6 +36,9 @@ struct PlannedFeature {
   std::optional<CompiledExpression> expression;  ///< kScalar, kDerived; kWindow: its argument
   std::optional<WindowSpec> window;              ///< kWindow
   bool reads_clock = false;
+  /// kScalar computed by the source instead (pushdown, postgres_source.h):
+  /// the source column holding its values; empty: the engine evaluates it.
+  std::string source_column;
 };
 
 /// A feature set's compiled materialization: what to read and how to compute.

@@ -13,6 +13,7 @@
 #include "fstore/compute/source_schema.h"
 #include "fstore/core/ids.h"
 #include "fstore/materialize/feature_pipeline.h"
+#include "fstore/materialize/postgres_source.h"
 #include "fstore/materialize/source_reader.h"
 #include "fstore/online/online_writer.h"
 
@@ -36,8 +37,11 @@ struct RunInputs {
   FeaturePlan plan;
 };
 
-// Loads the definitions a run needs and compiles them against the source.
-Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set_ref) {
+// Loads the definitions a run needs and compiles them against the source;
+// `for_run`: also asks a postgres source with pushdown which features it
+// computes (postgres_source.h).
+Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set_ref,
+                                bool for_run) {
   ARROW_ASSIGN_OR_RAISE(auto fs, registry->FindFeatureSet(feature_set_ref, false));
   if (!fs) return NotFound("feature set '" + std::string(feature_set_ref) + "' not found");
   if (!fs->offline_enabled && !fs->online_enabled) {
@@ -45,10 +49,10 @@ Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set
                                                 "' has both the offline and the online store "
                                                 "disabled: there is nowhere to materialize to");
   }
-  if (!fs->source || fs->source->type != "file") {
+  if (!fs->source || (fs->source->type != "file" && fs->source->type != "postgres")) {
     return Unprocessable("source", "feature set '" + fs->name +
-                                       "' has no file source to materialize from (postgres and "
-                                       "push sources come with later issues)");
+                                       "' has no file or postgres source to materialize from "
+                                       "(a push source's rows come from the API)");
   }
   ARROW_ASSIGN_OR_RAISE(auto schema, RequireSourceSchema(*fs->source));
   ARROW_ASSIGN_OR_RAISE(auto all_features, registry->ListFeatures(false));
@@ -63,6 +67,7 @@ Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set
   }
   ARROW_ASSIGN_OR_RAISE(auto entities, registry->ListEntities());
   ARROW_ASSIGN_OR_RAISE(auto plan, PlanMaterialization(*fs, features, entities, schema));
+  if (for_run) ARROW_RETURN_NOT_OK(PlanPostgresPushdown(&plan, schema));
   return RunInputs{*fs, std::move(plan)};
 }
 
@@ -104,7 +109,7 @@ void MaterializationEngine::Shutdown() {
 }
 
 Result<MaterializationJob> MaterializationEngine::PrepareJob(const MaterializationRequest& request) {
-  ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, request.feature_set));
+  ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, request.feature_set, false));
   const FeatureSet& fs = inputs.feature_set;
   MaterializationJob job;
   job.id = NewUuid();
@@ -322,7 +327,7 @@ constexpr int64_t kMaxChunkDays = 31;
 }  // namespace
 
 Status MaterializationEngine::RunChunks(MaterializationJob* job) {
-  ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, job->feature_set_id));
+  ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, job->feature_set_id, true));
   const FeatureSet& fs = inputs.feature_set;
   const FeaturePlan& plan = inputs.plan;
   // A chunk is a whole number of days (date partitions of the offline store):
@@ -339,6 +344,7 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
   // Clock functions see the run's end; created_timestamp (when the source has
   // none) is the run's end too, so a re-run writes exactly what a clean run does.
   const TimestampMicros clock = job->end;
+  const std::vector<SourceExpression> pushed_down = PushedDownExpressions(plan);
 
   // One chunk's writes run on a second thread while the next chunk is read and
   // computed; progress (completed_until) is recorded only once a chunk's
@@ -416,7 +422,7 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     const TimestampMicros read_start =
         carry.until == chunk_start ? chunk_start : chunk_start - plan.max_window_micros;
     ARROW_ASSIGN_OR_RAISE(auto source, ReadSourceRange(fs, plan.source_columns, read_start,
-                                                       chunk_end, &read));
+                                                       chunk_end, &read, pushed_down));
     job->bytes_read += read.bytes;
     auto t1 = std::chrono::steady_clock::now();
     auto computed = std::make_shared<ComputedFeatures>();

@@ -6,6 +6,7 @@
 
 #include "fstore/core/compute_init.h"
 #include "fstore/compute/source_schema.h"
+#include "fstore/materialize/postgres_source.h"
 
 namespace fstore {
 namespace ds = arrow::dataset;
@@ -19,8 +20,8 @@ Result<std::shared_ptr<ds::Dataset>> OpenDataset(const FeatureSet& fs) {
   ARROW_RETURN_NOT_OK(InitializeCompute());
   if (!fs.source || fs.source->type != "file") {
     return Unprocessable("source", "feature set '" + fs.name +
-                                       "' has no file source to materialize from (postgres "
-                                       "and push sources come with later issues)");
+                                       "' has no file or postgres source to read from (a push "
+                                       "source's rows come from the API)");
   }
   ARROW_ASSIGN_OR_RAISE(auto dataset, OpenSourceDataset(*fs.source));
   if (!dataset) {
@@ -113,10 +114,11 @@ Result<std::shared_ptr<arrow::Array>> NormaliseTimestamps(
   return arrow::MakeArray(data);
 }
 
-Result<std::shared_ptr<arrow::Table>> ReadSourceRange(const FeatureSet& fs,
-                                                      const std::vector<std::string>& columns,
-                                                      TimestampMicros start, TimestampMicros end,
-                                                      SourceReadStats* stats) {
+namespace {
+
+Result<std::shared_ptr<arrow::Table>> ReadFileRange(const FeatureSet& fs,
+                                                    const std::vector<std::string>& columns,
+                                                    TimestampMicros start, TimestampMicros end) {
   ARROW_ASSIGN_OR_RAISE(auto dataset, OpenDataset(fs));
   const auto& schema = dataset->schema();
   for (const auto& c : columns) {
@@ -149,7 +151,32 @@ Result<std::shared_ptr<arrow::Table>> ReadSourceRange(const FeatureSet& fs,
     return Unprocessable("source.path", "reading '" + fs.source->path + "' failed: " +
                                             scanned.status().message());
   }
-  ARROW_ASSIGN_OR_RAISE(auto table, (*scanned)->CombineChunks());
+  return (*scanned)->CombineChunks();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<arrow::Table>> ReadSourceRange(const FeatureSet& fs,
+                                                      const std::vector<std::string>& columns,
+                                                      TimestampMicros start, TimestampMicros end,
+                                                      SourceReadStats* stats,
+                                                      const std::vector<SourceExpression>& computed) {
+  ARROW_RETURN_NOT_OK(InitializeCompute());
+  std::shared_ptr<arrow::Table> table;
+  if (fs.source && fs.source->type == "postgres") {
+    PostgresScan scan;
+    scan.columns = columns;
+    scan.computed = computed;
+    scan.time_column = fs.timestamp_field;
+    scan.start = start;
+    scan.end = end;
+    ARROW_ASSIGN_OR_RAISE(table, ReadPostgresSource(*fs.source, scan));
+  } else {
+    if (!computed.empty()) {
+      return Internal("only a postgres source computes expressions (pushdown)");
+    }
+    ARROW_ASSIGN_OR_RAISE(table, ReadFileRange(fs, columns, start, end));
+  }
 
   // Normalise the time columns, then keep exactly [start, end) in micros (the
   // pushed-down filter was in the column's unit, inclusive on both sides).
@@ -192,6 +219,7 @@ Result<std::shared_ptr<arrow::Table>> ReadSourceRange(const FeatureSet& fs,
 }
 
 Result<std::optional<TimestampMicros>> EarliestSourceEvent(const FeatureSet& fs) {
+  if (fs.source && fs.source->type == "postgres") return EarliestPostgresEvent(fs);
   ARROW_ASSIGN_OR_RAISE(auto dataset, OpenDataset(fs));
   ARROW_ASSIGN_OR_RAISE(auto builder, dataset->NewScan());
   ARROW_RETURN_NOT_OK(builder->Project({fs.timestamp_field}));

@@ -155,6 +155,8 @@ Status DecodeSource(const json::value& v, const FieldReader& r,
       ARROW_RETURN_NOT_OK(r.String(field, value, &source.table));
     } else if (key == "connection") {
       ARROW_RETURN_NOT_OK(r.String(field, value, &source.connection));
+    } else if (key == "pushdown") {
+      ARROW_RETURN_NOT_OK(r.Bool(field, value, &source.pushdown));
     } else {
       return UnknownField(field);
     }
@@ -253,6 +255,7 @@ json::object ToJson(const SourceDefinition& s) {
   if (!s.query.empty()) o["query"] = s.query;
   if (!s.table.empty()) o["table"] = s.table;
   if (!s.connection.empty()) o["connection"] = s.connection;
+  if (s.type == "postgres" || s.pushdown) o["pushdown"] = s.pushdown;
   return o;
 }
 

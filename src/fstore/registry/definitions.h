@@ -36,9 +36,12 @@ struct SourceDefinition {
   std::string type;        ///< "file" | "postgres" | "push"
   std::string path;        ///< file: a file, a directory or a glob
   std::string format;      ///< file: "parquet" | "csv"
-  std::string query;       ///< postgres: a SELECT
-  std::string table;       ///< postgres: a table name
-  std::string connection;  ///< postgres: a postgresql:// URL (empty: DATABASE_URL)
+  std::string query;       ///< postgres: one SELECT statement (or table)
+  std::string table;       ///< postgres: a [schema.]table name (or query)
+  std::string connection;  ///< postgres: a postgresql:// URL, required
+  /// postgres: compute plain row transformations in PostgreSQL's SELECT
+  /// (materialize/postgres_source.h); same values, less data moved.
+  bool pushdown = false;
 };
 
 struct FeatureSet {

@@ -13,6 +13,7 @@
 #include "fstore/core/duration.h"
 #include "fstore/core/time.h"
 #include "fstore/compute/expression.h"
+#include "fstore/compute/postgres_client.h"
 #include "fstore/compute/window.h"
 
 namespace fstore {
@@ -186,6 +187,10 @@ Status ValidateFeatureSet(FeatureSet* fs, const std::shared_ptr<arrow::Schema>& 
   if (fs->source) {
     SourceDefinition& s = *fs->source;
     s.type = AsciiLower(s.type);
+    if (s.type == "postgresql") s.type = "postgres";
+    if (s.pushdown && s.type != "postgres") {
+      return InvalidArgument("source.pushdown", "applies to postgres sources only");
+    }
     if (s.type == "file") {
       if (s.path.empty()) return InvalidArgument("source.path", "is required for a file source");
       if (!s.query.empty() || !s.table.empty() || !s.connection.empty()) {
@@ -201,20 +206,21 @@ Status ValidateFeatureSet(FeatureSet* fs, const std::shared_ptr<arrow::Schema>& 
       if (s.format != "parquet" && s.format != "csv") {
         return InvalidArgument("source.format", "'" + s.format + "' must be parquet or csv");
       }
-    } else if (s.type == "postgres" || s.type == "postgresql") {
-      s.type = "postgres";
-      if (s.query.empty() == s.table.empty()) {
-        return InvalidArgument("source", "a postgres source takes exactly one of query or table");
+    } else if (s.type == "postgres") {
+      // {"type": "postgres", "query": "SELECT ..." | "table": "schema.name",
+      //  "connection": "postgresql://...", "pushdown": false}
+      if (!s.path.empty()) {
+        return InvalidArgument("source.path", "a postgres source takes query or table, not path");
       }
-      if (!s.path.empty() || !s.format.empty()) {
-        return InvalidArgument("source", "a postgres source takes query or table, not path");
+      if (!s.format.empty()) {
+        return InvalidArgument("source.format", "a postgres source has no format");
       }
-      if (!s.connection.empty() && s.connection.rfind("postgresql://", 0) != 0 &&
-          s.connection.rfind("postgres://", 0) != 0) {
-        return InvalidArgument("source.connection", "must be a postgresql:// URL");
-      }
+      // Exactly one of query and table, a SELECT or a [schema.]name.
+      ARROW_RETURN_NOT_OK(ParsePostgresRelation(s).status());
+      ARROW_RETURN_NOT_OK(CheckPostgresUrl(s.connection));
     } else if (s.type == "push") {
-      if (!s.path.empty() || !s.query.empty() || !s.table.empty() || !s.format.empty()) {
+      if (!s.path.empty() || !s.query.empty() || !s.table.empty() || !s.format.empty() ||
+          !s.connection.empty()) {
         return InvalidArgument("source", "a push source takes no other fields");
       }
     } else {
