@@ -1,5 +1,6 @@
 #include "fstore/online/online_store.h"
 
+#include "fstore/online/redis/redis_online_store.h"
 #include "fstore/online/rocksdb/rocksdb_online_store.h"
 
 namespace fstore {
@@ -13,11 +14,14 @@ Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri) 
     ARROW_ASSIGN_OR_RAISE(auto store, RocksDbOnlineStore::Open(rest));
     return std::unique_ptr<OnlineStore>(std::move(store));
   }
-  if (scheme == "redis" || scheme == "rediss" || scheme == "redis+cluster") {
-    return NotImplemented("the Redis online store is not built yet");
+  if (scheme == "redis" || scheme == "rediss" || scheme == "redis+cluster" ||
+      scheme == "rediss+cluster") {
+    ARROW_ASSIGN_OR_RAISE(auto store, RedisOnlineStore::Open(uri));
+    return std::unique_ptr<OnlineStore>(std::move(store));
   }
   return InvalidArgument("online_store", "unknown online store scheme '" + scheme +
-                                             "': expected rocksdb://, redis:// or redis+cluster://");
+                                             "': expected rocksdb://, redis://, rediss:// or "
+                                             "redis+cluster://");
 }
 
 }  // namespace fstore

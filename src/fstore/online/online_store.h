@@ -2,8 +2,8 @@
 
 // The online store: the latest feature values per (feature set, entity key),
 // served in well under a millisecond. One interface, one backend per URI
-// scheme, chosen by OnlineStoreFromUri: rocksdb:// (embedded, the default);
-// redis:// and redis+cluster:// come with the production backends.
+// scheme, chosen by OnlineStoreFromUri: rocksdb:// (embedded, the default),
+// redis:// / rediss:// (one Redis server) and redis+cluster:// (Redis Cluster).
 //
 // Data model: one OnlineRecord per (feature set, entity key), holding the
 // event time and created time of the source row it came from and the typed
@@ -94,6 +94,16 @@ struct WriteResult {
   bool operator==(const WriteResult&) const = default;
 };
 
+/// How to write: hints from the feature set's definition.
+struct OnlineWriteOptions {
+  /// The feature set's ttl in microseconds (<= 0: none). A backend with
+  /// native expiry (Redis) lets a record expire at event_time + ttl by its
+  /// own clock to reclaim memory; others ignore it. Read's ttl rule alone
+  /// decides what is served, so the hint never changes an answer that Read
+  /// gives with `now` near the wall clock.
+  int64_t ttl_micros = 0;
+};
+
 class OnlineStore {
  public:
   virtual ~OnlineStore() = default;
@@ -122,8 +132,16 @@ class OnlineStore {
   /// InvalidArgument for an empty feature set name or one containing '\0',
   /// or an empty entity key; nothing is written then.
   [[nodiscard]] virtual Result<WriteResult> Write(
+      const std::string& feature_set, const std::vector<std::pair<EntityKey, OnlineRecord>>& records,
+      const OnlineWriteOptions& options) = 0;
+
+  /// Write with default options (no ttl hint). Implementations add
+  /// `using OnlineStore::Write;` so that it stays visible on their type.
+  [[nodiscard]] Result<WriteResult> Write(
       const std::string& feature_set,
-      const std::vector<std::pair<EntityKey, OnlineRecord>>& records) = 0;
+      const std::vector<std::pair<EntityKey, OnlineRecord>>& records) {
+    return Write(feature_set, records, OnlineWriteOptions{});
+  }
 
   /// Reads the records of `keys` with one multi-get: result[i] is the record
   /// of keys[i], or nullopt when it is missing or expired. With
@@ -146,8 +164,15 @@ class OnlineStore {
   [[nodiscard]] virtual Status Sync() = 0;
 };
 
-/// Opens the online store a URI names: "rocksdb:///abs/dir". redis:// and
-/// redis+cluster:// answer NotImplemented until their backends exist.
+/// Opens the online store a URI names:
+///   rocksdb:///abs/dir
+///   redis://[[user]:password@]host[:port][/db][?options]     one Redis server
+///   rediss://...                                             the same over TLS
+///   redis+cluster://[[user]:password@]h1:p1,h2:p2,...[?options]  Redis Cluster
+///   rediss+cluster://...                                     Redis Cluster over TLS
+/// The Redis options (timeouts, key prefix, TLS files) are listed in
+/// online/redis/redis_online_store.h. InvalidArgument for a malformed URI or
+/// an unknown scheme; Unavailable when the store cannot be reached.
 Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri);
 
 }  // namespace fstore

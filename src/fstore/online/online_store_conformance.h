@@ -41,6 +41,9 @@ struct OnlineStoreBackend {
   std::function<Result<OnlineStoreInstance>()> new_store;
   /// Data made durable with Sync() is there after Close() and a new open.
   bool persistent = true;
+  /// When set and it returns a reason, every test of the backend is skipped
+  /// with it (a server the environment does not provide).
+  std::function<std::string()> skip_reason;
 };
 
 /// Prints a backend by its name (in gtest's output).

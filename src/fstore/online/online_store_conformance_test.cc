@@ -59,6 +59,10 @@ std::string OnlineStoreBackendName(const ::testing::TestParamInfo<OnlineStoreBac
 }
 
 void OnlineStoreConformanceTest::SetUp() {
+  if (GetParam().skip_reason) {
+    std::string reason = GetParam().skip_reason();
+    if (!reason.empty()) GTEST_SKIP() << reason;
+  }
   ASSERT_OK_AND_ASSIGN(instance_, GetParam().new_store());
   ASSERT_OK_AND_ASSIGN(store_, instance_.open());
 }

@@ -27,9 +27,14 @@ TEST(OnlineStoreTest, RocksDbOpensChecksAndCloses) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(OnlineStoreTest, SchemesNotBuiltOrUnknown) {
-  EXPECT_EQ(ErrorCodeOf(OnlineStoreFromUri("redis://127.0.0.1:6379").status()),
-            ErrorCode::kNotImplemented);
+TEST(OnlineStoreTest, UnknownSchemesAndUnreachableRedis) {
+  // Nothing listens on port 1: Unavailable (fast: the connect is refused).
+  EXPECT_EQ(ErrorCodeOf(OnlineStoreFromUri("redis://127.0.0.1:1").status()),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(ErrorCodeOf(OnlineStoreFromUri("redis+cluster://127.0.0.1:1").status()),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(ErrorCodeOf(OnlineStoreFromUri("redis://127.0.0.1:1?no_such_option=1").status()),
+            ErrorCode::kInvalidArgument);
   EXPECT_EQ(ErrorCodeOf(OnlineStoreFromUri("memcached://x").status()),
             ErrorCode::kInvalidArgument);
   EXPECT_EQ(ErrorCodeOf(OnlineStoreFromUri("rocksdb://").status()), ErrorCode::kInvalidArgument);

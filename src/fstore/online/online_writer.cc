@@ -227,7 +227,8 @@ Result<ColumnType> ClassifyTime(const arrow::Field& field) {
 Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& feature_set,
                                     const std::vector<std::string>& key_columns,
                                     const std::vector<std::string>& feature_columns,
-                                    const arrow::Table& rows, int64_t batch_size) {
+                                    const arrow::Table& rows, int64_t batch_size,
+                                    const OnlineWriteOptions& write_options) {
   if (key_columns.empty()) return InvalidArgument("key_columns", "no join key columns");
   if (batch_size <= 0) batch_size = kDefaultOnlineWriteBatch;
   if (rows.num_rows() >= kEmptySlot) {
@@ -401,9 +402,11 @@ Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& featu
     ARROW_RETURN_NOT_OK(collect());
     try {
       pending = std::async(std::launch::async,
-                           [store, &feature_set, &records] { return store->Write(feature_set, records); });
+                           [store, &feature_set, &records, &write_options] {
+                             return store->Write(feature_set, records, write_options);
+                           });
     } catch (const std::system_error&) {  // no thread to be had: write on this one
-      ARROW_ASSIGN_OR_RAISE(WriteResult written, store->Write(feature_set, records));
+      ARROW_ASSIGN_OR_RAISE(WriteResult written, store->Write(feature_set, records, write_options));
       result.applied += written.applied;
       result.ignored += written.ignored;
     }

@@ -49,10 +49,12 @@ inline constexpr int64_t kDefaultOnlineWriteBatch = 10'000;
 /// InvalidArgument (field = the column) for a missing column, an unsupported
 /// type, or a null key or event time; nothing is written then. A failing
 /// Write stops the loop: earlier batches stay written (a re-run is safe).
+/// `write_options` go to every Write (the feature set's ttl as an expiry hint).
 Result<WriteResult> WriteLatestRows(OnlineStore* store, const std::string& feature_set,
                                     const std::vector<std::string>& key_columns,
                                     const std::vector<std::string>& feature_columns,
                                     const arrow::Table& rows,
-                                    int64_t batch_size = kDefaultOnlineWriteBatch);
+                                    int64_t batch_size = kDefaultOnlineWriteBatch,
+                                    const OnlineWriteOptions& write_options = {});
 
 }  // namespace fstore

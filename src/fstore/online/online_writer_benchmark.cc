@@ -90,8 +90,10 @@ class DiscardingStore : public OnlineStore {
  public:
   Status CheckHealth() override { return Status::OK(); }
   Status Close() override { return Status::OK(); }
+  using OnlineStore::Write;
   Result<WriteResult> Write(const std::string&,
-                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records) override {
+                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records,
+                            const OnlineWriteOptions&) override {
     return WriteResult{static_cast<int64_t>(records.size()), 0};
   }
   Result<std::vector<std::optional<OnlineRecord>>> Read(const std::string&, const std::vector<EntityKey>& keys,

@@ -24,8 +24,10 @@ class RecordingStore : public OnlineStore {
  public:
   Status CheckHealth() override { return Status::OK(); }
   Status Close() override { return Status::OK(); }
+  using OnlineStore::Write;
   Result<WriteResult> Write(const std::string& feature_set,
-                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records) override {
+                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records,
+                            const OnlineWriteOptions&) override {
     calls.push_back(records.size());
     WriteResult result;
     for (const auto& [key, record] : records) {

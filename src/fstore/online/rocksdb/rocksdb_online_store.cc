@@ -133,7 +133,8 @@ Status RocksDbOnlineStore::Close() {
 }
 
 Result<WriteResult> RocksDbOnlineStore::Write(
-    const std::string& feature_set, const std::vector<std::pair<EntityKey, OnlineRecord>>& records) {
+    const std::string& feature_set, const std::vector<std::pair<EntityKey, OnlineRecord>>& records,
+    const OnlineWriteOptions& /*options*/) {
   ARROW_RETURN_NOT_OK(CheckFeatureSetName(feature_set));
   WriteResult result;
   const size_t n = records.size();

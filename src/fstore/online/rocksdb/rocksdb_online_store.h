@@ -52,8 +52,12 @@ class RocksDbOnlineStore : public OnlineStore {
 
   Status CheckHealth() override;
   Status Close() override;
+  using OnlineStore::Write;
+  /// `options.ttl_micros` is ignored: RocksDB keeps records until they are
+  /// replaced or their feature set is deleted (Read applies the ttl).
   Result<WriteResult> Write(const std::string& feature_set,
-                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records) override;
+                            const std::vector<std::pair<EntityKey, OnlineRecord>>& records,
+                            const OnlineWriteOptions& options) override;
   Result<std::vector<std::optional<OnlineRecord>>> Read(const std::string& feature_set,
                                                         const std::vector<EntityKey>& keys,
                                                         int64_t ttl_micros,
