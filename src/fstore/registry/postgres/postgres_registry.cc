@@ -1,9 +1,12 @@
 #include "fstore/registry/postgres/postgres_registry.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -26,6 +29,10 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kMigrationLockKey = 0x66'73'74'6f'72'65'01;
 /// How long a call waits for a free pooled connection.
 constexpr std::chrono::seconds kCheckoutWait{10};
+/// How much longer than statement_timeout a statement's answer may take
+/// before the connection counts as hung (the server enforces
+/// statement_timeout; this catches a server or network that answers nothing).
+constexpr std::chrono::seconds kAnswerGrace{5};
 
 std::string Quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
@@ -43,7 +50,7 @@ std::string OneLine(std::string_view message) {
 }
 
 // ---------------------------------------------------------------------------
-// Parameters $1, $2, ... as text (PQexecParams infers their types from the
+// Parameters $1, $2, ... as text (PQsendQueryParams: the server infers their types from the
 // statement). Values are never spliced into SQL.
 
 class PgParams {
@@ -74,6 +81,41 @@ class PgParams {
   std::vector<std::optional<std::string>> values_;
   std::vector<const char*> pointers_;
 };
+
+// ---------------------------------------------------------------------------
+// Waiting for an answer with a deadline: libpq's blocking calls would wait
+// forever on a server that accepted the connection and then hung.
+
+/// The result of the query sent on `conn` (the first failed one of a script,
+/// else the last), once every result is in. Null with *timed_out set when
+/// `deadline` passes first; the connection is then mid-query, unusable.
+PGresult* AwaitResult(PGconn* conn, Clock::time_point deadline, bool* timed_out) {
+  *timed_out = false;
+  PGresult* kept = nullptr;
+  while (true) {
+    while (PQisBusy(conn) && PQstatus(conn) == CONNECTION_OK) {
+      auto remaining =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (remaining <= 0) {
+        *timed_out = true;
+        PQclear(kept);
+        return nullptr;
+      }
+      pollfd fd{PQsocket(conn), POLLIN, 0};
+      int ready = ::poll(&fd, 1, static_cast<int>(std::min<int64_t>(remaining, INT_MAX)));
+      if (ready < 0 && errno != EINTR) break;  // PQgetResult reports the failure
+      if (ready > 0 && PQconsumeInput(conn) == 0) break;
+    }
+    PGresult* res = PQgetResult(conn);
+    if (res == nullptr) return kept;
+    if (kept != nullptr && PQresultStatus(kept) == PGRES_FATAL_ERROR) {
+      PQclear(res);  // keep the first error
+    } else {
+      PQclear(kept);
+      kept = res;
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------
 // A statement's result rows.
@@ -108,20 +150,20 @@ class PgRows {
 
 class PgSession {
  public:
-  PgSession(PostgresConnectionPool::Lease& lease, const std::string& description)
-      : conn_(lease.get()), description_(description) {}
+  /// `answer_timeout`: how long each statement may take to answer.
+  PgSession(PostgresConnectionPool::Lease& lease, const std::string& description,
+            std::chrono::milliseconds answer_timeout)
+      : conn_(lease.get()), description_(description), answer_timeout_(answer_timeout) {}
 
   /// Runs one statement with parameters $1, $2, ...
   template <typename... Args>
   Result<PgRows> Query(const char* sql, const Args&... args) {
     PgParams params(args...);
-    PGresult* res =
-        PQexecParams(conn_, sql, params.size(), nullptr, params.values(), nullptr, nullptr, 0);
-    ExecStatusType status = PQresultStatus(res);  // PGRES_FATAL_ERROR for null
-    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) return PgRows(res);
-    Status error = Fail(res);
-    PQclear(res);
-    return error;
+    if (PQsendQueryParams(conn_, sql, params.size(), nullptr, params.values(), nullptr, nullptr,
+                          0) == 0) {
+      return Fail(nullptr);
+    }
+    return Await();
   }
 
   /// Runs one statement that returns no rows we need.
@@ -132,14 +174,8 @@ class PgSession {
 
   /// Runs a script of several statements, without parameters (migrations).
   Status ExecScript(const std::string& sql, std::string_view context) {
-    PGresult* res = PQexec(conn_, sql.c_str());
-    ExecStatusType status = PQresultStatus(res);
-    Status error;
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK) {
-      error = Fail(res, context);
-    }
-    PQclear(res);
-    return error;
+    if (PQsendQuery(conn_, sql.c_str()) == 0) return Fail(nullptr, context);
+    return Await(context).status();
   }
 
   /// COMMIT. Losing the connection here leaves the outcome unknown: not
@@ -159,10 +195,29 @@ class PgSession {
 
   /// The last failure may pass if the call is tried again.
   bool transient() const { return transient_; }
-  /// The connection is unusable (lost, or the server is shutting down).
+  /// The connection is unusable (lost, hung, or the server is shutting down).
   bool broken() const { return broken_; }
 
  private:
+  /// The sent statement's rows, or its error.
+  Result<PgRows> Await(std::string_view context = {}) {
+    bool timed_out = false;
+    PGresult* res = AwaitResult(conn_, Clock::now() + answer_timeout_, &timed_out);
+    if (timed_out) {
+      // Not retried: another attempt would most likely hang as long.
+      broken_ = true;
+      transient_ = false;
+      return Unavailable("registry database " + description_ + ": " +
+                         (context.empty() ? "" : std::string(context) + ": ") +
+                         "no answer within " + std::to_string(answer_timeout_.count()) + " ms");
+    }
+    ExecStatusType status = PQresultStatus(res);  // PGRES_FATAL_ERROR for null
+    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) return PgRows(res);
+    Status error = Fail(res, context);
+    PQclear(res);
+    return error;
+  }
+
   /// Maps a failed statement to an fstore error; notes whether it is
   /// transient and whether the connection broke.
   Status Fail(PGresult* res, std::string_view context = {}) {
@@ -210,6 +265,7 @@ class PgSession {
 
   PGconn* conn_;
   const std::string& description_;
+  const std::chrono::milliseconds answer_timeout_;
   bool transient_ = false;
   bool broken_ = false;
 };
@@ -465,7 +521,8 @@ Status PostgresRegistry::Close() {
 
 template <typename Call>
 auto PostgresRegistry::WithRetry(std::string_view what, std::chrono::milliseconds budget,
-                                 Call&& call) {
+                                 Call&& call, std::chrono::milliseconds answer_timeout) {
+  if (answer_timeout.count() == 0) answer_timeout = options_.pool.statement_timeout + kAnswerGrace;
   using R = std::invoke_result_t<Call&, PgSession&>;
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = start + budget;
@@ -482,7 +539,7 @@ auto PostgresRegistry::WithRetry(std::string_view what, std::chrono::millisecond
         if (pool_->closed()) return R(lease.status());
         last = lease.status();  // connecting failed: the server may be coming back
       } else {
-        PgSession session(*lease, pool_->description());
+        PgSession session(*lease, pool_->description(), answer_timeout);
         R result = call(session);
         if (result.ok() || !session.transient()) return result;
         last = ::arrow::ToStatus(std::move(result));
@@ -530,8 +587,10 @@ Result<int> PostgresRegistry::Migrate() {
       }
       auto next = std::find_if(migrations.begin(), migrations.end(),
                                [&](const PostgresMigration& m) { return m.version > applied; });
+      // A plain COMMIT: a migration whose answer was lost is safe to retry,
+      // the retry finds it applied.
       if (next == migrations.end()) {
-        ARROW_RETURN_NOT_OK(s.CommitTransaction());
+        ARROW_RETURN_NOT_OK(s.Exec("COMMIT"));
         return LatestVersion();
       }
       ARROW_RETURN_NOT_OK(s.ExecScript(std::string(next->sql),
@@ -539,7 +598,7 @@ Result<int> PostgresRegistry::Migrate() {
                                            " (" + std::string(next->description) + ")"));
       ARROW_RETURN_NOT_OK(
           s.Exec("INSERT INTO schema_migrations (version) VALUES ($1)", next->version));
-      ARROW_RETURN_NOT_OK(s.CommitTransaction());
+      ARROW_RETURN_NOT_OK(s.Exec("COMMIT"));
     }
   });
 }
@@ -550,12 +609,14 @@ Result<int> PostgresRegistry::SchemaVersion() {
 }
 
 Status PostgresRegistry::Ping() {
-  return WithRetry("pinging the registry database", std::chrono::milliseconds(0),
-                   [](PgSession& s) -> Status {
-                     ARROW_ASSIGN_OR_RAISE(auto one, QueryInt(s, "SELECT 1"));
-                     if (one != 1) return Internal("registry database: SELECT 1 did not return 1");
-                     return Status::OK();
-                   });
+  return WithRetry(
+      "pinging the registry database", std::chrono::milliseconds(0),
+      [](PgSession& s) -> Status {
+        ARROW_ASSIGN_OR_RAISE(auto one, QueryInt(s, "SELECT 1"));
+        if (one != 1) return Internal("registry database: SELECT 1 did not return 1");
+        return Status::OK();
+      },
+      options_.ping_timeout);
 }
 
 Status PostgresRegistry::Commit(const RegistryWrite& write) {

@@ -37,6 +37,9 @@ struct PostgresRegistryOptions {
   /// The first retry's delay; each next one doubles, up to max_retry_delay.
   std::chrono::milliseconds first_retry_delay{50};
   std::chrono::milliseconds max_retry_delay{1'000};
+  /// How long Ping() waits for SELECT 1's answer. Other statements wait up to
+  /// pool.statement_timeout + 5 s before the connection counts as hung.
+  std::chrono::milliseconds ping_timeout{2'000};
 };
 
 class PostgresRegistry final : public Registry {
@@ -58,7 +61,7 @@ class PostgresRegistry final : public Registry {
   Result<int> Migrate() override;
   Result<int> SchemaVersion() override;
   /// SELECT 1 on a pooled connection; a stale one is replaced once, at once.
-  /// Bounded by the connect and statement timeouts, not retried with backoff.
+  /// Bounded by connect_timeout and ping_timeout; not retried with backoff.
   Status Ping() override;
 
   Status Commit(const RegistryWrite& write) override;
@@ -100,9 +103,11 @@ class PostgresRegistry final : public Registry {
       : pool_(std::move(pool)), options_(options) {}
 
   /// Runs `call` (a function of PgSession&) on a pooled connection, retrying
-  /// transient failures within the retry budget.
+  /// transient failures within `budget`. Each statement may take
+  /// `answer_timeout` to answer (0: statement_timeout + 5 s).
   template <typename Call>
-  auto WithRetry(std::string_view what, std::chrono::milliseconds budget, Call&& call);
+  auto WithRetry(std::string_view what, std::chrono::milliseconds budget, Call&& call,
+                 std::chrono::milliseconds answer_timeout = std::chrono::milliseconds(0));
 
   std::unique_ptr<PostgresConnectionPool> pool_;
   const PostgresRegistryOptions options_;

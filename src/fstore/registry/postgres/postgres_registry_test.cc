@@ -200,6 +200,11 @@ class CuttableProxy {
     for (auto& t : pumps) t.join();
   }
 
+  /// Stops forwarding without closing anything: a server that hangs. Until
+  /// Thaw().
+  void Freeze() { frozen_ = true; }
+  void Thaw() { frozen_ = false; }
+
   int port() const { return port_; }
 
  private:
@@ -228,7 +233,13 @@ class CuttableProxy {
     pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
     char buffer[16384];
     bool open = true;
-    while (open && ::poll(fds, 2, -1) > 0) {
+    while (open) {
+      int ready = ::poll(fds, 2, 20);
+      if (ready < 0) break;
+      if (ready == 0 || frozen_) {
+        if (frozen_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
       for (int i = 0; i < 2 && open; ++i) {
         if (fds[i].revents == 0) continue;
         ssize_t n = ::read(fds[i].fd, buffer, sizeof buffer);
@@ -258,6 +269,7 @@ class CuttableProxy {
   const int target_port_;
   int port_ = 0;
   int listener_ = -1;
+  std::atomic<bool> frozen_{false};
   std::thread accept_thread_;
   std::mutex mu_;
   std::set<int> open_fds_;          // guarded by mu_
@@ -354,6 +366,25 @@ class PostgresRegistryTest : public ::testing::Test {
       count = RegistrySessions();
     }
     return count;
+  }
+
+  /// A proxy to the test server, or null (with a skip) when the URL does not
+  /// name an IPv4 address; `proxy_url` is this test's database through it.
+  std::unique_ptr<CuttableProxy> StartProxy(std::string* proxy_url) {
+    UrlParts server = SplitUrl(url_);
+    size_t colon = server.host_port.rfind(':');
+    std::string host = server.host_port.substr(0, colon);
+    int port = colon == std::string::npos ? 5432 : std::stoi(server.host_port.substr(colon + 1));
+    in_addr ignored;
+    if (::inet_pton(AF_INET, host.c_str(), &ignored) != 1) {
+      [&] { GTEST_SKIP() << "the proxy needs an IPv4 address in the test URL, got " << host; }();
+      return nullptr;
+    }
+    auto proxy = std::make_unique<CuttableProxy>(host, port);
+    proxy->Start();
+    server.host_port = "127.0.0.1:" + std::to_string(proxy->port());
+    *proxy_url = JoinUrl(server);
+    return proxy;
   }
 
   std::string server_url_;
@@ -553,26 +584,16 @@ TEST_F(PostgresRegistryTest, SurvivesTerminatedSessions) {
 }
 
 TEST_F(PostgresRegistryTest, UnreachableServerIsUnavailableThenRecoveredWithoutRestart) {
-  UrlParts server = SplitUrl(url_);
-  size_t colon = server.host_port.rfind(':');
-  std::string host = server.host_port.substr(0, colon);
-  int port = colon == std::string::npos ? 5432 : std::stoi(server.host_port.substr(colon + 1));
-  in_addr ignored;
-  if (::inet_pton(AF_INET, host.c_str(), &ignored) != 1) {
-    GTEST_SKIP() << "the proxy needs an IPv4 address in FSTORE_TEST_POSTGRES_URL, got " << host;
-  }
-  CuttableProxy proxy(host, port);
-  ASSERT_NO_FATAL_FAILURE(proxy.Start());
-  UrlParts through_proxy = server;
-  through_proxy.host_port = "127.0.0.1:" + std::to_string(proxy.port());
-
+  std::string proxy_url;
+  auto proxy = StartProxy(&proxy_url);
+  if (proxy == nullptr || HasFatalFailure()) return;
   PostgresRegistryOptions options;
   options.retry_budget = std::chrono::milliseconds(300);  // give up sooner than in production
-  ASSERT_OK_AND_ASSIGN(auto registry, PostgresRegistry::Open(JoinUrl(through_proxy), options));
+  ASSERT_OK_AND_ASSIGN(auto registry, PostgresRegistry::Open(proxy_url, options));
   ASSERT_OK(registry->Migrate());
   ASSERT_OK(registry->Commit(CreateWrite(NewFeatureSet("before"))));
 
-  proxy.Cut();
+  proxy->Cut();
   for (int i = 0; i < 2; ++i) {  // pooled connections gone, then new ones refused
     auto seq = registry->ChangeSequence();
     ASSERT_FALSE(seq.ok());
@@ -585,7 +606,7 @@ TEST_F(PostgresRegistryTest, UnreachableServerIsUnavailableThenRecoveredWithoutR
   Status commit = registry->Commit(CreateWrite(NewFeatureSet("while_down")));
   EXPECT_EQ(ErrorCodeOf(commit), ErrorCode::kUnavailable) << commit.ToString();
 
-  ASSERT_NO_FATAL_FAILURE(proxy.Start());
+  ASSERT_NO_FATAL_FAILURE(proxy->Start());
   ASSERT_OK(registry->Ping());
   ASSERT_OK(registry->Commit(CreateWrite(NewFeatureSet("after"))));
   ASSERT_OK_AND_ASSIGN(auto sets, registry->ListFeatureSets(false));
@@ -595,33 +616,44 @@ TEST_F(PostgresRegistryTest, UnreachableServerIsUnavailableThenRecoveredWithoutR
 }
 
 TEST_F(PostgresRegistryTest, AnOutageShorterThanTheRetryBudgetIsRetriedThrough) {
-  UrlParts server = SplitUrl(url_);
-  size_t colon = server.host_port.rfind(':');
-  std::string host = server.host_port.substr(0, colon);
-  int port = colon == std::string::npos ? 5432 : std::stoi(server.host_port.substr(colon + 1));
-  in_addr ignored;
-  if (::inet_pton(AF_INET, host.c_str(), &ignored) != 1) {
-    GTEST_SKIP() << "the proxy needs an IPv4 address in FSTORE_TEST_POSTGRES_URL, got " << host;
-  }
-  CuttableProxy proxy(host, port);
-  ASSERT_NO_FATAL_FAILURE(proxy.Start());
-  UrlParts through_proxy = server;
-  through_proxy.host_port = "127.0.0.1:" + std::to_string(proxy.port());
+  std::string proxy_url;
+  auto proxy = StartProxy(&proxy_url);
+  if (proxy == nullptr || HasFatalFailure()) return;
   PostgresRegistryOptions options;
   options.retry_budget = std::chrono::seconds(60);  // far longer than the outage
-  ASSERT_OK_AND_ASSIGN(auto registry, PostgresRegistry::Open(JoinUrl(through_proxy), options));
+  ASSERT_OK_AND_ASSIGN(auto registry, PostgresRegistry::Open(proxy_url, options));
   ASSERT_OK(registry->Migrate());
 
-  proxy.Cut();
+  proxy->Cut();
   std::thread restore([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    proxy.Start();
+    proxy->Start();
   });
   Status commit = registry->Commit(CreateWrite(NewFeatureSet("during_outage")));
   restore.join();
   ASSERT_OK(commit);
   ASSERT_OK_AND_ASSIGN(auto found, registry->FindFeatureSet("during_outage", false));
   EXPECT_TRUE(found.has_value());
+}
+
+TEST_F(PostgresRegistryTest, AHungServerFailsPingWithinItsTimeout) {
+  std::string proxy_url;
+  auto proxy = StartProxy(&proxy_url);
+  if (proxy == nullptr || HasFatalFailure()) return;
+  PostgresRegistryOptions options;
+  options.ping_timeout = std::chrono::milliseconds(200);
+  ASSERT_OK_AND_ASSIGN(auto registry, PostgresRegistry::Open(proxy_url, options));
+  ASSERT_OK(registry->Ping());
+
+  proxy->Freeze();  // the pooled connection's SELECT 1 gets no answer
+  Status ping = registry->Ping();
+  ASSERT_FALSE(ping.ok());
+  EXPECT_EQ(ErrorCodeOf(ping), ErrorCode::kUnavailable) << ping.ToString();
+  EXPECT_NE(ErrorMessageOf(ping).find("no answer within 200 ms"), std::string::npos)
+      << ping.ToString();
+
+  proxy->Thaw();  // the hung connection was dropped; a new one answers
+  ASSERT_OK(registry->Ping());
 }
 
 // A real restart of the test server, only when the environment says how
