@@ -87,17 +87,32 @@ std::string CommandText(const std::string& host, int port, std::initializer_list
 void DropPrefix(const std::string& uri, const std::string& prefix) {
   auto options = ParseRedisUri(uri);
   if (!options.ok()) return;
+  redis_internal::RedisConnectOptions connect;
+  if (options->tls) connect.tls = InsecureTls();
+  connect.db = options->db;
   for (const auto& endpoint : options->endpoints) {
+    auto connection = RedisConnection::Connect(endpoint.host, endpoint.port, connect,
+                                               Clock::now() + std::chrono::seconds(5));
+    if (!connection.ok()) continue;
     std::string cursor = "0";
     do {
-      auto reply = Command(endpoint.host, endpoint.port,
-                           {"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"}, options->tls);
-      if (!reply.ok() || (*reply)->type != REDIS_REPLY_ARRAY) return;
-      cursor = std::string(ReplyText((*reply)->element[0]));
-      const redisReply* keys = (*reply)->element[1];
+      std::string request;
+      redis_internal::AppendCommand(&request, {"SCAN", cursor, "MATCH", prefix + "*", "COUNT", "1000"});
+      auto replies = redis_internal::Execute(connection->get(), std::move(request), 1,
+                                             Clock::now() + std::chrono::seconds(30));
+      if (!replies.ok() || (*replies)[0]->type != REDIS_REPLY_ARRAY) break;
+      const redisReply* reply = (*replies)[0].get();
+      cursor = std::string(ReplyText(reply->element[0]));
+      const redisReply* keys = reply->element[1];
+      request.clear();
       for (size_t i = 0; i < keys->elements; ++i) {
-        (void)Command(endpoint.host, endpoint.port, {"UNLINK", ReplyText(keys->element[i])},
-                      options->tls);
+        redis_internal::AppendCommand(&request, {"UNLINK", ReplyText(keys->element[i])});
+      }
+      if (keys->elements > 0 &&
+          !redis_internal::Execute(connection->get(), std::move(request), keys->elements,
+                                   Clock::now() + std::chrono::seconds(30))
+               .ok()) {
+        break;
       }
     } while (cursor != "0");
   }
@@ -291,9 +306,11 @@ class RedisTestCluster {
     for (int i = 0; i < 3; ++i) {
       nodes_.push_back(std::make_unique<RedisServerProcess>());
       auto& node = *nodes_.back();
+      // An explicit bus port: port + 10000, the default, may be past 65535.
+      bus_ports_.push_back(RedisServerProcess::FreePort());
       ARROW_RETURN_NOT_OK(node.Start(0, {"--cluster-enabled", "yes", "--cluster-config-file",
                                          (node.dir() / "nodes.conf").string(), "--cluster-port",
-                                         std::to_string(RedisServerProcess::FreePort()),
+                                         std::to_string(bus_ports_.back()),
                                          "--cluster-node-timeout", "2000"}));
       ids_.push_back(CommandText("127.0.0.1", node.port(), {"CLUSTER", "MYID"}));
     }
@@ -306,7 +323,8 @@ class RedisTestCluster {
     }
     for (int i = 1; i < 3; ++i) {
       std::string reply = CommandText("127.0.0.1", port(0), {"CLUSTER", "MEET", "127.0.0.1",
-                                                              std::to_string(port(i))});
+                                                              std::to_string(port(i)),
+                                                              std::to_string(bus_ports_[i])});
       if (reply != "OK") return Status::IOError("MEET: " + reply);
     }
     // Wait until every node sees the whole cluster.
@@ -348,6 +366,7 @@ class RedisTestCluster {
  private:
   std::vector<std::unique_ptr<RedisServerProcess>> nodes_;
   std::vector<std::string> ids_;
+  std::vector<int> bus_ports_;
 };
 
 OnlineRecord Rec(TimestampMicros event, std::vector<std::pair<std::string, FeatureValue>> values) {
