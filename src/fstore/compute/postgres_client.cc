@@ -222,25 +222,26 @@ Status CheckPostgresUrl(const std::string& url) {
 }
 
 std::string RedactedPostgresUrl(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  size_t start = scheme + 3;
-  size_t at = url.find('@', start);
-  size_t slash = url.find('/', start);
-  if (at == std::string::npos || (slash != std::string::npos && slash < at)) {
-    // No user info; a password may still be a query parameter.
-  } else {
-    size_t colon = url.find(':', start);
-    if (colon != std::string::npos && colon < at) {
-      return RedactedPostgresUrl(url.substr(0, colon + 1) + "***" + url.substr(at));
+  std::string out = url;
+  size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    // user:password@host
+    size_t start = scheme + 3;
+    size_t at = out.find('@', start);
+    size_t slash = out.find('/', start);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      size_t colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
     }
   }
-  size_t pw = url.find("password=");
-  if (pw != std::string::npos) {
-    size_t end = url.find('&', pw);
-    return url.substr(0, pw + 9) + "***" + (end == std::string::npos ? "" : url.substr(end));
+  // ...?password=...
+  for (size_t pw = out.find("password="); pw != std::string::npos;
+       pw = out.find("password=", pw + 12)) {
+    size_t begin = pw + 9;
+    size_t end = out.find('&', begin);
+    out.replace(begin, (end == std::string::npos ? out.size() : end) - begin, "***");
   }
-  return url;
+  return out;
 }
 
 void PostgresResultFree::operator()(pg_result* result) const { PQclear(result); }
