@@ -65,6 +65,7 @@ namespace {
 constexpr int kMaxAttempts = 8;
 constexpr size_t kHeaderBytes = 16;
 constexpr int64_t kScanCount = 1000;
+constexpr auto kMinTopologyRefresh = std::chrono::milliseconds(100);
 
 // Writes `new` (ARGV[1]: 16-byte header + record) to KEYS[1] unless the
 // stored header is greater. The header is (event_time, created_time) as
@@ -382,7 +383,7 @@ Status RedisOnlineStore::Connect() {
   if (options_.cluster) {
     slots_.assign(redis_internal::kClusterSlots, nullptr);
     for (const auto& endpoint : options_.endpoints) (void)NodeAt(endpoint.host, endpoint.port);
-    return RefreshTopology(topology_version_.load(), deadline);
+    return RefreshTopology(topology_version_.load(), deadline, /*force=*/true);
   }
   server_ = NodeAt(options_.endpoints[0].host, options_.endpoints[0].port);
   std::vector<PendingCommand> ping(1);
@@ -540,7 +541,7 @@ bool ParseRedirect(std::string_view text, const std::string& from_host, int* slo
 
 }  // namespace
 
-Status RedisOnlineStore::RefreshTopology(uint64_t seen_version, Deadline deadline) {
+Status RedisOnlineStore::RefreshTopology(uint64_t seen_version, Deadline deadline, bool force) {
   std::unique_lock refresh(refresh_mutex_, std::defer_lock);
   // Wait for a reload in progress at most until the deadline.
   while (!refresh.try_lock()) {
@@ -548,6 +549,7 @@ Status RedisOnlineStore::RefreshTopology(uint64_t seen_version, Deadline deadlin
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (topology_version_.load() != seen_version) return Status::OK();  // reloaded meanwhile
+  if (!force && Clock::now() - last_refresh_ < kMinTopologyRefresh) return Status::OK();
 
   // Ask the known masters first, then every other known node, then the seeds.
   std::vector<NodePtr> candidates = Masters();
@@ -618,6 +620,7 @@ Status RedisOnlineStore::RefreshTopology(uint64_t seen_version, Deadline deadlin
       std::unique_lock lock(topology_mutex_);
       slots_ = std::move(slots);
     }
+    last_refresh_ = Clock::now();
     topology_version_.fetch_add(1);
     return Status::OK();
   }
@@ -652,13 +655,14 @@ Status RedisOnlineStore::RunCommands(std::vector<PendingCommand>* commands, Dead
     std::unordered_map<RedisNode*, size_t> group_of;
     std::vector<size_t> next;
     bool refresh = false;
+    bool unrouted = false;
     bool pause = false;
     for (size_t i : pending) {
       PendingCommand& command = (*commands)[i];
       NodePtr node = command.target ? command.target : NodeForSlot(command.slot);
       if (!node) {
         if (!options_.cluster) return Closed();  // the server was dropped by Close
-        refresh = true;
+        refresh = unrouted = true;
         last_error = Unavailable("redis cluster: no node serves slot " + std::to_string(command.slot));
         next.push_back(i);
         continue;
@@ -754,7 +758,7 @@ Status RedisOnlineStore::RunCommands(std::vector<PendingCommand>* commands, Dead
     pending = std::move(next);
     if (pending.empty()) break;
     if (options_.cluster && refresh) {
-      Status reloaded = RefreshTopology(version, deadline);
+      Status reloaded = RefreshTopology(version, deadline, unrouted);
       if (!reloaded.ok()) last_error = reloaded;
     }
     if (pause) {

@@ -158,8 +158,11 @@ class RedisOnlineStore : public OnlineStore {
   /// Every master (the server when not a cluster).
   std::vector<NodePtr> Masters();
   /// Reloads the cluster's slot map unless another thread did since
-  /// `seen_version` was read.
-  Status RefreshTopology(uint64_t seen_version, std::chrono::steady_clock::time_point deadline);
+  /// `seen_version` was read, or (unless `force`) one was loaded less than
+  /// kMinTopologyRefresh ago: a down master must not cost every request a
+  /// CLUSTER SLOTS per retry.
+  Status RefreshTopology(uint64_t seen_version, std::chrono::steady_clock::time_point deadline,
+                         bool force = false);
   /// Runs `commands` (routed by slot or target node) until each has a reply
   /// that is not a redirect, or the deadline passes: Unavailable then.
   Status RunCommands(std::vector<redis_internal::PendingCommand>* commands,
@@ -181,6 +184,7 @@ class RedisOnlineStore : public OnlineStore {
   std::vector<NodePtr> slots_;            ///< cluster: slot -> master
   NodePtr server_;                        ///< not a cluster: the one server
   std::mutex refresh_mutex_;              ///< one topology reload at a time
+  std::chrono::steady_clock::time_point last_refresh_{};  ///< guarded by refresh_mutex_
   std::atomic<uint64_t> topology_version_{0};
 };
 

@@ -342,6 +342,37 @@ class RedisTestCluster {
     return Status::IOError("the test cluster did not come up");
   }
 
+  /// Adds a replica of master `master` as node 3 and waits until it is in sync.
+  Status AddReplica(int master) {
+    nodes_.push_back(std::make_unique<RedisServerProcess>());
+    auto& node = *nodes_.back();
+    bus_ports_.push_back(RedisServerProcess::FreePort());
+    ARROW_RETURN_NOT_OK(node.Start(0, {"--cluster-enabled", "yes", "--cluster-config-file",
+                                       (node.dir() / "nodes.conf").string(), "--cluster-port",
+                                       std::to_string(bus_ports_.back()), "--cluster-node-timeout",
+                                       "2000"}));
+    ids_.push_back(CommandText("127.0.0.1", node.port(), {"CLUSTER", "MYID"}));
+    std::string reply = CommandText("127.0.0.1", node.port(), {"CLUSTER", "MEET", "127.0.0.1",
+                                                                std::to_string(port(master)),
+                                                                std::to_string(bus_ports_[master])});
+    if (reply != "OK") return Status::IOError("MEET: " + reply);
+    for (int attempt = 0; attempt < 400; ++attempt) {
+      reply = CommandText("127.0.0.1", node.port(), {"CLUSTER", "REPLICATE", id(master)});
+      if (reply == "OK") break;  // once the new node knows the master
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    if (reply != "OK") return Status::IOError("REPLICATE: " + reply);
+    for (int attempt = 0; attempt < 400; ++attempt) {
+      if (CommandText("127.0.0.1", node.port(), {"INFO", "replication"}).find("master_link_status:up") !=
+          std::string::npos) {
+        return Status::OK();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return Status::IOError("the replica did not sync");
+  }
+  void Kill(int i) { nodes_[i]->Kill(); }
+
   int port(int i) const { return nodes_[i]->port(); }
   const std::string& id(int i) const { return ids_[i]; }
   /// The index of the node owning `slot` at the start.
@@ -701,6 +732,49 @@ TEST(RedisClusterTest, AStaleSeedListStillFindsTheCluster) {
   ASSERT_OK_AND_ASSIGN(auto written, store->Write("fs", records));
   EXPECT_EQ(written, (WriteResult{100, 0}));
   for (int n = 0; n < 3; ++n) EXPECT_GT(cluster.Keys(n), 0) << n;
+}
+
+TEST(RedisClusterTest, AFailoverIsFoundWithoutReopening) {
+  SKIP_WITHOUT_REDIS_SERVER();
+  RedisTestCluster cluster;
+  ASSERT_OK(cluster.Start());
+  ASSERT_OK(cluster.AddReplica(0));
+  ASSERT_OK_AND_ASSIGN(auto store,
+                       RedisOnlineStore::Open(cluster.Uri("timeout_ms=300&connect_timeout_ms=100")));
+  // Keys on the master that fails, and on the others.
+  std::vector<std::pair<EntityKey, OnlineRecord>> records;
+  std::vector<EntityKey> keys;
+  for (int64_t i = 0; i < 300; ++i) {
+    records.emplace_back(EntityKey{i}, Rec(kT0, {{"i", i}}));
+    keys.push_back(records.back().first);
+  }
+  ASSERT_OK(store->Write("fs", records));
+  const int64_t on_master = cluster.Keys(0);
+  ASSERT_GT(on_master, 0);
+  for (int attempt = 0; attempt < 400 && cluster.Keys(3) != on_master; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_EQ(cluster.Keys(3), on_master);  // replicated
+
+  cluster.Kill(0);
+  auto during = store->Read("fs", keys, 0, kT0);
+  ASSERT_FALSE(during.ok());
+  EXPECT_EQ(ErrorCodeOf(during.status()), ErrorCode::kUnavailable) << during.status().ToString();
+  // The replica takes over after the node timeout (2 s) and an election; the
+  // same store finds it.
+  Result<std::vector<std::optional<OnlineRecord>>> after = during;
+  for (int attempt = 0; attempt < 300 && !after.ok(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    after = store->Read("fs", keys, 0, kT0);
+  }
+  ASSERT_OK(after.status());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_TRUE((*after)[i].has_value()) << i;
+    EXPECT_EQ(*(*after)[i], records[i].second);
+  }
+  ASSERT_OK(store->CheckHealth());
+  ASSERT_OK_AND_ASSIGN(auto written, store->Write("fs", {{keys[0], Rec(kT0 + 1, {})}}));
+  EXPECT_EQ(written, (WriteResult{1, 0}));
 }
 
 // ---------------------------------------------------------------------------
