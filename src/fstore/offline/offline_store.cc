@@ -875,6 +875,24 @@ Result<WriteStats> OfflineStore::ReplaceRange(const std::string& feature_set,
                                               TimestampMicros start, TimestampMicros end,
                                               const std::shared_ptr<arrow::Table>& rows,
                                               const std::string& job_id) {
+  auto written = ReplaceRangeImpl(feature_set, schema_version, key_columns, start, end, rows,
+                                  job_id);
+  if (written.ok() || ErrorOf(written.status()) != nullptr) return written;
+  // A storage failure ("AWS Error NETWORK_CONNECTION ...", "Permission
+  // denied") does not say what was being written, nor where.
+  const Status& st = written.status();
+  return st.WithMessage("offline store (" + fs_->type_name() + " " + root_ + "): writing " +
+                        feature_set + " v" + std::to_string(schema_version) + " [" +
+                        FormatTimestamp(start) + ", " + FormatTimestamp(end) +
+                        ") failed: " + st.message());
+}
+
+Result<WriteStats> OfflineStore::ReplaceRangeImpl(const std::string& feature_set,
+                                                  int64_t schema_version,
+                                                  const std::vector<std::string>& key_columns,
+                                                  TimestampMicros start, TimestampMicros end,
+                                                  const std::shared_ptr<arrow::Table>& rows,
+                                                  const std::string& job_id) {
   ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
   ARROW_RETURN_NOT_OK(CheckName("job_id", job_id));
   if (start >= end) {
@@ -995,14 +1013,8 @@ Result<WriteStats> OfflineStore::ReplaceRange(const std::string& feature_set,
       ARROW_ASSIGN_OR_RAISE(content, arrow::ConcatenateTables(parts));
     }
     ARROW_ASSIGN_OR_RAISE(content, SortAndDeduplicate(content, key_columns));
-    Status written =
-        WriteGeneration(*fs_, state, key_columns, content, job_id, object_store_, &stats);
-    if (!written.ok()) {
-      // Which partition, on which storage: "AWS Error NETWORK_CONNECTION ..."
-      // alone does not say what was being written.
-      return written.WithMessage("offline store: writing " + state.dir + " (" +
-                                 fs_->type_name() + ") failed: " + written.message());
-    }
+    ARROW_RETURN_NOT_OK(
+        WriteGeneration(*fs_, state, key_columns, content, job_id, object_store_, &stats));
   }
   return stats;
 }

@@ -159,6 +159,11 @@ class OfflineStore {
 
  private:
   OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root);
+  Result<WriteStats> ReplaceRangeImpl(const std::string& feature_set, int64_t schema_version,
+                                      const std::vector<std::string>& key_columns,
+                                      TimestampMicros start, TimestampMicros end,
+                                      const std::shared_ptr<arrow::Table>& rows,
+                                      const std::string& job_id);
 
   std::shared_ptr<arrow::fs::FileSystem> fs_;
   std::string root_;  // no trailing '/'; empty means the filesystem's root
