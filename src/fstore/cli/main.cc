@@ -71,12 +71,6 @@ int Fail(const Status& status) {
 /// Backends the configuration selects that are not built yet: refused by name
 /// rather than silently replaced by the embedded default.
 Status CheckBackendsBuilt(const Config& config) {
-  if (!config.redis_url.empty()) {
-    return MakeError(ErrorCode::kNotImplemented,
-                     "the Redis online store is not built yet; unset REDIS_URL to use the "
-                     "embedded RocksDB store",
-                     "REDIS_URL");
-  }
   if (config.compute_engine == "spark") {
     return MakeError(ErrorCode::kNotImplemented,
                      "the Spark compute engine is not built yet; use COMPUTE_ENGINE=local",
