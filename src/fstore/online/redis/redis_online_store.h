@@ -25,6 +25,9 @@
 //                           with (default: the system's)
 //   tls_verify=1            rediss: 0 skips verifying the server's certificate
 //   tls_cert_file=<path>, tls_key_file=<path>  rediss: a client certificate
+// With TLS the server's certificate must name the host as written in the URI
+// (a DNS name or an IP address); in a cluster, also every address that
+// CLUSTER SLOTS gives for the nodes.
 //
 // Layout: one Redis string per (feature set, entity key):
 //   key   = prefix "fs:" <feature set name> '\0' EncodeEntityKey(entity key)
