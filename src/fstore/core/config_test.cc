@@ -537,6 +537,33 @@ TEST(ConfigUriTest, OfflineStoreOnS3) {
   config.s3_bucket = "features";
   config.storage_path = "/ignored";
   EXPECT_EQ(config.OfflineStoreUri(), "s3://features");
+  // A key prefix inside the bucket goes with the bucket.
+  config.s3_bucket = "features/team-a/";
+  EXPECT_EQ(config.OfflineStoreUri(), "s3://features/team-a");
+}
+
+TEST(ValidateConfigTest, S3EndpointIsAServerAddressAndTheBucketAName) {
+  Config config;
+  config.storage_backend = "s3";
+  config.s3_bucket = "features/prefix";
+  for (const char* ok : {"", "http://127.0.0.1:9000", "https://minio.example:9000/",
+                         "minio:9000", "HTTP://minio"}) {
+    config.s3_endpoint = ok;
+    EXPECT_TRUE(ValidateConfig(config).ok()) << ok;
+  }
+  for (const char* bad : {"ftp://minio:9000", "http://minio:9000/path", "http://"}) {
+    config.s3_endpoint = bad;
+    Status status = ValidateConfig(config);
+    EXPECT_EQ(FieldAndMessage(status).first, "S3_ENDPOINT") << bad << ": " << status.ToString();
+  }
+  config.s3_endpoint.clear();
+  for (const char* bad : {"s3://features", "/features", "features?x=1"}) {
+    config.s3_bucket = bad;
+    EXPECT_EQ(FieldAndMessage(ValidateConfig(config)).first, "S3_BUCKET") << bad;
+  }
+  Config from_env;
+  EXPECT_EQ(ErrorCodeOf(ApplyEnvironment({{"S3_ENDPOINT", "minio:9000/x"}}, &from_env)),
+            ErrorCode::kInvalidArgument);
 }
 
 TEST(ProcessEnvironmentTest, ReadsThisProcessEnvironment) {
