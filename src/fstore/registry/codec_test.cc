@@ -95,6 +95,31 @@ TEST(CodecTest, UnknownFieldIsNamed) {
   EXPECT_THAT(st.message(), HasSubstr("unknown field"));
 }
 
+TEST(CodecTest, PostgresSourceFields) {
+  FeatureSet fs;
+  ASSERT_OK(DecodeFeatureSet(J(R"({"name": "x", "source": {"type": "postgres",
+      "query": "SELECT * FROM events", "connection": "postgresql://u@h/db", "pushdown": true}})"),
+                             DecodeMode::kCreate, &fs));
+  ASSERT_TRUE(fs.source.has_value());
+  EXPECT_EQ(fs.source->query, "SELECT * FROM events");
+  EXPECT_EQ(fs.source->connection, "postgresql://u@h/db");
+  EXPECT_TRUE(fs.source->pushdown);
+  FeatureSet back;
+  ASSERT_OK(DecodeFeatureSet(ToJson(fs), DecodeMode::kStored, &back));
+  EXPECT_EQ(json::serialize(ToJson(back)), json::serialize(ToJson(fs)));
+  EXPECT_EQ(json::serialize(ToJson(*fs.source)),
+            R"({"type":"postgres","query":"SELECT * FROM events",)"
+            R"("connection":"postgresql://u@h/db","pushdown":true})");
+
+  Status st = DecodeFeatureSet(J(R"({"source": {"type": "postgres", "table": "t", "dsn": "x"}})"),
+                               DecodeMode::kCreate, &fs);
+  EXPECT_EQ(FieldOf(st), "source.dsn");
+  EXPECT_THAT(st.message(), HasSubstr("unknown field"));
+  st = DecodeFeatureSet(J(R"({"source": {"type": "postgres", "table": "t", "pushdown": "yes"}})"),
+                        DecodeMode::kCreate, &fs);
+  EXPECT_EQ(FieldOf(st), "source.pushdown");
+}
+
 TEST(CodecTest, WrongTypesAreNamed) {
   FeatureSet fs;
   Status st = DecodeFeatureSet(J(R"({"entities": "user"})"), DecodeMode::kCreate, &fs);

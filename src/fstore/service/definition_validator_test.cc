@@ -1,9 +1,12 @@
 #include "fstore/service/definition_validator.h"
 
+#include <cstdlib>
+
 #include <gmock/gmock.h>
 #include <arrow/type.h>
 #include <boost/json/parse.hpp>
 
+#include "fstore/compute/source_schema.h"
 #include "fstore/testing/gtest_util.h"
 
 namespace fstore {
@@ -251,6 +254,133 @@ TEST(ValidateFeatureTest, ColumnsCheckedAgainstTheSourceSchema) {
   f.transformation = "a / NULLIF(b, 0)";
   f.source_features = {"a", "other_set:b"};
   ASSERT_OK(ValidateFeature(&f, schema).status());
+}
+
+}  // namespace
+}  // namespace fstore
+
+namespace fstore {
+namespace {
+
+FeatureSet PostgresSet(const std::string& query, const std::string& table,
+                       const std::string& connection = "postgresql://fstore@db:5432/events") {
+  FeatureSet fs = ValidSet();
+  SourceDefinition s;
+  s.type = "postgres";
+  s.query = query;
+  s.table = table;
+  s.connection = connection;
+  fs.source = s;
+  return fs;
+}
+
+TEST(ValidatePostgresSourceTest, AcceptsQueriesAndTables) {
+  for (const char* query :
+       {"SELECT user_id, ts, amount FROM events", "select * from events;  ",
+        "WITH t AS (SELECT * FROM events) SELECT * FROM t -- trailing comment",
+        "SELECT 1 AS x UNION ALL SELECT 2", "VALUES (1, 2)"}) {
+    FeatureSet fs = PostgresSet(query, "");
+    Status st = ValidateFeatureSet(&fs, nullptr);
+    EXPECT_TRUE(st.ok()) << query << ": " << st.ToString();
+  }
+  for (const char* table : {"events", "public.events", "\"Mixed\".\"Case Name\"", "db.s.t"}) {
+    FeatureSet fs = PostgresSet("", table);
+    Status st = ValidateFeatureSet(&fs, nullptr);
+    EXPECT_TRUE(st.ok()) << table << ": " << st.ToString();
+  }
+  FeatureSet fs = PostgresSet("", "events");
+  fs.source->type = "PostgreSQL";
+  fs.source->pushdown = true;
+  ASSERT_OK(ValidateFeatureSet(&fs, nullptr));
+  EXPECT_EQ(fs.source->type, "postgres");
+}
+
+TEST(ValidatePostgresSourceTest, BadInputsNameTheirField) {
+  struct Case {
+    FeatureSet fs;
+    std::string field;
+    std::string message;
+  };
+  FeatureSet pushdown_on_file = ValidSet();
+  pushdown_on_file.source = SourceDefinition{"file", "x.parquet", "", "", "", "", true};
+  FeatureSet with_path = PostgresSet("SELECT 1", "");
+  with_path.source->path = "/x";
+  std::vector<Case> cases = {
+      {PostgresSet("SELECT 1", "", ""), "source.connection", "is required"},
+      {PostgresSet("SELECT 1", "", "mysql://x/y"), "source.connection", "postgresql://"},
+      {PostgresSet("SELECT 1", "events"), "source", "exactly one of query or table"},
+      {PostgresSet("", ""), "source", "query"},
+      {PostgresSet("DELETE FROM t", ""), "source.query", "not DELETE"},
+      {PostgresSet("UPDATE t SET a = 1", ""), "source.query", "not UPDATE"},
+      {PostgresSet("SELECT 1; SELECT 2", ""), "source.query", "single SELECT statement"},
+      {PostgresSet("SELECT 1; DROP TABLE t", ""), "source.query", "single SELECT statement"},
+      {PostgresSet("SELECT * INTO copy FROM t", ""), "source.query", "SELECT INTO"},
+      {PostgresSet("SELECT * FROM t FOR UPDATE", ""), "source.query", "FOR UPDATE"},
+      {PostgresSet("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", ""), "source.query",
+       "DELETE"},
+      {PostgresSet("SELEC 1", ""), "source.query", "syntax error"},
+      {PostgresSet("", "events; DROP TABLE x"), "source.table", "not a table name"},
+      {PostgresSet("", "events WHERE true"), "source.table", "not a table name"},
+      {PostgresSet("", "a.b.c.d"), "source.table", "not a table name"},
+      {PostgresSet("", "9events"), "source.table", "not a table name"},
+      {pushdown_on_file, "source.pushdown", "postgres sources only"},
+      {with_path, "source.path", "not path"},
+  };
+  for (auto& c : cases) {
+    Status st = ValidateFeatureSet(&c.fs, nullptr);
+    ASSERT_FALSE(st.ok()) << c.field << " " << c.message;
+    EXPECT_EQ(ErrorCodeOf(st), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(FieldOf(st), c.field) << st.message();
+    EXPECT_THAT(st.message(), HasSubstr(c.message));
+  }
+  // A syntax error gives its position in the query.
+  FeatureSet fs = PostgresSet("SELECT a FROM t WHERE", "");
+  Status st = ValidateFeatureSet(&fs, nullptr);
+  ASSERT_NE(ErrorOf(st), nullptr);
+  EXPECT_EQ(ErrorOf(st)->position(), 22);
+}
+
+}  // namespace
+}  // namespace fstore
+
+namespace fstore {
+namespace {
+
+// Column references are checked against the columns PostgreSQL reports for
+// the query (needs FSTORE_TEST_POSTGRES_URL; skipped without it).
+TEST(ValidatePostgresSourceTest, TransformationColumnsCheckedAgainstTheQuery) {
+  const char* url = std::getenv("FSTORE_TEST_POSTGRES_URL");
+  if (url == nullptr || *url == '\0') {
+    GTEST_SKIP() << "FSTORE_TEST_POSTGRES_URL is not set (eval \"$(scripts/test-postgres.sh "
+                    "start)\")";
+  }
+  FeatureSet fs = PostgresSet(
+      "SELECT 'u1'::text AS user_id, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS ts, "
+      "1.5::float8 AS amount",
+      "", url);
+  fs.timestamp_field = "ts";
+  ASSERT_OK(ValidateFeatureSet(&fs, nullptr));
+  ASSERT_OK_AND_ASSIGN(auto schema, ReadSourceSchema(*fs.source));
+  ASSERT_NE(schema, nullptr);
+  ASSERT_OK(ValidateFeatureSet(&fs, schema));
+
+  Feature ok = ValidFeature();
+  ok.data_type = "float";
+  ok.transformation = "amount * 2";
+  EXPECT_OK(ValidateFeature(&ok, schema).status());
+  Feature bad = ValidFeature();
+  bad.data_type = "float";
+  bad.transformation = "amount * 2 + bogus";
+  Status st = ValidateFeature(&bad, schema).status();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(ErrorCodeOf(st), ErrorCode::kUnprocessable);
+  EXPECT_EQ(FieldOf(st), "transformation");
+  EXPECT_THAT(st.message(), HasSubstr("'bogus'"));
+  EXPECT_THAT(st.message(), HasSubstr("amount"));
+
+  FeatureSet wrong_ts = fs;
+  wrong_ts.timestamp_field = "event_time";
+  EXPECT_EQ(FieldOf(ValidateFeatureSet(&wrong_ts, schema)), "timestamp_field");
 }
 
 }  // namespace
