@@ -42,9 +42,11 @@ struct S3ConnectionOptions {
   /// Seconds to establish a connection. Short, so that a down server shows
   /// up in seconds rather than minutes.
   double connect_timeout_seconds = 3;
-  /// Seconds a single request may take (one part of an upload, one ranged
-  /// read), not a whole file.
-  double request_timeout_seconds = 60;
+  /// Seconds a request may go without any progress (the AWS SDK's request
+  /// timeout: a stall, not a total, so large uploads are not cut). With
+  /// max_attempts, a server that accepts connections but never answers fails
+  /// a call after about max_attempts x this.
+  double request_timeout_seconds = 10;
   /// Attempts per request, the first one included (AWS standard retry
   /// strategy: exponential backoff with jitter between them).
   int max_attempts = 3;
