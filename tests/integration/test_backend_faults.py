@@ -13,6 +13,7 @@ go away; SIGCONT brings it back.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pyarrow as pa
@@ -79,8 +80,9 @@ def test_materialization_into_a_down_redis_fails_and_a_rerun_completes(start_ser
         assert job["status"] == "failed", job
         assert job["error"], job
         redis.start()
+        assert wait_until(lambda: get(api, "/ready").status_code == 200, timeout=15)
         job = materialize(api, name)
-        assert job["status"] == "succeeded", job
+        assert job["status"] == "succeeded", json.dumps(job)
         end = T0 + dt.timedelta(days=DAYS)
         got = online(api, name, ["u003"])["features"]["u003"]
         assert got["amount"] == expected_at(rows, "u003", end)[0]
