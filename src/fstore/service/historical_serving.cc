@@ -57,10 +57,10 @@ Result<RequestedSet> LoadSet(FeatureStore* store, const std::string& ref) {
                                              "' has offline_enabled false: it keeps no history "
                                              "to retrieve");
   }
-  if (!fs->source || fs->source->type != "file") {
+  if (!fs->source || (fs->source->type != "file" && fs->source->type != "postgres")) {
     return Unprocessable("feature_sets", "feature set '" + fs->name +
-                                             "' has no file source (postgres and push sources "
-                                             "come with later issues)");
+                                             "' has no file or postgres source (push sources "
+                                             "come with a later issue)");
   }
   RequestedSet set;
   set.feature_set = *fs;

@@ -97,7 +97,7 @@ void PlanReadTime(const OnlineServing::Snapshot& snapshot, ServingSet* s) {
       }
     }
   }
-  if (!any || !fs.source || fs.source->type != "file") return;
+  if (!any || !fs.source || (fs.source->type != "file" && fs.source->type != "postgres")) return;
   auto schema = RequireSourceSchema(*fs.source);
   if (!schema.ok()) {
     spdlog::warn("online serving: the source schema of '{}' cannot be read; its clock-reading "
