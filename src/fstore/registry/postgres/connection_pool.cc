@@ -101,8 +101,7 @@ Result<pg_conn*> PostgresConnectionPool::Connect() {
   if (PQstatus(conn) != CONNECTION_OK) {
     std::string message = RedactPassword(OneLine(PQerrorMessage(conn)), url_);
     PQfinish(conn);
-    return Unavailable("cannot connect to the registry database " + description_ + ": " +
-                       message);
+    return Unavailable("cannot connect to the registry database " + description_ + ": " + message);
   }
   std::string timeout = std::to_string(options_.statement_timeout.count());
   const char* params[] = {timeout.c_str()};
@@ -132,8 +131,7 @@ Result<PostgresConnectionPool::Lease> PostgresConnectionPool::Checkout(Clock::ti
     if (available_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
         open_ >= options_.max_connections && !closed_) {
       return Unavailable("all " + std::to_string(options_.max_connections) +
-                         " connections to the registry database " + description_ +
-                         " stayed busy");
+                         " connections to the registry database " + description_ + " stayed busy");
     }
   }
   ++open_;  // reserved while connecting, without the lock

@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <boost/json/serialize.hpp>
 #include <cerrno>
 #include <charconv>
 #include <climits>
@@ -14,8 +15,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <boost/json/serialize.hpp>
 
 #include "fstore/registry/codec.h"
 #include "fstore/registry/postgres/migrations.h"
@@ -235,9 +234,8 @@ class PgSession {
 
     // Connection exceptions (class 08), the server shutting down or starting
     // up (57P01-57P03), or libpq's own loss of the connection.
-    if (PQstatus(conn_) != CONNECTION_OK || sqlstate.starts_with("08") ||
-        sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03" ||
-        (res == nullptr && sqlstate.empty())) {
+    if (PQstatus(conn_) != CONNECTION_OK || sqlstate.starts_with("08") || sqlstate == "57P01" ||
+        sqlstate == "57P02" || sqlstate == "57P03" || (res == nullptr && sqlstate.empty())) {
       broken_ = transient_ = true;
       return Unavailable(std::move(message));
     }
@@ -252,8 +250,8 @@ class PgSession {
       // Commit() checks names and ids itself first, to say which object
       // clashed; an index's name says which field a violation is about.
       const char* constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : nullptr;
-      bool on_name = constraint != nullptr && std::string_view(constraint).find("name") !=
-                                                  std::string_view::npos;
+      bool on_name = constraint != nullptr &&
+                     std::string_view(constraint).find("name") != std::string_view::npos;
       return AlreadyExists(on_name ? "name" : "id", std::move(message));
     }
     if (sqlstate == "23503") return InvalidArgument("feature_set_id", std::move(message));
@@ -372,10 +370,9 @@ Status CheckVersion(PgSession& s, const char* version_sql, const std::string& no
     return InvalidArgument("expected_version", noun + ": expected_version must not be negative");
   }
   if (version != expected_version + 1) {
-    return InvalidArgument("version", noun + ": version must be " +
-                                          std::to_string(expected_version + 1) +
-                                          " (expected version + 1), got " +
-                                          std::to_string(version));
+    return InvalidArgument("version",
+                           noun + ": version must be " + std::to_string(expected_version + 1) +
+                               " (expected version + 1), got " + std::to_string(version));
   }
   ARROW_ASSIGN_OR_RAISE(auto stored, QueryInt(s, version_sql, id));
   if (expected_version == 0) {
@@ -396,8 +393,8 @@ Status CheckVersion(PgSession& s, const char* version_sql, const std::string& no
 Status PutFeatureSet(PgSession& s, const VersionedPut<FeatureSet>& put) {
   const FeatureSet& fs = put.value;
   std::string noun = "feature set " + Quoted(fs.name);
-  ARROW_RETURN_NOT_OK(CheckVersion(s, "SELECT version FROM feature_sets WHERE id = $1", noun,
-                                   fs.id, fs.version, put.expected_version));
+  ARROW_RETURN_NOT_OK(CheckVersion(s, "SELECT version FROM feature_sets WHERE id = $1", noun, fs.id,
+                                   fs.version, put.expected_version));
   if (!fs.deleted_at) {
     ARROW_ASSIGN_OR_RAISE(auto clash,
                           QueryInt(s,
@@ -408,16 +405,16 @@ Status PutFeatureSet(PgSession& s, const VersionedPut<FeatureSet>& put) {
   }
   std::string body = Body(fs);
   if (put.expected_version == 0) {
-    ARROW_RETURN_NOT_OK(s.Exec("INSERT INTO feature_sets "
-                               "(id, name, version, body, created_at, updated_at, deleted_at) "
-                               "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                               fs.id, fs.name, fs.version, body, fs.created_at, fs.updated_at,
-                               fs.deleted_at));
+    ARROW_RETURN_NOT_OK(
+        s.Exec("INSERT INTO feature_sets "
+               "(id, name, version, body, created_at, updated_at, deleted_at) "
+               "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+               fs.id, fs.name, fs.version, body, fs.created_at, fs.updated_at, fs.deleted_at));
   } else {
-    ARROW_RETURN_NOT_OK(s.Exec("UPDATE feature_sets SET name = $2, version = $3, body = $4, "
-                               "created_at = $5, updated_at = $6, deleted_at = $7 WHERE id = $1",
-                               fs.id, fs.name, fs.version, body, fs.created_at, fs.updated_at,
-                               fs.deleted_at));
+    ARROW_RETURN_NOT_OK(
+        s.Exec("UPDATE feature_sets SET name = $2, version = $3, body = $4, "
+               "created_at = $5, updated_at = $6, deleted_at = $7 WHERE id = $1",
+               fs.id, fs.name, fs.version, body, fs.created_at, fs.updated_at, fs.deleted_at));
   }
   return s.Exec(
       "INSERT INTO feature_set_versions (id, version, body, created_at) "
@@ -431,11 +428,10 @@ Status PutFeature(PgSession& s, const VersionedPut<Feature>& put) {
   ARROW_RETURN_NOT_OK(CheckVersion(s, "SELECT version FROM features WHERE id = $1", noun, f.id,
                                    f.version, put.expected_version));
   ARROW_ASSIGN_OR_RAISE(
-      auto set_name,
-      QueryText(s, "SELECT name FROM feature_sets WHERE id = $1", f.feature_set_id));
+      auto set_name, QueryText(s, "SELECT name FROM feature_sets WHERE id = $1", f.feature_set_id));
   if (!set_name) {
-    return InvalidArgument("feature_set_id", noun + " belongs to an unknown feature set " +
-                                                 Quoted(f.feature_set_id));
+    return InvalidArgument("feature_set_id",
+                           noun + " belongs to an unknown feature set " + Quoted(f.feature_set_id));
   }
   if (!f.deleted_at) {
     ARROW_ASSIGN_OR_RAISE(auto clash, QueryInt(s,
@@ -448,17 +444,17 @@ Status PutFeature(PgSession& s, const VersionedPut<Feature>& put) {
   }
   std::string body = Body(f);
   if (put.expected_version == 0) {
-    ARROW_RETURN_NOT_OK(s.Exec("INSERT INTO features (id, feature_set_id, name, version, body, "
-                               "created_at, updated_at, deleted_at) "
-                               "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                               f.id, f.feature_set_id, f.name, f.version, body, f.created_at,
-                               f.updated_at, f.deleted_at));
+    ARROW_RETURN_NOT_OK(s.Exec(
+        "INSERT INTO features (id, feature_set_id, name, version, body, "
+        "created_at, updated_at, deleted_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        f.id, f.feature_set_id, f.name, f.version, body, f.created_at, f.updated_at, f.deleted_at));
   } else {
-    ARROW_RETURN_NOT_OK(s.Exec("UPDATE features SET feature_set_id = $2, name = $3, version = $4, "
-                               "body = $5, created_at = $6, updated_at = $7, deleted_at = $8 "
-                               "WHERE id = $1",
-                               f.id, f.feature_set_id, f.name, f.version, body, f.created_at,
-                               f.updated_at, f.deleted_at));
+    ARROW_RETURN_NOT_OK(s.Exec(
+        "UPDATE features SET feature_set_id = $2, name = $3, version = $4, "
+        "body = $5, created_at = $6, updated_at = $7, deleted_at = $8 "
+        "WHERE id = $1",
+        f.id, f.feature_set_id, f.name, f.version, body, f.created_at, f.updated_at, f.deleted_at));
   }
   return s.Exec(
       "INSERT INTO feature_versions (id, version, body, created_at) VALUES ($1, $2, $3, $4)", f.id,
@@ -478,8 +474,8 @@ Status UpsertJob(PgSession& s, const MaterializationJob& job) {
 Status CheckJob(const MaterializationJob& job) {
   if (job.id.empty()) return InvalidArgument("id", "a materialization job has no id");
   if (job.feature_set_id.empty()) {
-    return InvalidArgument("feature_set_id", "materialization job " + Quoted(job.id) +
-                                                 " names no feature set");
+    return InvalidArgument("feature_set_id",
+                           "materialization job " + Quoted(job.id) + " names no feature set");
   }
   return Status::OK();
 }
@@ -567,40 +563,40 @@ auto PostgresRegistry::WithRetry(std::string_view what, std::chrono::millisecond
 }
 
 Result<int> PostgresRegistry::Migrate() {
-  return WithRetry("migrating the registry schema", options_.retry_budget,
-                   [](PgSession& s) -> Result<int> {
-    auto migrations = PostgresMigrations();
-    // One transaction per migration, each under the advisory lock: another
-    // server migrating at once waits here, then sees what this one applied.
-    while (true) {
-      ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
-      ARROW_RETURN_NOT_OK(s.Exec("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey));
-      ARROW_RETURN_NOT_OK(s.ExecScript(
-          "CREATE TABLE IF NOT EXISTS schema_migrations ("
-          "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-          "creating schema_migrations"));
-      ARROW_ASSIGN_OR_RAISE(int applied, AppliedVersion(s));
-      if (applied > LatestVersion()) {
-        return Internal("the registry database has schema version " + std::to_string(applied) +
-                        ", newer than this fstore supports (" + std::to_string(LatestVersion()) +
-                        "): upgrade fstore");
-      }
-      auto next = std::find_if(migrations.begin(), migrations.end(),
-                               [&](const PostgresMigration& m) { return m.version > applied; });
-      // A plain COMMIT: a migration whose answer was lost is safe to retry,
-      // the retry finds it applied.
-      if (next == migrations.end()) {
-        ARROW_RETURN_NOT_OK(s.Exec("COMMIT"));
-        return LatestVersion();
-      }
-      ARROW_RETURN_NOT_OK(s.ExecScript(std::string(next->sql),
-                                       "applying migration " + std::to_string(next->version) +
-                                           " (" + std::string(next->description) + ")"));
-      ARROW_RETURN_NOT_OK(
-          s.Exec("INSERT INTO schema_migrations (version) VALUES ($1)", next->version));
-      ARROW_RETURN_NOT_OK(s.Exec("COMMIT"));
-    }
-  });
+  return WithRetry(
+      "migrating the registry schema", options_.retry_budget, [](PgSession& s) -> Result<int> {
+        auto migrations = PostgresMigrations();
+        // One transaction per migration, each under the advisory lock: another
+        // server migrating at once waits here, then sees what this one applied.
+        while (true) {
+          ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
+          ARROW_RETURN_NOT_OK(s.Exec("SELECT pg_advisory_xact_lock($1)", kMigrationLockKey));
+          ARROW_RETURN_NOT_OK(s.ExecScript(
+              "CREATE TABLE IF NOT EXISTS schema_migrations ("
+              "version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+              "creating schema_migrations"));
+          ARROW_ASSIGN_OR_RAISE(int applied, AppliedVersion(s));
+          if (applied > LatestVersion()) {
+            return Internal("the registry database has schema version " + std::to_string(applied) +
+                            ", newer than this fstore supports (" +
+                            std::to_string(LatestVersion()) + "): upgrade fstore");
+          }
+          auto next = std::find_if(migrations.begin(), migrations.end(),
+                                   [&](const PostgresMigration& m) { return m.version > applied; });
+          // A plain COMMIT: a migration whose answer was lost is safe to retry,
+          // the retry finds it applied.
+          if (next == migrations.end()) {
+            ARROW_RETURN_NOT_OK(s.Exec("COMMIT"));
+            return LatestVersion();
+          }
+          ARROW_RETURN_NOT_OK(s.ExecScript(
+              std::string(next->sql), "applying migration " + std::to_string(next->version) + " (" +
+                                          std::string(next->description) + ")"));
+          ARROW_RETURN_NOT_OK(
+              s.Exec("INSERT INTO schema_migrations (version) VALUES ($1)", next->version));
+          ARROW_RETURN_NOT_OK(s.Exec("COMMIT"));
+        }
+      });
 }
 
 Result<int> PostgresRegistry::SchemaVersion() {
@@ -620,36 +616,38 @@ Status PostgresRegistry::Ping() {
 }
 
 Status PostgresRegistry::Commit(const RegistryWrite& write) {
-  return WithRetry("committing to the registry", options_.retry_budget,
-                   [&](PgSession& s) -> Status {
-    // READ COMMITTED whatever the database's default: after the row lock below,
-    // every statement sees every commit that came before this one.
-    ARROW_RETURN_NOT_OK(s.Exec("BEGIN ISOLATION LEVEL READ COMMITTED"));
-    ARROW_ASSIGN_OR_RAISE(
-        auto seq, QueryInt(s, "SELECT change_seq FROM registry_state WHERE id = 1 FOR UPDATE"));
-    if (!seq) return Internal("registry database: registry_state has no row (not migrated?)");
-    if (write.expected_change_sequence && *seq != *write.expected_change_sequence) {
-      return Conflict("the registry changed concurrently (change sequence " +
-                      std::to_string(*seq) + ", expected " +
-                      std::to_string(*write.expected_change_sequence) + ")");
-    }
-    for (const Entity& entity : write.new_entities) ARROW_RETURN_NOT_OK(InsertEntity(s, entity));
-    for (const auto& put : write.feature_sets) ARROW_RETURN_NOT_OK(PutFeatureSet(s, put));
-    for (const auto& put : write.features) ARROW_RETURN_NOT_OK(PutFeature(s, put));
-    ARROW_RETURN_NOT_OK(
-        s.Exec("UPDATE registry_state SET change_seq = change_seq + 1 WHERE id = 1"));
-    return s.CommitTransaction();
-  });
+  return WithRetry(
+      "committing to the registry", options_.retry_budget, [&](PgSession& s) -> Status {
+        // READ COMMITTED whatever the database's default: after the row lock below,
+        // every statement sees every commit that came before this one.
+        ARROW_RETURN_NOT_OK(s.Exec("BEGIN ISOLATION LEVEL READ COMMITTED"));
+        ARROW_ASSIGN_OR_RAISE(
+            auto seq, QueryInt(s, "SELECT change_seq FROM registry_state WHERE id = 1 FOR UPDATE"));
+        if (!seq) return Internal("registry database: registry_state has no row (not migrated?)");
+        if (write.expected_change_sequence && *seq != *write.expected_change_sequence) {
+          return Conflict("the registry changed concurrently (change sequence " +
+                          std::to_string(*seq) + ", expected " +
+                          std::to_string(*write.expected_change_sequence) + ")");
+        }
+        for (const Entity& entity : write.new_entities)
+          ARROW_RETURN_NOT_OK(InsertEntity(s, entity));
+        for (const auto& put : write.feature_sets) ARROW_RETURN_NOT_OK(PutFeatureSet(s, put));
+        for (const auto& put : write.features) ARROW_RETURN_NOT_OK(PutFeature(s, put));
+        ARROW_RETURN_NOT_OK(
+            s.Exec("UPDATE registry_state SET change_seq = change_seq + 1 WHERE id = 1"));
+        return s.CommitTransaction();
+      });
 }
 
 Result<int64_t> PostgresRegistry::ChangeSequence() {
-  return WithRetry("reading the registry change sequence", options_.retry_budget,
-                   [](PgSession& s) -> Result<int64_t> {
-    ARROW_ASSIGN_OR_RAISE(auto seq,
-                          QueryInt(s, "SELECT change_seq FROM registry_state WHERE id = 1"));
-    if (!seq) return Internal("registry database: registry_state has no row (not migrated?)");
-    return *seq;
-  });
+  return WithRetry(
+      "reading the registry change sequence", options_.retry_budget,
+      [](PgSession& s) -> Result<int64_t> {
+        ARROW_ASSIGN_OR_RAISE(auto seq,
+                              QueryInt(s, "SELECT change_seq FROM registry_state WHERE id = 1"));
+        if (!seq) return Internal("registry database: registry_state has no row (not migrated?)");
+        return *seq;
+      });
 }
 
 Result<std::vector<Entity>> PostgresRegistry::ListEntities() {
@@ -677,7 +675,7 @@ Result<std::vector<FeatureSet>> PostgresRegistry::ListFeatureSets(bool include_d
 }
 
 Result<std::optional<FeatureSet>> PostgresRegistry::FindFeatureSet(std::string_view id_or_name,
-                                                                  bool include_deleted) {
+                                                                   bool include_deleted) {
   return WithRetry("finding a feature set", options_.retry_budget, [&](PgSession& s) {
     // An id match wins; among name matches the live one, else the most
     // recently deleted.
@@ -743,7 +741,7 @@ Result<std::optional<MaterializationJob>> PostgresRegistry::FindJob(std::string_
 }
 
 Result<std::vector<MaterializationJob>> PostgresRegistry::ListJobs(std::string_view feature_set_id,
-                                                                  size_t limit) {
+                                                                   size_t limit) {
   auto sql_limit = static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX));
   return WithRetry("listing materialization jobs", options_.retry_budget, [&](PgSession& s) {
     return QueryDefinitions<MaterializationJob>(
@@ -775,20 +773,20 @@ Status PostgresRegistry::CommitJobAndWatermark(const MaterializationJob& job,
                                                TimestampMicros watermark) {
   if (pool_->closed()) return Unavailable("the registry is closed");
   ARROW_RETURN_NOT_OK(CheckJob(job));
-  return WithRetry("committing a materialization job", options_.retry_budget,
-                   [&](PgSession& s) -> Status {
-    ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
-    ARROW_RETURN_NOT_OK(UpsertJob(s, job));
-    // GREATEST ignores NULLs: a NULL watermark (the row exists for its
-    // schedule slot only) counts as none. Never moves back.
-    ARROW_RETURN_NOT_OK(s.Exec(
-        "INSERT INTO feature_set_state (feature_set_id, watermark) VALUES ($1, $2) "
-        "ON CONFLICT (feature_set_id) DO UPDATE SET "
-        "watermark = GREATEST(feature_set_state.watermark, excluded.watermark)",
-        job.feature_set_id, watermark));
-    // Idempotent: a retry after a lost COMMIT answer writes the same again.
-    return s.Exec("COMMIT");
-  });
+  return WithRetry(
+      "committing a materialization job", options_.retry_budget, [&](PgSession& s) -> Status {
+        ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
+        ARROW_RETURN_NOT_OK(UpsertJob(s, job));
+        // GREATEST ignores NULLs: a NULL watermark (the row exists for its
+        // schedule slot only) counts as none. Never moves back.
+        ARROW_RETURN_NOT_OK(
+            s.Exec("INSERT INTO feature_set_state (feature_set_id, watermark) VALUES ($1, $2) "
+                   "ON CONFLICT (feature_set_id) DO UPDATE SET "
+                   "watermark = GREATEST(feature_set_state.watermark, excluded.watermark)",
+                   job.feature_set_id, watermark));
+        // Idempotent: a retry after a lost COMMIT answer writes the same again.
+        return s.Exec("COMMIT");
+      });
 }
 
 Result<std::optional<TimestampMicros>> PostgresRegistry::LastScheduledSlot(

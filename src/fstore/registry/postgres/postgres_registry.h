@@ -72,18 +72,17 @@ class PostgresRegistry final : public Registry {
 
   Result<std::vector<FeatureSet>> ListFeatureSets(bool include_deleted) override;
   Result<std::optional<FeatureSet>> FindFeatureSet(std::string_view id_or_name,
-                                                  bool include_deleted) override;
+                                                   bool include_deleted) override;
   Result<std::vector<FeatureSet>> FeatureSetHistory(std::string_view id) override;
 
   Result<std::vector<Feature>> ListFeatures(bool include_deleted) override;
-  Result<std::optional<Feature>> FindFeature(std::string_view id,
-                                             bool include_deleted) override;
+  Result<std::optional<Feature>> FindFeature(std::string_view id, bool include_deleted) override;
   Result<std::vector<Feature>> FeatureHistory(std::string_view id) override;
 
   Status PutJob(const MaterializationJob& job) override;
   Result<std::optional<MaterializationJob>> FindJob(std::string_view id) override;
   Result<std::vector<MaterializationJob>> ListJobs(std::string_view feature_set_id,
-                                                  size_t limit) override;
+                                                   size_t limit) override;
   Result<std::vector<MaterializationJob>> ListJobsByStatus(JobStatus status) override;
   Result<std::optional<TimestampMicros>> Watermark(std::string_view feature_set_id) override;
   Status CommitJobAndWatermark(const MaterializationJob& job, TimestampMicros watermark) override;

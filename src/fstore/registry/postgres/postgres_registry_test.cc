@@ -61,15 +61,15 @@ UrlParts SplitUrl(const std::string& url) {
   size_t path = url.find('/', start);
   size_t query = url.find('?', start);
   size_t authority_end = std::min(path, query);
-  std::string authority = url.substr(start, authority_end == std::string::npos
-                                                ? std::string::npos
-                                                : authority_end - start);
+  std::string authority = url.substr(
+      start, authority_end == std::string::npos ? std::string::npos : authority_end - start);
   size_t at = authority.rfind('@');
-  parts.prefix = url.substr(0, start) + (at == std::string::npos ? "" : authority.substr(0, at + 1));
+  parts.prefix =
+      url.substr(0, start) + (at == std::string::npos ? "" : authority.substr(0, at + 1));
   parts.host_port = at == std::string::npos ? authority : authority.substr(at + 1);
   if (path != std::string::npos && path < query) {
-    parts.database = url.substr(path + 1, query == std::string::npos ? std::string::npos
-                                                                      : query - path - 1);
+    parts.database =
+        url.substr(path + 1, query == std::string::npos ? std::string::npos : query - path - 1);
   }
   if (query != std::string::npos) parts.query = url.substr(query);
   return parts;
@@ -248,8 +248,8 @@ class CuttableProxy {
           break;
         }
         for (ssize_t sent = 0; sent < n;) {
-          ssize_t w = ::send(fds[1 - i].fd, buffer + sent, static_cast<size_t>(n - sent),
-                             MSG_NOSIGNAL);
+          ssize_t w =
+              ::send(fds[1 - i].fd, buffer + sent, static_cast<size_t>(n - sent), MSG_NOSIGNAL);
           if (w <= 0) {
             open = false;
             break;
@@ -351,9 +351,10 @@ class PostgresRegistryTest : public ::testing::Test {
 
   /// Sessions the registry has open on this test's database now.
   int RegistrySessions() {
-    return std::stoi(Query("SELECT count(*) FROM pg_stat_activity "
-                           "WHERE datname = current_database() "
-                           "AND application_name = 'fstore-registry'"));
+    return std::stoi(
+        Query("SELECT count(*) FROM pg_stat_activity "
+              "WHERE datname = current_database() "
+              "AND application_name = 'fstore-registry'"));
   }
 
   /// RegistrySessions() once it is `expected`: the server ends a closed
@@ -445,7 +446,8 @@ TEST_F(PostgresRegistryTest, ServersMigratingAtOnceAllEndAtTheSameVersion) {
       ASSERT_OK_AND_ASSIGN(int version, servers[i]->SchemaVersion());
       EXPECT_EQ(version, PostgresMigrations().back().version);
     }
-    ASSERT_OK_AND_ASSIGN(std::string count, RawQuery(url, "SELECT count(*) FROM schema_migrations"));
+    ASSERT_OK_AND_ASSIGN(std::string count,
+                         RawQuery(url, "SELECT count(*) FROM schema_migrations"));
     EXPECT_EQ(count, std::to_string(PostgresMigrations().size()));
     ASSERT_OK_AND_ASSIGN(int64_t seq, servers[0]->ChangeSequence());
     EXPECT_EQ(seq, 0);
@@ -503,8 +505,8 @@ TEST_F(PostgresRegistryTest, ConcurrentCommitsFromTwoServersOnOneFeatureSetAllLa
     threads.emplace_back([&, server] {
       Registry* registry = server == 0 ? a.get() : b.get();
       for (int i = 0; i < kUpdatesPerServer && results[server].ok(); ++i) {
-        results[server] = AddTagUntilLanded(registry, fs.id,
-                                            std::to_string(server) + "." + std::to_string(i));
+        results[server] =
+            AddTagUntilLanded(registry, fs.id, std::to_string(server) + "." + std::to_string(i));
       }
     });
   }
