@@ -819,7 +819,8 @@ OfflineStore::OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::strin
       root_(std::move(root)),
       object_store_(fs_->type_name() == "s3"),
       health_fs_(fs_),
-      health_path_(root_) {}
+      // On S3 the bucket: a prefix with no object yet does not "exist".
+      health_path_(object_store_ ? root_.substr(0, root_.find('/')) : root_) {}
 
 OfflineStore::~OfflineStore() = default;
 
@@ -838,7 +839,6 @@ Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri,
     ARROW_ASSIGN_OR_RAISE(auto health_fs, MakeS3FileSystem(probe));
     ARROW_ASSIGN_OR_RAISE(auto store, Make(std::move(fs), std::move(root)));
     store->health_fs_ = std::move(health_fs);
-    store->health_path_ = std::move(bucket);
     return store;
   }
   std::string path;

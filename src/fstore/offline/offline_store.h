@@ -170,8 +170,8 @@ class OfflineStore {
   // Object storage (fs_->type_name() == "s3"): write final names directly,
   // create no directories.
   bool object_store_ = false;
-  // CheckHealth's filesystem (S3: short timeouts, one attempt) and what it
-  // looks at (S3: the bucket); fs_ and root_ unless Open set them.
+  // CheckHealth's filesystem (fs_, or for an S3 store from Open one with short
+  // timeouts and one attempt) and what it looks at (the root; S3: the bucket).
   std::shared_ptr<arrow::fs::FileSystem> health_fs_;
   std::string health_path_;
 };
