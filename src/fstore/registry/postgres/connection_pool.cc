@@ -105,8 +105,12 @@ Result<pg_conn*> PostgresConnectionPool::Connect() {
   }
   std::string timeout = std::to_string(options_.statement_timeout.count());
   const char* params[] = {timeout.c_str()};
-  PGresult* res = PQexecParams(conn, "SELECT set_config('statement_timeout', $1, false)", 1,
-                               nullptr, params, nullptr, nullptr, 0);
+  // The statement timeout, and no NOTICEs ("relation ... already exists,
+  // skipping"), which libpq's default notice processor prints on stderr.
+  PGresult* res = PQexecParams(conn,
+                               "SELECT set_config('statement_timeout', $1, false), "
+                               "set_config('client_min_messages', 'warning', false)",
+                               1, nullptr, params, nullptr, nullptr, 0);
   bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
   std::string message = ok ? "" : OneLine(PQerrorMessage(conn));
   PQclear(res);
