@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fstore/compute/source_schema.h"
+#include "fstore/core/duration.h"
 #include "fstore/core/ids.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/materialize/postgres_source.h"
@@ -373,10 +374,17 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     auto t1 = std::chrono::steady_clock::now();
     if (fs.online_enabled) {
       if (computed->online->num_rows() > 0) {
+        // The feature set's ttl also becomes the records' expiry where the
+        // store has one (Redis); reads apply the ttl either way.
+        OnlineWriteOptions write_options;
+        if (!fs.ttl.empty()) {
+          ARROW_ASSIGN_OR_RAISE(write_options.ttl_micros, ParseDuration(fs.ttl));
+        }
         ARROW_ASSIGN_OR_RAISE(auto written,
                               WriteLatestRows(online_, fs.name, plan.key_columns,
                                               FeatureColumns(*computed->online, plan.key_columns),
-                                              *computed->online));
+                                              *computed->online, kDefaultOnlineWriteBatch,
+                                              write_options));
         w.online_records = written.applied;
       }
       ARROW_RETURN_NOT_OK(online_->Sync());  // durable before progress is recorded

@@ -16,7 +16,9 @@ Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri) 
   }
   if (scheme == "redis" || scheme == "rediss" || scheme == "redis+cluster" ||
       scheme == "rediss+cluster") {
-    ARROW_ASSIGN_OR_RAISE(auto store, RedisOnlineStore::Open(uri));
+    ARROW_ASSIGN_OR_RAISE(auto options, ParseRedisUri(uri));
+    options.require_connection = false;  // Redis may come up after the server
+    ARROW_ASSIGN_OR_RAISE(auto store, RedisOnlineStore::Open(options));
     return std::unique_ptr<OnlineStore>(std::move(store));
   }
   return InvalidArgument("online_store", "unknown online store scheme '" + scheme +

@@ -172,7 +172,8 @@ class OnlineStore {
 ///   rediss+cluster://...                                     Redis Cluster over TLS
 /// The Redis options (timeouts, key prefix, TLS files) are listed in
 /// online/redis/redis_online_store.h. InvalidArgument for a malformed URI or
-/// an unknown scheme; Unavailable when the store cannot be reached.
+/// an unknown scheme. A Redis that cannot be reached yet is not an error: the
+/// store connects on first use (and CheckHealth says Unavailable until then).
 Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri);
 
 }  // namespace fstore

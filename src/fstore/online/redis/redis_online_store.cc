@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
 
 #include "fstore/online/online_record_codec.h"
 #include "fstore/online/redis/internal/redis_connection.h"
@@ -373,7 +374,14 @@ Result<std::unique_ptr<RedisOnlineStore>> RedisOnlineStore::Open(
       }
     }
   }
-  ARROW_RETURN_NOT_OK(store->Connect());
+  Status connected = store->Connect();
+  if (!connected.ok()) {
+    if (options.require_connection || ErrorCodeOf(connected) != ErrorCode::kUnavailable) {
+      return connected;
+    }
+    spdlog::warn("the Redis online store is not reachable yet ({}); connecting on first use",
+                 connected.message());
+  }
   return store;
 }
 

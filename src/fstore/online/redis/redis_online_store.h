@@ -113,6 +113,11 @@ struct RedisOnlineStoreOptions {
   bool tls_verify = true;
   std::string tls_cert_file;
   std::string tls_key_file;
+  /// Open fails when no server answers (true), or opens anyway and connects
+  /// on the first call that needs Redis (false: what the server does, so
+  /// that it can start before Redis; /ready says Redis is down meanwhile).
+  /// Not a URI option.
+  bool require_connection = true;
 };
 
 /// Parses a redis://, rediss://, redis+cluster:// or rediss+cluster:// URI.
