@@ -13,8 +13,8 @@ DEB_PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  postgresql redis-server
-  python3-venv
+  postgresql redis-server openssl
+  python3-venv libpython3.11-dev
 )
 
 SUDO=""
@@ -38,10 +38,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "install-deps: creating .venv"
   "$PY" -m venv .venv
 fi
+# Reinstalled when requirements-dev.txt changes (its hash is kept in the venv).
+REQ_HASH="$(sha256sum requirements-dev.txt | cut -d' ' -f1)"
 if ! .venv/bin/python -c "import pyarrow, sys; sys.exit(0 if pyarrow.__version__ == '$PYARROW_VERSION' else 1)" 2>/dev/null \
-   || ! .venv/bin/python -c "import pytest, requests" 2>/dev/null; then
+   || [ "$(cat .venv/.fstore-requirements 2>/dev/null)" != "$REQ_HASH" ]; then
   echo "install-deps: installing Python packages into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements-dev.txt
+  echo "$REQ_HASH" > .venv/.fstore-requirements
 fi
 echo "install-deps: ok"
