@@ -260,3 +260,41 @@ def test_replicas_sharing_a_postgres_registry_see_each_others_changes(
     assert b.patch(f"/api/v1/features/{fid}", {"default_value": -1.0}).status_code == 200
     assert wait_until(lambda: online(a, name, ["nobody"])["features"]["nobody"]["amount"] == -1.0,
                       timeout=10)
+
+
+def test_servers_starting_at_once_on_a_new_postgres_registry_all_come_up(
+        infra, fstore_bin, tmp_path):
+    # Their migrations race on an empty database: an advisory lock orders
+    # them, and every server ends ready on the same schema.
+    import threading
+    from conftest import FstoreServer, _stop_and_check
+    url = infra["pg"].create_database(uniq("race"))
+    servers, errors = [], []
+
+    def start(i):
+        try:
+            servers.append(FstoreServer(tmp_path / f"d{i}", env={"DATABASE_URL": url}))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        for s in servers:
+            assert Api(s).get("/ready").status_code == 200
+        name = uniq("ent")
+        assert Api(servers[0]).post("/api/v1/entities", {"name": name}).status_code == 201
+        for s in servers[1:]:
+            assert Api(s).get(f"/api/v1/entities/{name}").status_code == 200
+        dbname = url.rsplit("/", 1)[1]
+        # Each migration recorded once, none skipped.
+        assert infra["pg"].psql("SELECT count(*) = count(DISTINCT version) AND "
+                                "count(*) = max(version) FROM schema_migrations",
+                                db=dbname).strip() == "t"
+    finally:
+        for s in servers:
+            _stop_and_check(s)
