@@ -527,7 +527,8 @@ def _plain(value: Any) -> Any:
 
 
 def _to_arrow(entities: Any) -> "pa.Table":
-    """A pyarrow Table of the entity rows, dictionary columns decoded."""
+    """A pyarrow Table of the entity rows: dictionary columns decoded,
+    large strings as utf8."""
     import pyarrow as pa
 
     if isinstance(entities, pa.RecordBatch):
@@ -545,6 +546,8 @@ def _to_arrow(entities: Any) -> "pa.Table":
     for col in table.columns:
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
+        if pa.types.is_large_string(col.type):  # pandas >= 3's strings
+            col = col.cast(pa.string())
         columns.append(col)
     return pa.Table.from_arrays(columns, names=table.column_names).replace_schema_metadata(None)
 

@@ -68,7 +68,7 @@ class JobProgress:
         if self._tqdm is not None:
             self._bar = self._tqdm(total=100, desc=description, unit="%", leave=True,
                                    file=self.stream,
-                                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+                                   bar_format="{l_bar}{bar}| [{elapsed}{postfix}]")
 
     @property
     def uses_tqdm(self) -> bool:
