@@ -46,6 +46,7 @@ class FeatureStore:
             only when the server cannot have applied them (a 503, or a
             connection that could not be opened); reads also after a
             connection that broke.
+        backoff: the first retry's delay in seconds (doubled each time).
 
     Definitions are returned as the server's JSON (``dict``); jobs as
     :class:`~fstore.models.MaterializationJob` / :class:`~fstore.models.BatchJob`
@@ -56,8 +57,9 @@ class FeatureStore:
     """
 
     def __init__(self, url: str = "http://localhost:8002", api_key: Optional[str] = None,
-                 timeout: float = 30.0, retries: int = 3) -> None:
-        self._http = Transport(url, api_key=api_key, timeout=timeout, retries=retries)
+                 timeout: float = 30.0, retries: int = 3, *, backoff: float = 0.25) -> None:
+        self._http = Transport(url, api_key=api_key, timeout=timeout, retries=retries,
+                               backoff=backoff)
 
     # ------------------------------------------------------------- plumbing
     @property
