@@ -47,4 +47,13 @@ if ! .venv/bin/python -c "import pyarrow, sys; sys.exit(0 if pyarrow.__version__
   .venv/bin/pip install -q -r requirements-dev.txt
   echo "$REQ_HASH" > .venv/.fstore-requirements
 fi
+# The Python SDK (python/, package fstore), reinstalled when its files change.
+SDK_HASH="$(find python -type f \( -name '*.py' -o -name '*.toml' -o -name 'py.typed' -o -name '*.md' \) \
+  -not -path '*/build/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+if [ "$(cat .venv/.fstore-sdk 2>/dev/null)" != "$SDK_HASH" ] \
+   || ! .venv/bin/python -c "import fstore" 2>/dev/null; then
+  echo "install-deps: installing the Python SDK (python/) into .venv"
+  .venv/bin/pip install -q --no-deps --force-reinstall ./python
+  echo "$SDK_HASH" > .venv/.fstore-sdk
+fi
 echo "install-deps: ok"
