@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from . import __version__
 from .errors import (FeatureStoreConnectionError, FeatureStoreError, FeatureStoreTimeoutError,
@@ -192,7 +192,7 @@ class Transport:
                 json_body: Any = None, body: Optional[bytes] = None,
                 content_type: Optional[str] = None, accept: str = JSON,
                 idempotent: Optional[bool] = None,
-                ok_statuses: Optional[tuple] = None) -> Response:
+                ok_statuses: Optional[Tuple[int, ...]] = None) -> Response:
         """Sends a request and returns the answer; raises the mapped
         :class:`FeatureStoreError` for an error status (after the retries).
 
@@ -287,7 +287,7 @@ def format_time(value: Any) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return value.isoformat(timespec="microseconds") + "Z"
+        return str(value.isoformat(timespec="microseconds")) + "Z"
     if isinstance(value, dt.date):
         return value.isoformat() + "T00:00:00Z"
     raise TypeError(f"expected a datetime, a date or an ISO 8601 string, got {value!r}")

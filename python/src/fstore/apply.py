@@ -121,7 +121,7 @@ def load_definitions(path: str) -> Dict[str, Any]:
             raise ApplyError(f"{path}: invalid JSON: {e}") from e
     else:
         try:
-            import yaml  # type: ignore[import-untyped]
+            import yaml
         except ImportError as e:
             raise ApplyError(f"{path}: reading YAML needs PyYAML: pip install 'fstore[yaml]' "
                              "(or write the definitions as JSON)") from e
@@ -193,7 +193,8 @@ def plan(fs: FeatureStore, spec: Mapping[str, Any]) -> Plan:
             try:
                 set_names[owner] = fs.get_feature_set(owner)["name"]
             except NotFoundError:
-                raise ApplyError(f"feature '{feat['name']}': unknown feature set '{owner}'")
+                raise ApplyError(f"feature '{feat['name']}': unknown feature set "
+                                 f"'{owner}'") from None
         features.append((set_names[owner], feat))
 
     for set_name, feat in features:
@@ -201,16 +202,16 @@ def plan(fs: FeatureStore, spec: Mapping[str, Any]) -> Plan:
         body.pop("feature_set", None)
         body["feature_set_id"] = set_name
         ref = f"{set_name}:{feat['name']}"
-        current = None
+        existing: Optional[Dict[str, Any]] = None
         if set_name not in new_sets:
             try:
-                current = fs.get_feature(ref)
+                existing = fs.get_feature(ref)
             except NotFoundError:
-                current = None
-        if current is None:
+                existing = None
+        if existing is None:
             changes.append(Change("feature", ref, "create", body))
             continue
-        diff = _diff(current, body, ("name", "feature_set_id"))
+        diff = _diff(existing, body, ("name", "feature_set_id"))
         changes.append(Change("feature", ref, "update" if diff else "unchanged",
                               {k: new for k, (_, new) in diff.items()}, diff, ref=ref))
     return Plan(changes)

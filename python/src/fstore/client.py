@@ -88,17 +88,27 @@ class FeatureStore:
     def __repr__(self) -> str:
         return f"FeatureStore(url={self.url!r})"
 
-    def _get(self, path: str, params: Optional[Mapping[str, QueryValue]] = None) -> Any:
-        return self._http.request("GET", path, params=params).json()
+    @staticmethod
+    def _object(resp: Response) -> Dict[str, Any]:
+        body = resp.json()
+        if not isinstance(body, dict):
+            raise FeatureStoreError(f"expected a JSON object from the server, got {body!r:.200}",
+                                    status=resp.status)
+        return body
 
-    def _post(self, path: str, body: Any, *, idempotent: bool = False) -> Any:
-        return self._http.request("POST", path, json_body=body, idempotent=idempotent).json()
+    def _get(self, path: str,
+             params: Optional[Mapping[str, QueryValue]] = None) -> Dict[str, Any]:
+        return self._object(self._http.request("GET", path, params=params))
 
-    def _patch(self, path: str, body: Any) -> Any:
-        return self._http.request("PATCH", path, json_body=body).json()
+    def _post(self, path: str, body: Any, *, idempotent: bool = False) -> Dict[str, Any]:
+        return self._object(self._http.request("POST", path, json_body=body,
+                                               idempotent=idempotent))
 
-    def _delete(self, path: str) -> Any:
-        return self._http.request("DELETE", path).json()
+    def _patch(self, path: str, body: Any) -> Dict[str, Any]:
+        return self._object(self._http.request("PATCH", path, json_body=body))
+
+    def _delete(self, path: str) -> Dict[str, Any]:
+        return self._object(self._http.request("DELETE", path))
 
     # ----------------------------------------------------------- operations
     def health(self) -> Dict[str, Any]:
@@ -112,7 +122,7 @@ class FeatureStore:
         resp = self._http.request("GET", "/ready", ok_statuses=(503,))
         if resp.status == 503:
             raise error_from_response(503, resp.json())
-        return resp.json()
+        return self._object(resp)
 
     def is_ready(self) -> bool:
         """Whether :meth:`ready` succeeds."""
@@ -344,7 +354,7 @@ class FeatureStore:
             if name not in cache:
                 try:
                     keys = self.get_entity(name).get("join_keys") or [name]
-                    cache[name] = keys[0] if len(keys) == 1 else name
+                    cache[name] = str(keys[0]) if len(keys) == 1 else name
                 except NotFoundError:
                     cache[name] = name  # a join key given instead of an entity name
             return cache[name]
@@ -566,7 +576,7 @@ def find_time_column(schema: "pa.Schema") -> str:
             return name
     typed = [f.name for f in schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
     if len(typed) == 1:
-        return typed[0]
+        return str(typed[0])
     if not typed:
         raise ValueError("entities need a time column: 'event_timestamp', 'timestamp', or one "
                          f"timestamp-typed column; columns: {names}")

@@ -109,23 +109,29 @@ class OnlineFeatures(Dict[str, Any]):
         import pandas as pd
 
         if "rows" in self:
-            df = pd.DataFrame(list(self["rows"]))
-        else:
-            feats: Mapping[str, Mapping[str, Any]] = self.get("features") or {}
-            records: List[Dict[str, Any]] = []
-            entities: Mapping[str, Sequence[Any]] = self._entities or {}
-            several = len(entities) > 1
-            for name, keys in entities.items():
-                column = self._key_column_of(name) if self._key_column_of else name
-                for key in keys:
-                    values = feats.get(f"{name}:{key}" if several else str(key))
-                    if values is None:
-                        values = feats.get(str(key), {})
-                    records.append({column: key, **values})
-            df = pd.DataFrame(records)
-        for column in df.columns:
-            series = df[column]
-            values = [v for v in series.tolist() if v is not None and v == v]
-            if values and all(isinstance(v, str) and _ISO_UTC.match(v) for v in values):
-                df[column] = pd.to_datetime(series, utc=True, format="ISO8601")
-        return df
+            return _timestamps_to_utc(pd.DataFrame(list(self["rows"])))
+        feats: Mapping[str, Mapping[str, Any]] = self.get("features") or {}
+        records: List[Dict[str, Any]] = []
+        entities: Mapping[str, Sequence[Any]] = self._entities or {}
+        several = len(entities) > 1
+        for name, keys in entities.items():
+            column = self._key_column_of(name) if self._key_column_of else name
+            for key in keys:
+                values = feats.get(f"{name}:{key}" if several else str(key))
+                if values is None:
+                    values = feats.get(str(key), {})
+                records.append({column: key, **values})
+        return _timestamps_to_utc(pd.DataFrame(records))
+
+
+def _timestamps_to_utc(df: "pd.DataFrame") -> "pd.DataFrame":
+    """Columns whose values are all ISO 8601 UTC strings (timestamp
+    features), as tz-aware UTC datetimes."""
+    import pandas as pd
+
+    for column in df.columns:
+        series = df[column]
+        values = [v for v in series.tolist() if v is not None and v == v]
+        if values and all(isinstance(v, str) and _ISO_UTC.match(v) for v in values):
+            df[column] = pd.to_datetime(series, utc=True, format="ISO8601")
+    return df

@@ -20,7 +20,7 @@ TERMINAL_STATUSES = ("succeeded", "failed")
 def _tqdm_class() -> Any:
     """tqdm's class, or None when tqdm is not installed."""
     try:
-        from tqdm.auto import tqdm  # type: ignore[import-not-found]
+        from tqdm.auto import tqdm
     except ImportError:
         return None
     return tqdm
