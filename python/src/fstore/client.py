@@ -324,7 +324,8 @@ class FeatureStore:
                 (``entity_rows``).
             feature_sets: the sets to read; None: those named by qualified
                 features, and for bare ones the set the registry says owns
-                them (the name must then be unique).
+                them (the name must then be unique; two registry requests
+                per bare name, so pass feature_sets on latency-bound paths).
 
         Returns an :class:`~fstore.models.OnlineFeatures` (``["features"]`` or
         ``["rows"]``, ``["metadata"]``, ``.to_df()``).
