@@ -130,3 +130,32 @@ def test_bad_file_source_shapes(api, parquet_path):
     assert_error(api.post("/api/v1/feature-sets",
                           dict(base, source={"type": "file", "path": parquet_path, "x": 1})),
                  400, "invalid_argument", "source.x")
+
+
+def test_pandas_style_large_strings_and_categoricals_materialize(fresh_api, tmp_path):
+    # pandas writes strings as large_string and categoricals as dictionaries:
+    # fstore reads them as utf8 (keys included).
+    import datetime as dt
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    t0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    path = tmp_path / "pandas.parquet"
+    pq.write_table(pa.table({
+        "user_id": pa.array(["a", "b", "a"], pa.large_string()),
+        "event_timestamp": pa.array([t0, t0, t0 + dt.timedelta(hours=1)],
+                                    pa.timestamp("us", tz="UTC")),
+        "note": pa.array(["x", "y", "z"], pa.large_string()),
+        "tier": pa.array(["gold", "basic", "silver"]).dictionary_encode(),
+    }), path)
+    fs = fresh_api.create_feature_set(name="pandas_src", entities=["user"],
+                                      source={"type": "file", "path": str(path)})
+    fresh_api.create_feature(fs["id"], name="note", data_type="string")
+    fresh_api.create_feature(fs["id"], name="tier", data_type="string")
+    r = fresh_api.post("/api/v1/feature-sets/pandas_src/materialize",
+                       {"start_date": "2024-01-01", "end_date": "2024-01-02", "wait": True})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+    r = fresh_api.post("/api/v1/serving/online", {"feature_sets": ["pandas_src"],
+                                                  "entities": {"user": ["a", "b"]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["features"] == {"a": {"note": "z", "tier": "silver"},
+                                    "b": {"note": "y", "tier": "basic"}}

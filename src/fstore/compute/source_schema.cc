@@ -109,20 +109,47 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
     return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
                                             FormatName(source) + ": " + schema.status().message());
   }
-  return *schema;
+  return NormalizeSourceSchema(**schema);
 }
 
 Result<std::shared_ptr<ds::Dataset>> OpenSourceDataset(const SourceDefinition& source) {
+  ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(source));
+  if (!schema) return nullptr;
   ARROW_ASSIGN_OR_RAISE(SourceFactory made, MakeSourceFactory(source));
   if (!made.factory) return nullptr;
   ds::FinishOptions finish;
-  finish.inspect_options.fragments = 1;
+  finish.schema = schema;  // the scan casts the files' columns to it
   auto dataset = made.factory->Finish(finish);
   if (!dataset.ok()) {
     return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
                                             FormatName(source) + ": " + dataset.status().message());
   }
   return *dataset;
+}
+
+std::shared_ptr<arrow::Schema> NormalizeSourceSchema(const arrow::Schema& schema) {
+  arrow::FieldVector fields;
+  fields.reserve(schema.num_fields());
+  for (const auto& field : schema.fields()) {
+    std::shared_ptr<arrow::DataType> type = field->type();
+    if (type->id() == arrow::Type::DICTIONARY) {
+      type = static_cast<const arrow::DictionaryType&>(*type).value_type();
+    }
+    switch (type->id()) {
+      case arrow::Type::LARGE_STRING:
+      case arrow::Type::STRING_VIEW:
+        type = arrow::utf8();
+        break;
+      case arrow::Type::LARGE_BINARY:
+      case arrow::Type::BINARY_VIEW:
+        type = arrow::binary();
+        break;
+      default:
+        break;
+    }
+    fields.push_back(field->WithType(type));
+  }
+  return arrow::schema(std::move(fields), schema.metadata());
 }
 
 Result<std::shared_ptr<arrow::Schema>> RequireSourceSchema(const SourceDefinition& source) {

@@ -24,6 +24,13 @@ namespace fstore {
 /// (a missing table or column) is Unprocessable on source.query / source.table.
 Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source);
 
+/// The schema fstore reads a file source with: large and view strings and
+/// binaries as utf8 and binary, dictionary-encoded columns as their values
+/// (pandas writes large_string and categoricals; fstore's key columns and
+/// kernels take utf8). ReadSourceSchema returns it and OpenSourceDataset scans
+/// with it, casting each file's columns.
+std::shared_ptr<arrow::Schema> NormalizeSourceSchema(const arrow::Schema& schema);
+
 /// ReadSourceSchema for a source that must have data now (to materialize or
 /// retrieve from it): never null; no matching file is Unprocessable on
 /// source.path ("no file matches '<path>'"); an unreachable PostgreSQL server
