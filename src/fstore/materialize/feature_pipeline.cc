@@ -13,6 +13,7 @@
 #include "fstore/core/compute_init.h"
 #include "fstore/core/entity_time_order.h"
 #include "fstore/materialize/feature_validation.h"
+#include "fstore/materialize/python_step.h"
 
 namespace fstore {
 namespace cp = arrow::compute;
@@ -67,10 +68,16 @@ Result<FeaturePlan> PlanMaterialization(const FeatureSet& fs, const std::vector<
     if (it == entities.end()) return Unprocessable("entities", "entity '" + name + "' not found");
     for (const auto& key : it->join_keys) AddUnique(&plan.key_columns, key);
   }
-  auto schema = NormalisedSchema(fs, source_schema);
+  // Features of a set with a Python transformation read its output columns
+  // as well as the source's (python_step.h).
+  ARROW_ASSIGN_OR_RAISE(auto visible_schema, SchemaAfterPython(fs, source_schema));
+  auto schema = NormalisedSchema(fs, visible_schema);
   auto require_column = [&](const std::string& column, const std::string& field) -> Status {
     if (schema->GetFieldIndex(column) < 0) {
-      return Unprocessable(field, "column '" + column + "' is not in the source");
+      return Unprocessable(field, "column '" + column + "' is not in the source" +
+                                      (fs.python_transformation
+                                           ? " nor among python_transformation.output_columns"
+                                           : ""));
     }
     return Status::OK();
   };

@@ -48,7 +48,9 @@ struct FeaturePlan {
   /// Evaluation order: columns and scalars, then windows, then derived
   /// features (inputs first).
   std::vector<PlannedFeature> features;
-  std::vector<std::string> source_columns;  ///< what to read from the source
+  /// What to read from the source; with a Python transformation, what to
+  /// take from its result (the source is then read whole: python_step.h).
+  std::vector<std::string> source_columns;
   /// Source columns that clock-reading transformations use, stored alongside
   /// (as "__src__<column>") so reads can re-evaluate them at their own time.
   std::vector<std::string> clock_inputs;
@@ -58,7 +60,8 @@ struct FeaturePlan {
   std::vector<std::string> read_time_features;
 };
 
-/// Compiles a feature set's live features against its source schema.
+/// Compiles a feature set's live features against its source schema (and
+/// the output columns of its Python transformation, if any).
 /// Unprocessable/InvalidArgument errors name the feature.
 Result<FeaturePlan> PlanMaterialization(const FeatureSet& feature_set,
                                         const std::vector<Feature>& features,

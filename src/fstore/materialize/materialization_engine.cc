@@ -15,6 +15,7 @@
 #include "fstore/core/ids.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/materialize/postgres_source.h"
+#include "fstore/materialize/python_step.h"
 #include "fstore/materialize/source_reader.h"
 #include "fstore/online/online_writer.h"
 
@@ -36,6 +37,11 @@ bool Finished(const MaterializationJob& job) {
 struct RunInputs {
   FeatureSet feature_set;
   FeaturePlan plan;
+  /// The source columns to read: the plan's, or with a Python transformation
+  /// all of them (the code may read any).
+  std::vector<std::string> read_columns;
+  /// for_run and the set has a Python transformation: compiled for this run.
+  std::shared_ptr<PythonTransformation> python;
 };
 
 // Loads the definitions a run needs and compiles them against the source;
@@ -68,8 +74,20 @@ Result<RunInputs> LoadRunInputs(Registry* registry, std::string_view feature_set
   }
   ARROW_ASSIGN_OR_RAISE(auto entities, registry->ListEntities());
   ARROW_ASSIGN_OR_RAISE(auto plan, PlanMaterialization(*fs, features, entities, schema));
-  if (for_run) ARROW_RETURN_NOT_OK(PlanPostgresPushdown(&plan, schema));
-  return RunInputs{*fs, std::move(plan)};
+  RunInputs inputs{*fs, std::move(plan), {}, nullptr};
+  if (!fs->python_transformation) {
+    if (for_run) ARROW_RETURN_NOT_OK(PlanPostgresPushdown(&inputs.plan, schema));
+    inputs.read_columns = inputs.plan.source_columns;
+    return inputs;
+  }
+  // The SQL features read the Python step's output, not the source: nothing
+  // is pushed down to PostgreSQL.
+  inputs.read_columns = schema->field_names();
+  if (for_run) {
+    ARROW_ASSIGN_OR_RAISE(auto spec, PythonSpecOf(*fs));
+    ARROW_ASSIGN_OR_RAISE(inputs.python, PythonTransformation::Make(std::move(spec)));
+  }
+  return inputs;
 }
 
 std::vector<std::string> FeatureColumns(const arrow::Table& table,
@@ -429,9 +447,14 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     SourceReadStats read;
     const TimestampMicros read_start =
         carry.until == chunk_start ? chunk_start : chunk_start - plan.max_window_micros;
-    ARROW_ASSIGN_OR_RAISE(auto source, ReadSourceRange(fs, plan.source_columns, read_start,
+    ARROW_ASSIGN_OR_RAISE(auto source, ReadSourceRange(fs, inputs.read_columns, read_start,
                                                        chunk_end, &read, pushed_down));
     job->bytes_read += read.bytes;
+    if (inputs.python) {
+      // The Python step, batch by batch in source order, before the SQL
+      // transformations; windows then read its output.
+      ARROW_ASSIGN_OR_RAISE(source, ApplyPythonStep(*inputs.python, source, plan.source_columns));
+    }
     auto t1 = std::chrono::steady_clock::now();
     auto computed = std::make_shared<ComputedFeatures>();
     ARROW_ASSIGN_OR_RAISE(*computed,

@@ -52,7 +52,11 @@ def setup_path(site_packages):
 
 
 def format_exception(exc):
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # fstore's own frames (this module's) are not the user's business.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == "<fstore_runtime>":
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def syntax_error_details(exc):
@@ -236,7 +240,8 @@ Status StartInterpreter() {
     PyErr_Print();
     return Unavailable("the embedded Python interpreter cannot create its runtime module");
   }
-  PyRef ran(PyRun_String(kGlueSource, Py_file_input, ns, ns));
+  PyRef compiled(Py_CompileString(kGlueSource, "<fstore_runtime>", Py_file_input));
+  PyRef ran(compiled ? PyEval_EvalCode(compiled.get(), ns, ns) : nullptr);
   if (!ran) {
     PyErr_Print();
     return Unavailable("the embedded Python interpreter cannot run its runtime module");

@@ -168,6 +168,56 @@ Status DecodeSource(const json::value& v, const FieldReader& r,
   return Status::OK();
 }
 
+// {"code": "...", "function": "transform", "input": "pyarrow" | "pandas",
+//  "timeout": "60s", "output_columns": {"name": "float", ...}}. A patch
+// changes the subfields it gives (output_columns as a whole); null removes it.
+Status DecodePythonTransformation(const json::value& v, const FieldReader& r,
+                                  std::optional<PythonTransformationDefinition>* out) {
+  if (v.is_null()) {
+    out->reset();
+    return Status::OK();
+  }
+  if (!v.is_object()) return WrongType("python_transformation", "an object", v);
+  PythonTransformationDefinition def;
+  if (r.patch() && out->has_value()) def = **out;
+  for (const auto& [key, value] : v.as_object()) {
+    std::string field = "python_transformation." + std::string(key);
+    if (key == "code") {
+      ARROW_RETURN_NOT_OK(r.String(field, value, &def.code, false));
+    } else if (key == "function") {
+      ARROW_RETURN_NOT_OK(r.String(field, value, &def.function, false));
+    } else if (key == "input") {
+      ARROW_RETURN_NOT_OK(r.String(field, value, &def.input, false));
+    } else if (key == "timeout") {
+      if (value.is_int64() || value.is_uint64()) {  // seconds, as ttl takes them
+        int64_t seconds = 0;
+        ARROW_RETURN_NOT_OK(r.Int(field, value, &seconds));
+        def.timeout = std::to_string(seconds) + "s";
+      } else {
+        ARROW_RETURN_NOT_OK(r.String(field, value, &def.timeout, false));
+      }
+    } else if (key == "output_columns") {
+      if (!value.is_object()) {
+        return WrongType(field, "an object of column name -> data type", value);
+      }
+      def.output_columns.clear();
+      for (const auto& [name, type] : value.as_object()) {
+        std::string column_field = field + "." + std::string(name);
+        if (!type.is_string()) return WrongType(column_field, "a data type string", type);
+        def.output_columns.emplace_back(std::string(name), std::string(type.as_string()));
+      }
+    } else {
+      return UnknownField(field);
+    }
+  }
+  if (def.code.empty()) {
+    return InvalidArgument("python_transformation.code",
+                           "is required: the Python source defining the function");
+  }
+  *out = std::move(def);
+  return Status::OK();
+}
+
 Status DecodeRules(const json::value& v, const FieldReader& r, ValidationRules* out) {
   if (v.is_null()) {
     *out = ValidationRules{};
@@ -259,6 +309,18 @@ json::object ToJson(const SourceDefinition& s) {
   return o;
 }
 
+json::object ToJson(const PythonTransformationDefinition& p) {
+  json::object o;
+  o["code"] = p.code;
+  o["function"] = p.function;
+  o["input"] = p.input;
+  o["timeout"] = p.timeout;
+  json::object columns;
+  for (const auto& [name, type] : p.output_columns) columns[name] = type;
+  o["output_columns"] = std::move(columns);
+  return o;
+}
+
 json::object ToJson(const FeatureSet& fs) {
   json::object o;
   o["id"] = fs.id;
@@ -276,6 +338,9 @@ json::object ToJson(const FeatureSet& fs) {
   o["online_enabled"] = fs.online_enabled;
   o["materialization_schedule"] = OptionalString(fs.materialization_schedule);
   o["on_invalid"] = fs.on_invalid;
+  o["python_transformation"] = fs.python_transformation
+                                   ? json::value(ToJson(*fs.python_transformation))
+                                   : json::value(nullptr);
   o["version"] = fs.version;
   o["status"] = fs.deleted_at ? "deleted" : "active";
   o["created_at"] = FormatTimestamp(fs.created_at);
@@ -419,6 +484,8 @@ Status DecodeFeatureSet(const json::value& v, DecodeMode mode, FeatureSet* out) 
       ARROW_RETURN_NOT_OK(r.String(key, value, &out->materialization_schedule));
     } else if (key == "on_invalid") {
       ARROW_RETURN_NOT_OK(r.String(key, value, &out->on_invalid, false));
+    } else if (key == "python_transformation") {
+      ARROW_RETURN_NOT_OK(DecodePythonTransformation(value, r, &out->python_transformation));
     } else if (key == "features") {  // output only: GET adds the feature set's features
       if (!r.stored()) return r.ReadOnly(key);
     } else if (IsVersionedField(key)) {

@@ -22,6 +22,7 @@ enum class DecodeMode {
 
 boost::json::object ToJson(const Entity& entity);
 boost::json::object ToJson(const SourceDefinition& source);
+boost::json::object ToJson(const PythonTransformationDefinition& python_transformation);
 boost::json::object ToJson(const FeatureSet& feature_set);
 boost::json::object ToJson(const ValidationRules& rules);
 boost::json::object ToJson(const Feature& feature);

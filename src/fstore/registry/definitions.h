@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/json/array.hpp>
@@ -44,6 +45,21 @@ struct SourceDefinition {
   bool pushdown = false;
 };
 
+/// A feature set's Python step (issue #6): the source text of a function over
+/// record batches of source rows, run by materialization in the embedded
+/// interpreter (python/python_transformation.h) before the SQL
+/// transformations. Features of the set read its output columns as they read
+/// source columns.
+struct PythonTransformationDefinition {
+  std::string code;                   ///< module source defining `function`
+  std::string function = "transform";
+  std::string input = "pyarrow";      ///< pyarrow (a RecordBatch) | pandas (a DataFrame)
+  std::string timeout = "60s";        ///< duration text: bounds each call
+  /// The columns the function returns besides the key and timestamp columns,
+  /// in declared order: name -> data type (canonical after validation).
+  std::vector<std::pair<std::string, std::string>> output_columns;
+};
+
 struct FeatureSet {
   std::string id;  ///< UUID, assigned on creation
   std::string name;
@@ -60,6 +76,7 @@ struct FeatureSet {
   bool online_enabled = true;
   std::string materialization_schedule;  ///< cron; empty: not scheduled
   std::string on_invalid = "fail";       ///< fail | drop | null
+  std::optional<PythonTransformationDefinition> python_transformation;  ///< none: no Python step
 
   int64_t version = 1;
   TimestampMicros created_at = 0;

@@ -15,6 +15,8 @@
 #include "fstore/compute/expression.h"
 #include "fstore/compute/postgres_client.h"
 #include "fstore/compute/window.h"
+#include "fstore/materialize/python_step.h"
+#include "fstore/python/python_transformation.h"
 
 namespace fstore {
 namespace json = boost::json;
@@ -72,6 +74,89 @@ Status CheckColumn(const std::shared_ptr<arrow::Schema>& schema, std::string_vie
   }
   return Unprocessable(std::string(field),
                        "column '" + column + "' is not in the source (columns: " + names + ")");
+}
+
+/// Registration runs the code under its timeout, at most this long: an HTTP
+/// thread waits for it.
+constexpr int64_t kMaxRegistrationCheckMicros = 30 * kMicrosPerSecond;
+constexpr size_t kMaxPythonCodeBytes = 1 << 20;
+
+// The source schema as the Python step sees it at run time: the timestamp
+// fields as timestamp[us, UTC] (materialize/source_reader.h).
+std::shared_ptr<arrow::Schema> AsReadSchema(const FeatureSet& fs,
+                                            const std::shared_ptr<arrow::Schema>& schema) {
+  std::vector<std::shared_ptr<arrow::Field>> fields;
+  for (const auto& f : schema->fields()) {
+    if (f->name() == fs.timestamp_field || f->name() == fs.created_timestamp_field) {
+      fields.push_back(arrow::field(f->name(), arrow::timestamp(arrow::TimeUnit::MICRO, "UTC")));
+    } else {
+      fields.push_back(f);
+    }
+  }
+  return arrow::schema(fields);
+}
+
+// python_transformation: its own fields, then the code itself: it compiles,
+// runs as a module and defines the function; with the source schema known,
+// the function run on an empty batch of it returns the declared columns.
+Status ValidatePythonTransformation(FeatureSet* fs, const std::shared_ptr<arrow::Schema>& schema) {
+  PythonTransformationDefinition& p = *fs->python_transformation;
+  if (Trimmed(p.code).empty()) return InvalidArgument("python_transformation.code", "is required");
+  if (p.code.size() > kMaxPythonCodeBytes) {
+    return InvalidArgument("python_transformation.code",
+                           "is too long: " + std::to_string(p.code.size()) + " bytes, at most " +
+                               std::to_string(kMaxPythonCodeBytes));
+  }
+  if (p.code.find('\0') != std::string::npos) {
+    return InvalidArgument("python_transformation.code", "must not contain NUL characters");
+  }
+  ARROW_RETURN_NOT_OK(ValidateIdentifier("python_transformation.function", p.function));
+  p.input = AsciiLower(Trimmed(p.input));
+  if (p.input != "pyarrow" && p.input != "pandas") {
+    return InvalidArgument("python_transformation.input",
+                           "'" + p.input + "' must be pyarrow (the function gets a "
+                           "pyarrow.RecordBatch) or pandas (a pandas.DataFrame)");
+  }
+  if (p.timeout.empty()) p.timeout = "60s";
+  auto timeout = ParseDuration(p.timeout);
+  if (!timeout.ok()) return InvalidArgument("python_transformation.timeout", timeout.status().message());
+  if (*timeout < kMicrosPerSecond / 1000 || *timeout > kMicrosPerDay) {
+    return InvalidArgument("python_transformation.timeout",
+                           "'" + p.timeout + "' must be between 1ms and 1d");
+  }
+  if (p.output_columns.empty()) {
+    return InvalidArgument("python_transformation.output_columns",
+                           "declare at least one column the function returns, e.g. "
+                           "{\"amount_x3\": \"float\"}");
+  }
+  for (size_t i = 0; i < p.output_columns.size(); ++i) {
+    auto& [name, type] = p.output_columns[i];
+    std::string field = "python_transformation.output_columns." + name;
+    ARROW_RETURN_NOT_OK(ValidateIdentifier(field, name));
+    ARROW_ASSIGN_OR_RAISE(type, CanonicalDataType(field, type));
+    if (name == fs->timestamp_field || name == fs->created_timestamp_field) {
+      return InvalidArgument(field, "'" + name + "' is a timestamp field: it passes through "
+                                    "the function and is not declared");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (p.output_columns[j].first == name) return InvalidArgument(field, "is declared twice");
+    }
+  }
+  if (fs->source && fs->source->type != "file" && fs->source->type != "postgres") {
+    return InvalidArgument("python_transformation",
+                           "applies to file and postgres sources, which materialization reads "
+                           "(a push source's rows are written through the API)");
+  }
+  if (fs->source && fs->source->pushdown) {
+    return InvalidArgument("source.pushdown",
+                           "cannot be combined with python_transformation: the SQL features "
+                           "read the Python function's output, which PostgreSQL does not see");
+  }
+  ARROW_ASSIGN_OR_RAISE(PythonFunctionSpec spec, PythonSpecOf(*fs));
+  spec.timeout = std::min(spec.timeout, std::chrono::milliseconds(kMaxRegistrationCheckMicros / 1000));
+  ARROW_ASSIGN_OR_RAISE(auto transformation, PythonTransformation::Make(std::move(spec)));
+  if (schema != nullptr) ARROW_RETURN_NOT_OK(transformation->CheckOutput(AsReadSchema(*fs, schema)));
+  return Status::OK();
 }
 
 }  // namespace
@@ -252,6 +337,7 @@ Status ValidateFeatureSet(FeatureSet* fs, const std::shared_ptr<arrow::Schema>& 
     ARROW_RETURN_NOT_OK(
         CheckColumn(schema, "created_timestamp_field", fs->created_timestamp_field));
   }
+  if (fs->python_transformation) ARROW_RETURN_NOT_OK(ValidatePythonTransformation(fs, schema));
   return Status::OK();
 }
 

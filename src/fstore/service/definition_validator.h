@@ -36,7 +36,14 @@ Status ValidateEntity(Entity* entity);
 
 /// Checks a feature set's own fields; canonicalises source.format.
 /// `source_schema`, when the source could be read, is checked for the
-/// timestamp fields.
+/// timestamp fields. A python_transformation is checked by running its code in
+/// the embedded interpreter (python/python_transformation.h): it compiles
+/// (InvalidArgument on python_transformation.code with the line), runs as a
+/// module and defines the function (python_transformation.function); with
+/// `source_schema`, the function run on an empty batch of it returns the
+/// declared output columns with compatible types
+/// (python_transformation.output_columns). Its output_columns' types are
+/// canonicalised.
 Status ValidateFeatureSet(FeatureSet* feature_set,
                           const std::shared_ptr<arrow::Schema>& source_schema);
 

@@ -19,6 +19,7 @@
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/registry/codec.h"
 #include "fstore/service/definition_validator.h"
+#include "fstore/materialize/python_step.h"
 
 namespace fstore {
 namespace json = boost::json;
@@ -335,9 +336,12 @@ Result<std::vector<Entity>> PlanEntities(Registry* registry, const FeatureSet& f
   return created;
 }
 
+// The columns the features of `fs` may read: its source's and the output
+// columns of its Python transformation (materialize/python_step.h).
 Result<std::shared_ptr<arrow::Schema>> SchemaOf(const FeatureSet& fs) {
   if (!fs.source) return std::shared_ptr<arrow::Schema>();
-  return ReadSourceSchema(*fs.source);
+  ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(*fs.source));
+  return SchemaAfterPython(fs, schema);
 }
 
 // Validates a feature set's own fields (which canonicalises its source, e.g.
@@ -345,7 +349,11 @@ Result<std::shared_ptr<arrow::Schema>> SchemaOf(const FeatureSet& fs) {
 // checks the columns the feature set names against it.
 Result<std::shared_ptr<arrow::Schema>> ValidatedSchemaOf(FeatureSet* fs) {
   ARROW_RETURN_NOT_OK(ValidateFeatureSet(fs, nullptr));
-  ARROW_ASSIGN_OR_RAISE(auto schema, SchemaOf(*fs));
+  // The source's own schema: a Python transformation is checked against it.
+  std::shared_ptr<arrow::Schema> schema;
+  if (fs->source) {
+    ARROW_ASSIGN_OR_RAISE(schema, ReadSourceSchema(*fs->source));
+  }
   if (schema) ARROW_RETURN_NOT_OK(ValidateFeatureSet(fs, schema));
   return schema;
 }

@@ -393,6 +393,23 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
     if (!resolved.emplace(owners[0], name).second) {
       return InvalidArgument(field, "feature '" + ref + "' is requested twice");
     }
+    if (sets[owners[0]].feature_set.python_transformation) {
+      // Windows are recomputed from the source at each entity row's time;
+      // the source rows would first have to go through the feature set's
+      // Python step, which retrieval does not run (its materialized rows and
+      // the online store have the values).
+      const auto& planned = sets[owners[0]].plan.features;
+      auto p = std::find_if(planned.begin(), planned.end(),
+                            [&](const PlannedFeature& x) { return x.feature.name == name; });
+      if (p != planned.end() && p->kind == PlannedFeature::Kind::kWindow) {
+        return MakeError(ErrorCode::kNotImplemented,
+                         "feature '" + sets[owners[0]].feature_set.name + ":" + name +
+                             "' is a windowed aggregation of a feature set with a "
+                             "python_transformation: historical retrieval of it is not built "
+                             "yet (its online value is served)",
+                         field);
+      }
+    }
     sets[owners[0]].wanted.push_back(name);
     sets[owners[0]].output_slot.push_back(i);
   }

@@ -15,6 +15,7 @@
 
 #include "fstore/compute/expression.h"
 #include "fstore/compute/source_schema.h"
+#include "fstore/materialize/python_step.h"
 #include "fstore/core/duration.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/materialize/feature_validation.h"
@@ -111,6 +112,10 @@ void PlanReadTime(const OnlineServing::Snapshot& snapshot, ServingSet* s) {
     spdlog::warn("online serving: planning '{}' failed: {}", fs.name, plan.status().ToString());
     return;
   }
+  // A clock-reading feature may read output columns of the set's Python
+  // step: they are stored like source columns ("__src__<column>").
+  auto visible = SchemaAfterPython(fs, *schema);
+  if (visible.ok()) schema = *visible;
   for (const PlannedFeature& p : plan->features) {
     if (!p.reads_clock || !p.expression) continue;
     if (p.kind != PlannedFeature::Kind::kScalar && p.kind != PlannedFeature::Kind::kDerived) {
