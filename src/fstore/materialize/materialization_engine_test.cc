@@ -1,12 +1,13 @@
 // The job machinery on real embedded stores: the scheduler's missed-slot rule,
-// runs of one feature set never overlapping, and a failed chunked run resumed
-// by a retry where it stopped.
+// runs of one feature set never overlapping, a failed chunked run resumed
+// by a retry where it stopped, and a feature set with a Python transformation.
 
 #include "fstore/materialize/materialization_engine.h"
 
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <filesystem>
 
 #include <arrow/api.h>
@@ -225,6 +226,99 @@ TEST_F(MaterializationEngineTest, ChunksRecordProgressAndOnlineGetsTheLatestRows
   EXPECT_EQ(records[0]->event_time, kJan1 + 69 * kMicrosPerHour);
   EXPECT_EQ(records[1]->event_time, kJan1 + 71 * kMicrosPerHour);
   EXPECT_EQ(std::get<double>(records[1]->values.at(0).second), 21.0);  // day 2, 71 % 5
+}
+
+// A Python step before the SQL features: its output columns are read by a
+// plain feature, an expression and a window; a source column it does not
+// return stays readable (the rows are kept).
+TEST_F(MaterializationEngineTest, PythonTransformedFeatureSet) {
+  WriteSource(3);
+  FeatureSet set = Define("", 1000, kJan1);
+  PythonTransformationDefinition python;
+  python.code =
+      "import pyarrow as pa\n"
+      "import pyarrow.compute as pc\n"
+      "def transform(batch):\n"
+      "    amount = batch.column('amount')\n"
+      "    return pa.RecordBatch.from_arrays(\n"
+      "        [pc.multiply(amount, 3), pc.if_else(pc.greater(amount, 20), 'high', 'low')],\n"
+      "        names=['amount_x3', 'bucket'])\n";
+  python.output_columns = {{"amount_x3", "float"}, {"bucket", "string"}};
+  set.python_transformation = python;
+  set.version = 2;
+  auto feature = [&](std::string name, std::string type, std::string sql, std::string window) {
+    Feature f;
+    f.id = NewUuid();
+    f.name = std::move(name);
+    f.feature_set_id = set.id;
+    f.data_type = std::move(type);
+    f.transformation = std::move(sql);
+    f.window_size = std::move(window);
+    return VersionedPut<Feature>{f, 0};
+  };
+  RegistryWrite write;
+  write.feature_sets = {{set, 1}};
+  write.features = {feature("amount_x3", "float", "", ""), feature("bucket", "string", "", ""),
+                    feature("x3_plus_one", "float", "amount_x3 + 1", ""),
+                    feature("x3_6h", "float", "SUM(amount_x3)", "6h")};
+  ASSERT_OK(registry_->Commit(write));
+  StartEngine(1);
+  ASSERT_OK_AND_ASSIGN(auto job, engine_->RunNow({"txn", kJan1, kJan1 + 3 * kMicrosPerDay, "cli"}));
+  ASSERT_EQ(JobStatusName(job.status), "succeeded") << job.error;
+  EXPECT_EQ(job.rows_written_offline, 72);
+
+  auto amount_at = [](int64_t h) { return static_cast<double>((h / 24) * 10 + h % 5); };
+  ASSERT_OK_AND_ASSIGN(auto rows, offline_->Read("txn", 1, kJan1, kJan1 + 3 * kMicrosPerDay));
+  ASSERT_EQ(rows->num_rows(), 72);
+  ASSERT_OK_AND_ASSIGN(auto batch, rows->CombineChunksToBatch());
+  auto users = std::static_pointer_cast<arrow::StringArray>(batch->GetColumnByName("user_id"));
+  auto times = std::static_pointer_cast<arrow::TimestampArray>(batch->GetColumnByName("event_timestamp"));
+  auto x3 = std::static_pointer_cast<arrow::DoubleArray>(batch->GetColumnByName("amount_x3"));
+  auto bucket = std::static_pointer_cast<arrow::StringArray>(batch->GetColumnByName("bucket"));
+  auto plus_one = std::static_pointer_cast<arrow::DoubleArray>(batch->GetColumnByName("x3_plus_one"));
+  auto window = std::static_pointer_cast<arrow::DoubleArray>(batch->GetColumnByName("x3_6h"));
+  auto amount = std::static_pointer_cast<arrow::DoubleArray>(batch->GetColumnByName("amount"));
+  ASSERT_TRUE(users && times && x3 && bucket && plus_one && window && amount);
+  for (int64_t i = 0; i < batch->num_rows(); ++i) {
+    int64_t h = (times->Value(i) - kJan1) / kMicrosPerHour;
+    EXPECT_EQ(users->GetView(i), "u" + std::to_string(h % 3));
+    EXPECT_DOUBLE_EQ(x3->Value(i), 3 * amount_at(h)) << h;
+    EXPECT_EQ(bucket->GetView(i), amount_at(h) > 20 ? "high" : "low") << h;
+    EXPECT_DOUBLE_EQ(plus_one->Value(i), 3 * amount_at(h) + 1) << h;
+    EXPECT_DOUBLE_EQ(amount->Value(i), amount_at(h)) << h;
+    // The user's events in [t - 6h, t]: hours h, h-3, h-6.
+    double sum = 0;
+    for (int64_t k = h; k >= 0 && k >= h - 6; k -= 3) sum += 3 * amount_at(k);
+    EXPECT_DOUBLE_EQ(window->Value(i), sum) << h;
+  }
+
+  ASSERT_OK_AND_ASSIGN(auto records, online_->Read("txn", {EntityKey{std::string("u2")}}, 0, NowMicros()));
+  ASSERT_TRUE(records[0].has_value());
+  EXPECT_EQ(records[0]->event_time, kJan1 + 71 * kMicrosPerHour);
+  std::map<std::string, FeatureValue> values(records[0]->values.begin(), records[0]->values.end());
+  EXPECT_DOUBLE_EQ(std::get<double>(values.at("amount_x3")), 3 * amount_at(71));
+  EXPECT_EQ(std::get<std::string>(values.at("bucket")), "high");
+  // At the run's end (hour 72) the 6h window holds u2's hours 68 and 71.
+  EXPECT_DOUBLE_EQ(std::get<double>(values.at("x3_6h")), 3 * (amount_at(68) + amount_at(71)));
+}
+
+// A function that raises fails the job with its traceback in the error.
+TEST_F(MaterializationEngineTest, PythonExceptionFailsTheJobWithItsTraceback) {
+  WriteSource(1);
+  FeatureSet set = Define("", 1000, kJan1);
+  PythonTransformationDefinition python;
+  python.code = "def transform(batch):\n    raise KeyError('no such thing')\n";
+  python.output_columns = {{"amount", "float"}};
+  set.python_transformation = python;
+  set.version = 2;
+  RegistryWrite write;
+  write.feature_sets = {{set, 1}};
+  ASSERT_OK(registry_->Commit(write));
+  StartEngine(1);
+  ASSERT_OK_AND_ASSIGN(auto job, engine_->RunNow({"txn", kJan1, kJan1 + kMicrosPerDay, "cli"}));
+  ASSERT_EQ(JobStatusName(job.status), "failed");
+  EXPECT_NE(job.error.find("Traceback (most recent call last)"), std::string::npos) << job.error;
+  EXPECT_NE(job.error.find("KeyError: 'no such thing'"), std::string::npos) << job.error;
 }
 
 }  // namespace
