@@ -163,6 +163,48 @@ TEST(CodecTest, PatchNullResetsOptionalFields) {
   EXPECT_EQ(FieldOf(st), "name");
 }
 
+TEST(CodecTest, PythonTransformationRoundTripsAndPatches) {
+  FeatureSet fs;
+  ASSERT_OK(DecodeFeatureSet(J(R"({
+    "name": "txn", "entities": ["user"],
+    "python_transformation": {"code": "def transform(b):\n    return b\n",
+                              "input": "pandas", "timeout": 5,
+                              "output_columns": {"b": "float", "a": "int"}}
+  })"), DecodeMode::kCreate, &fs));
+  ASSERT_TRUE(fs.python_transformation.has_value());
+  EXPECT_EQ(fs.python_transformation->function, "transform");  // the default
+  EXPECT_EQ(fs.python_transformation->timeout, "5s");
+  // Declared order is kept.
+  ASSERT_EQ(fs.python_transformation->output_columns.size(), 2u);
+  EXPECT_EQ(fs.python_transformation->output_columns[0].first, "b");
+  FeatureSet stored;
+  ASSERT_OK(DecodeFeatureSet(ToJson(fs), DecodeMode::kStored, &stored));
+  ASSERT_TRUE(stored.python_transformation.has_value());
+  EXPECT_EQ(json::serialize(ToJson(*stored.python_transformation)),
+            json::serialize(ToJson(*fs.python_transformation)));
+
+  // A patch changes the subfields it gives; null removes it.
+  ASSERT_OK(DecodeFeatureSet(J(R"({"python_transformation": {"timeout": "1s"}})"),
+                             DecodeMode::kPatch, &fs));
+  EXPECT_EQ(fs.python_transformation->timeout, "1s");
+  EXPECT_EQ(fs.python_transformation->input, "pandas");
+  ASSERT_OK(DecodeFeatureSet(J(R"({"python_transformation": null})"), DecodeMode::kPatch, &fs));
+  EXPECT_FALSE(fs.python_transformation.has_value());
+  EXPECT_TRUE(ToJson(fs).at("python_transformation").is_null());
+
+  // Strict: unknown subfields, wrong types, no code.
+  FeatureSet bad;
+  Status st = DecodeFeatureSet(J(R"({"python_transformation": {"code": "x", "lang": "py"}})"),
+                               DecodeMode::kCreate, &bad);
+  EXPECT_EQ(FieldOf(st), "python_transformation.lang");
+  st = DecodeFeatureSet(J(R"({"python_transformation": {"code": "x", "output_columns": ["a"]}})"),
+                        DecodeMode::kCreate, &bad);
+  EXPECT_EQ(FieldOf(st), "python_transformation.output_columns");
+  st = DecodeFeatureSet(J(R"({"python_transformation": {"output_columns": {"a": "int"}}})"),
+                        DecodeMode::kCreate, &bad);
+  EXPECT_EQ(FieldOf(st), "python_transformation.code");
+}
+
 TEST(CodecTest, TtlInSecondsBecomesADuration) {
   FeatureSet fs;
   ASSERT_OK(DecodeFeatureSet(J(R"({"ttl": 3600})"), DecodeMode::kCreate, &fs));
