@@ -9,6 +9,15 @@
 #include "fstore/python/embedded_python.h"
 #include "fstore/testing/gtest_util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under ASan (FSTORE_SANITIZE): full stack unwinding at allocations, so that
+// LeakSanitizer sees the interpreter's frames under the allocations made by
+// libraries without frame pointers (OpenSSL's, from Python's _hashlib, which
+// pandas imports) and scripts/lsan.supp's Python entries match them. The
+// environment's ASAN_OPTIONS still override it.
+extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
+#endif
+
 namespace fstore {
 namespace {
 
