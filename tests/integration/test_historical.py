@@ -415,6 +415,31 @@ def test_entity_rows_as_arrow_or_parquet_body(world):
     assert ipc.open_stream(r.content).read_all().num_rows == len(rows)
 
 
+def test_feature_sets_may_be_left_out_when_every_feature_names_its_set(world):
+    api = world["api"]
+    rows = random_entity_rows(world, seed=22, n=40)
+    features = [f"{world['a']}:amount", f"{world['b']}:amount", f"{world['a']}:n_6h"]
+    full = post_hist(api, {"feature_sets": [world["a"], world["b"]], "features": features,
+                           "entity_df": {"columns": ["user_id", "event_timestamp"],
+                                         "data": rows}}).json()
+    short = post_hist(api, {"features": features,
+                            "entity_df": {"columns": ["user_id", "event_timestamp"],
+                                          "data": rows}}).json()
+    assert short == full
+    table = _entity_table(rows, label=False)
+    r = api.session.post(api.base + "/api/v1/serving/historical",
+                         params={"features": ",".join(features)}, data=_ipc_bytes(table),
+                         headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+                         timeout=30)
+    assert r.status_code == 200, r.text
+    assert [row[2:] for row in r.json()["data"]] == [row[2:] for row in full["data"]]
+    # A bare name still needs feature_sets.
+    r = api.post("/api/v1/serving/historical", {
+        "features": [f"{world['a']}:amount", "n_6h"],
+        "entity_df": {"columns": ["user_id", "event_timestamp"], "data": rows}})
+    assert_error(r, 400, "invalid_argument", "feature_sets")
+
+
 def test_bad_arrow_and_parquet_bodies(world):
     api = world["api"]
     url = api.base + "/api/v1/serving/historical"

@@ -330,8 +330,26 @@ std::vector<FeatureSelection::JoinKey> FeatureSelection::JoinKeys() const {
 
 Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json::object& body) {
   FeatureSelection selection;
-  ARROW_ASSIGN_OR_RAISE(auto set_refs, StringList(body, "feature_sets"));
+  std::vector<std::string> set_refs;
+  if (body.contains("feature_sets")) {
+    ARROW_ASSIGN_OR_RAISE(set_refs, StringList(body, "feature_sets"));
+  }
   ARROW_ASSIGN_OR_RAISE(auto feature_refs, StringList(body, "features"));
+  if (!body.contains("feature_sets")) {
+    // Without feature_sets, every feature names its set ("set:feature"); the
+    // sets are those, in order of first mention.
+    for (const auto& ref : feature_refs) {
+      size_t colon = ref.find(':');
+      if (colon == std::string::npos || colon == 0) {
+        return InvalidArgument("feature_sets", "is required when a feature is not named "
+                                               "feature_set:feature ('" + ref + "')");
+      }
+      std::string set = ref.substr(0, colon);
+      if (std::find(set_refs.begin(), set_refs.end(), set) == set_refs.end()) {
+        set_refs.push_back(std::move(set));
+      }
+    }
+  }
   if (const json::value* v = body.if_contains("as_of"); v && !v->is_null()) {
     if (!v->is_string()) return InvalidArgument("as_of", "must be an ISO 8601 timestamp string");
     auto t = ParseTimestamp(v->as_string());
@@ -803,10 +821,6 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
       return InvalidArgument(key, "unknown query parameter '" + key +
                                       "' (expected feature_sets, features, as_of)");
     }
-  }
-  if (!fields.contains("feature_sets")) {
-    return InvalidArgument("feature_sets", "give the feature sets in the query string: "
-                                           "?feature_sets=a,b&features=x,y");
   }
   ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, fields));
 
