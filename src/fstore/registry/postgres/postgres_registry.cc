@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fstore/registry/codec.h"
+#include "fstore/registry/internal/stored_body.h"
 #include "fstore/registry/postgres/migrations.h"
 
 namespace fstore {
@@ -286,34 +287,10 @@ Result<std::optional<std::string>> QueryText(PgSession& s, const char* sql, cons
 }
 
 // ---------------------------------------------------------------------------
-// Stored bodies (as the SQLite backend stores them: codec.h's JSON)
+// Stored bodies (registry/internal/stored_body.h)
 
-std::string Body(const auto& definition) { return boost::json::serialize(ToJson(definition)); }
-
-Status DecodeStored(const boost::json::value& json, Entity* out) {
-  return DecodeEntity(json, DecodeMode::kStored, out);
-}
-Status DecodeStored(const boost::json::value& json, FeatureSet* out) {
-  return DecodeFeatureSet(json, DecodeMode::kStored, out);
-}
-Status DecodeStored(const boost::json::value& json, Feature* out) {
-  return DecodeFeature(json, DecodeMode::kStored, out);
-}
-Status DecodeStored(const boost::json::value& json, MaterializationJob* out) {
-  return DecodeJob(json, out);
-}
-
-template <typename T>
-Result<T> DecodeBody(const std::string& body, std::string_view kind) {
-  T out;
-  auto json = ParseJson(body);
-  Status status = json.ok() ? DecodeStored(*json, &out) : json.status();
-  if (!status.ok()) {
-    return Internal("registry database: a stored " + std::string(kind) +
-                    " cannot be read: " + ErrorMessageOf(status));
-  }
-  return out;
-}
+using registry_internal::Body;
+using registry_internal::DecodeBody;
 
 /// Decodes the `body` column (the first) of every row.
 template <typename T, typename... Args>

@@ -10,6 +10,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "fstore/registry/codec.h"
+#include "fstore/registry/internal/stored_body.h"
 #include "fstore/registry/sqlite/migrations.h"
 
 namespace fstore {
@@ -191,34 +192,10 @@ class WriteTransaction {
 };
 
 // ---------------------------------------------------------------------------
-// Stored bodies
+// Stored bodies (registry/internal/stored_body.h)
 
-std::string Body(const auto& definition) { return boost::json::serialize(ToJson(definition)); }
-
-Status DecodeStored(const boost::json::value& json, Entity* out) {
-  return DecodeEntity(json, DecodeMode::kStored, out);
-}
-Status DecodeStored(const boost::json::value& json, FeatureSet* out) {
-  return DecodeFeatureSet(json, DecodeMode::kStored, out);
-}
-Status DecodeStored(const boost::json::value& json, Feature* out) {
-  return DecodeFeature(json, DecodeMode::kStored, out);
-}
-Status DecodeStored(const boost::json::value& json, MaterializationJob* out) {
-  return DecodeJob(json, out);
-}
-
-template <typename T>
-Result<T> DecodeBody(const std::string& body, std::string_view kind) {
-  T out;
-  auto json = ParseJson(body);
-  Status status = json.ok() ? DecodeStored(*json, &out) : json.status();
-  if (!status.ok()) {
-    return Internal("registry database: a stored " + std::string(kind) +
-                    " cannot be read: " + ErrorMessageOf(status));
-  }
-  return out;
-}
+using registry_internal::Body;
+using registry_internal::DecodeBody;
 
 /// Decodes the `body` column (the first) of every row.
 template <typename T, typename... Args>
