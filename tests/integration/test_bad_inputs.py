@@ -243,8 +243,10 @@ CASES = [
                "entity_df": {"columns": ["user_id", "event_timestamp"],
                              "data": [["user_123", "2024-01-01T10:00:00"]]},
                "features": ["user_age"]}),
+    # feature_sets may be derived from set:feature names, so features is
+    # what an empty request lacks first.
     case("serving-batch", "POST", "/api/v1/serving/batch", 400, "invalid_argument",
-         "feature_sets", body={}),
+         "features", body={}),
     case("monitoring-metrics", "GET", "/monitoring/metrics", 501, "not_implemented"),
     case("monitoring-statistics", "GET", "/monitoring/statistics?days=7", 501, "not_implemented"),
     case("monitoring-freshness", "GET", "/monitoring/data-freshness", 501, "not_implemented"),
