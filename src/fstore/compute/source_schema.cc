@@ -88,6 +88,20 @@ std::string FormatName(const SourceDefinition& source) {
   return source.format.empty() ? "parquet" : source.format;
 }
 
+// The normalized schema of the source's first file (one listing serves both
+// the inspection and the dataset made from it).
+Result<std::shared_ptr<arrow::Schema>> InspectSchema(const SourceFactory& made,
+                                                     const SourceDefinition& source) {
+  ds::InspectOptions inspect;
+  inspect.fragments = 1;
+  auto schema = made.factory->Inspect(inspect);
+  if (!schema.ok()) {
+    return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
+                                            FormatName(source) + ": " + schema.status().message());
+  }
+  return NormalizeSourceSchema(**schema);
+}
+
 }  // namespace
 
 Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& source) {
@@ -102,21 +116,13 @@ Result<std::shared_ptr<arrow::Schema>> ReadSourceSchema(const SourceDefinition& 
   }
   ARROW_ASSIGN_OR_RAISE(SourceFactory made, MakeSourceFactory(source));
   if (!made.factory) return nullptr;
-  ds::InspectOptions inspect;
-  inspect.fragments = 1;
-  auto schema = made.factory->Inspect(inspect);
-  if (!schema.ok()) {
-    return Unprocessable("source.path", "cannot read '" + source.path + "' as " +
-                                            FormatName(source) + ": " + schema.status().message());
-  }
-  return NormalizeSourceSchema(**schema);
+  return InspectSchema(made, source);
 }
 
 Result<std::shared_ptr<ds::Dataset>> OpenSourceDataset(const SourceDefinition& source) {
-  ARROW_ASSIGN_OR_RAISE(auto schema, ReadSourceSchema(source));
-  if (!schema) return nullptr;
   ARROW_ASSIGN_OR_RAISE(SourceFactory made, MakeSourceFactory(source));
   if (!made.factory) return nullptr;
+  ARROW_ASSIGN_OR_RAISE(auto schema, InspectSchema(made, source));
   ds::FinishOptions finish;
   finish.schema = schema;  // the scan casts the files' columns to it
   auto dataset = made.factory->Finish(finish);
