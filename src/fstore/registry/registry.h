@@ -20,6 +20,7 @@
 #include "fstore/core/status.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/materialization_job.h"
+#include "fstore/registry/operations.h"
 
 namespace fstore {
 
@@ -111,6 +112,32 @@ class Registry {
   virtual Result<std::optional<TimestampMicros>> LastScheduledSlot(
       std::string_view feature_set_id) = 0;
   virtual Status SetLastScheduledSlot(std::string_view feature_set_id, TimestampMicros slot) = 0;
+
+  // API keys and the audit log (operations.h, issue #7).
+
+  /// Inserts a key, or replaces the record with its id (revocation).
+  virtual Status PutApiKey(const ApiKeyRecord& key) = 0;
+  /// Every key, revoked ones too, oldest first.
+  virtual Result<std::vector<ApiKeyRecord>> ListApiKeys() = 0;
+  /// Appends an entry; the registry assigns its seq.
+  virtual Status AppendAudit(const AuditEvent& event) = 0;
+  /// Entries matching `filter`, newest first (by seq), at most filter.limit.
+  virtual Result<std::vector<AuditEvent>> ListAudit(const AuditFilter& filter) = 0;
+
+  // Feature statistics and usage (operations.h, issue #7).
+
+  /// Stores the records of one run (replacing any of the same job and feature).
+  virtual Status PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>& records) = 0;
+  /// Records computed at or after `since`, of one feature set (by id) or of
+  /// all when empty; oldest first (by computed_at, then job id, then feature).
+  virtual Result<std::vector<FeatureStatisticsRecord>> ListFeatureStatistics(
+      TimestampMicros since, std::string_view feature_set_id) = 0;
+  /// Adds the counts to the stored rows with the same (day, key_id,
+  /// feature_set, feature), creating missing rows; all in one transaction.
+  virtual Status AddUsage(const std::vector<UsageCount>& counts) = 0;
+  /// Rows whose day is >= since_day ("YYYY-MM-DD"), ordered by day, key_id,
+  /// feature_set, feature.
+  virtual Result<std::vector<UsageCount>> ListUsage(std::string_view since_day) = 0;
 
   /// Releases connections; further calls fail. Idempotent.
   virtual Status Close() = 0;

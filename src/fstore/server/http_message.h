@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "fstore/security/principal.h"
+
 namespace fstore {
 
 struct HttpRequest {
@@ -21,6 +23,12 @@ struct HttpRequest {
   std::map<std::string, std::string> query;
   /// Filled by the router from "{name}" segments of the route pattern.
   std::map<std::string, std::string> path_params;
+  /// The matched route's pattern ("/api/v1/features/{id}"), set by the
+  /// router; empty when no route matched (404, 405). Metrics label by it.
+  std::string route;
+  /// Who sent it, set by the server's authentication before the handler
+  /// runs; Anonymous() while authentication is off.
+  const Principal* principal = &Principal::Anonymous();
   /// Header names lower-cased.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;

@@ -152,6 +152,7 @@ HttpResponse Router::Handle(HttpRequest& request) const {
     return response;
   }
 
+  request.route = best->pattern;
   if (best->options.json_body && !request.body.empty()) {
     const std::optional<std::string_view> content_type = request.Header("content-type");
     if (content_type && !IsJsonMediaType(*content_type)) {

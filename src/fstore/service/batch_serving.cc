@@ -199,12 +199,13 @@ BatchServing::BatchServing(FeatureStore* store, int workers)
 BatchServing::~BatchServing() { Shutdown(); }
 
 Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::object& body,
-                                                                  BatchServingJob* job) {
+                                                                  BatchServingJob* job,
+                                                                  const RequestContext& context) {
   std::set<std::string> known{"entity_source", "output", "overwrite", "batch_rows", "wait"};
   known.insert(std::begin(kFeatureSelectionFields), std::end(kFeatureSelectionFields));
   ARROW_RETURN_NOT_OK(CheckKnownFields(body, known, ""));
   auto plan = std::make_shared<Plan>();
-  ARROW_ASSIGN_OR_RAISE(plan->selection, ResolveFeatureSelection(store_, body));
+  ARROW_ASSIGN_OR_RAISE(plan->selection, ResolveFeatureSelection(store_, body, context));
   ARROW_ASSIGN_OR_RAISE(plan->overwrite, BoolField(body, "overwrite"));
   if (const json::value* v = body.if_contains("batch_rows"); v && !v->is_null()) {
     constexpr int64_t kMax = 100'000'000;
@@ -382,14 +383,15 @@ Result<std::shared_ptr<BatchServing::Plan>> BatchServing::PlanJob(const json::ob
   return plan;
 }
 
-Result<BatchServingJob> BatchServing::Submit(const json::value& body_value) {
+Result<BatchServingJob> BatchServing::Submit(const json::value& body_value,
+                                             const RequestContext& context) {
   if (!body_value.is_object()) return InvalidArgument("", "the request body must be a JSON object");
   const json::object& body = body_value.as_object();
   BatchServingJob job;
   job.id = NewUuid();
   job.created_at = NowMicros();
   ARROW_ASSIGN_OR_RAISE(bool wait, BoolField(body, "wait"));
-  ARROW_ASSIGN_OR_RAISE(auto plan, PlanJob(body, &job));
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanJob(body, &job, context));
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return Unavailable("the server is shutting down");

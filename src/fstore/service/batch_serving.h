@@ -68,6 +68,7 @@
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
 #include "fstore/registry/materialization_job.h"
+#include "fstore/service/request_context.h"
 
 namespace fstore {
 
@@ -121,7 +122,10 @@ class BatchServing {
 
   /// Checks the request (the header's rules), records a queued job and
   /// schedules it; with "wait": true, returns once it has ended.
-  Result<BatchServingJob> Submit(const boost::json::value& body);
+  /// PermissionDenied (before any job exists) naming a feature set
+  /// context.principal may not use; context.usage gets the sets and features.
+  Result<BatchServingJob> Submit(const boost::json::value& body,
+                                 const RequestContext& context = {});
   /// The job's record; NotFound for an unknown (or forgotten) id.
   Result<BatchServingJob> GetJob(std::string_view id);
   /// Waits until the job has ended or `timeout` passed; returns its record.
@@ -133,7 +137,8 @@ class BatchServing {
  private:
   struct Plan;  // a checked request, ready to run
 
-  Result<std::shared_ptr<Plan>> PlanJob(const boost::json::object& body, BatchServingJob* job);
+  Result<std::shared_ptr<Plan>> PlanJob(const boost::json::object& body, BatchServingJob* job,
+                                        const RequestContext& context);
   void WorkerLoop();
   void Execute(const std::string& id, const std::shared_ptr<Plan>& plan);
   Status Run(const std::string& id, const Plan& plan);

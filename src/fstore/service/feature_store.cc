@@ -212,8 +212,9 @@ Status FeatureStore::CommitDefinitions(const RegistryWrite& write) {
   return Status::OK();
 }
 
-Result<json::object> FeatureStore::ServeOnline(const json::value& body) {
-  return serving_->Serve(body, NowMicros());
+Result<json::object> FeatureStore::ServeOnline(const json::value& body,
+                                               const RequestContext& context) {
+  return serving_->Serve(body, NowMicros(), context);
 }
 
 // ---------------------------------------------------------- materialization

@@ -151,7 +151,8 @@ class FeatureStore {
   Status Close();
 
   /// POST /api/v1/serving/online (online_serving.h).
-  Result<boost::json::object> ServeOnline(const boost::json::value& body);
+  Result<boost::json::object> ServeOnline(const boost::json::value& body,
+                                          const RequestContext& context = {});
 
   const FeatureStoreOptions& options() const { return options_; }
   Registry* registry() { return registry_.get(); }

@@ -328,7 +328,8 @@ std::vector<FeatureSelection::JoinKey> FeatureSelection::JoinKeys() const {
   return keys;
 }
 
-Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json::object& body) {
+Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json::object& body,
+                                                 const RequestContext& context) {
   FeatureSelection selection;
   std::vector<std::string> set_refs;
   if (body.contains("feature_sets")) {
@@ -362,6 +363,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
   std::vector<RequestedSet>& sets = selection.sets;
   for (const auto& ref : set_refs) {
     ARROW_ASSIGN_OR_RAISE(RequestedSet set, LoadSet(store, ref));
+    ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(set.feature_set.name));
     bool dup = std::any_of(sets.begin(), sets.end(), [&](const RequestedSet& s) {
       return s.feature_set.id == set.feature_set.id;
     });
@@ -476,6 +478,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
                                               "' cannot be retrieved: " +
                                               ErrorMessageOf(loaded.status()));
             }
+            ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(loaded->feature_set.name));
             in_set = std::make_shared<const RequestedSet>(std::move(*loaded));
           }
         }
@@ -500,6 +503,14 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
     }
   }
   selection.feature_refs = std::move(feature_refs);
+  if (context.usage) {
+    for (const RequestedSet& s : sets) {
+      ServingUsage::Set used{.feature_set = s.feature_set.name};
+      used.features = s.wanted;
+      for (const auto& d : s.derived) used.features.push_back(d.feature.name);
+      context.usage->sets.push_back(std::move(used));
+    }
+  }
   return selection;
 }
 
@@ -562,7 +573,8 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
 }
 
 Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
-                                                            const json::value& body_value) {
+                                                            const json::value& body_value,
+                                                            const RequestContext& context) {
   if (!body_value.is_object()) return InvalidArgument("", "the request body must be a JSON object");
   const json::object& body = body_value.as_object();
   for (const auto& [key, value] : body) {
@@ -571,7 +583,7 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
       return InvalidArgument(std::string(key), "unknown field");
     }
   }
-  ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, body));
+  ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, body, context));
   ARROW_ASSIGN_OR_RAISE(EntityFrame frame, ParseEntityFrame(body));
 
   // The entity_df as typed columns.
@@ -801,7 +813,7 @@ Result<std::shared_ptr<arrow::RecordBatch>> JoinEntityBatch(FeatureStore* store,
 
 Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
     FeatureStore* store, const std::map<std::string, std::string>& query, std::string_view body,
-    std::string_view content_type) {
+    std::string_view content_type, const RequestContext& context) {
   // The feature half from the query string, as the JSON body would hold it.
   json::object fields;
   for (const auto& [key, value] : query) {
@@ -822,7 +834,7 @@ Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
                                       "' (expected feature_sets, features, as_of)");
     }
   }
-  ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, fields));
+  ARROW_ASSIGN_OR_RAISE(FeatureSelection selection, ResolveFeatureSelection(store, fields, context));
 
   const std::string_view media = content_type.substr(0, content_type.find(';'));
   auto buffer = std::make_shared<arrow::Buffer>(reinterpret_cast<const uint8_t*>(body.data()),

@@ -38,6 +38,7 @@
 #include "fstore/compute/expression.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/registry/definitions.h"
+#include "fstore/service/request_context.h"
 
 namespace fstore {
 
@@ -95,8 +96,12 @@ inline constexpr const char* kFeatureSelectionFields[] = {"feature_sets", "featu
 /// feature set; InvalidArgument naming the field ("features[2]", "as_of")
 /// for an unknown, ambiguous or repeated feature or a bad timestamp;
 /// Unprocessable (field "feature_sets") for a set without offline history.
+/// PermissionDenied naming the first feature set (requested, or read for a
+/// derived feature's input) that context.principal may not use. Fills
+/// context.usage's sets (entities left 0: the caller counts the rows).
 Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store,
-                                                 const boost::json::object& body);
+                                                 const boost::json::object& body,
+                                                 const RequestContext& context = {});
 
 /// The entity rows' join key `column` as the type ("int": int64, "string":
 /// utf8) a feature set's entity needs, no nulls; an error names the value at fault.
@@ -114,7 +119,8 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
 /// timestamp[us, UTC], other columns int64, float64, bool or utf8 as their
 /// JSON values are) then the features (their declared types).
 Result<std::shared_ptr<arrow::RecordBatch>> ServeHistorical(FeatureStore* store,
-                                                            const boost::json::value& body);
+                                                            const boost::json::value& body,
+                                                            const RequestContext& context = {});
 
 /// Where entity rows come from, for errors: the field to name and the label
 /// of a row ("entity_source.path" and "entity_source row 12 (column 'x')").
@@ -146,7 +152,8 @@ Result<std::shared_ptr<arrow::RecordBatch>> JoinEntityBatch(FeatureStore* store,
 /// column is event_timestamp, else timestamp. Returns JoinEntityBatch's table.
 Result<std::shared_ptr<arrow::RecordBatch>> ServeHistoricalTable(
     FeatureStore* store, const std::map<std::string, std::string>& query, std::string_view body,
-    std::string_view content_type);
+    std::string_view content_type,
+    const RequestContext& context = {});
 
 /// {"columns": [...], "data": [[...], ...]}; timestamps as ISO 8601 strings,
 /// non-finite floats as null.

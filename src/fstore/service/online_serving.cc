@@ -599,7 +599,8 @@ Result<std::vector<std::optional<json::value>>> EvaluateCrossSet(
 
 }  // namespace
 
-Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicros now) {
+Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicros now,
+                                          const RequestContext& context) {
   const auto started = std::chrono::steady_clock::now();
   std::shared_ptr<const Snapshot> snapshot = snapshot_.load();
   if (!snapshot) return Unavailable("online serving is starting: no definitions loaded yet");
@@ -629,6 +630,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
       return Unprocessable(field, "feature set '" + it->second.feature_set.name +
                                       "' has online_enabled false: it is not served online");
     }
+    ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(it->second.feature_set.name));
     if (std::find(sets.begin(), sets.end(), &it->second) == sets.end()) sets.push_back(&it->second);
     return &it->second;
   };
@@ -866,6 +868,7 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     if (cs == r.set->cross_set.end()) continue;
     for (const auto& in : cs->second.inputs) {
       const ServingSet* a = &snapshot->sets.at(in.set);
+      ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(a->feature_set.name));
       if (lookups.count(a)) continue;
       lookups[a] = lookups[r.set];
       auxiliary.insert(a);
@@ -907,7 +910,12 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     keys.reserve(misses.size());
     for (size_t i : misses) keys.push_back(list[i].key);
     // The cache stores records unexpired; the ttl applies when served.
+    const auto read_started = std::chrono::steady_clock::now();
     ARROW_ASSIGN_OR_RAISE(auto got, online_->Read(name, keys, cache_ ? 0 : s->ttl_micros, now));
+    if (context.usage) {
+      context.usage->online_store_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - read_started).count();
+    }
     for (size_t j = 0; j < misses.size(); ++j) {
       if (cache_) cache_->Put(cache_keys[j], name, now, got[j], generation);
       if (got[j] && s->ttl_micros > 0 && got[j]->event_time < now - s->ttl_micros) got[j].reset();
@@ -959,9 +967,22 @@ Result<json::object> OnlineServing::Serve(const json::value& body, TimestampMicr
     for (size_t i = 0; i < list.size(); ++i) {
       if (!got[i]) labels_missing.emplace_back(list[i].label);
     }
+    if (context.usage && !auxiliary.count(s)) {
+      ServingUsage::Set used{.feature_set = s->feature_set.name};
+      for (const auto& r : requested) {
+        if (r.set == s) used.features.push_back(r.feature->name);
+      }
+      used.entities = static_cast<int64_t>(list.size());
+      used.entities_found = used.entities - static_cast<int64_t>(labels_missing.size());
+      context.usage->sets.push_back(std::move(used));
+    }
     if (!labels_missing.empty() && !auxiliary.count(s)) {
       missing[s->feature_set.name] = std::move(labels_missing);
     }
+  }
+  if (context.usage) {
+    context.usage->cache_hits += static_cast<int64_t>(hits);
+    context.usage->cache_misses += cache_ ? static_cast<int64_t>(reads - hits) : 0;
   }
   if (entities_value) {
     json::object features;

@@ -40,6 +40,7 @@
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
 #include "fstore/online/online_store.h"
+#include "fstore/service/request_context.h"
 
 namespace fstore {
 
@@ -76,7 +77,11 @@ class OnlineServing {
   void InvalidateFeatureSet(const std::string& feature_set);
 
   /// Serves one request body. `now` decides ttl expiry (UTC micros).
-  Result<boost::json::object> Serve(const boost::json::value& body, TimestampMicros now);
+  /// PermissionDenied naming the first feature set (requested, or read for a
+  /// cross-set derived feature) context.principal may not use; fills
+  /// context.usage.
+  Result<boost::json::object> Serve(const boost::json::value& body, TimestampMicros now,
+                                    const RequestContext& context = {});
 
   struct Snapshot;
   class Cache;

@@ -789,4 +789,27 @@ Status PostgresRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
   });
 }
 
+
+// ----------------------------------------------- issue #7 records (stubs)
+// Not built yet: replaced by the registry storage of migrations 3 and 4.
+Status PostgresRegistry::PutApiKey(const ApiKeyRecord&) { return NotImplemented("api keys storage"); }
+Result<std::vector<ApiKeyRecord>> PostgresRegistry::ListApiKeys() {
+  return NotImplemented("api keys storage");
+}
+Status PostgresRegistry::AppendAudit(const AuditEvent&) { return NotImplemented("audit storage"); }
+Result<std::vector<AuditEvent>> PostgresRegistry::ListAudit(const AuditFilter&) {
+  return NotImplemented("audit storage");
+}
+Status PostgresRegistry::PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>&) {
+  return NotImplemented("statistics storage");
+}
+Result<std::vector<FeatureStatisticsRecord>> PostgresRegistry::ListFeatureStatistics(TimestampMicros,
+                                                                       std::string_view) {
+  return NotImplemented("statistics storage");
+}
+Status PostgresRegistry::AddUsage(const std::vector<UsageCount>&) { return NotImplemented("usage storage"); }
+Result<std::vector<UsageCount>> PostgresRegistry::ListUsage(std::string_view) {
+  return NotImplemented("usage storage");
+}
+
 }  // namespace fstore

@@ -90,6 +90,17 @@ class PostgresRegistry final : public Registry {
       std::string_view feature_set_id) override;
   Status SetLastScheduledSlot(std::string_view feature_set_id, TimestampMicros slot) override;
 
+  // API keys, audit log, statistics, usage (operations.h; migrations 3 and 4).
+  Status PutApiKey(const ApiKeyRecord& key) override;
+  Result<std::vector<ApiKeyRecord>> ListApiKeys() override;
+  Status AppendAudit(const AuditEvent& event) override;
+  Result<std::vector<AuditEvent>> ListAudit(const AuditFilter& filter) override;
+  Status PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>& records) override;
+  Result<std::vector<FeatureStatisticsRecord>> ListFeatureStatistics(
+      TimestampMicros since, std::string_view feature_set_id) override;
+  Status AddUsage(const std::vector<UsageCount>& counts) override;
+  Result<std::vector<UsageCount>> ListUsage(std::string_view since_day) override;
+
   /// Closes every connection (leased ones when their call ends); later calls
   /// are Unavailable. Idempotent.
   Status Close() override;

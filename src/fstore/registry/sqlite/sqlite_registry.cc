@@ -680,4 +680,27 @@ Status SqliteRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
   return txn.Commit();
 }
 
+
+// ----------------------------------------------- issue #7 records (stubs)
+// Not built yet: replaced by the registry storage of migrations 3 and 4.
+Status SqliteRegistry::PutApiKey(const ApiKeyRecord&) { return NotImplemented("api keys storage"); }
+Result<std::vector<ApiKeyRecord>> SqliteRegistry::ListApiKeys() {
+  return NotImplemented("api keys storage");
+}
+Status SqliteRegistry::AppendAudit(const AuditEvent&) { return NotImplemented("audit storage"); }
+Result<std::vector<AuditEvent>> SqliteRegistry::ListAudit(const AuditFilter&) {
+  return NotImplemented("audit storage");
+}
+Status SqliteRegistry::PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>&) {
+  return NotImplemented("statistics storage");
+}
+Result<std::vector<FeatureStatisticsRecord>> SqliteRegistry::ListFeatureStatistics(TimestampMicros,
+                                                                       std::string_view) {
+  return NotImplemented("statistics storage");
+}
+Status SqliteRegistry::AddUsage(const std::vector<UsageCount>&) { return NotImplemented("usage storage"); }
+Result<std::vector<UsageCount>> SqliteRegistry::ListUsage(std::string_view) {
+  return NotImplemented("usage storage");
+}
+
 }  // namespace fstore
