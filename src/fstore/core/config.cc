@@ -1,6 +1,7 @@
 #include "fstore/core/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <limits>
@@ -343,6 +344,36 @@ const std::vector<Setting>& SettingTable() {
                    return ParseInt(s, v, 1, 1000000, "a number of entities from 1 to 1000000",
                                    &c->serving_max_entities);
                  }});
+    t.push_back({{"FSTORE_AUTH", "auth", defaults.auth,
+                  "API key authentication: auto (on once a key exists) or required."},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   return ParseChoice(s, v, {"auto", "required"}, &c->auth);
+                 }});
+    t.push_back({{"FSTORE_ENCRYPTION_KEY", "encryption-key", "",
+                  "Encryption at rest: 64 hex characters (AES-256) for offline Parquet and "
+                  "online values.", /*secret=*/true},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   if (!v.empty()) {
+                     bool hex = v.size() == 64 &&
+                                std::all_of(v.begin(), v.end(), [](unsigned char ch) {
+                                  return std::isxdigit(ch) != 0;
+                                });
+                     if (!hex) {
+                       // Never echo the value: it is a secret.
+                       return InvalidArgument(std::string(s.env),
+                                              s.label + " must be 64 hex characters (a 256-bit "
+                                              "key); got " + std::to_string(v.size()) +
+                                              " characters");
+                     }
+                   }
+                   return SetString(&c->encryption_key, v);
+                 }});
+    t.push_back({{"FSTORE_ENCRYPTION_KEY_FILE", "encryption-key-file", "",
+                  "A file holding the encryption key (64 hex characters), instead of "
+                  "FSTORE_ENCRYPTION_KEY."},
+                 [](const Source&, const std::string& v, Config* c) {
+                   return SetString(&c->encryption_key_file, v);
+                 }});
     return t;
   }();
   return table;
@@ -511,6 +542,10 @@ Status ValidateConfig(const Config& config) {
                            fmt::format("STORAGE_PATH: {} looks like a URL; expected a local "
                                        "directory (for S3 set STORAGE_BACKEND=s3 and S3_BUCKET)",
                                        Quote(config.storage_path)));
+  }
+  if (!config.encryption_key.empty() && !config.encryption_key_file.empty()) {
+    return InvalidArgument("FSTORE_ENCRYPTION_KEY_FILE",
+                           "set FSTORE_ENCRYPTION_KEY or FSTORE_ENCRYPTION_KEY_FILE, not both");
   }
   if (AsciiLower(config.compute_engine) == "spark" && config.spark_master.empty()) {
     return InvalidArgument("SPARK_MASTER",

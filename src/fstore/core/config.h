@@ -43,6 +43,15 @@ struct Config {
   int serving_cache_ttl_seconds = 300; ///< SERVING_CACHE_TTL
   int serving_cache_entries = 100000;  ///< FSTORE_SERVING_CACHE_ENTRIES
   int serving_max_entities = 1000;     ///< FSTORE_SERVING_MAX_ENTITIES
+  // Security (issue #7)
+  /// FSTORE_AUTH: "auto" (on as soon as one API key exists), "required" (on
+  /// even before: nothing but /health and /ready answers without a key).
+  std::string auth = "auto";
+  /// FSTORE_ENCRYPTION_KEY: 64 hex characters (AES-256); empty: no
+  /// encryption at rest unless a key file is given.
+  std::string encryption_key;
+  /// FSTORE_ENCRYPTION_KEY_FILE: a file holding the 64 hex characters.
+  std::string encryption_key_file;
 
   /// The registry URI after defaults: DATABASE_URL or sqlite://<data_dir>/registry.db.
   std::string RegistryUri() const;

@@ -47,6 +47,9 @@ std::string Describe(const Config& c) {
   add("spark_master", c.spark_master);
   add("serving_cache_enabled", c.serving_cache_enabled ? "true" : "false");
   add("serving_cache_ttl_seconds", std::to_string(c.serving_cache_ttl_seconds));
+  add("auth", c.auth);
+  add("encryption_key", c.encryption_key);
+  add("encryption_key_file", c.encryption_key_file);
   return out;
 }
 
@@ -83,6 +86,9 @@ TEST(AllSettingsTest, ListsEverySettingInHelpOrder) {
       {"SERVING_CACHE_TTL", "serving-cache-ttl"},
       {"FSTORE_SERVING_CACHE_ENTRIES", "serving-cache-entries"},
       {"FSTORE_SERVING_MAX_ENTITIES", "serving-max-entities"},
+      {"FSTORE_AUTH", "auth"},
+      {"FSTORE_ENCRYPTION_KEY", "encryption-key"},
+      {"FSTORE_ENCRYPTION_KEY_FILE", "encryption-key-file"},
   };
   const std::vector<SettingInfo>& settings = AllSettings();
   ASSERT_EQ(settings.size(), expected.size());
@@ -90,7 +96,8 @@ TEST(AllSettingsTest, ListsEverySettingInHelpOrder) {
     EXPECT_EQ(settings[i].env, expected[i].first);
     EXPECT_EQ(settings[i].flag, expected[i].second);
     EXPECT_FALSE(settings[i].description.empty()) << settings[i].env;
-    EXPECT_EQ(settings[i].secret, settings[i].env == "S3_SECRET_KEY") << settings[i].env;
+    EXPECT_EQ(settings[i].secret,
+              settings[i].env == "S3_SECRET_KEY" || settings[i].env == "FSTORE_ENCRYPTION_KEY") << settings[i].env;
   }
 }
 
@@ -574,6 +581,28 @@ TEST(ProcessEnvironmentTest, ReadsThisProcessEnvironment) {
   ASSERT_NE(it, env.end());
   EXPECT_EQ(it->second, "a=b=c");  // split at the first '='
   EXPECT_EQ(ProcessEnvironment().count("FSTORE_CONFIG_TEST_VARIABLE"), 0u);
+}
+
+TEST(ConfigTest, EncryptionKeyMustBe64HexCharactersAndIsNeverEchoed) {
+  Config config;
+  Status st = ApplyEnvironment({{"FSTORE_ENCRYPTION_KEY", "not-a-key-secretvalue"}}, &config);
+  ASSERT_FALSE(st.ok());
+  ASSERT_NE(ErrorOf(st), nullptr);
+  EXPECT_EQ(ErrorOf(st)->field(), "FSTORE_ENCRYPTION_KEY");
+  EXPECT_EQ(st.message().find("secretvalue"), std::string::npos) << st.ToString();
+  const std::string key(64, 'a');
+  ASSERT_TRUE(ApplyEnvironment({{"FSTORE_ENCRYPTION_KEY", key}}, &config).ok());
+  EXPECT_EQ(config.encryption_key, key);
+  config.encryption_key_file = "/tmp/key";
+  EXPECT_FALSE(ValidateConfig(config).ok());
+}
+
+TEST(ConfigTest, AuthIsAutoOrRequired) {
+  Config config;
+  EXPECT_EQ(config.auth, "auto");
+  ASSERT_TRUE(ApplyEnvironment({{"FSTORE_AUTH", "required"}}, &config).ok());
+  EXPECT_EQ(config.auth, "required");
+  EXPECT_FALSE(ApplyEnvironment({{"FSTORE_AUTH", "off"}}, &config).ok());
 }
 
 }  // namespace
