@@ -29,6 +29,7 @@
 #include "fstore/offline/offline_store.h"
 #include "fstore/online/online_store.h"
 #include "fstore/registry/registry.h"
+#include "fstore/security/encryption.h"
 
 namespace fstore {
 
@@ -81,8 +82,14 @@ class MaterializationEngine {
     online_write_listener_ = std::move(listener);
   }
 
+  /// Encryption at rest (null: off): what a run stores in the registry
+  /// that holds feature values (quality report samples, statistics) is
+  /// sealed or left out. Set before the first job.
+  void SetCipher(std::shared_ptr<const Cipher> cipher) { cipher_ = std::move(cipher); }
+
  private:
   std::function<void(const std::string&)> online_write_listener_;
+  std::shared_ptr<const Cipher> cipher_;
   void WorkerLoop();
   /// Runs one job to the end (or failure), updating its record.
   void Execute(MaterializationJob job);

@@ -149,6 +149,7 @@ FeatureStore::FeatureStore(std::unique_ptr<Registry> registry,
   serving_ = std::make_unique<OnlineServing>(registry_.get(), online_.get(), options_.serving);
   engine_ = std::make_unique<MaterializationEngine>(registry_.get(), offline_.get(),
                                                     online_.get(), options_.compute_threads);
+  engine_->SetCipher(options_.cipher);
   engine_->SetOnlineWriteListener(
       [serving = serving_.get()](const std::string& fs) { serving->InvalidateFeatureSet(fs); });
   if (options_.run_scheduler) {

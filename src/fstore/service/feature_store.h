@@ -28,6 +28,7 @@
 #include "fstore/online/online_store.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
+#include "fstore/security/encryption.h"
 #include "fstore/service/batch_serving.h"
 #include "fstore/service/online_serving.h"
 
@@ -46,6 +47,8 @@ struct FeatureStoreOptions {
   /// How to reach S3: for an s3:// offline_store_uri, and for s3:// entity
   /// sources and outputs of batch serving (whatever the offline store is).
   S3ConnectionOptions s3;
+  /// Encryption at rest (security/encryption.h); null: off.
+  std::shared_ptr<const Cipher> cipher;
 };
 
 /// A materialization request as the API takes it (the seed's shape).
