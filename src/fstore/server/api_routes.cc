@@ -276,10 +276,13 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
                                           {"count", count}});
   });
 
-  // ------------------------------------------- later issues: answered 501
+  // --------------------------------------------------------------- serving
+  // `usage` is what monitoring counts (monitoring routes, issue #7).
   router->Add("POST", "/api/v1/serving/online", [store](HttpRequest& req) {
     FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
-    FSTORE_ASSIGN_OR_RESPOND(json::object out, store->ServeOnline(body));
+    ServingUsage usage;
+    const RequestContext context{.principal = req.principal, .usage = &usage};
+    FSTORE_ASSIGN_OR_RESPOND(json::object out, store->ServeOnline(body, context));
     return JsonResponse(200, out);
   }, json_body);
   router->Add("POST", "/api/v1/serving/historical", [store](HttpRequest& req) {
@@ -288,11 +291,13 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
     const std::string_view type = req.Header("content-type").value_or("application/json");
     const std::string_view media = type.substr(0, type.find(';'));
     std::shared_ptr<arrow::RecordBatch> table;
+    ServingUsage usage;
+    const RequestContext context{.principal = req.principal, .usage = &usage};
     if (media == "application/vnd.apache.arrow.stream" || media == "application/vnd.apache.parquet") {
-      FSTORE_ASSIGN_OR_RESPOND(table, ServeHistoricalTable(store, req.query, req.body, type));
+      FSTORE_ASSIGN_OR_RESPOND(table, ServeHistoricalTable(store, req.query, req.body, type, context));
     } else if (media == "application/json" || req.body.empty()) {
       FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
-      FSTORE_ASSIGN_OR_RESPOND(table, ServeHistorical(store, body));
+      FSTORE_ASSIGN_OR_RESPOND(table, ServeHistorical(store, body, context));
     } else {
       return ErrorResponse(MakeError(
           ErrorCode::kUnsupportedMediaType,
@@ -312,7 +317,9 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
   });
   router->Add("POST", "/api/v1/serving/batch", [store](HttpRequest& req) {
     FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
-    FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->Submit(body));
+    ServingUsage usage;
+    const RequestContext context{.principal = req.principal, .usage = &usage};
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->Submit(body, context));
     // 202 while the job is queued or running; 200 with the outcome after a wait.
     bool finished = job.status == JobStatus::kSucceeded || job.status == JobStatus::kFailed;
     return JsonResponse(finished ? 200 : 202, ToJson(job));
