@@ -2,24 +2,35 @@
 // at t is seen at t, not at t - 1us), ttl edges, time travel with as_of, ties,
 // duplicate and unknown entity rows, several partitions, several feature sets
 // with different ttls, int and string keys, and windows evaluated between
-// events from the source (checked against a brute-force frame).
+// events from the source (checked against a brute-force frame); and the
+// scenario files of testdata/join_scenarios/ (JoinScenarios).
 
 #include "fstore/retrieval/point_in_time_join.h"
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include <arrow/api.h>
 #include <arrow/io/api.h>
 #include <arrow/json/from_string.h>
+#include <boost/json/parse.hpp>
 #include <parquet/arrow/writer.h>
 
 #include "fstore/core/ids.h"
+#include "fstore/core/time.h"
 #include "fstore/testing/gtest_util.h"
+
+#ifndef FSTORE_SOURCE_DIR
+#error "FSTORE_SOURCE_DIR must be defined by the build"
+#endif
 
 namespace fstore {
 namespace {
@@ -514,6 +525,92 @@ TEST_F(PointInTimeJoinTest, EmptyStoreGivesDefaults) {
   auto plan = Plan("fs", rows, "", 7.0);
   EXPECT_EQ(Query(plan, {"amount", "n_1h"}, {{"u1", kJan1}, {"u2", kJan1}}),
             (std::vector<Values>{{7.0, 7.0}, {1.0, 0.0}}));
+}
+
+// ------------------------------------------------------------ scenario files
+// testdata/join_scenarios/*.json (their README says the format): each file
+// defines feature sets by their rows and queries with the values expected.
+
+/// The scenario's time text as UTC microseconds (fails the test if bad).
+TimestampMicros ScenarioTime(const boost::json::value& v) {
+  auto t = ParseTimestamp(std::string(v.as_string()));
+  EXPECT_OK(t.status());
+  return t.ok() ? *t : 0;
+}
+
+/// A key as text: integer keys are JSON integers, string keys strings.
+std::string ScenarioKey(const boost::json::value& v) {
+  return v.is_string() ? std::string(v.as_string()) : std::to_string(v.to_number<int64_t>());
+}
+
+std::optional<double> ScenarioValue(const boost::json::value& v) {
+  if (v.is_null()) return std::nullopt;
+  return v.to_number<double>();
+}
+
+TEST_F(PointInTimeJoinTest, JoinScenarios) {
+  const fs::path dir = fs::path(FSTORE_SOURCE_DIR) / "src/fstore/retrieval/testdata/join_scenarios";
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() == ".json") files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 7u) << dir;
+  for (const fs::path& file : files) {
+    SCOPED_TRACE(file.filename().string());
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    boost::json::value scenario = boost::json::parse(text.str());
+    const auto& doc = scenario.as_object();
+    int_keys_ = doc.contains("int_keys") && doc.at("int_keys").as_bool();
+    // Each scenario in its own offline store.
+    offline_.reset();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_OK_AND_ASSIGN(offline_, OfflineStore::Open("file://" + (dir_ / "offline").string()));
+
+    std::map<std::string, FeaturePlan> plans;
+    for (const auto& set_value : doc.at("feature_sets").as_array()) {
+      const auto& set = set_value.as_object();
+      const std::string name(set.at("name").as_string());
+      std::vector<Row> rows;
+      for (const auto& r : set.at("rows").as_array()) {
+        const auto& cells = r.as_array();
+        rows.push_back({ScenarioKey(cells.at(0)), ScenarioTime(cells.at(1)),
+                        ScenarioTime(cells.at(2)), ScenarioValue(cells.at(3))});
+      }
+      const std::string ttl = set.contains("ttl") ? std::string(set.at("ttl").as_string()) : "";
+      std::optional<double> fallback;
+      if (set.contains("default")) fallback = set.at("default").to_number<double>();
+      plans.emplace(name, Plan(name, rows, ttl, fallback));
+      WriteOffline(name, rows);
+    }
+    int query_number = 0;
+    for (const auto& query_value : doc.at("queries").as_array()) {
+      SCOPED_TRACE("query " + std::to_string(query_number++));
+      const auto& query = query_value.as_object();
+      const std::string set_name(query.at("feature_set").as_string());
+      ASSERT_TRUE(plans.count(set_name)) << set_name;
+      std::vector<std::string> features;
+      for (const auto& f : query.at("features").as_array()) features.emplace_back(f.as_string());
+      std::vector<std::pair<std::string, TimestampMicros>> entity_rows;
+      for (const auto& r : query.at("entity_rows").as_array()) {
+        entity_rows.push_back({ScenarioKey(r.as_array().at(0)), ScenarioTime(r.as_array().at(1))});
+      }
+      std::optional<TimestampMicros> as_of;
+      if (query.contains("as_of")) as_of = ScenarioTime(query.at("as_of"));
+      std::vector<Values> got = Query(plans.at(set_name), features, entity_rows, as_of);
+      ASSERT_EQ(got.size(), features.size());
+      const auto& expected = query.at("expected").as_object();
+      ASSERT_EQ(expected.size(), features.size());
+      for (size_t f = 0; f < features.size(); ++f) {
+        Values want;
+        for (const auto& v : expected.at(features[f]).as_array()) want.push_back(ScenarioValue(v));
+        EXPECT_EQ(got[f], want) << features[f];
+      }
+    }
+  }
 }
 
 }  // namespace
