@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -1145,5 +1146,534 @@ TEST_P(RegistryConformanceTest, JobCallsAfterCloseAreUnavailable) {
   EXPECT_ERROR(ErrorCode::kUnavailable, registry_->LastScheduledSlot("fs-1"));
   EXPECT_ERROR(ErrorCode::kUnavailable, registry_->SetLastScheduledSlot("fs-1", kT0));
 }
+
+// ---------------------------------------------------------------------------
+// API keys, the audit log, feature statistics and usage (operations.h)
+
+namespace {
+
+ApiKeyRecord NewApiKey(const std::string& id, TimestampMicros created_at) {
+  ApiKeyRecord key;
+  key.id = id;
+  key.name = "key " + id;
+  key.role = "writer";
+  key.feature_sets = {"user_profile", "merchant stats"};
+  key.salt = "00112233445566778899aabbccddeeff";
+  key.hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+  key.created_at = created_at;
+  return key;
+}
+
+void ExpectSameKey(const ApiKeyRecord& got, const ApiKeyRecord& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.name, want.name);
+  EXPECT_EQ(got.role, want.role);
+  EXPECT_EQ(got.feature_sets, want.feature_sets);
+  EXPECT_EQ(got.salt, want.salt);
+  EXPECT_EQ(got.hash, want.hash);
+  EXPECT_EQ(got.created_at, want.created_at);
+  EXPECT_EQ(got.revoked_at, want.revoked_at);
+}
+
+AuditEvent NewAudit(TimestampMicros time, std::string key_id, std::string action,
+                    std::string target, std::string outcome = "success", int status = 200) {
+  AuditEvent event;
+  event.time = time;
+  event.key_id = std::move(key_id);
+  event.action = std::move(action);
+  event.target = std::move(target);
+  event.outcome = std::move(outcome);
+  event.status = status;
+  event.detail = event.outcome == "success" ? "" : "not allowed";
+  return event;
+}
+
+/// The targets of the events, in the order listed.
+std::vector<std::string> Targets(const std::vector<AuditEvent>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.target);
+  return out;
+}
+
+FeatureStatisticsRecord NewStatistics(const std::string& job_id, const std::string& feature,
+                                      const std::string& feature_set_id,
+                                      TimestampMicros computed_at) {
+  FeatureStatisticsRecord record;
+  record.job_id = job_id;
+  record.feature = feature;
+  record.feature_set_id = feature_set_id;
+  record.feature_set_name = "name of " + feature_set_id;
+  record.computed_at = computed_at;
+  record.body = R"({"count":10,"nulls":1,"mean":1e3,"feature":")" + feature + R"("})";
+  return record;
+}
+
+/// "job/feature" of each record, in the order listed.
+std::vector<std::string> StatisticsKeys(const std::vector<FeatureStatisticsRecord>& records) {
+  std::vector<std::string> out;
+  for (const auto& r : records) out.push_back(r.job_id + "/" + r.feature);
+  return out;
+}
+
+UsageCount NewUsage(std::string day, std::string key_id, std::string feature_set,
+                    std::string feature, int64_t requests, int64_t entities,
+                    int64_t entities_found) {
+  return UsageCount{.day = std::move(day),
+                    .key_id = std::move(key_id),
+                    .feature_set = std::move(feature_set),
+                    .feature = std::move(feature),
+                    .requests = requests,
+                    .entities = entities,
+                    .entities_found = entities_found};
+}
+
+/// "day|key|feature_set|feature=requests/entities/found" of each row.
+std::vector<std::string> UsageRows(const std::vector<UsageCount>& counts) {
+  std::vector<std::string> out;
+  for (const auto& c : counts) {
+    out.push_back(c.day + "|" + c.key_id + "|" + c.feature_set + "|" + c.feature + "=" +
+                  std::to_string(c.requests) + "/" + std::to_string(c.entities) + "/" +
+                  std::to_string(c.entities_found));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_P(RegistryConformanceTest, MigrationsThreeAndFourAreApplied) {
+  ASSERT_OK_AND_ASSIGN(int version, registry_->SchemaVersion());
+  EXPECT_EQ(version, 4);
+  // Every new table answers, empty.
+  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  EXPECT_TRUE(keys.empty());
+  ASSERT_OK_AND_ASSIGN(auto audit, registry_->ListAudit(AuditFilter{}));
+  EXPECT_TRUE(audit.empty());
+  ASSERT_OK_AND_ASSIGN(auto stats, registry_->ListFeatureStatistics(0, ""));
+  EXPECT_TRUE(stats.empty());
+  ASSERT_OK_AND_ASSIGN(auto usage, registry_->ListUsage(""));
+  EXPECT_TRUE(usage.empty());
+}
+
+TEST_P(RegistryConformanceTest, ApiKeysRoundTripWithEveryFieldOldestFirst) {
+  ApiKeyRecord admin = NewApiKey("key_00000000000000a1", kT0 + 2);
+  admin.role = "admin";
+  admin.feature_sets = {};  // every feature set
+  admin.name = "";
+  ApiKeyRecord reader = NewApiKey("key_00000000000000b2", kT0 + 1);
+  reader.role = "reader";
+  reader.name = "dashboards \"ro\" \xc3\xa9";
+  reader.revoked_at = kT0 + 50;
+  ApiKeyRecord writer = NewApiKey("key_00000000000000c3", kT0 + 3);
+  ASSERT_OK(registry_->PutApiKey(admin));
+  ASSERT_OK(registry_->PutApiKey(reader));
+  ASSERT_OK(registry_->PutApiKey(writer));
+
+  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_EQ(keys.size(), 3u);
+  ExpectSameKey(keys[0], reader);
+  ExpectSameKey(keys[1], admin);
+  ExpectSameKey(keys[2], writer);
+  EXPECT_TRUE(keys[1].feature_sets.empty());
+  EXPECT_FALSE(keys[1].revoked_at.has_value());
+}
+
+TEST_P(RegistryConformanceTest, PutApiKeyReplacesTheRecordById) {
+  ApiKeyRecord key = NewApiKey("key_0000000000000001", kT0);
+  ASSERT_OK(registry_->PutApiKey(key));
+  ASSERT_OK(registry_->PutApiKey(NewApiKey("key_0000000000000002", kT0 + 1)));
+  ApiKeyRecord revoked = key;
+  revoked.revoked_at = kT0 + kMicrosPerHour;
+  revoked.feature_sets = {"only_this"};
+  ASSERT_OK(registry_->PutApiKey(revoked));
+
+  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_EQ(keys.size(), 2u);
+  ExpectSameKey(keys[0], revoked);
+  EXPECT_EQ(keys[1].id, "key_0000000000000002");
+  EXPECT_FALSE(keys[1].revoked_at.has_value());
+}
+
+TEST_P(RegistryConformanceTest, PutApiKeyRefusesIncompleteRecords) {
+  ApiKeyRecord no_id = NewApiKey("", kT0);
+  Status status = registry_->PutApiKey(no_id);
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "id");
+  ApiKeyRecord no_hash = NewApiKey("key_0000000000000001", kT0);
+  no_hash.hash.clear();
+  status = registry_->PutApiKey(no_hash);
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "hash");
+  ApiKeyRecord no_role = NewApiKey("key_0000000000000001", kT0);
+  no_role.role.clear();
+  status = registry_->PutApiKey(no_role);
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "role");
+  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  EXPECT_TRUE(keys.empty());
+}
+
+TEST_P(RegistryConformanceTest, AuditEventsRoundTripNewestFirstWithIncreasingSeqs) {
+  AuditEvent first = NewAudit(kT0, "key_a", "feature_set.create", "user_profile");
+  AuditEvent second = NewAudit(kT0 + 10, "", "auth.denied", "", "denied", 401);
+  second.detail = "unknown key \"x\"";
+  AuditEvent third = NewAudit(kT0 + 5, "key_b", "materialize", "user_profile", "failure", 0);
+  third.seq = 999;  // ignored: the registry assigns seqs
+  ASSERT_OK(registry_->AppendAudit(first));
+  ASSERT_OK(registry_->AppendAudit(second));
+  ASSERT_OK(registry_->AppendAudit(third));
+
+  ASSERT_OK_AND_ASSIGN(auto events, registry_->ListAudit(AuditFilter{}));
+  ASSERT_EQ(events.size(), 3u);
+  // Newest first by seq, not by time: the third append comes first.
+  EXPECT_GT(events[0].seq, events[1].seq);
+  EXPECT_GT(events[1].seq, events[2].seq);
+  EXPECT_GT(events[2].seq, 0);
+  const std::vector<AuditEvent> want = {third, second, first};
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(events[i].time, want[i].time);
+    EXPECT_EQ(events[i].key_id, want[i].key_id);
+    EXPECT_EQ(events[i].action, want[i].action);
+    EXPECT_EQ(events[i].target, want[i].target);
+    EXPECT_EQ(events[i].outcome, want[i].outcome);
+    EXPECT_EQ(events[i].status, want[i].status);
+    EXPECT_EQ(events[i].detail, want[i].detail);
+  }
+  EXPECT_NE(events[0].seq, 999);
+
+  // A later append gets a higher seq still.
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0, "key_a", "key.revoke", "key_b")));
+  ASSERT_OK_AND_ASSIGN(auto again, registry_->ListAudit(AuditFilter{}));
+  ASSERT_EQ(again.size(), 4u);
+  EXPECT_GT(again[0].seq, events[0].seq);
+  EXPECT_EQ(again[0].action, "key.revoke");
+}
+
+TEST_P(RegistryConformanceTest, AuditFiltersEachAloneAndCombined) {
+  // target names each event, so the lists below say which matched.
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0 + 0, "key_a", "feature_set.create", "e0")));
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0 + 10, "key_b", "feature_set.delete", "e1")));
+  ASSERT_OK(registry_->AppendAudit(
+      NewAudit(kT0 + 20, "key_a", "feature_set", "e2", "denied", 403)));
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0 + 30, "", "auth.denied", "e3", "denied", 401)));
+  ASSERT_OK(registry_->AppendAudit(
+      NewAudit(kT0 + 40, "key_a", "materialize", "e4", "failure", 500)));
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0 + 50, "key_b", "feature_setx.create", "e5")));
+
+  auto list = [&](AuditFilter filter) -> std::vector<std::string> {
+    auto events = registry_->ListAudit(filter);
+    EXPECT_OK(events.status());
+    return events.ok() ? Targets(*events) : std::vector<std::string>{"<error>"};
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(list({}), (V{"e5", "e4", "e3", "e2", "e1", "e0"}));
+  EXPECT_EQ(list({.since = kT0 + 20}), (V{"e5", "e4", "e3", "e2"}));  // inclusive
+  EXPECT_EQ(list({.until = kT0 + 20}), (V{"e1", "e0"}));              // exclusive
+  EXPECT_EQ(list({.since = kT0 + 10, .until = kT0 + 40}), (V{"e3", "e2", "e1"}));
+  EXPECT_EQ(list({.key_id = "key_a"}), (V{"e4", "e2", "e0"}));
+  EXPECT_EQ(list({.action = "feature_set.create"}), (V{"e0"}));  // exact
+  EXPECT_EQ(list({.action = "feature_set"}), (V{"e2"}));         // exact, not a prefix
+  // A prefix ends in '.': "feature_setx.create" and "feature_set" do not match.
+  EXPECT_EQ(list({.action = "feature_set."}), (V{"e1", "e0"}));
+  EXPECT_EQ(list({.action = "auth."}), (V{"e3"}));
+  EXPECT_EQ(list({.target = "e3"}), (V{"e3"}));
+  EXPECT_EQ(list({.outcome = "denied"}), (V{"e3", "e2"}));
+  EXPECT_EQ(list({.limit = 2}), (V{"e5", "e4"}));
+  EXPECT_EQ(list({.limit = 0}), V{});
+  EXPECT_EQ(list({.key_id = "nobody"}), V{});
+  // Combined: every condition holds.
+  EXPECT_EQ(list({.since = kT0 + 10, .key_id = "key_a"}), (V{"e4", "e2"}));
+  EXPECT_EQ(list({.key_id = "key_a", .action = "feature_set."}), (V{"e0"}));
+  EXPECT_EQ(list({.key_id = "key_a", .outcome = "denied"}), (V{"e2"}));
+  EXPECT_EQ(list({.since = kT0, .until = kT0 + 60, .key_id = "key_b",
+                  .action = "feature_set.", .target = "e1", .outcome = "success", .limit = 5}),
+            (V{"e1"}));
+  EXPECT_EQ(list({.since = kT0 + 10, .key_id = "key_a", .limit = 1}), (V{"e4"}));
+}
+
+TEST_P(RegistryConformanceTest, AppendAuditRefusesIncompleteEvents) {
+  Status status = registry_->AppendAudit(NewAudit(kT0, "k", "", "t"));
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "action");
+  status = registry_->AppendAudit(NewAudit(kT0, "k", "materialize", "t", ""));
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "outcome");
+  status = registry_->AppendAudit(NewAudit(kT0, "k", "materialize", "t", "success", -1));
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "status");
+  ASSERT_OK_AND_ASSIGN(auto events, registry_->ListAudit(AuditFilter{}));
+  EXPECT_TRUE(events.empty());
+}
+
+TEST_P(RegistryConformanceTest, ConcurrentAuditAppendsAllLandWithDistinctSeqs) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 50;
+  // Each thread its own connection where the backend shares a store between
+  // connections (several servers), else the one registry from every thread.
+  std::vector<std::unique_ptr<Registry>> connections(kThreads);
+  if (GetParam().shared_between_connections) {
+    for (auto& connection : connections) {
+      ASSERT_OK_AND_ASSIGN(connection, OpenAnother());
+    }
+  }
+  std::vector<Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Registry* registry = connections[t] ? connections[t].get() : registry_.get();
+      for (int i = 0; i < kPerThread && results[t].ok(); ++i) {
+        results[t] = registry->AppendAudit(NewAudit(kT0 + i, "key_" + std::to_string(t),
+                                                    "materialize", std::to_string(i)));
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) ASSERT_OK(results[t]);
+  for (auto& connection : connections) {
+    if (connection) ASSERT_OK(connection->Close());
+  }
+
+  ASSERT_OK_AND_ASSIGN(auto events, registry_->ListAudit(AuditFilter{.limit = 10'000}));
+  ASSERT_EQ(events.size(), static_cast<size_t>(kThreads * kPerThread));
+  std::set<int64_t> seqs;
+  for (size_t i = 0; i < events.size(); ++i) {
+    seqs.insert(events[i].seq);
+    if (i > 0) EXPECT_LT(events[i].seq, events[i - 1].seq);
+  }
+  EXPECT_EQ(seqs.size(), events.size());
+  // Each thread's own appends are in its order: newest (highest i) first.
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_OK_AND_ASSIGN(auto mine, registry_->ListAudit(AuditFilter{
+                                        .key_id = "key_" + std::to_string(t), .limit = 1000}));
+    ASSERT_EQ(mine.size(), static_cast<size_t>(kPerThread));
+    EXPECT_EQ(mine.front().target, std::to_string(kPerThread - 1));
+    EXPECT_EQ(mine.back().target, "0");
+  }
+}
+
+TEST_P(RegistryConformanceTest, FeatureStatisticsRoundTripFilterAndReplace) {
+  ASSERT_OK(registry_->PutFeatureStatistics({
+      NewStatistics("job-2", "spend", "fs-b", kT0 + 20),
+      NewStatistics("job-1", "age", "fs-a", kT0 + 10),
+      NewStatistics("job-1", "visits", "fs-a", kT0 + 10),
+  }));
+  ASSERT_OK(registry_->PutFeatureStatistics({NewStatistics("job-3", "age", "fs-a", kT0 + 30)}));
+  ASSERT_OK(registry_->PutFeatureStatistics({}));  // nothing to store
+
+  ASSERT_OK_AND_ASSIGN(auto all, registry_->ListFeatureStatistics(0, ""));
+  using V = std::vector<std::string>;
+  // Oldest first, then by job id, then by feature.
+  EXPECT_EQ(StatisticsKeys(all), (V{"job-1/age", "job-1/visits", "job-2/spend", "job-3/age"}));
+  ASSERT_EQ(all.size(), 4u);
+  FeatureStatisticsRecord want = NewStatistics("job-2", "spend", "fs-b", kT0 + 20);
+  EXPECT_EQ(all[2].job_id, want.job_id);
+  EXPECT_EQ(all[2].feature, want.feature);
+  EXPECT_EQ(all[2].feature_set_id, want.feature_set_id);
+  EXPECT_EQ(all[2].feature_set_name, want.feature_set_name);
+  EXPECT_EQ(all[2].computed_at, want.computed_at);
+  EXPECT_EQ(all[2].body, want.body);  // byte for byte ("1e3" stays)
+
+  ASSERT_OK_AND_ASSIGN(auto since, registry_->ListFeatureStatistics(kT0 + 20, ""));
+  EXPECT_EQ(StatisticsKeys(since), (V{"job-2/spend", "job-3/age"}));  // inclusive
+  ASSERT_OK_AND_ASSIGN(auto of_a, registry_->ListFeatureStatistics(0, "fs-a"));
+  EXPECT_EQ(StatisticsKeys(of_a), (V{"job-1/age", "job-1/visits", "job-3/age"}));
+  ASSERT_OK_AND_ASSIGN(auto of_a_since, registry_->ListFeatureStatistics(kT0 + 11, "fs-a"));
+  EXPECT_EQ(StatisticsKeys(of_a_since), (V{"job-3/age"}));
+  ASSERT_OK_AND_ASSIGN(auto of_none, registry_->ListFeatureStatistics(0, "fs-zzz"));
+  EXPECT_TRUE(of_none.empty());
+
+  // The same (job, feature) again replaces the record.
+  FeatureStatisticsRecord redone = NewStatistics("job-1", "age", "fs-a", kT0 + 40);
+  redone.body = "ciphertext:abc";
+  ASSERT_OK(registry_->PutFeatureStatistics({redone}));
+  ASSERT_OK_AND_ASSIGN(auto after, registry_->ListFeatureStatistics(0, "fs-a"));
+  EXPECT_EQ(StatisticsKeys(after), (V{"job-1/visits", "job-3/age", "job-1/age"}));
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(after[2].body, "ciphertext:abc");
+  EXPECT_EQ(after[2].computed_at, kT0 + 40);
+}
+
+TEST_P(RegistryConformanceTest, PutFeatureStatisticsRefusesIncompleteRecordsAndWritesNone) {
+  FeatureStatisticsRecord no_feature = NewStatistics("job-1", "", "fs-a", kT0);
+  Status status = registry_->PutFeatureStatistics(
+      {NewStatistics("job-1", "age", "fs-a", kT0), no_feature});
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "feature");
+  status = registry_->PutFeatureStatistics({NewStatistics("", "age", "fs-a", kT0)});
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "job_id");
+  status = registry_->PutFeatureStatistics({NewStatistics("job-1", "age", "", kT0)});
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+  EXPECT_EQ(FieldOf(status), "feature_set_id");
+  ASSERT_OK_AND_ASSIGN(auto all, registry_->ListFeatureStatistics(0, ""));
+  EXPECT_TRUE(all.empty());
+}
+
+TEST_P(RegistryConformanceTest, UsageAddsUpAndListsInOrderSinceADay) {
+  ASSERT_OK(registry_->AddUsage({
+      NewUsage("2024-03-02", "key_a", "user_profile", "", 1, 3, 2),
+      NewUsage("2024-03-02", "key_a", "user_profile", "age", 1, 3, 0),
+      NewUsage("2024-03-01", "", "user_profile", "", 2, 2, 2),
+      // The same row twice in one batch adds up too.
+      NewUsage("2024-03-02", "key_a", "user_profile", "", 1, 1, 1),
+  }));
+  ASSERT_OK(registry_->AddUsage({
+      NewUsage("2024-03-02", "key_a", "user_profile", "", 5, 10, 7),
+      NewUsage("2024-03-03", "key_b", "merchant", "", 1, 1, 0),
+  }));
+  ASSERT_OK(registry_->AddUsage({}));  // nothing to add
+
+  using V = std::vector<std::string>;
+  ASSERT_OK_AND_ASSIGN(auto all, registry_->ListUsage(""));
+  EXPECT_EQ(UsageRows(all), (V{
+                                "2024-03-01||user_profile|=2/2/2",
+                                "2024-03-02|key_a|user_profile|=7/14/10",
+                                "2024-03-02|key_a|user_profile|age=1/3/0",
+                                "2024-03-03|key_b|merchant|=1/1/0",
+                            }));
+  ASSERT_OK_AND_ASSIGN(auto since, registry_->ListUsage("2024-03-02"));  // inclusive
+  EXPECT_EQ(UsageRows(since), (V{
+                                  "2024-03-02|key_a|user_profile|=7/14/10",
+                                  "2024-03-02|key_a|user_profile|age=1/3/0",
+                                  "2024-03-03|key_b|merchant|=1/1/0",
+                              }));
+  ASSERT_OK_AND_ASSIGN(auto none, registry_->ListUsage("2024-04-01"));
+  EXPECT_TRUE(none.empty());
+}
+
+TEST_P(RegistryConformanceTest, AddUsageRefusesBadCountsAndAddsNoneOfTheBatch) {
+  UsageCount good = NewUsage("2024-03-02", "key_a", "user_profile", "", 1, 1, 1);
+  struct Case {
+    UsageCount count;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {NewUsage("", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("2024-3-02", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("2024-03-02T00", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("2024-13-01", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("2023-02-29", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("2024-02-30", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("abcd-ef-gh", "k", "fs", "", 1, 1, 1), "day"},
+      {NewUsage("2024-03-02", "k", "", "", 1, 1, 1), "feature_set"},
+      {NewUsage("2024-03-02", "k", "fs", "", -1, 1, 1), "requests"},
+      {NewUsage("2024-03-02", "k", "fs", "", 1, -1, 1), "entities"},
+      {NewUsage("2024-03-02", "k", "fs", "", 1, 1, -1), "entities_found"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.count.day + " " + c.field);
+    Status status = registry_->AddUsage({good, c.count});
+    EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
+    EXPECT_EQ(FieldOf(status), c.field);
+  }
+  ASSERT_OK(registry_->AddUsage({NewUsage("2024-02-29", "k", "fs", "", 1, 1, 1)}));  // leap day
+  ASSERT_OK_AND_ASSIGN(auto all, registry_->ListUsage(""));
+  EXPECT_EQ(UsageRows(all), std::vector<std::string>{"2024-02-29|k|fs|=1/1/1"});
+
+  for (std::string_view bad : {"yesterday", "2024-03", "2024-03-02 ", "2024-00-10"}) {
+    auto listed = registry_->ListUsage(bad);
+    EXPECT_ERROR(ErrorCode::kInvalidArgument, listed);
+    EXPECT_EQ(FieldOf(listed.status()), "since_day");
+  }
+}
+
+TEST_P(RegistryConformanceTest, ConcurrentAddUsageSumsExactly) {
+  constexpr int kThreads = 8;
+  constexpr int kBatches = 25;
+  std::vector<std::unique_ptr<Registry>> connections(kThreads);
+  if (GetParam().shared_between_connections) {
+    for (auto& connection : connections) {
+      ASSERT_OK_AND_ASSIGN(connection, OpenAnother());
+    }
+  }
+  std::vector<Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Registry* registry = connections[t] ? connections[t].get() : registry_.get();
+      for (int i = 0; i < kBatches && results[t].ok(); ++i) {
+        // Every thread hits the same rows, listed in different orders.
+        std::vector<UsageCount> batch = {
+            NewUsage("2024-03-02", "key_a", "user_profile", "", 1, 2, 1),
+            NewUsage("2024-03-02", "key_a", "user_profile", "age", 1, 2, 0),
+            NewUsage("2024-03-02", "key_b", "user_profile", "", 1, t, 0),
+        };
+        if (t % 2 == 1) std::reverse(batch.begin(), batch.end());
+        results[t] = registry->AddUsage(batch);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) ASSERT_OK(results[t]);
+  for (auto& connection : connections) {
+    if (connection) ASSERT_OK(connection->Close());
+  }
+  constexpr int64_t n = kThreads * kBatches;
+  int64_t key_b_entities = kBatches * (kThreads * (kThreads - 1) / 2);
+  ASSERT_OK_AND_ASSIGN(auto all, registry_->ListUsage("2024-03-02"));
+  EXPECT_EQ(UsageRows(all),
+            (std::vector<std::string>{
+                "2024-03-02|key_a|user_profile|=" + std::to_string(n) + "/" +
+                    std::to_string(2 * n) + "/" + std::to_string(n),
+                "2024-03-02|key_a|user_profile|age=" + std::to_string(n) + "/" +
+                    std::to_string(2 * n) + "/0",
+                "2024-03-02|key_b|user_profile|=" + std::to_string(n) + "/" +
+                    std::to_string(key_b_entities) + "/0",
+            }));
+}
+
+TEST_P(RegistryConformanceTest, OperationsRecordsDoNotBumpTheChangeSequence) {
+  ASSERT_OK(CreateFeatureSet(NewFeatureSet("user_profile")));
+  ASSERT_OK_AND_ASSIGN(int64_t before, registry_->ChangeSequence());
+  ASSERT_OK(registry_->PutApiKey(NewApiKey("key_0000000000000001", kT0)));
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0, "key_a", "materialize", "user_profile")));
+  ASSERT_OK(registry_->PutFeatureStatistics({NewStatistics("job-1", "age", "fs-a", kT0)}));
+  ASSERT_OK(registry_->AddUsage({NewUsage("2024-03-02", "", "user_profile", "", 1, 1, 1)}));
+  ASSERT_OK_AND_ASSIGN(int64_t after, registry_->ChangeSequence());
+  EXPECT_EQ(after, before);
+}
+
+TEST_P(RegistryConformanceTest, OperationsRecordsSurviveReopen) {
+  if (!GetParam().persistent) GTEST_SKIP() << "this backend's stores do not outlive a connection";
+  ApiKeyRecord key = NewApiKey("key_0000000000000001", kT0);
+  ASSERT_OK(registry_->PutApiKey(key));
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0, "key_a", "materialize", "user_profile")));
+  ASSERT_OK(registry_->PutFeatureStatistics({NewStatistics("job-1", "age", "fs-a", kT0)}));
+  ASSERT_OK(registry_->AddUsage({NewUsage("2024-03-02", "", "user_profile", "", 1, 1, 1)}));
+  ASSERT_OK(registry_->Close());
+
+  ASSERT_OK_AND_ASSIGN(registry_, OpenAnother());
+  ASSERT_OK(registry_->Migrate());
+  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_EQ(keys.size(), 1u);
+  ExpectSameKey(keys[0], key);
+  ASSERT_OK_AND_ASSIGN(auto events, registry_->ListAudit(AuditFilter{}));
+  EXPECT_EQ(Targets(events), std::vector<std::string>{"user_profile"});
+  ASSERT_OK_AND_ASSIGN(auto stats, registry_->ListFeatureStatistics(0, ""));
+  EXPECT_EQ(StatisticsKeys(stats), std::vector<std::string>{"job-1/age"});
+  ASSERT_OK_AND_ASSIGN(auto usage, registry_->ListUsage(""));
+  EXPECT_EQ(UsageRows(usage), std::vector<std::string>{"2024-03-02||user_profile|=1/1/1"});
+  // Appends after reopening continue the sequence.
+  ASSERT_OK(registry_->AppendAudit(NewAudit(kT0, "key_a", "materialize", "again")));
+  ASSERT_OK_AND_ASSIGN(auto more, registry_->ListAudit(AuditFilter{}));
+  ASSERT_EQ(more.size(), 2u);
+  EXPECT_GT(more[0].seq, more[1].seq);
+}
+
+TEST_P(RegistryConformanceTest, OperationsCallsAfterCloseAreUnavailable) {
+  ASSERT_OK(registry_->Close());
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->PutApiKey(NewApiKey("key_1", kT0)));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListApiKeys());
+  EXPECT_ERROR(ErrorCode::kUnavailable,
+               registry_->AppendAudit(NewAudit(kT0, "k", "materialize", "t")));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListAudit(AuditFilter{}));
+  EXPECT_ERROR(ErrorCode::kUnavailable,
+               registry_->PutFeatureStatistics({NewStatistics("j", "f", "fs", kT0)}));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListFeatureStatistics(0, ""));
+  EXPECT_ERROR(ErrorCode::kUnavailable,
+               registry_->AddUsage({NewUsage("2024-03-02", "", "fs", "", 1, 1, 1)}));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListUsage(""));
+}
+
 
 }  // namespace fstore

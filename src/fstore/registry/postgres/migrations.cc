@@ -97,9 +97,74 @@ CREATE TABLE feature_set_state (
 );
 )sql";
 
+// API keys and the audit log, as SQLite's migration 3: a key row is the key's
+// current record, replaced by id, holding a salted hash (never the secret)
+// and its feature sets as a JSON array of names. Audit entries are
+// append-only; seq comes from an identity sequence, so concurrent appends
+// from several servers get distinct values (increasing in the order they
+// were drawn; a rolled-back append leaves a gap).
+constexpr std::string_view kV3Schema = R"sql(
+CREATE TABLE api_keys (
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  name         TEXT NOT NULL,
+  role         TEXT COLLATE "C" NOT NULL,
+  feature_sets TEXT NOT NULL,
+  salt         TEXT NOT NULL,
+  hash         TEXT NOT NULL,
+  created_at   BIGINT NOT NULL,
+  revoked_at   BIGINT
+);
+CREATE INDEX api_keys_created ON api_keys (created_at, id);
+
+CREATE TABLE audit_log (
+  seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  time    BIGINT NOT NULL,
+  key_id  TEXT COLLATE "C" NOT NULL,
+  action  TEXT COLLATE "C" NOT NULL,
+  target  TEXT COLLATE "C" NOT NULL,
+  outcome TEXT COLLATE "C" NOT NULL,
+  status  INTEGER NOT NULL,
+  detail  TEXT NOT NULL
+);
+CREATE INDEX audit_log_time ON audit_log (time);
+)sql";
+
+// Per-run feature statistics and daily usage counts, as SQLite's migration 4:
+// a statistics row is replaced by (job_id, feature), its body opaque text; a
+// usage row is a running sum, added to in place (INSERT ... ON CONFLICT DO
+// UPDATE, atomic under concurrent servers); feature is '' on a feature set's
+// own row.
+constexpr std::string_view kV4Schema = R"sql(
+CREATE TABLE feature_statistics (
+  job_id           TEXT COLLATE "C" NOT NULL,
+  feature          TEXT COLLATE "C" NOT NULL,
+  feature_set_id   TEXT COLLATE "C" NOT NULL,
+  feature_set_name TEXT COLLATE "C" NOT NULL,
+  computed_at      BIGINT NOT NULL,
+  body             TEXT NOT NULL,
+  PRIMARY KEY (job_id, feature)
+);
+CREATE INDEX feature_statistics_computed ON feature_statistics (computed_at);
+CREATE INDEX feature_statistics_feature_set
+  ON feature_statistics (feature_set_id, computed_at);
+
+CREATE TABLE usage_daily (
+  day            TEXT COLLATE "C" NOT NULL,
+  key_id         TEXT COLLATE "C" NOT NULL,
+  feature_set    TEXT COLLATE "C" NOT NULL,
+  feature        TEXT COLLATE "C" NOT NULL,
+  requests       BIGINT NOT NULL,
+  entities       BIGINT NOT NULL,
+  entities_found BIGINT NOT NULL,
+  PRIMARY KEY (day, key_id, feature_set, feature)
+);
+)sql";
+
 constexpr std::array kMigrations = {
     PostgresMigration{1, "entities, feature sets, features and their versions", kV1Schema},
     PostgresMigration{2, "materialization jobs, watermarks and schedule slots", kV2Schema},
+    PostgresMigration{3, "api keys and the audit log", kV3Schema},
+    PostgresMigration{4, "feature statistics and daily usage", kV4Schema},
 };
 
 }  // namespace

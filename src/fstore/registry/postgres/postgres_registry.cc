@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fstore/registry/codec.h"
+#include "fstore/registry/internal/operation_records.h"
 #include "fstore/registry/internal/stored_body.h"
 #include "fstore/registry/postgres/migrations.h"
 
@@ -291,6 +292,14 @@ Result<std::optional<std::string>> QueryText(PgSession& s, const char* sql, cons
 
 using registry_internal::Body;
 using registry_internal::DecodeBody;
+
+using registry_internal::CheckApiKey;
+using registry_internal::CheckAuditEvent;
+using registry_internal::CheckSinceDay;
+using registry_internal::CheckStatistics;
+using registry_internal::FeatureSetsColumn;
+using registry_internal::MergeUsage;
+using registry_internal::ParseFeatureSetsColumn;
 
 /// Decodes the `body` column (the first) of every row.
 template <typename T, typename... Args>
@@ -790,26 +799,226 @@ Status PostgresRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
 }
 
 
-// ----------------------------------------------- issue #7 records (stubs)
-// Not built yet: replaced by the registry storage of migrations 3 and 4.
-Status PostgresRegistry::PutApiKey(const ApiKeyRecord&) { return NotImplemented("api keys storage"); }
+
+// ---------------------------------------------------------------------------
+// API keys, the audit log, feature statistics and usage (migrations 3 and 4).
+// None of them takes the registry_state lock or bumps the change sequence.
+// Idempotent writes (a key or statistics replaced) retry like jobs; the
+// additive ones (an audit entry, usage counts) commit with
+// CommitTransaction(), so a COMMIT whose answer was lost is reported, not
+// retried into a duplicate.
+
+Status PostgresRegistry::PutApiKey(const ApiKeyRecord& key) {
+  if (pool_->closed()) return Unavailable("the registry is closed");
+  ARROW_RETURN_NOT_OK(CheckApiKey(key));
+  std::string feature_sets = FeatureSetsColumn(key.feature_sets);
+  return WithRetry("recording an API key", options_.retry_budget, [&](PgSession& s) {
+    return s.Exec(
+        "INSERT INTO api_keys (id, name, role, feature_sets, salt, hash, created_at, revoked_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, "
+        "feature_sets = excluded.feature_sets, salt = excluded.salt, hash = excluded.hash, "
+        "created_at = excluded.created_at, revoked_at = excluded.revoked_at",
+        key.id, key.name, key.role, feature_sets, key.salt, key.hash, key.created_at,
+        key.revoked_at);
+  });
+}
+
 Result<std::vector<ApiKeyRecord>> PostgresRegistry::ListApiKeys() {
-  return NotImplemented("api keys storage");
+  return WithRetry(
+      "listing API keys", options_.retry_budget,
+      [](PgSession& s) -> Result<std::vector<ApiKeyRecord>> {
+        ARROW_ASSIGN_OR_RAISE(PgRows rows,
+                              s.Query("SELECT id, name, role, feature_sets, salt, hash, "
+                                      "created_at, revoked_at FROM api_keys "
+                                      "ORDER BY created_at, id"));
+        std::vector<ApiKeyRecord> out;
+        out.reserve(static_cast<size_t>(rows.size()));
+        for (int row = 0; row < rows.size(); ++row) {
+          ApiKeyRecord key;
+          key.id = rows.Text(row, 0);
+          key.name = rows.Text(row, 1);
+          key.role = rows.Text(row, 2);
+          ARROW_ASSIGN_OR_RAISE(key.feature_sets,
+                                ParseFeatureSetsColumn(rows.Text(row, 3), key.id));
+          key.salt = rows.Text(row, 4);
+          key.hash = rows.Text(row, 5);
+          ARROW_ASSIGN_OR_RAISE(key.created_at, rows.Int(row, 6));
+          if (!rows.IsNull(row, 7)) {
+            ARROW_ASSIGN_OR_RAISE(int64_t revoked_at, rows.Int(row, 7));
+            key.revoked_at = revoked_at;
+          }
+          out.push_back(std::move(key));
+        }
+        return out;
+      });
 }
-Status PostgresRegistry::AppendAudit(const AuditEvent&) { return NotImplemented("audit storage"); }
-Result<std::vector<AuditEvent>> PostgresRegistry::ListAudit(const AuditFilter&) {
-  return NotImplemented("audit storage");
+
+Status PostgresRegistry::AppendAudit(const AuditEvent& event) {
+  if (pool_->closed()) return Unavailable("the registry is closed");
+  ARROW_RETURN_NOT_OK(CheckAuditEvent(event));
+  return WithRetry("appending to the audit log", options_.retry_budget,
+                   [&](PgSession& s) -> Status {
+                     // event.seq is ignored: the identity column draws the next
+                     // one, distinct across servers.
+                     ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
+                     ARROW_RETURN_NOT_OK(s.Exec(
+                         "INSERT INTO audit_log (time, key_id, action, target, outcome, status, "
+                         "detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                         event.time, event.key_id, event.action, event.target, event.outcome,
+                         event.status, event.detail));
+                     return s.CommitTransaction();
+                   });
 }
-Status PostgresRegistry::PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>&) {
-  return NotImplemented("statistics storage");
+
+Result<std::vector<AuditEvent>> PostgresRegistry::ListAudit(const AuditFilter& filter) {
+  // An action ending in '.' is a prefix ("feature_set." matches
+  // "feature_set.create"); anything else matches exactly.
+  bool prefix = !filter.action.empty() && filter.action.back() == '.';
+  std::string exact_action = prefix ? "" : filter.action;
+  std::string action_prefix = prefix ? filter.action : "";
+  auto limit = static_cast<int64_t>(std::min<size_t>(filter.limit, INT64_MAX));
+  return WithRetry(
+      "reading the audit log", options_.retry_budget,
+      [&](PgSession& s) -> Result<std::vector<AuditEvent>> {
+        ARROW_ASSIGN_OR_RAISE(
+            PgRows rows,
+            s.Query("SELECT seq, time, key_id, action, target, outcome, status, detail "
+                    "FROM audit_log "
+                    "WHERE ($1::bigint IS NULL OR time >= $1::bigint) "
+                    "AND ($2::bigint IS NULL OR time < $2::bigint) "
+                    "AND ($3::text = '' OR key_id = $3::text) "
+                    "AND ($4::text = '' OR action = $4::text) "
+                    "AND ($5::text = '' OR left(action, length($5::text)) = $5::text) "
+                    "AND ($6::text = '' OR target = $6::text) "
+                    "AND ($7::text = '' OR outcome = $7::text) "
+                    "ORDER BY seq DESC LIMIT $8::bigint",
+                    filter.since, filter.until, filter.key_id, exact_action, action_prefix,
+                    filter.target, filter.outcome, limit));
+        std::vector<AuditEvent> out;
+        out.reserve(static_cast<size_t>(rows.size()));
+        for (int row = 0; row < rows.size(); ++row) {
+          AuditEvent event;
+          ARROW_ASSIGN_OR_RAISE(event.seq, rows.Int(row, 0));
+          ARROW_ASSIGN_OR_RAISE(event.time, rows.Int(row, 1));
+          event.key_id = rows.Text(row, 2);
+          event.action = rows.Text(row, 3);
+          event.target = rows.Text(row, 4);
+          event.outcome = rows.Text(row, 5);
+          ARROW_ASSIGN_OR_RAISE(int64_t status, rows.Int(row, 6));
+          event.status = static_cast<int>(status);
+          event.detail = rows.Text(row, 7);
+          out.push_back(std::move(event));
+        }
+        return out;
+      });
 }
-Result<std::vector<FeatureStatisticsRecord>> PostgresRegistry::ListFeatureStatistics(TimestampMicros,
-                                                                       std::string_view) {
-  return NotImplemented("statistics storage");
+
+Status PostgresRegistry::PutFeatureStatistics(
+    const std::vector<FeatureStatisticsRecord>& records) {
+  if (pool_->closed()) return Unavailable("the registry is closed");
+  for (const auto& record : records) ARROW_RETURN_NOT_OK(CheckStatistics(record));
+  if (records.empty()) return Status::OK();
+  return WithRetry(
+      "recording feature statistics", options_.retry_budget, [&](PgSession& s) -> Status {
+        ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
+        for (const auto& r : records) {
+          ARROW_RETURN_NOT_OK(s.Exec(
+              "INSERT INTO feature_statistics (job_id, feature, feature_set_id, "
+              "feature_set_name, computed_at, body) VALUES ($1, $2, $3, $4, $5, $6) "
+              "ON CONFLICT (job_id, feature) DO UPDATE SET "
+              "feature_set_id = excluded.feature_set_id, "
+              "feature_set_name = excluded.feature_set_name, "
+              "computed_at = excluded.computed_at, body = excluded.body",
+              r.job_id, r.feature, r.feature_set_id, r.feature_set_name, r.computed_at, r.body));
+        }
+        // Idempotent: a retry after a lost COMMIT answer writes the same again.
+        return s.Exec("COMMIT");
+      });
 }
-Status PostgresRegistry::AddUsage(const std::vector<UsageCount>&) { return NotImplemented("usage storage"); }
-Result<std::vector<UsageCount>> PostgresRegistry::ListUsage(std::string_view) {
-  return NotImplemented("usage storage");
+
+Result<std::vector<FeatureStatisticsRecord>> PostgresRegistry::ListFeatureStatistics(
+    TimestampMicros since, std::string_view feature_set_id) {
+  return WithRetry(
+      "listing feature statistics", options_.retry_budget,
+      [&](PgSession& s) -> Result<std::vector<FeatureStatisticsRecord>> {
+        ARROW_ASSIGN_OR_RAISE(
+            PgRows rows,
+            s.Query("SELECT job_id, feature, feature_set_id, feature_set_name, computed_at, body "
+                    "FROM feature_statistics "
+                    "WHERE computed_at >= $1::bigint "
+                    "AND ($2::text = '' OR feature_set_id = $2::text) "
+                    "ORDER BY computed_at, job_id, feature",
+                    since, feature_set_id));
+        std::vector<FeatureStatisticsRecord> out;
+        out.reserve(static_cast<size_t>(rows.size()));
+        for (int row = 0; row < rows.size(); ++row) {
+          FeatureStatisticsRecord record;
+          record.job_id = rows.Text(row, 0);
+          record.feature = rows.Text(row, 1);
+          record.feature_set_id = rows.Text(row, 2);
+          record.feature_set_name = rows.Text(row, 3);
+          ARROW_ASSIGN_OR_RAISE(record.computed_at, rows.Int(row, 4));
+          record.body = rows.Text(row, 5);
+          out.push_back(std::move(record));
+        }
+        return out;
+      });
+}
+
+Status PostgresRegistry::AddUsage(const std::vector<UsageCount>& counts) {
+  if (pool_->closed()) return Unavailable("the registry is closed");
+  // Merged and sorted: every batch upserts its rows in key order, so two
+  // servers' batches wait on each other's row locks instead of deadlocking.
+  ARROW_ASSIGN_OR_RAISE(std::vector<UsageCount> merged, MergeUsage(counts));
+  if (merged.empty()) return Status::OK();
+  return WithRetry(
+      "adding usage counts", options_.retry_budget, [&](PgSession& s) -> Status {
+        ARROW_RETURN_NOT_OK(s.Exec("BEGIN ISOLATION LEVEL READ COMMITTED"));
+        for (const UsageCount& c : merged) {
+          // ON CONFLICT DO UPDATE adds to the row as committed by now (it
+          // waits for a concurrent writer of the same row), so no count is
+          // lost between servers.
+          ARROW_RETURN_NOT_OK(s.Exec(
+              "INSERT INTO usage_daily (day, key_id, feature_set, feature, requests, entities, "
+              "entities_found) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+              "ON CONFLICT (day, key_id, feature_set, feature) DO UPDATE SET "
+              "requests = usage_daily.requests + excluded.requests, "
+              "entities = usage_daily.entities + excluded.entities, "
+              "entities_found = usage_daily.entities_found + excluded.entities_found",
+              c.day, c.key_id, c.feature_set, c.feature, c.requests, c.entities,
+              c.entities_found));
+        }
+        return s.CommitTransaction();
+      });
+}
+
+Result<std::vector<UsageCount>> PostgresRegistry::ListUsage(std::string_view since_day) {
+  ARROW_RETURN_NOT_OK(CheckSinceDay(since_day));
+  return WithRetry(
+      "listing usage counts", options_.retry_budget,
+      [&](PgSession& s) -> Result<std::vector<UsageCount>> {
+        ARROW_ASSIGN_OR_RAISE(
+            PgRows rows,
+            s.Query("SELECT day, key_id, feature_set, feature, requests, entities, "
+                    "entities_found FROM usage_daily WHERE day >= $1::text "
+                    "ORDER BY day, key_id, feature_set, feature",
+                    since_day));
+        std::vector<UsageCount> out;
+        out.reserve(static_cast<size_t>(rows.size()));
+        for (int row = 0; row < rows.size(); ++row) {
+          UsageCount count;
+          count.day = rows.Text(row, 0);
+          count.key_id = rows.Text(row, 1);
+          count.feature_set = rows.Text(row, 2);
+          count.feature = rows.Text(row, 3);
+          ARROW_ASSIGN_OR_RAISE(count.requests, rows.Int(row, 4));
+          ARROW_ASSIGN_OR_RAISE(count.entities, rows.Int(row, 5));
+          ARROW_ASSIGN_OR_RAISE(count.entities_found, rows.Int(row, 6));
+          out.push_back(std::move(count));
+        }
+        return out;
+      });
 }
 
 }  // namespace fstore

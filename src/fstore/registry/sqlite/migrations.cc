@@ -94,9 +94,73 @@ CREATE TABLE feature_set_state (
 );
 )sql";
 
+// API keys and the audit log (registry/operations.h). A key row is the key's
+// current record, replaced by id (revocation sets revoked_at); it holds a
+// salted hash of the secret, never the secret. feature_sets is a JSON array of
+// feature set names ("[]": every feature set). Audit entries are append-only;
+// seq (AUTOINCREMENT: never reused, even after the newest row is deleted)
+// orders them.
+constexpr std::string_view kV3Schema = R"sql(
+CREATE TABLE api_keys (
+  id           TEXT PRIMARY KEY,
+  name         TEXT NOT NULL,
+  role         TEXT NOT NULL,
+  feature_sets TEXT NOT NULL,
+  salt         TEXT NOT NULL,
+  hash         TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  revoked_at   INTEGER
+);
+CREATE INDEX api_keys_created ON api_keys (created_at, id);
+
+CREATE TABLE audit_log (
+  seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+  time    INTEGER NOT NULL,
+  key_id  TEXT NOT NULL,
+  action  TEXT NOT NULL,
+  target  TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  status  INTEGER NOT NULL,
+  detail  TEXT NOT NULL
+);
+CREATE INDEX audit_log_time ON audit_log (time);
+)sql";
+
+// Per-run feature statistics and daily usage counts (registry/operations.h).
+// A statistics row is replaced by (job_id, feature); `body` is opaque (JSON,
+// or ciphertext with encryption at rest). A usage row is a running sum,
+// added to in place; feature is '' on a feature set's own row.
+constexpr std::string_view kV4Schema = R"sql(
+CREATE TABLE feature_statistics (
+  job_id           TEXT NOT NULL,
+  feature          TEXT NOT NULL,
+  feature_set_id   TEXT NOT NULL,
+  feature_set_name TEXT NOT NULL,
+  computed_at      INTEGER NOT NULL,
+  body             TEXT NOT NULL,
+  PRIMARY KEY (job_id, feature)
+);
+CREATE INDEX feature_statistics_computed ON feature_statistics (computed_at);
+CREATE INDEX feature_statistics_feature_set
+  ON feature_statistics (feature_set_id, computed_at);
+
+CREATE TABLE usage_daily (
+  day            TEXT NOT NULL,
+  key_id         TEXT NOT NULL,
+  feature_set    TEXT NOT NULL,
+  feature        TEXT NOT NULL,
+  requests       INTEGER NOT NULL,
+  entities       INTEGER NOT NULL,
+  entities_found INTEGER NOT NULL,
+  PRIMARY KEY (day, key_id, feature_set, feature)
+) WITHOUT ROWID;
+)sql";
+
 constexpr std::array kMigrations = {
     SqliteMigration{1, "entities, feature sets, features and their versions", kV1Schema},
     SqliteMigration{2, "materialization jobs, watermarks and schedule slots", kV2Schema},
+    SqliteMigration{3, "api keys and the audit log", kV3Schema},
+    SqliteMigration{4, "feature statistics and daily usage", kV4Schema},
 };
 
 }  // namespace

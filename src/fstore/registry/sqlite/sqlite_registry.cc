@@ -10,6 +10,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "fstore/registry/codec.h"
+#include "fstore/registry/internal/operation_records.h"
 #include "fstore/registry/internal/stored_body.h"
 #include "fstore/registry/sqlite/migrations.h"
 
@@ -106,6 +107,7 @@ class Statement {
                        static_cast<size_t>(sqlite3_column_bytes(stmt_, column)));
   }
   int64_t Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+  bool IsNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
 
  private:
   Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
@@ -196,6 +198,14 @@ class WriteTransaction {
 
 using registry_internal::Body;
 using registry_internal::DecodeBody;
+
+using registry_internal::CheckApiKey;
+using registry_internal::CheckAuditEvent;
+using registry_internal::CheckSinceDay;
+using registry_internal::CheckStatistics;
+using registry_internal::FeatureSetsColumn;
+using registry_internal::MergeUsage;
+using registry_internal::ParseFeatureSetsColumn;
 
 /// Decodes the `body` column (the first) of every row.
 template <typename T, typename... Args>
@@ -681,26 +691,205 @@ Status SqliteRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
 }
 
 
-// ----------------------------------------------- issue #7 records (stubs)
-// Not built yet: replaced by the registry storage of migrations 3 and 4.
-Status SqliteRegistry::PutApiKey(const ApiKeyRecord&) { return NotImplemented("api keys storage"); }
+
+// ---------------------------------------------------------------------------
+// API keys, the audit log, feature statistics and usage (migrations 3 and 4).
+// Each write is its own transaction and leaves the change sequence alone.
+
+Status SqliteRegistry::PutApiKey(const ApiKeyRecord& key) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_RETURN_NOT_OK(CheckApiKey(key));
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  ARROW_RETURN_NOT_OK(Run(db,
+                          "INSERT INTO api_keys (id, name, role, feature_sets, salt, hash, "
+                          "created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+                          "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+                          "role = excluded.role, feature_sets = excluded.feature_sets, "
+                          "salt = excluded.salt, hash = excluded.hash, "
+                          "created_at = excluded.created_at, revoked_at = excluded.revoked_at",
+                          key.id, key.name, key.role, FeatureSetsColumn(key.feature_sets),
+                          key.salt, key.hash, key.created_at, key.revoked_at));
+  return txn.Commit();
+}
+
 Result<std::vector<ApiKeyRecord>> SqliteRegistry::ListApiKeys() {
-  return NotImplemented("api keys storage");
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(Statement stmt,
+                        Statement::Prepare(db,
+                                           "SELECT id, name, role, feature_sets, salt, hash, "
+                                           "created_at, revoked_at FROM api_keys "
+                                           "ORDER BY created_at, id"));
+  std::vector<ApiKeyRecord> out;
+  while (true) {
+    ARROW_ASSIGN_OR_RAISE(bool row, stmt.Step());
+    if (!row) break;
+    ApiKeyRecord key;
+    key.id = stmt.Text(0);
+    key.name = stmt.Text(1);
+    key.role = stmt.Text(2);
+    ARROW_ASSIGN_OR_RAISE(key.feature_sets, ParseFeatureSetsColumn(stmt.Text(3), key.id));
+    key.salt = stmt.Text(4);
+    key.hash = stmt.Text(5);
+    key.created_at = stmt.Int(6);
+    if (!stmt.IsNull(7)) key.revoked_at = stmt.Int(7);
+    out.push_back(std::move(key));
+  }
+  return out;
 }
-Status SqliteRegistry::AppendAudit(const AuditEvent&) { return NotImplemented("audit storage"); }
-Result<std::vector<AuditEvent>> SqliteRegistry::ListAudit(const AuditFilter&) {
-  return NotImplemented("audit storage");
+
+Status SqliteRegistry::AppendAudit(const AuditEvent& event) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_RETURN_NOT_OK(CheckAuditEvent(event));
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  // event.seq is ignored: AUTOINCREMENT assigns the next one under the write
+  // lock, so appends from several connections or processes never share one.
+  ARROW_RETURN_NOT_OK(Run(db,
+                          "INSERT INTO audit_log (time, key_id, action, target, outcome, status, "
+                          "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                          event.time, event.key_id, event.action, event.target, event.outcome,
+                          event.status, event.detail));
+  return txn.Commit();
 }
-Status SqliteRegistry::PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>&) {
-  return NotImplemented("statistics storage");
+
+Result<std::vector<AuditEvent>> SqliteRegistry::ListAudit(const AuditFilter& filter) {
+  // An action ending in '.' is a prefix ("feature_set." matches
+  // "feature_set.create"); anything else matches exactly.
+  bool prefix = !filter.action.empty() && filter.action.back() == '.';
+  std::string exact_action = prefix ? "" : filter.action;
+  std::string action_prefix = prefix ? filter.action : "";
+  auto limit = static_cast<int64_t>(std::min<size_t>(filter.limit, INT64_MAX));
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(
+      Statement stmt,
+      Statement::Prepare(db,
+                         "SELECT seq, time, key_id, action, target, outcome, status, detail "
+                         "FROM audit_log "
+                         "WHERE (?1 IS NULL OR time >= ?1) AND (?2 IS NULL OR time < ?2) "
+                         "AND (?3 = '' OR key_id = ?3) AND (?4 = '' OR action = ?4) "
+                         "AND (?5 = '' OR substr(action, 1, length(?5)) = ?5) "
+                         "AND (?6 = '' OR target = ?6) AND (?7 = '' OR outcome = ?7) "
+                         "ORDER BY seq DESC LIMIT ?8"));
+  ARROW_RETURN_NOT_OK(stmt.Bind(filter.since, filter.until, filter.key_id, exact_action,
+                                action_prefix, filter.target, filter.outcome, limit));
+  std::vector<AuditEvent> out;
+  while (true) {
+    ARROW_ASSIGN_OR_RAISE(bool row, stmt.Step());
+    if (!row) break;
+    AuditEvent event;
+    event.seq = stmt.Int(0);
+    event.time = stmt.Int(1);
+    event.key_id = stmt.Text(2);
+    event.action = stmt.Text(3);
+    event.target = stmt.Text(4);
+    event.outcome = stmt.Text(5);
+    event.status = static_cast<int>(stmt.Int(6));
+    event.detail = stmt.Text(7);
+    out.push_back(std::move(event));
+  }
+  return out;
 }
-Result<std::vector<FeatureStatisticsRecord>> SqliteRegistry::ListFeatureStatistics(TimestampMicros,
-                                                                       std::string_view) {
-  return NotImplemented("statistics storage");
+
+Status SqliteRegistry::PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>& records) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  for (const auto& record : records) ARROW_RETURN_NOT_OK(CheckStatistics(record));
+  if (records.empty()) return Status::OK();
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  for (const auto& r : records) {
+    ARROW_RETURN_NOT_OK(Run(db,
+                            "INSERT INTO feature_statistics (job_id, feature, feature_set_id, "
+                            "feature_set_name, computed_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                            "ON CONFLICT (job_id, feature) DO UPDATE SET "
+                            "feature_set_id = excluded.feature_set_id, "
+                            "feature_set_name = excluded.feature_set_name, "
+                            "computed_at = excluded.computed_at, body = excluded.body",
+                            r.job_id, r.feature, r.feature_set_id, r.feature_set_name,
+                            r.computed_at, r.body));
+  }
+  return txn.Commit();
 }
-Status SqliteRegistry::AddUsage(const std::vector<UsageCount>&) { return NotImplemented("usage storage"); }
-Result<std::vector<UsageCount>> SqliteRegistry::ListUsage(std::string_view) {
-  return NotImplemented("usage storage");
+
+Result<std::vector<FeatureStatisticsRecord>> SqliteRegistry::ListFeatureStatistics(
+    TimestampMicros since, std::string_view feature_set_id) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(
+      Statement stmt,
+      Statement::Prepare(db,
+                         "SELECT job_id, feature, feature_set_id, feature_set_name, computed_at, "
+                         "body FROM feature_statistics "
+                         "WHERE computed_at >= ?1 AND (?2 = '' OR feature_set_id = ?2) "
+                         "ORDER BY computed_at, job_id, feature"));
+  ARROW_RETURN_NOT_OK(stmt.Bind(since, feature_set_id));
+  std::vector<FeatureStatisticsRecord> out;
+  while (true) {
+    ARROW_ASSIGN_OR_RAISE(bool row, stmt.Step());
+    if (!row) break;
+    FeatureStatisticsRecord record;
+    record.job_id = stmt.Text(0);
+    record.feature = stmt.Text(1);
+    record.feature_set_id = stmt.Text(2);
+    record.feature_set_name = stmt.Text(3);
+    record.computed_at = stmt.Int(4);
+    record.body = stmt.Text(5);
+    out.push_back(std::move(record));
+  }
+  return out;
+}
+
+Status SqliteRegistry::AddUsage(const std::vector<UsageCount>& counts) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(std::vector<UsageCount> merged, MergeUsage(counts));
+  if (merged.empty()) return Status::OK();
+  // BEGIN IMMEDIATE: the read-add-write of each upsert happens under the
+  // write lock, so concurrent connections never lose each other's counts.
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  for (const UsageCount& c : merged) {
+    ARROW_RETURN_NOT_OK(Run(db,
+                            "INSERT INTO usage_daily (day, key_id, feature_set, feature, "
+                            "requests, entities, entities_found) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                            "ON CONFLICT (day, key_id, feature_set, feature) DO UPDATE SET "
+                            "requests = requests + excluded.requests, "
+                            "entities = entities + excluded.entities, "
+                            "entities_found = entities_found + excluded.entities_found",
+                            c.day, c.key_id, c.feature_set, c.feature, c.requests, c.entities,
+                            c.entities_found));
+  }
+  return txn.Commit();
+}
+
+Result<std::vector<UsageCount>> SqliteRegistry::ListUsage(std::string_view since_day) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_RETURN_NOT_OK(CheckSinceDay(since_day));
+  ARROW_ASSIGN_OR_RAISE(
+      Statement stmt,
+      Statement::Prepare(db,
+                         "SELECT day, key_id, feature_set, feature, requests, entities, "
+                         "entities_found FROM usage_daily WHERE day >= ?1 "
+                         "ORDER BY day, key_id, feature_set, feature"));
+  ARROW_RETURN_NOT_OK(stmt.Bind(since_day));
+  std::vector<UsageCount> out;
+  while (true) {
+    ARROW_ASSIGN_OR_RAISE(bool row, stmt.Step());
+    if (!row) break;
+    UsageCount count;
+    count.day = stmt.Text(0);
+    count.key_id = stmt.Text(1);
+    count.feature_set = stmt.Text(2);
+    count.feature = stmt.Text(3);
+    count.requests = stmt.Int(4);
+    count.entities = stmt.Int(5);
+    count.entities_found = stmt.Int(6);
+    out.push_back(std::move(count));
+  }
+  return out;
 }
 
 }  // namespace fstore
