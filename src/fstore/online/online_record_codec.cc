@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <openssl/crypto.h>
+
 namespace fstore {
 
 namespace {
@@ -191,13 +193,42 @@ Status GetValue(Reader* r, int depth, FeatureValue* out) {
   }
 }
 
-Status GetHeader(Reader* r, TimestampMicros* event_time, TimestampMicros* created_time) {
-  uint8_t version;
-  if (!r->Byte(&version)) return Corrupt("empty value");
-  if (version != kOnlineRecordFormatVersion) return Corrupt("unknown format version");
+Status GetHeader(Reader* r, TimestampMicros* event_time, TimestampMicros* created_time,
+                 uint8_t* version) {
+  if (!r->Byte(version)) return Corrupt("empty value");
+  if (*version != kOnlineRecordFormatVersion && *version != kSealedOnlineRecordFormatVersion) {
+    return Corrupt("unknown format version");
+  }
   if (!r->Signed(event_time)) return Corrupt("truncated event time");
   if (!r->Signed(created_time)) return Corrupt("truncated created time");
   return Status::OK();
+}
+
+// The values part (count, then name/value pairs) up to the end of `r`.
+Status GetValues(Reader* r, OnlineRecord* record) {
+  uint64_t count;
+  if (!r->Varint(&count)) return Corrupt("truncated value count");
+  // Each value takes at least two bytes (name length, tag).
+  if (count > r->remaining() / 2) return Corrupt("value count beyond the value");
+  record->values.resize(count);
+  for (auto& [name, value] : record->values) {
+    uint64_t n;
+    std::string_view b;
+    if (!r->Varint(&n) || !r->Bytes(n, &b)) return Corrupt("truncated feature name");
+    name.assign(b.data(), b.size());
+    ARROW_RETURN_NOT_OK(GetValue(r, 0, &value));
+  }
+  if (!r->done()) return Corrupt("trailing bytes");
+  return Status::OK();
+}
+
+void PutValues(const OnlineRecord& record, std::string* out) {
+  PutVarint(record.values.size(), out);
+  for (const auto& [name, value] : record.values) {
+    PutVarint(name.size(), out);
+    out->append(name);
+    PutValue(value, out);
+  }
 }
 
 }  // namespace
@@ -206,12 +237,30 @@ void AppendOnlineRecord(const OnlineRecord& record, std::string* out) {
   out->push_back(static_cast<char>(kOnlineRecordFormatVersion));
   PutVarint(ZigZag(record.event_time), out);
   PutVarint(ZigZag(record.created_time), out);
-  PutVarint(record.values.size(), out);
-  for (const auto& [name, value] : record.values) {
-    PutVarint(name.size(), out);
-    out->append(name);
-    PutValue(value, out);
+  PutValues(record, out);
+}
+
+Status AppendSealedOnlineRecord(const OnlineRecord& record, const Cipher& cipher,
+                                std::string_view associated_data, std::string* out) {
+  std::string values;
+  values.reserve(16 + record.values.size() * 16);
+  PutValues(record, &values);
+  ARROW_ASSIGN_OR_RAISE(auto sealed, cipher.Seal(values, associated_data));
+  OPENSSL_cleanse(values.data(), values.size());
+  out->push_back(static_cast<char>(kSealedOnlineRecordFormatVersion));
+  PutVarint(ZigZag(record.event_time), out);
+  PutVarint(ZigZag(record.created_time), out);
+  out->append(sealed);
+  return Status::OK();
+}
+
+Status AppendOnlineRecord(const OnlineRecord& record, const Cipher* cipher,
+                          std::string_view associated_data, std::string* out) {
+  if (cipher == nullptr) {
+    AppendOnlineRecord(record, out);
+    return Status::OK();
   }
+  return AppendSealedOnlineRecord(record, *cipher, associated_data, out);
 }
 
 std::string EncodeOnlineRecord(const OnlineRecord& record) {
@@ -222,22 +271,37 @@ std::string EncodeOnlineRecord(const OnlineRecord& record) {
 }
 
 Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes) {
+  return DecodeOnlineRecord(bytes, nullptr, {});
+}
+
+Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes, const Cipher* cipher,
+                                        std::string_view associated_data) {
   Reader r(bytes);
   OnlineRecord record;
-  ARROW_RETURN_NOT_OK(GetHeader(&r, &record.event_time, &record.created_time));
-  uint64_t count;
-  if (!r.Varint(&count)) return Corrupt("truncated value count");
-  // Each value takes at least two bytes (name length, tag).
-  if (count > r.remaining() / 2) return Corrupt("value count beyond the value");
-  record.values.resize(count);
-  for (auto& [name, value] : record.values) {
-    uint64_t n;
-    std::string_view b;
-    if (!r.Varint(&n) || !r.Bytes(n, &b)) return Corrupt("truncated feature name");
-    name.assign(b.data(), b.size());
-    ARROW_RETURN_NOT_OK(GetValue(&r, 0, &value));
+  uint8_t version = 0;
+  ARROW_RETURN_NOT_OK(GetHeader(&r, &record.event_time, &record.created_time, &version));
+  if (version == kOnlineRecordFormatVersion) {
+    if (cipher != nullptr) {
+      return Internal(
+          "the online record was written without encryption but an encryption key is "
+          "configured (re-materialize the feature set to encrypt it)");
+    }
+    ARROW_RETURN_NOT_OK(GetValues(&r, &record));
+    return record;
   }
-  if (!r.done()) return Corrupt("trailing bytes");
+  if (cipher == nullptr) {
+    return Internal(
+        "the online record is encrypted and no encryption key is configured (set "
+        "FSTORE_ENCRYPTION_KEY or FSTORE_ENCRYPTION_KEY_FILE)");
+  }
+  std::string_view sealed;
+  (void)r.Bytes(r.remaining(), &sealed);
+  auto opened = cipher->Open(sealed, associated_data);
+  if (!opened.ok()) return Internal("the online record cannot be decrypted: " + ErrorMessageOf(opened.status()));
+  Reader values(*opened);
+  Status st = GetValues(&values, &record);
+  OPENSSL_cleanse(opened->data(), opened->size());
+  ARROW_RETURN_NOT_OK(st);
   return record;
 }
 
@@ -245,7 +309,8 @@ Result<std::pair<TimestampMicros, TimestampMicros>> DecodeOnlineRecordTimes(
     std::string_view bytes) {
   Reader r(bytes);
   std::pair<TimestampMicros, TimestampMicros> times;
-  ARROW_RETURN_NOT_OK(GetHeader(&r, &times.first, &times.second));
+  uint8_t version = 0;
+  ARROW_RETURN_NOT_OK(GetHeader(&r, &times.first, &times.second, &version));
   return times;
 }
 

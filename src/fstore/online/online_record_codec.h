@@ -19,6 +19,18 @@
 //     4 bool       u8 0 or 1
 //     5 timestamp  varint zigzag(micros)
 //     6 list       varint element count, then each element as a value
+// Version 2 is the same with encryption at rest (security/encryption.h):
+//   u8      version (= 2)
+//   varint  zigzag(event_time)
+//   varint  zigzag(created_time)
+//   bytes   Cipher::Seal(the version 1 bytes from "number of values" on)
+// The times stay in clear so that newer-wins compares without the key (the
+// Redis Lua script, RocksDB's read-compare-write); the feature names and
+// values are sealed, authenticated with the caller's associated data (the
+// store key: feature set and entity key), so a sealed record cannot be moved
+// to another key unnoticed. Entity keys are keys, not feature values: they
+// stay in clear.
+//
 // Feature names are stored inline: simplest, and a record of 10 features with
 // short names stays well under a cache line or two of overhead.
 
@@ -28,13 +40,20 @@
 
 #include "fstore/core/status.h"
 #include "fstore/online/online_store.h"
+#include "fstore/security/encryption.h"
 
 namespace fstore {
 
 inline constexpr uint8_t kOnlineRecordFormatVersion = 1;
+inline constexpr uint8_t kSealedOnlineRecordFormatVersion = 2;
 
 /// Appends the encoding of `record` to `out`.
 void AppendOnlineRecord(const OnlineRecord& record, std::string* out);
+
+/// Appends the version 2 (sealed) encoding of `record` with `cipher`, or
+/// version 1 when `cipher` is null.
+Status AppendOnlineRecord(const OnlineRecord& record, const Cipher* cipher,
+                          std::string_view associated_data, std::string* out);
 
 /// The encoding of `record`.
 std::string EncodeOnlineRecord(const OnlineRecord& record);
@@ -44,8 +63,17 @@ std::string EncodeOnlineRecord(const OnlineRecord& record);
 /// lists nested deeper than 32.
 Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes);
 
+/// Decodes a version 1 record (`cipher` must be null) or a version 2 one
+/// (`cipher` must be the key it was sealed with, and `associated_data` the
+/// same). Internal error with a clear message otherwise: "written without
+/// encryption but an encryption key is configured", "encrypted and no
+/// encryption key is configured", "sealed with a different encryption key",
+/// "authentication failed". Never garbage.
+Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes, const Cipher* cipher,
+                                        std::string_view associated_data);
+
 /// Decodes only (event_time, created_time), for newer-wins comparisons
-/// without decoding the values.
+/// without decoding the values (either version; no key needed).
 Result<std::pair<TimestampMicros, TimestampMicros>> DecodeOnlineRecordTimes(
     std::string_view bytes);
 

@@ -138,3 +138,37 @@ TEST(EntityKeyTest, CorruptBytesAreErrors) {
 
 }  // namespace
 }  // namespace fstore
+
+namespace fstore {
+namespace {
+
+TEST(OnlineRecordCodecTest, SealedVersionKeepsTimesClearAndValuesSealed) {
+  using namespace std::literals;
+  auto cipher = *Cipher::FromHex(std::string(64, 'a'));
+  OnlineRecord record = EveryType();
+  std::string bytes;
+  ASSERT_OK(AppendOnlineRecord(record, cipher.get(), "fs\0key"sv, &bytes));
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), kSealedOnlineRecordFormatVersion);
+  EXPECT_EQ(bytes.find("nested"), std::string::npos);
+  ASSERT_OK_AND_ASSIGN(auto times, DecodeOnlineRecordTimes(bytes));
+  EXPECT_EQ(times, std::make_pair(record.event_time, record.created_time));
+  ASSERT_OK_AND_ASSIGN(auto decoded, DecodeOnlineRecord(bytes, cipher.get(), "fs\0key"sv));
+  EXPECT_EQ(decoded, record);
+
+  auto no_key = DecodeOnlineRecord(bytes);
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_NE(no_key.status().message().find("no encryption key is configured"), std::string::npos);
+  auto other_key = DecodeOnlineRecord(bytes, Cipher::FromHex(std::string(64, 'b'))->get(), "fs\0key"sv);
+  ASSERT_FALSE(other_key.ok());
+  EXPECT_NE(other_key.status().message().find("sealed with a different encryption key"),
+            std::string::npos);
+  auto other_ad = DecodeOnlineRecord(bytes, cipher.get(), "fs\0other"sv);
+  ASSERT_FALSE(other_ad.ok());
+  EXPECT_NE(other_ad.status().message().find("authentication failed"), std::string::npos);
+  auto clear = DecodeOnlineRecord(EncodeOnlineRecord(record), cipher.get(), "fs\0key"sv);
+  ASSERT_FALSE(clear.ok());
+  EXPECT_NE(clear.status().message().find("written without encryption"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fstore

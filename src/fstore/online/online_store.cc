@@ -5,19 +5,21 @@
 
 namespace fstore {
 
-Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri) {
+Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri,
+                                                        std::shared_ptr<const Cipher> cipher) {
   size_t sep = uri.find("://");
   std::string scheme = sep == std::string::npos ? "" : uri.substr(0, sep);
   std::string rest = sep == std::string::npos ? "" : uri.substr(sep + 3);
   if (scheme == "rocksdb") {
     if (rest.empty()) return InvalidArgument("online_store", "rocksdb:// needs a directory");
-    ARROW_ASSIGN_OR_RAISE(auto store, RocksDbOnlineStore::Open(rest));
+    ARROW_ASSIGN_OR_RAISE(auto store, RocksDbOnlineStore::Open(rest, std::move(cipher)));
     return std::unique_ptr<OnlineStore>(std::move(store));
   }
   if (scheme == "redis" || scheme == "rediss" || scheme == "redis+cluster" ||
       scheme == "rediss+cluster") {
     ARROW_ASSIGN_OR_RAISE(auto options, ParseRedisUri(uri));
     options.require_connection = false;  // Redis may come up after the server
+    options.cipher = std::move(cipher);
     ARROW_ASSIGN_OR_RAISE(auto store, RedisOnlineStore::Open(options));
     return std::unique_ptr<OnlineStore>(std::move(store));
   }

@@ -29,6 +29,8 @@
 
 namespace fstore {
 
+class Cipher;
+
 /// A timestamp feature value (UTC microseconds since the epoch); a type of
 /// its own so that it is not mistaken for an int feature.
 struct TimestampValue {
@@ -174,6 +176,9 @@ class OnlineStore {
 /// online/redis/redis_online_store.h. InvalidArgument for a malformed URI or
 /// an unknown scheme. A Redis that cannot be reached yet is not an error: the
 /// store connects on first use (and CheckHealth says Unavailable until then).
-Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri);
+/// With `cipher` (encryption at rest) every backend seals the feature values
+/// of each record (online_record_codec.h, version 2).
+Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri,
+                                                        std::shared_ptr<const Cipher> cipher = nullptr);
 
 }  // namespace fstore

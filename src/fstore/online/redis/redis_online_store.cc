@@ -854,7 +854,9 @@ Result<WriteResult> RedisOnlineStore::Write(
       values[j].reserve(kHeaderBytes + 16 + record.values.size() * 16);
       AppendTimeBytes(record.event_time, &values[j]);
       AppendTimeBytes(record.created_time, &values[j]);
-      AppendOnlineRecord(record, &values[j]);
+      // The Redis key is the associated data: a sealed value is bound to its key.
+      ARROW_RETURN_NOT_OK(
+          AppendOnlineRecord(record, options_.cipher.get(), keys[i], &values[j]));
       TimestampMicros expires = 0;
       if (options.ttl_micros > 0 &&
           !__builtin_add_overflow(record.event_time, options.ttl_micros, &expires)) {
@@ -974,7 +976,8 @@ Result<std::vector<std::optional<OnlineRecord>>> RedisOnlineStore::Read(
                           "': a stored value is not an online record (too short or not a string)");
         }
         auto record = DecodeOnlineRecord(
-            std::string_view(value->str + kHeaderBytes, value->len - kHeaderBytes));
+            std::string_view(value->str + kHeaderBytes, value->len - kHeaderBytes),
+            options_.cipher.get(), redis_keys[positions[c][k]]);
         if (!record.ok()) {
           return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
         }

@@ -33,7 +33,10 @@
 //   key   = prefix "fs:" <feature set name> '\0' EncodeEntityKey(entity key)
 //   value = 16-byte header: event_time, created_time, each 8 bytes big-endian
 //           with the sign bit flipped (so bytes compare like the numbers),
-//           then EncodeOnlineRecord(record) (online_record_codec.h).
+//           then EncodeOnlineRecord(record) (online_record_codec.h); with a
+//           cipher the sealed encoding (version 2, associated data = the
+//           key): the header and times stay clear for the Lua script, the
+//           feature names and values are sealed.
 // '\0' ends the name (names never contain it; ':' they may), so a feature
 // set's keys are exactly those matching prefix "fs:" name '\0' '*'. No hash
 // tag: a feature set's keys spread over every slot and so every master.
@@ -76,6 +79,7 @@
 #include <vector>
 
 #include "fstore/online/online_store.h"
+#include "fstore/security/encryption.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -118,6 +122,9 @@ struct RedisOnlineStoreOptions {
   /// that it can start before Redis; /ready says Redis is down meanwhile).
   /// Not a URI option.
   bool require_connection = true;
+  /// Encryption at rest: with a cipher, record values are sealed (see
+  /// Layout). Not a URI option.
+  std::shared_ptr<const Cipher> cipher;
 };
 
 /// Parses a redis://, rediss://, redis+cluster:// or rediss+cluster:// URI.

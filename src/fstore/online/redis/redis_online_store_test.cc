@@ -120,7 +120,8 @@ void DropPrefix(const std::string& uri, const std::string& prefix) {
 
 /// A backend on the server(s) of the URI in `env`: each test gets a key
 /// prefix of its own, so that tests can share the servers (and run at once).
-OnlineStoreBackend RedisBackend(const std::string& name, const char* env) {
+OnlineStoreBackend RedisBackend(const std::string& name, const char* env,
+                                std::shared_ptr<const Cipher> cipher = nullptr) {
   OnlineStoreBackend backend;
   backend.name = name;
   backend.persistent = true;  // Redis keeps the data across a close and a new open
@@ -129,20 +130,24 @@ OnlineStoreBackend RedisBackend(const std::string& name, const char* env) {
     return std::string(env) + " is not set: start the test servers with "
                                "eval \"$(scripts/test-redis.sh start)\"";
   };
-  backend.new_store = [env]() -> Result<OnlineStoreInstance> {
+  backend.new_store = [env, cipher]() -> Result<OnlineStoreInstance> {
     std::string uri = Env(env);
     if (uri.empty()) {
       return Status::Invalid(std::string(env) + " is not set: run eval \"$(scripts/test-redis.sh start)\"");
     }
     std::string prefix = "test-" + NewUuid() + ":";
     OnlineStoreInstance instance;
-    instance.open = [uri, prefix]() -> Result<std::unique_ptr<OnlineStore>> {
-      return OnlineStoreFromUri(WithOption(uri, "prefix=" + prefix));
+    instance.open = [uri, prefix, cipher]() -> Result<std::unique_ptr<OnlineStore>> {
+      return OnlineStoreFromUri(WithOption(uri, "prefix=" + prefix), cipher);
     };
     instance.drop = [uri, prefix] { DropPrefix(uri, prefix); };
     return instance;
   };
   return backend;
+}
+
+std::shared_ptr<const Cipher> TestCipher(char digit = '7') {
+  return *Cipher::FromHex(std::string(64, digit));
 }
 
 // Always instantiated (ctest lists the tests when the binary is built, maybe
@@ -152,6 +157,76 @@ INSTANTIATE_TEST_SUITE_P(Redis, OnlineStoreConformanceTest,
                                            RedisBackend("RedisCluster", "FSTORE_TEST_REDIS_CLUSTER_URL"),
                                            RedisBackend("Rediss", "FSTORE_TEST_REDISS_URL")),
                          OnlineStoreBackendName);
+
+// Encryption at rest: the whole suite again with sealed values (the Lua
+// newer-wins script reads only the clear header).
+INSTANTIATE_TEST_SUITE_P(RedisEncrypted, OnlineStoreConformanceTest,
+                         ::testing::Values(RedisBackend("RedisEncrypted", "FSTORE_TEST_REDIS_URL",
+                                                        TestCipher()),
+                                           RedisBackend("RedisClusterEncrypted",
+                                                        "FSTORE_TEST_REDIS_CLUSTER_URL", TestCipher())),
+                         OnlineStoreBackendName);
+
+// With a cipher the stored value holds no feature value in clear; reading it
+// without the key, with another key, or reading a clear value with a key
+// fails with a message saying which, never garbage.
+TEST(RedisEncryptionTest, ValuesAreSealedAndWrongOrMissingKeysFailClearly) {
+  std::string uri = Env("FSTORE_TEST_REDIS_URL");
+  if (uri.empty()) GTEST_SKIP() << "FSTORE_TEST_REDIS_URL is not set";
+  std::string prefix = "test-" + NewUuid() + ":";
+  std::string with_prefix = WithOption(uri, "prefix=" + prefix);
+  OnlineRecord record{10, 20, {{"secret", std::string("PLAINTEXT-MARKER-REDIS")}}};
+  EntityKey key{std::string("u1")};
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, OnlineStoreFromUri(with_prefix, TestCipher()));
+    ASSERT_OK(store->Write("fs", {{key, record}}));
+    ASSERT_OK_AND_ASSIGN(auto read, store->Read("fs", {key}, 0, 0));
+    ASSERT_TRUE(read[0].has_value());
+    EXPECT_EQ(*read[0], record);
+    // Newer-wins still works on the clear header.
+    OnlineRecord older{5, 20, {{"secret", std::string("older")}}};
+    ASSERT_OK_AND_ASSIGN(auto result, store->Write("fs", {{key, older}}));
+    EXPECT_EQ(result, (WriteResult{0, 1}));
+  }
+  {
+    // The raw value: the header and times, then sealed bytes; no marker.
+    ASSERT_OK_AND_ASSIGN(auto options, ParseRedisUri(uri));
+    std::string redis_key = prefix + "fs:fs" + std::string(1, '\0') + EncodeEntityKey(key);
+    ASSERT_OK_AND_ASSIGN(auto reply, Command(options.endpoints[0].host, options.endpoints[0].port,
+                                             {"GET", redis_key}));
+    ASSERT_EQ(reply->type, REDIS_REPLY_STRING);
+    std::string raw(reply->str, reply->len);
+    EXPECT_GT(raw.size(), 16 + Cipher::kOverhead);
+    EXPECT_EQ(raw.find("PLAINTEXT-MARKER"), std::string::npos);
+    EXPECT_EQ(raw.find("secret"), std::string::npos);  // feature names are sealed too
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto plain, OnlineStoreFromUri(with_prefix));
+    auto read = plain->Read("fs", {key}, 0, 0);
+    ASSERT_FALSE(read.ok());
+    EXPECT_EQ(ErrorCodeOf(read.status()), ErrorCode::kInternal);
+    EXPECT_NE(read.status().message().find("no encryption key is configured"), std::string::npos)
+        << read.status().ToString();
+    EXPECT_NE(read.status().message().find("feature set 'fs'"), std::string::npos);
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto other, OnlineStoreFromUri(with_prefix, TestCipher('8')));
+    auto read = other->Read("fs", {key}, 0, 0);
+    ASSERT_FALSE(read.ok());
+    EXPECT_NE(read.status().message().find("sealed with a different encryption key"), std::string::npos)
+        << read.status().ToString();
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto plain, OnlineStoreFromUri(with_prefix));
+    ASSERT_OK(plain->Write("fs", {{{std::string("u2")}, record}}));
+    ASSERT_OK_AND_ASSIGN(auto keyed, OnlineStoreFromUri(with_prefix, TestCipher()));
+    auto read = keyed->Read("fs", {{std::string("u2")}}, 0, 0);
+    ASSERT_FALSE(read.ok());
+    EXPECT_NE(read.status().message().find("written without encryption"), std::string::npos)
+        << read.status().ToString();
+  }
+  DropPrefix(uri, prefix);
+}
 
 // ---------------------------------------------------------------------------
 // URIs and slots

@@ -77,12 +77,14 @@ Status Closed() { return Unavailable("the online store is closed"); }
 
 }  // namespace
 
-RocksDbOnlineStore::RocksDbOnlineStore(std::string dir, rocksdb::DB* db)
-    : dir_(std::move(dir)), db_(db) {}
+RocksDbOnlineStore::RocksDbOnlineStore(std::string dir, rocksdb::DB* db,
+                                       std::shared_ptr<const Cipher> cipher)
+    : dir_(std::move(dir)), db_(db), cipher_(std::move(cipher)) {}
 
 RocksDbOnlineStore::~RocksDbOnlineStore() { (void)Close(); }
 
-Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(const std::string& dir) {
+Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(
+    const std::string& dir, std::shared_ptr<const Cipher> cipher) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Unavailable("cannot create the online store directory " + dir + ": " + ec.message());
@@ -111,7 +113,7 @@ Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(const std::
   rocksdb::DB* db = nullptr;
   ARROW_RETURN_NOT_OK(
       FromRocksDb(rocksdb::DB::Open(options, dir, &db), "cannot open the online store in " + dir));
-  return std::unique_ptr<RocksDbOnlineStore>(new RocksDbOnlineStore(dir, db));
+  return std::unique_ptr<RocksDbOnlineStore>(new RocksDbOnlineStore(dir, db, std::move(cipher)));
 }
 
 Status RocksDbOnlineStore::CheckHealth() {
@@ -196,7 +198,8 @@ Result<WriteResult> RocksDbOnlineStore::Write(
       return FromRocksDb(statuses[j], "reading the online store for a write");
     }
     value.clear();
-    AppendOnlineRecord(record, &value);
+    // The store key is the associated data: a sealed value is bound to its key.
+    ARROW_RETURN_NOT_OK(AppendOnlineRecord(record, cipher_.get(), slices[j].ToStringView(), &value));
     rocksdb::Status s = batch.Put(slices[j], value);
     if (!s.ok()) return FromRocksDb(s, "building an online store write");
     ++result.applied;
@@ -238,7 +241,8 @@ Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
   for (size_t i = 0; i < n; ++i) {
     if (statuses[i].IsNotFound()) continue;
     if (!statuses[i].ok()) return FromRocksDb(statuses[i], "reading the online store");
-    auto record = DecodeOnlineRecord(std::string_view(values[i].data(), values[i].size()));
+    auto record = DecodeOnlineRecord(std::string_view(values[i].data(), values[i].size()),
+                                     cipher_.get(), encoded[i]);
     if (!record.ok()) {
       return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
     }

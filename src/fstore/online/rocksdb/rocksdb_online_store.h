@@ -4,7 +4,9 @@
 //
 // Layout: one key per (feature set, entity key) in the default column family:
 //   key   = <feature set name> '\0' EncodeEntityKey(entity key)
-//   value = EncodeOnlineRecord(record)   (online_record_codec.h)
+//   value = EncodeOnlineRecord(record)   (online_record_codec.h); with a
+//           cipher the sealed encoding (version 2), whose associated data
+//           is the key: times in clear, names and values sealed
 // Feature set names never contain '\0', so a feature set's records are
 // exactly the range [name '\0', name '\1'): DeleteFeatureSet is one
 // DeleteRange. A prefix rather than a column family per feature set: column
@@ -36,6 +38,7 @@
 #include <string>
 
 #include "fstore/online/online_store.h"
+#include "fstore/security/encryption.h"
 
 namespace rocksdb {
 class DB;
@@ -47,7 +50,11 @@ class RocksDbOnlineStore : public OnlineStore {
  public:
   /// Opens (creating if missing) the database in `dir`. Unavailable when the
   /// directory cannot be created or another process holds the database.
-  static Result<std::unique_ptr<RocksDbOnlineStore>> Open(const std::string& dir);
+  /// With `cipher` every record's values are sealed on write and opened on
+  /// read; a record in the other form, or sealed with another key, makes
+  /// Read fail with Internal and a clear message.
+  static Result<std::unique_ptr<RocksDbOnlineStore>> Open(
+      const std::string& dir, std::shared_ptr<const Cipher> cipher = nullptr);
   ~RocksDbOnlineStore() override;
 
   Status CheckHealth() override;
@@ -66,7 +73,7 @@ class RocksDbOnlineStore : public OnlineStore {
   Status Sync() override;
 
  private:
-  RocksDbOnlineStore(std::string dir, rocksdb::DB* db);
+  RocksDbOnlineStore(std::string dir, rocksdb::DB* db, std::shared_ptr<const Cipher> cipher);
 
   std::string dir_;
   /// Guards db_ against Close(): shared by every call that uses the
@@ -76,6 +83,7 @@ class RocksDbOnlineStore : public OnlineStore {
   /// Acquired before mutex_.
   std::mutex write_mutex_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::shared_ptr<const Cipher> cipher_;  // null: values stored in clear
 };
 
 }  // namespace fstore

@@ -4,6 +4,7 @@
 #include "fstore/online/rocksdb/rocksdb_online_store.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include <rocksdb/db.h>
 
@@ -17,14 +18,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-OnlineStoreBackend RocksDbBackend() {
+std::shared_ptr<const Cipher> TestCipher(char digit = '7') {
+  return *Cipher::FromHex(std::string(64, digit));
+}
+
+OnlineStoreBackend RocksDbBackend(std::shared_ptr<const Cipher> cipher = nullptr) {
   OnlineStoreBackend backend;
-  backend.name = "RocksDb";
-  backend.new_store = []() -> Result<OnlineStoreInstance> {
+  backend.name = cipher ? "RocksDbEncrypted" : "RocksDb";
+  backend.new_store = [cipher]() -> Result<OnlineStoreInstance> {
     auto dir = fs::temp_directory_path() / ("fstore-online-rocksdb-" + NewUuid());
     OnlineStoreInstance instance;
-    instance.open = [dir]() -> Result<std::unique_ptr<OnlineStore>> {
-      return OnlineStoreFromUri("rocksdb://" + dir.string());
+    instance.open = [dir, cipher]() -> Result<std::unique_ptr<OnlineStore>> {
+      return OnlineStoreFromUri("rocksdb://" + dir.string(), cipher);
     };
     instance.drop = [dir] {
       std::error_code ec;
@@ -35,7 +40,8 @@ OnlineStoreBackend RocksDbBackend() {
   return backend;
 }
 
-INSTANTIATE_TEST_SUITE_P(RocksDb, OnlineStoreConformanceTest, ::testing::Values(RocksDbBackend()),
+INSTANTIATE_TEST_SUITE_P(RocksDb, OnlineStoreConformanceTest,
+                         ::testing::Values(RocksDbBackend(), RocksDbBackend(TestCipher())),
                          OnlineStoreBackendName);
 
 class RocksDbOnlineStoreTest : public ::testing::Test {
@@ -94,6 +100,103 @@ TEST_F(RocksDbOnlineStoreTest, CorruptStoredValueIsAnErrorOnReadAndReplacedByAWr
   ASSERT_OK_AND_ASSIGN(auto again, store->Read("fs", {{std::string("u")}}, 0, 0));
   ASSERT_TRUE(again[0].has_value());
   EXPECT_EQ(*again[0], record);
+}
+
+/// Every byte of every file under `dir`.
+std::string AllBytes(const fs::path& dir) {
+  std::string all;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    all.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return all;
+}
+
+TEST_F(RocksDbOnlineStoreTest, EncryptedValuesLeaveNoPlaintextOnDisk) {
+  const std::string marker = "PLAINTEXT-MARKER-ROCKSDB";
+  OnlineRecord record{10, 20, {{"secret_feature", marker}, {"n", int64_t{0x5eed5eed5eed}}}};
+  EntityKey key{std::string("u1")};
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), TestCipher()));
+    ASSERT_OK(store->Write("fs", {{key, record}}));
+    ASSERT_OK(store->Sync());  // flushes the memtable to an SST file
+    ASSERT_OK_AND_ASSIGN(auto read, store->Read("fs", {key}, 0, 0));
+    ASSERT_TRUE(read[0].has_value());
+    EXPECT_EQ(*read[0], record);
+    ASSERT_OK(store->Close());
+  }
+  std::string bytes = AllBytes(dir_);
+  EXPECT_EQ(bytes.find(marker), std::string::npos);
+  EXPECT_EQ(bytes.find("secret_feature"), std::string::npos);
+  EXPECT_NE(bytes.find("u1"), std::string::npos);  // entity keys are keys: in clear
+
+  // The same without encryption finds the marker: the search works.
+  auto plain_dir = dir_ / "plain";
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(plain_dir.string()));
+    ASSERT_OK(store->Write("fs", {{key, record}}));
+    ASSERT_OK(store->Sync());
+    ASSERT_OK(store->Close());
+  }
+  EXPECT_NE(AllBytes(plain_dir).find(marker), std::string::npos);
+}
+
+TEST_F(RocksDbOnlineStoreTest, WrongMissingOrUnexpectedKeyFailsClearly) {
+  OnlineRecord record{10, 20, {{"x", std::string("value")}}};
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), TestCipher()));
+    ASSERT_OK(store->Write("sealed", {{{std::string("u")}, record}}));
+    ASSERT_OK(store->Close());
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string()));
+    auto read = store->Read("sealed", {{std::string("u")}}, 0, 0);
+    ASSERT_FALSE(read.ok());
+    EXPECT_EQ(ErrorCodeOf(read.status()), ErrorCode::kInternal);
+    EXPECT_NE(read.status().message().find("feature set 'sealed'"), std::string::npos);
+    EXPECT_NE(read.status().message().find("no encryption key is configured"), std::string::npos)
+        << read.status().ToString();
+    ASSERT_OK(store->Write("clear", {{{std::string("u")}, record}}));
+    ASSERT_OK(store->Close());
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), TestCipher('8')));
+    auto read = store->Read("sealed", {{std::string("u")}}, 0, 0);
+    ASSERT_FALSE(read.ok());
+    EXPECT_NE(read.status().message().find("sealed with a different encryption key"), std::string::npos)
+        << read.status().ToString();
+    ASSERT_OK(store->Close());
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), TestCipher()));
+    auto read = store->Read("clear", {{std::string("u")}}, 0, 0);
+    ASSERT_FALSE(read.ok());
+    EXPECT_NE(read.status().message().find("written without encryption"), std::string::npos)
+        << read.status().ToString();
+    ASSERT_OK(store->Close());
+  }
+}
+
+TEST_F(RocksDbOnlineStoreTest, SealedValueMovedToAnotherKeyFailsAuthentication) {
+  OnlineRecord record{10, 20, {{"x", std::string("value")}}};
+  std::string key_a = std::string("fs\0", 3) + EncodeEntityKey({std::string("a")});
+  std::string key_b = std::string("fs\0", 3) + EncodeEntityKey({std::string("b")});
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), TestCipher()));
+    ASSERT_OK(store->Write("fs", {{{std::string("a")}, record}}));
+    ASSERT_OK(store->Close());
+  }
+  WithRawDb([&](rocksdb::DB* db) {
+    std::string value;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), key_a, &value).ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), key_b, value).ok());
+  });
+  ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), TestCipher()));
+  auto read = store->Read("fs", {{std::string("b")}}, 0, 0);
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("authentication failed"), std::string::npos)
+      << read.status().ToString();
 }
 
 }  // namespace
