@@ -412,6 +412,8 @@ json::object ToJson(const MaterializationJob& job) {
   o["bytes_written"] = job.bytes_written;
   o["duration_seconds"] = NumberToJson(job.duration_seconds);
   o["cpu_seconds"] = NumberToJson(job.cpu_seconds);
+  o["max_event_time_offline"] = OptionalTime(job.max_event_time_offline);
+  o["max_event_time_online"] = OptionalTime(job.max_event_time_online);
   o["quality_report"] = job.quality_report;
   o["error"] = OptionalString(job.error);
   return o;
@@ -609,6 +611,10 @@ Status DecodeJob(const json::value& v, MaterializationJob* out) {
       ARROW_RETURN_NOT_OK(seconds(key, value, &out->duration_seconds));
     } else if (key == "cpu_seconds") {
       ARROW_RETURN_NOT_OK(seconds(key, value, &out->cpu_seconds));
+    } else if (key == "max_event_time_offline") {
+      ARROW_RETURN_NOT_OK(optional_time(key, value, &out->max_event_time_offline));
+    } else if (key == "max_event_time_online") {
+      ARROW_RETURN_NOT_OK(optional_time(key, value, &out->max_event_time_online));
     } else if (key == "quality_report") {
       if (value.is_null()) {
         out->quality_report.clear();

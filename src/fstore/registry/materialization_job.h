@@ -49,7 +49,12 @@ struct MaterializationJob {
   int64_t bytes_read = 0;
   int64_t bytes_written = 0;
   double duration_seconds = 0;
-  double cpu_seconds = 0;
+  double cpu_seconds = 0;  ///< CPU time of the run's threads (read, compute, write)
+  /// The newest event time among the rows this run wrote to each store;
+  /// unset when it wrote none there. Freshness (monitoring/) takes the max
+  /// over successful runs.
+  std::optional<TimestampMicros> max_event_time_offline;
+  std::optional<TimestampMicros> max_event_time_online;
   /// Per feature and rule: {"feature": {"rule": {"count": n, "samples": [...]}}}.
   boost::json::object quality_report;
   std::string error;  ///< why it failed

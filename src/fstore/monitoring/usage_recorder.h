@@ -1,0 +1,81 @@
+#pragma once
+
+// Usage counts (GET /monitoring/usage): requests per (UTC day, API key,
+// feature set, feature), aggregated in memory by the serving routes and
+// added to the registry (Registry::AddUsage) by a background thread every
+// interval, on Flush and when the recorder is destroyed. A flush that fails
+// keeps its counts for the next one: counts are never lost while the process
+// lives, and never counted twice.
+//
+// Rows per request (operations.h UsageCount):
+//  - feature_set "" and feature "": one serving request (requests 1), which
+//    is what the per API key counts count;
+// and per feature set it read:
+//  - feature "" : the set was asked once (requests 1), for `entities` rows,
+//    `entities_found` of them found (online only; 0 otherwise);
+//  - feature "<name>": requests 1 per feature served from the set;
+//  - feature kOnlineRow ("(online)"): the same as "" but only for online
+//    requests, so that coverage (found / requested) divides online found
+//    entities by online requested ones, not by historical rows, which have
+//    no notion of found. No feature name can take it (names are identifiers).
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+#include "fstore/core/status.h"
+#include "fstore/registry/operations.h"
+#include "fstore/registry/registry.h"
+
+namespace fstore::monitoring {
+
+inline constexpr std::string_view kOnlineRow = "(online)";
+
+/// Thread-safe. `registry` must outlive the recorder.
+class UsageRecorder {
+ public:
+  explicit UsageRecorder(Registry* registry,
+                         std::chrono::milliseconds interval = std::chrono::seconds(1));
+  ~UsageRecorder();
+  UsageRecorder(const UsageRecorder&) = delete;
+  UsageRecorder& operator=(const UsageRecorder&) = delete;
+
+  /// Adds counts to the pending ones (same key: summed).
+  void Add(const std::vector<UsageCount>& counts);
+  /// Writes the pending counts to the registry now.
+  Status Flush();
+
+ private:
+  using Key = std::tuple<std::string, std::string, std::string, std::string>;
+  void Loop();
+
+  Registry* registry_;
+  std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::mutex flush_mutex_;  // one flush at a time: counts taken are written before the next
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::map<Key, UsageCount> pending_;
+  std::thread thread_;
+};
+
+/// The usage report over registry rows with day in [start_day, end_day]
+/// (inclusive), optionally of one feature set and/or one key:
+/// {"start_date", "end_date", "days": [{"date", "requests" (serving requests),
+///   "feature_set_requests", "entities_requested",
+///   "entities_found", "coverage", "feature_sets": {name: {"requests", "entities_requested",
+///   "online_entities_requested", "entities_found", "coverage"}}, "features": {"set:feature":
+///   requests}, "api_keys": {key_id or "anonymous": requests}}], "totals": {...same}}.
+/// coverage is found / requested over online requests; null when none.
+boost::json::object UsageReport(const std::vector<UsageCount>& rows, std::string_view start_day,
+                                std::string_view end_day, std::string_view feature_set,
+                                std::string_view key_id);
+
+}  // namespace fstore::monitoring
