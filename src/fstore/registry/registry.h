@@ -116,17 +116,24 @@ class Registry {
   // API keys and the audit log (operations.h, issue #7).
 
   /// Inserts a key, or replaces the record with its id (revocation).
+  /// InvalidArgument (field "id", "role", "salt", "hash" or "feature_sets")
+  /// for an empty id, role, salt or hash or an empty feature set name.
   virtual Status PutApiKey(const ApiKeyRecord& key) = 0;
   /// Every key, revoked ones too, oldest first.
   virtual Result<std::vector<ApiKeyRecord>> ListApiKeys() = 0;
-  /// Appends an entry; the registry assigns its seq.
+  /// Appends an entry; the registry assigns its seq (event.seq is ignored).
+  /// Seqs are distinct, also across servers sharing a database, and an append
+  /// made after another returned gets a higher one. InvalidArgument for an
+  /// empty action or outcome or a negative status.
   virtual Status AppendAudit(const AuditEvent& event) = 0;
   /// Entries matching `filter`, newest first (by seq), at most filter.limit.
   virtual Result<std::vector<AuditEvent>> ListAudit(const AuditFilter& filter) = 0;
 
   // Feature statistics and usage (operations.h, issue #7).
 
-  /// Stores the records of one run (replacing any of the same job and feature).
+  /// Stores the records of one run (replacing any of the same job and feature),
+  /// all or none. InvalidArgument for an empty job_id, feature or
+  /// feature_set_id.
   virtual Status PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>& records) = 0;
   /// Records computed at or after `since`, of one feature set (by id) or of
   /// all when empty; oldest first (by computed_at, then job id, then feature).
@@ -134,9 +141,12 @@ class Registry {
       TimestampMicros since, std::string_view feature_set_id) = 0;
   /// Adds the counts to the stored rows with the same (day, key_id,
   /// feature_set, feature), creating missing rows; all in one transaction.
+  /// InvalidArgument (and nothing added) for a day that is not a calendar day
+  /// written YYYY-MM-DD, an empty feature_set, or a negative count.
   virtual Status AddUsage(const std::vector<UsageCount>& counts) = 0;
-  /// Rows whose day is >= since_day ("YYYY-MM-DD"), ordered by day, key_id,
-  /// feature_set, feature.
+  /// Rows whose day is >= since_day ("YYYY-MM-DD"; "" for every day), ordered
+  /// by day, key_id, feature_set, feature. InvalidArgument (field "since_day")
+  /// for anything else.
   virtual Result<std::vector<UsageCount>> ListUsage(std::string_view since_day) = 0;
 
   /// Releases connections; further calls fail. Idempotent.

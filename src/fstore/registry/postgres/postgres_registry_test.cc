@@ -733,5 +733,125 @@ TEST_F(PostgresRegistryTest, ValuesTravelAsParametersNotAsSql) {
   EXPECT_FALSE(none.has_value());
 }
 
+// A database as fstore left it at schema version 2 (before keys, audit,
+// statistics and usage): migrations 1 and 2 applied by their own scripts,
+// with a feature set and a job in it.
+TEST_F(PostgresRegistryTest, AVersion2DatabaseMigratesUpWithItsDataIntact) {
+  ASSERT_GE(PostgresMigrations().size(), 4u);
+  Query("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+  for (int version : {1, 2}) {
+    Query(std::string(PostgresMigrations()[version - 1].sql));
+    Query("INSERT INTO schema_migrations (version) VALUES (" + std::to_string(version) + ")");
+  }
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  ASSERT_OK_AND_ASSIGN(auto registry, Open());
+  ASSERT_OK_AND_ASSIGN(int before, registry->SchemaVersion());
+  EXPECT_EQ(before, 2);
+  FeatureSet fs = NewFeatureSet("user_profile");
+  ASSERT_OK(registry->Commit(CreateWrite(fs)));
+  MaterializationJob job;
+  job.id = NewUuid();
+  job.feature_set_id = fs.id;
+  job.feature_set_name = fs.name;
+  job.status = JobStatus::kSucceeded;
+  job.created_at = kT0;
+  ASSERT_OK(registry->CommitJobAndWatermark(job, kT0));
+
+  ASSERT_OK_AND_ASSIGN(int migrated, registry->Migrate());
+  EXPECT_EQ(migrated, 4);
+  ASSERT_OK_AND_ASSIGN(int after, registry->SchemaVersion());
+  EXPECT_EQ(after, 4);
+  EXPECT_EQ(Query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"),
+            "1,2,3,4");
+  ASSERT_OK_AND_ASSIGN(auto found, registry->FindFeatureSet("user_profile", false));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, fs.id);
+  ASSERT_OK_AND_ASSIGN(auto found_job, registry->FindJob(job.id));
+  ASSERT_TRUE(found_job.has_value());
+  ASSERT_OK_AND_ASSIGN(auto watermark, registry->Watermark(fs.id));
+  EXPECT_EQ(watermark, std::optional<TimestampMicros>(kT0));
+  ASSERT_OK_AND_ASSIGN(int64_t seq, registry->ChangeSequence());
+  EXPECT_EQ(seq, 1);
+
+  // And the new tables work.
+  ApiKeyRecord key{.id = "key_0000000000000001", .name = "ci", .role = "admin",
+                   .feature_sets = {}, .salt = "00", .hash = "ff", .created_at = kT0};
+  ASSERT_OK(registry->PutApiKey(key));
+  ASSERT_OK(registry->AppendAudit(AuditEvent{.time = kT0, .key_id = key.id,
+                                             .action = "key.create", .target = key.id,
+                                             .outcome = "success", .status = 201}));
+  ASSERT_OK(registry->PutFeatureStatistics({FeatureStatisticsRecord{
+      .job_id = job.id, .feature_set_id = fs.id, .feature_set_name = fs.name,
+      .feature = "age", .computed_at = kT0, .body = "{}"}}));
+  ASSERT_OK(registry->AddUsage({UsageCount{.day = "2024-03-02", .key_id = key.id,
+                                           .feature_set = fs.name, .requests = 1}}));
+  ASSERT_OK_AND_ASSIGN(auto keys, registry->ListApiKeys());
+  EXPECT_EQ(keys.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto events, registry->ListAudit(AuditFilter{}));
+  EXPECT_EQ(events.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto stats, registry->ListFeatureStatistics(0, fs.id));
+  EXPECT_EQ(stats.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto usage, registry->ListUsage("2024-03-01"));
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].requests, 1);
+  ASSERT_OK(registry->Close());
+}
+
+// Two servers on one database, each with its own pool, adding to the same
+// usage rows and appending to the audit log at once: nothing is lost and no
+// seq is shared.
+TEST_F(PostgresRegistryTest, TwoServersAddingUsageAndAuditAtOnceLoseNothing) {
+  constexpr int kThreadsPerServer = 4;
+  constexpr int kRounds = 30;
+  ASSERT_OK_AND_ASSIGN(auto a, Open());
+  ASSERT_OK_AND_ASSIGN(auto b, Open());
+  ASSERT_OK(a->Migrate());
+  ASSERT_OK(b->Migrate());
+  std::vector<Status> results(2 * kThreadsPerServer);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2 * kThreadsPerServer; ++t) {
+    threads.emplace_back([&, t] {
+      Registry* server = t % 2 == 0 ? a.get() : b.get();
+      for (int i = 0; i < kRounds && results[t].ok(); ++i) {
+        std::vector<UsageCount> batch = {
+            UsageCount{.day = "2024-03-02", .key_id = "key_a", .feature_set = "user_profile",
+                       .requests = 1, .entities = 3, .entities_found = 2},
+            UsageCount{.day = "2024-03-02", .key_id = "key_a", .feature_set = "user_profile",
+                       .feature = "age", .requests = 1, .entities = 3, .entities_found = 2},
+        };
+        if (t % 2 == 1) std::reverse(batch.begin(), batch.end());
+        results[t] = server->AddUsage(batch);
+        if (results[t].ok()) {
+          results[t] = server->AppendAudit(AuditEvent{
+              .time = kT0 + i, .key_id = "key_a", .action = "serve.online",
+              .target = std::to_string(t), .outcome = "success", .status = 200});
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const Status& result : results) ASSERT_OK(result);
+
+  constexpr int64_t n = 2 * kThreadsPerServer * kRounds;
+  for (Registry* server : {static_cast<Registry*>(a.get()), static_cast<Registry*>(b.get())}) {
+    ASSERT_OK_AND_ASSIGN(auto usage, server->ListUsage("2024-03-02"));
+    ASSERT_EQ(usage.size(), 2u);
+    EXPECT_EQ(usage[0].feature, "");
+    EXPECT_EQ(usage[1].feature, "age");
+    for (const UsageCount& row : usage) {
+      EXPECT_EQ(row.requests, n);
+      EXPECT_EQ(row.entities, 3 * n);
+      EXPECT_EQ(row.entities_found, 2 * n);
+    }
+    ASSERT_OK_AND_ASSIGN(auto events, server->ListAudit(AuditFilter{.limit = 10'000}));
+    ASSERT_EQ(events.size(), static_cast<size_t>(n));
+    std::set<int64_t> seqs;
+    for (const AuditEvent& event : events) seqs.insert(event.seq);
+    EXPECT_EQ(seqs.size(), events.size());
+  }
+  EXPECT_EQ(Query("SELECT change_seq FROM registry_state"), "0");
+}
+
 }  // namespace
 }  // namespace fstore

@@ -265,5 +265,121 @@ TEST_F(SqliteRegistryTest, AVersion1DatabaseMigratesWithItsDataIntact) {
   ASSERT_OK(registry->Close());
 }
 
+// A database as fstore left it at schema version 2 (before keys, audit,
+// statistics and usage): migrations 1 and 2 applied by their own scripts.
+TEST_F(SqliteRegistryTest, AVersion2DatabaseMigratesUpWithItsDataIntact) {
+  constexpr TimestampMicros kT0 = 1'700'000'000'000'000;
+  ASSERT_GE(SqliteMigrations().size(), 4u);
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    std::string script = "BEGIN;\n" + std::string(SqliteMigrations()[0].sql) + "\n" +
+                         std::string(SqliteMigrations()[1].sql) +
+                         "\nCREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                         "applied_at TEXT NOT NULL);\n"
+                         "INSERT INTO schema_migrations VALUES (1, '2024-01-01T00:00:00Z'), "
+                         "(2, '2024-02-01T00:00:00Z');\nCOMMIT;";
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, script.c_str(), nullptr, nullptr, &error), SQLITE_OK)
+        << (error ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+  ASSERT_FALSE(::testing::Test::HasFailure());
+
+  ASSERT_OK_AND_ASSIGN(auto registry, SqliteRegistry::Open(path_));
+  ASSERT_OK_AND_ASSIGN(int before, registry->SchemaVersion());
+  EXPECT_EQ(before, 2);
+  // Data written at version 2.
+  FeatureSet fs;
+  fs.id = NewUuid();
+  fs.name = "user_profile";
+  fs.created_at = fs.updated_at = kT0;
+  RegistryWrite write;
+  write.feature_sets.push_back({fs, 0});
+  ASSERT_OK(registry->Commit(write));
+  MaterializationJob job;
+  job.id = NewUuid();
+  job.feature_set_id = fs.id;
+  job.feature_set_name = fs.name;
+  job.status = JobStatus::kSucceeded;
+  job.created_at = kT0;
+  ASSERT_OK(registry->CommitJobAndWatermark(job, kT0));
+
+  ASSERT_OK_AND_ASSIGN(int migrated, registry->Migrate());
+  EXPECT_EQ(migrated, 4);
+  ASSERT_OK_AND_ASSIGN(int after, registry->SchemaVersion());
+  EXPECT_EQ(after, 4);
+  EXPECT_EQ(RawQuery("SELECT group_concat(version, ',') FROM "
+                     "(SELECT version FROM schema_migrations ORDER BY version)"),
+            "1,2,3,4");
+  EXPECT_EQ(RawQuery("SELECT applied_at FROM schema_migrations WHERE version = 2"),
+            "2024-02-01T00:00:00Z");
+  ASSERT_OK_AND_ASSIGN(auto found, registry->FindFeatureSet("user_profile", false));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, fs.id);
+  ASSERT_OK_AND_ASSIGN(auto found_job, registry->FindJob(job.id));
+  ASSERT_TRUE(found_job.has_value());
+  ASSERT_OK_AND_ASSIGN(auto watermark, registry->Watermark(fs.id));
+  EXPECT_EQ(watermark, std::optional<TimestampMicros>(kT0));
+  ASSERT_OK_AND_ASSIGN(int64_t seq, registry->ChangeSequence());
+  EXPECT_EQ(seq, 1);
+
+  // And the new tables work.
+  ApiKeyRecord key{.id = "key_0000000000000001", .name = "ci", .role = "admin",
+                   .feature_sets = {"user_profile"}, .salt = "00", .hash = "ff",
+                   .created_at = kT0};
+  ASSERT_OK(registry->PutApiKey(key));
+  ASSERT_OK(registry->AppendAudit(AuditEvent{.time = kT0, .key_id = key.id,
+                                             .action = "key.create", .target = key.id,
+                                             .outcome = "success", .status = 201}));
+  ASSERT_OK(registry->PutFeatureStatistics({FeatureStatisticsRecord{
+      .job_id = job.id, .feature_set_id = fs.id, .feature_set_name = fs.name,
+      .feature = "age", .computed_at = kT0, .body = "{}"}}));
+  ASSERT_OK(registry->AddUsage({UsageCount{.day = "2024-03-02", .key_id = key.id,
+                                           .feature_set = fs.name, .requests = 1}}));
+  ASSERT_OK_AND_ASSIGN(auto keys, registry->ListApiKeys());
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].feature_sets, std::vector<std::string>{"user_profile"});
+  ASSERT_OK_AND_ASSIGN(auto events, registry->ListAudit(AuditFilter{}));
+  EXPECT_EQ(events.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto stats, registry->ListFeatureStatistics(0, fs.id));
+  EXPECT_EQ(stats.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto usage, registry->ListUsage("2024-03-01"));
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].requests, 1);
+  ASSERT_OK(registry->Close());
+}
+
+// Two registries on one file (two processes, as far as SQLite can tell)
+// adding to the same usage rows at once: nothing is lost.
+TEST_F(SqliteRegistryTest, TwoRegistriesOnOneFileAddingUsageSumExactly) {
+  ASSERT_OK_AND_ASSIGN(auto a, SqliteRegistry::Open(path_));
+  ASSERT_OK_AND_ASSIGN(auto b, SqliteRegistry::Open(path_));
+  ASSERT_OK(a->Migrate());
+  ASSERT_OK(b->Migrate());
+  constexpr int kRounds = 50;
+  std::vector<Status> results(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      SqliteRegistry* registry = t == 0 ? a.get() : b.get();
+      for (int i = 0; i < kRounds && results[t].ok(); ++i) {
+        results[t] = registry->AddUsage({UsageCount{.day = "2024-03-02", .key_id = "k",
+                                                    .feature_set = "fs", .requests = 1,
+                                                    .entities = 2, .entities_found = 1}});
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_OK(results[0]);
+  ASSERT_OK(results[1]);
+  ASSERT_OK_AND_ASSIGN(auto usage, a->ListUsage(""));
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].requests, 2 * kRounds);
+  EXPECT_EQ(usage[0].entities, 4 * kRounds);
+  EXPECT_EQ(usage[0].entities_found, 2 * kRounds);
+}
+
 }  // namespace
 }  // namespace fstore
