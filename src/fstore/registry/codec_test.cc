@@ -255,6 +255,8 @@ MaterializationJob FullJob() {
   job.bytes_written = 123'456'789;
   job.duration_seconds = 61.5;
   job.cpu_seconds = 0.1;
+  job.max_event_time_offline = 1'704'110'399'000'000;  // 2024-01-01T11:59:59Z
+  // max_event_time_online unset: the run wrote nothing online.
   job.quality_report = J(R"({"age": {"max_value": {"count": 7, "samples": [151, 200.5, null]},
                                      "not_null": {"count": 3, "samples": []}}})")
                            .as_object();
@@ -279,7 +281,9 @@ TEST(CodecTest, JobToJsonHasTheApiFields) {
   EXPECT_EQ(o["duration_seconds"], 61.5);
   EXPECT_EQ(o["error"], "offline store unavailable");
   EXPECT_TRUE(o["quality_report"].is_object());
-  EXPECT_EQ(o.size(), 23u);
+  EXPECT_EQ(o["max_event_time_offline"], "2024-01-01T11:59:59Z");
+  EXPECT_TRUE(o["max_event_time_online"].is_null());
+  EXPECT_EQ(o.size(), 25u);
 
   // Unset: null, not the epoch or an empty string.
   MaterializationJob queued;
