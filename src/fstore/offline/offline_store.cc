@@ -29,6 +29,8 @@
 #include <parquet/properties.h>
 #include <parquet/statistics.h>
 
+#include "fstore/offline/parquet_encryption.h"
+
 namespace fstore {
 namespace {
 
@@ -522,11 +524,13 @@ Result<std::map<int64_t, std::string>> ListDateDirs(arrow::fs::FileSystem& fs,
 // Writing
 
 Result<std::shared_ptr<arrow::Table>> ReadGeneration(arrow::fs::FileSystem& fs,
-                                                     const PartitionState& state) {
+                                                     const PartitionState& state,
+                                                     const ParquetEncryption* encryption) {
   std::vector<std::shared_ptr<arrow::Table>> parts;
   for (const auto& file : state.current->files) {
     ARROW_ASSIGN_OR_RAISE(auto in, fs.OpenInputFile(JoinPath(state.dir, file)));
-    ARROW_ASSIGN_OR_RAISE(auto reader, parquet::arrow::OpenFile(in, arrow::default_memory_pool()));
+    ARROW_ASSIGN_OR_RAISE(auto reader,
+                          OpenParquetFile(in, JoinPath(state.dir, file), encryption));
     ARROW_ASSIGN_OR_RAISE(auto table, reader->ReadTable());
     if (!SameColumns(*table->schema(), *state.current->schema)) {
       return Status::IOError("offline store: ", JoinPath(state.dir, file),
@@ -565,7 +569,8 @@ Status WriteAtomically(arrow::fs::FileSystem& fs, const std::string& dir, const 
 // object storage: uploads it under its name); returns its size in bytes.
 Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& dir,
                                  const std::string& name,
-                                 const std::shared_ptr<arrow::Table>& table, bool object_store) {
+                                 const std::shared_ptr<arrow::Table>& table, bool object_store,
+                                 const ParquetEncryption* encryption) {
   ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(WritePath(dir, name, object_store)));
   parquet::WriterProperties::Builder builder;
   // Snappy, as Spark writes Parquet by default: zstd's files are a third
@@ -579,6 +584,11 @@ Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& d
         field->type()->id() == arrow::Type::TIMESTAMP) {
       builder.disable_dictionary(field->name());
     }
+  }
+  if (encryption != nullptr) {
+    // Encryption at rest: every column and the footer (parquet_encryption.h).
+    ARROW_ASSIGN_OR_RAISE(auto file_encryption, encryption->FileEncryption());
+    builder.encryption(std::move(file_encryption));
   }
   auto properties = builder.build();
   auto arrow_properties = parquet::ArrowWriterProperties::Builder().store_schema()->build();
@@ -614,7 +624,7 @@ Status DeleteAllBut(arrow::fs::FileSystem& fs, const std::string& dir,
 Status WriteGeneration(arrow::fs::FileSystem& fs, const PartitionState& state,
                        const std::vector<std::string>& key_columns,
                        const std::shared_ptr<arrow::Table>& table, const std::string& job_id,
-                       bool object_store, WriteStats* stats) {
+                       bool object_store, const ParquetEncryption* encryption, WriteStats* stats) {
   // On object storage a directory is a key prefix: it exists once a file
   // does (Arrow's CreateDir would add empty marker objects at every level).
   if (!object_store) ARROW_RETURN_NOT_OK(fs.CreateDir(state.dir, /*recursive=*/true));
@@ -636,7 +646,8 @@ Status WriteGeneration(arrow::fs::FileSystem& fs, const PartitionState& state,
     std::string name = kPartPrefix + job_id + "-" + std::to_string(n) + kParquetSuffix;
     ARROW_ASSIGN_OR_RAISE(int64_t bytes,
                           WriteParquetFile(fs, state.dir, name,
-                                           table->Slice(offset, kOfflineFileRows), object_store));
+                                           table->Slice(offset, kOfflineFileRows), object_store,
+                                           encryption));
     g.files.push_back(name);
     stats->bytes_written += bytes;
     stats->files_written += 1;
@@ -676,10 +687,12 @@ struct ScanFile {
 // `schema`, one row group at a time.
 class OfflineScanReader : public arrow::RecordBatchReader {
  public:
-  OfflineScanReader(std::shared_ptr<arrow::fs::FileSystem> fs, std::vector<ScanFile> files,
+  OfflineScanReader(std::shared_ptr<arrow::fs::FileSystem> fs,
+                    std::shared_ptr<const ParquetEncryption> encryption, std::vector<ScanFile> files,
                     std::shared_ptr<arrow::Schema> schema, TimestampMicros start,
                     TimestampMicros end)
       : fs_(std::move(fs)),
+        encryption_(std::move(encryption)),
         files_(std::move(files)),
         schema_(std::move(schema)),
         start_(start),
@@ -728,7 +741,7 @@ class OfflineScanReader : public arrow::RecordBatchReader {
  private:
   Status OpenFile(const ScanFile& file) {
     ARROW_ASSIGN_OR_RAISE(auto in, fs_->OpenInputFile(file.path));
-    ARROW_ASSIGN_OR_RAISE(reader_, parquet::arrow::OpenFile(in, arrow::default_memory_pool()));
+    ARROW_ASSIGN_OR_RAISE(reader_, OpenParquetFile(in, file.path, encryption_.get()));
     const auto& manifest = reader_->manifest();
     auto metadata = reader_->parquet_reader()->metadata();
     std::shared_ptr<arrow::Schema> file_schema;
@@ -791,6 +804,7 @@ class OfflineScanReader : public arrow::RecordBatchReader {
   }
 
   std::shared_ptr<arrow::fs::FileSystem> fs_;
+  std::shared_ptr<const ParquetEncryption> encryption_;  // null: files in clear
   std::vector<ScanFile> files_;
   std::shared_ptr<arrow::Schema> schema_;
   TimestampMicros start_;
@@ -814,18 +828,22 @@ Status InitializeArrowOnce() {
 
 // ---------------------------------------------------------------------------
 
-OfflineStore::OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root)
+OfflineStore::OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root,
+                           std::shared_ptr<const Cipher> cipher)
     : fs_(std::move(fs)),
       root_(std::move(root)),
       object_store_(fs_->type_name() == "s3"),
       health_fs_(fs_),
       // On S3 the bucket: a prefix with no object yet does not "exist".
-      health_path_(object_store_ ? root_.substr(0, root_.find('/')) : root_) {}
+      health_path_(object_store_ ? root_.substr(0, root_.find('/')) : root_),
+      cipher_(std::move(cipher)),
+      encryption_(cipher_ ? std::make_shared<const ParquetEncryption>(cipher_) : nullptr) {}
 
 OfflineStore::~OfflineStore() = default;
 
 Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri,
-                                                         const S3ConnectionOptions& s3) {
+                                                         const S3ConnectionOptions& s3,
+                                                         std::shared_ptr<const Cipher> cipher) {
   if (IsS3Uri(uri)) {
     ARROW_ASSIGN_OR_RAISE(std::string root, S3PathFromUri(uri, "uri"));
     ARROW_ASSIGN_OR_RAISE(auto fs, MakeS3FileSystem(s3));
@@ -837,7 +855,7 @@ Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri,
     probe.request_timeout_seconds = std::min(probe.request_timeout_seconds, 3.0);
     probe.max_attempts = 1;
     ARROW_ASSIGN_OR_RAISE(auto health_fs, MakeS3FileSystem(probe));
-    ARROW_ASSIGN_OR_RAISE(auto store, Make(std::move(fs), std::move(root)));
+    ARROW_ASSIGN_OR_RAISE(auto store, Make(std::move(fs), std::move(root), std::move(cipher)));
     store->health_fs_ = std::move(health_fs);
     return store;
   }
@@ -847,15 +865,17 @@ Result<std::unique_ptr<OfflineStore>> OfflineStore::Open(const std::string& uri,
     return InvalidArgument("uri",
                            "cannot open offline store '" + uri + "': " + fs.status().message());
   }
-  return Make(*std::move(fs), std::move(path));
+  return Make(*std::move(fs), std::move(path), std::move(cipher));
 }
 
 Result<std::unique_ptr<OfflineStore>> OfflineStore::Make(std::shared_ptr<arrow::fs::FileSystem> fs,
-                                                         std::string root) {
+                                                         std::string root,
+                                                         std::shared_ptr<const Cipher> cipher) {
   if (fs == nullptr) return InvalidArgument("fs", "must not be null");
   ARROW_RETURN_NOT_OK(InitializeArrowOnce());
   while (root.size() > 1 && root.back() == '/') root.pop_back();
-  return std::unique_ptr<OfflineStore>(new OfflineStore(std::move(fs), std::move(root)));
+  return std::unique_ptr<OfflineStore>(
+      new OfflineStore(std::move(fs), std::move(root), std::move(cipher)));
 }
 
 namespace {
@@ -995,7 +1015,7 @@ Result<WriteStats> OfflineStore::ReplaceRangeImpl(const std::string& feature_set
     }
     std::vector<std::shared_ptr<arrow::Table>> parts;
     if (state.current && !wholly_inside) {
-      ARROW_ASSIGN_OR_RAISE(auto old_rows, ReadGeneration(*fs_, state));
+      ARROW_ASSIGN_OR_RAISE(auto old_rows, ReadGeneration(*fs_, state, encryption_.get()));
       ARROW_ASSIGN_OR_RAISE(auto kept, FilterByTime(old_rows, start, end, /*inside=*/false));
       parts.push_back(std::move(kept));
     }
@@ -1014,7 +1034,8 @@ Result<WriteStats> OfflineStore::ReplaceRangeImpl(const std::string& feature_set
     }
     ARROW_ASSIGN_OR_RAISE(content, SortAndDeduplicate(content, key_columns));
     ARROW_RETURN_NOT_OK(
-        WriteGeneration(*fs_, state, key_columns, content, job_id, object_store_, &stats));
+        WriteGeneration(*fs_, state, key_columns, content, job_id, object_store_,
+                        encryption_.get(), &stats));
   }
   return stats;
 }
@@ -1027,6 +1048,7 @@ struct ScanPlan {
 };
 
 Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
+                          const std::shared_ptr<const ParquetEncryption>& encryption,
                           const std::string& version_dir, TimestampMicros start,
                           TimestampMicros end, const std::vector<std::string>& columns) {
   if (start > end) {
@@ -1085,7 +1107,8 @@ Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
     }
     schema = arrow::schema(std::move(fields));
   }
-  plan.reader = std::make_shared<OfflineScanReader>(fs, std::move(files), schema, start, end);
+  plan.reader =
+      std::make_shared<OfflineScanReader>(fs, encryption, std::move(files), schema, start, end);
   return plan;
 }
 
@@ -1095,7 +1118,7 @@ Result<std::shared_ptr<arrow::RecordBatchReader>> OfflineStore::Scan(
     const std::string& feature_set, int64_t schema_version, TimestampMicros start,
     TimestampMicros end, const std::vector<std::string>& columns) {
   ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
-  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, version_dir, start, end, columns));
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, encryption_, version_dir, start, end, columns));
   return plan.reader;
 }
 
@@ -1104,7 +1127,7 @@ Result<std::shared_ptr<arrow::Table>> OfflineStore::Read(const std::string& feat
                                                          TimestampMicros start, TimestampMicros end,
                                                          const std::vector<std::string>& columns) {
   ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
-  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, version_dir, start, end, columns));
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, encryption_, version_dir, start, end, columns));
   ARROW_ASSIGN_OR_RAISE(auto table, plan.reader->ToTable());
   if (table->num_rows() <= 1) return table;
   // Each partition is sorted; across partitions the keys interleave.
@@ -1146,6 +1169,48 @@ Result<std::vector<std::string>> OfflineStore::Partitions(const std::string& fea
     if (committed) out.push_back(FormatDate(day));
   }
   return out;
+}
+
+}  // namespace fstore
+
+namespace fstore {
+
+namespace {
+constexpr char kKeyCheckName[] = "_encryption_key_check";
+constexpr char kKeyCheckPlaintext[] = "fstore-encryption-key-check";
+}  // namespace
+
+Status OfflineStore::CheckEncryptionKey() {
+  const std::string path = JoinPath(root_, kKeyCheckName);
+  auto info = fs_->GetFileInfo(path);
+  if (!info.ok()) {
+    return Unavailable("the offline store does not answer: " + info.status().message());
+  }
+  const bool exists = info->IsFile();
+  if (exists) {
+    ARROW_ASSIGN_OR_RAISE(auto sealed, ReadWholeFile(*fs_, path));
+    if (!cipher_) {
+      return InvalidArgument("FSTORE_ENCRYPTION_KEY",
+                             "the store's data is encrypted (" + path +
+                                 " exists) and no encryption key is configured: set "
+                                 "FSTORE_ENCRYPTION_KEY or FSTORE_ENCRYPTION_KEY_FILE to its key");
+    }
+    auto opened = cipher_->Open(sealed, kKeyCheckName);
+    if (!opened.ok() || *opened != kKeyCheckPlaintext) {
+      std::string why = opened.ok() ? "the key check does not match" : ErrorMessageOf(opened.status());
+      return InvalidArgument("FSTORE_ENCRYPTION_KEY",
+                             "the configured encryption key (FSTORE_ENCRYPTION_KEY or "
+                             "FSTORE_ENCRYPTION_KEY_FILE) is not the key this store was encrypted "
+                             "with: " + why);
+    }
+    return Status::OK();
+  }
+  if (!cipher_) return Status::OK();
+  // First start with a key: record it, so that a later start without it, or
+  // with another, stops with a clear message instead of failing on reads.
+  ARROW_ASSIGN_OR_RAISE(auto sealed, cipher_->Seal(kKeyCheckPlaintext, kKeyCheckName));
+  if (!object_store_ && !root_.empty()) ARROW_RETURN_NOT_OK(fs_->CreateDir(root_, true));
+  return WriteAtomically(*fs_, root_, kKeyCheckName, sealed, object_store_);
 }
 
 }  // namespace fstore

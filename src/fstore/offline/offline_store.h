@@ -41,6 +41,12 @@
 // object behind; readers ignore it and the next write deletes it, as for a
 // local temp file.
 //
+// Encryption at rest: with a cipher, every data file is Parquet with modular
+// encryption (encrypted footer, every column; parquet_encryption.h) and the
+// root holds a key check file (CheckEncryptionKey). Generation markers hold
+// file names, row counts and the schema, never feature values: they stay
+// in clear.
+//
 // Thread safety and concurrency: one writer at a time per feature set (the
 // materialization scheduler runs one job per feature set); any number of
 // readers, also during a write. A reader that lists a partition just before a
@@ -58,8 +64,11 @@
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
 #include "fstore/offline/s3_filesystem.h"
+#include "fstore/security/encryption.h"
 
 namespace fstore {
+
+class ParquetEncryption;
 
 /// The schema version materialization writes and retrieval reads (the "v1"
 /// of the layout); bumped when the stored columns change incompatibly.
@@ -86,14 +95,18 @@ class OfflineStore {
   /// empty store reads as empty and the first write creates it. For s3:// the
   /// bucket must exist or be creatable (`s3.create_bucket`): Unavailable
   /// when S3 does not answer.
+  /// With `cipher` (encryption at rest) every Parquet file is written with
+  /// Parquet modular encryption and read with the key (parquet_encryption.h).
   static Result<std::unique_ptr<OfflineStore>> Open(const std::string& uri,
-                                                    const S3ConnectionOptions& s3 = {});
+                                                    const S3ConnectionOptions& s3 = {},
+                                                    std::shared_ptr<const Cipher> cipher = nullptr);
 
   /// A store rooted at `root` (a path in `fs`'s own syntax) of an existing
   /// filesystem: for tests (fault injection) and for callers that configure
   /// the filesystem themselves (S3 options).
   static Result<std::unique_ptr<OfflineStore>> Make(std::shared_ptr<arrow::fs::FileSystem> fs,
-                                                    std::string root);
+                                                    std::string root,
+                                                    std::shared_ptr<const Cipher> cipher = nullptr);
 
   ~OfflineStore();
   OfflineStore(const OfflineStore&) = delete;
@@ -157,8 +170,20 @@ class OfflineStore {
   Result<std::vector<std::string>> Partitions(const std::string& feature_set,
                                               int64_t schema_version);
 
+  /// The start-up key check of encryption at rest. The root holds
+  /// `_encryption_key_check` (a value sealed with the key) once the store
+  /// has been opened with a key. Then opening without a key, or with
+  /// another key, is InvalidArgument (field FSTORE_ENCRYPTION_KEY) with a
+  /// message saying which; with no check file and a key, the check file is
+  /// written; with neither, OK. Unavailable when the storage does not answer.
+  Status CheckEncryptionKey();
+
+  /// The cipher of encryption at rest; null without.
+  const std::shared_ptr<const Cipher>& cipher() const { return cipher_; }
+
  private:
-  OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root);
+  OfflineStore(std::shared_ptr<arrow::fs::FileSystem> fs, std::string root,
+               std::shared_ptr<const Cipher> cipher);
   Result<WriteStats> ReplaceRangeImpl(const std::string& feature_set, int64_t schema_version,
                                       const std::vector<std::string>& key_columns,
                                       TimestampMicros start, TimestampMicros end,
@@ -174,6 +199,8 @@ class OfflineStore {
   // timeouts and one attempt) and what it looks at (the root; S3: the bucket).
   std::shared_ptr<arrow::fs::FileSystem> health_fs_;
   std::string health_path_;
+  std::shared_ptr<const Cipher> cipher_;
+  std::shared_ptr<const ParquetEncryption> encryption_;  // null without a cipher
 };
 
 }  // namespace fstore
