@@ -33,7 +33,7 @@ from .errors import (  # noqa: E402
     UnprocessableError,
     UnsupportedMediaTypeError,
 )
-from .models import BatchJob, Job, MaterializationJob, OnlineFeatures  # noqa: E402
+from .models import BatchJob, Job, MaterializationJob, Metrics, OnlineFeatures  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -43,6 +43,7 @@ __all__ = [
     "MaterializationJob",
     "BatchJob",
     "OnlineFeatures",
+    "Metrics",
     "ERRORS_BY_STATUS",
     "FeatureStoreError",
     "BadRequestError",

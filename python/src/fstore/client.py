@@ -10,7 +10,7 @@ from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional,
 from ._http import ARROW_STREAM, JSON, QueryValue, Response, Transport, format_time
 from .errors import (BatchJobError, FeatureStoreError, MaterializationError, NotFoundError,
                      UnavailableError, error_from_response)
-from .models import BatchJob, MaterializationJob, OnlineFeatures
+from .models import BatchJob, MaterializationJob, Metrics, OnlineFeatures
 from .progress import wait_for_job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -498,30 +498,51 @@ class FeatureStore:
         return result
 
     # ------------------------------------------------------------ monitoring
-    def get_metrics(self) -> Dict[str, Any]:
-        """``GET /monitoring/metrics``: system metrics (serving latency
-        percentiles, cache hit rate, ...). Raises
-        :class:`~fstore.NotImplementedByServerError` until the server has them."""
-        return self._get("/monitoring/metrics")
+    def get_metrics(self) -> Metrics:
+        """``GET /monitoring/metrics``: the server's Prometheus metrics
+        (requests and latency per endpoint, serving cache, online store,
+        materialization, process), parsed into a :class:`~fstore.Metrics`
+        (``.text`` keeps the exposition text)."""
+        resp = self._http.request("GET", "/monitoring/metrics", accept="text/plain")
+        return Metrics(resp.body.decode("utf-8"))
 
-    def get_statistics(self, days: Optional[int] = None) -> Dict[str, Any]:
-        """``GET /monitoring/statistics?days=``: feature statistics."""
-        return self._get("/monitoring/statistics", {"days": days})
+    def get_statistics(self, days: Optional[int] = None, *,
+                       feature_set: Optional[str] = None,
+                       psi_threshold: Optional[float] = None) -> Dict[str, Any]:
+        """``GET /monitoring/statistics?days=``: per feature, statistics of the
+        materialization runs of the last ``days`` days and the drift (PSI) of
+        the latest run against the previous one."""
+        return self._get("/monitoring/statistics", {"days": days, "feature_set": feature_set,
+                                                    "psi_threshold": psi_threshold})
 
     def get_data_freshness(self) -> Dict[str, Any]:
-        """``GET /monitoring/data-freshness``: age of materialized features."""
+        """``GET /monitoring/data-freshness``: per feature set, the newest
+        event time in each store, its age, and whether it is stale."""
         return self._get("/monitoring/data-freshness")
 
-    def get_usage(self, start_date: Optional[TimeLike] = None) -> Dict[str, Any]:
-        """``GET /monitoring/usage?start_date=``: usage metrics."""
-        start = None
-        if start_date is not None:
-            start = start_date.isoformat() if isinstance(start_date, dt.date) and \
-                not isinstance(start_date, dt.datetime) else format_time(start_date)
-        return self._get("/monitoring/usage", {"start_date": start})
+    def get_usage(self, start_date: Optional[TimeLike] = None,
+                  end_date: Optional[TimeLike] = None, *,
+                  feature_set: Optional[str] = None,
+                  key_id: Optional[str] = None) -> Dict[str, Any]:
+        """``GET /monitoring/usage?start_date=``: requests per feature, feature
+        set and API key per day, entities requested and coverage."""
+        return self._get("/monitoring/usage", {"start_date": _day(start_date),
+                                               "end_date": _day(end_date),
+                                               "feature_set": feature_set, "key_id": key_id})
 
 
 # ------------------------------------------------------------------ helpers
+def _day(value: Optional[TimeLike]) -> Optional[str]:
+    """A date parameter as YYYY-MM-DD (datetimes in UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return format_time(value)[:10]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)[:10]
+
+
 def _entity_rows(entities: Any) -> List[Dict[str, Any]]:
     """Rows of join keys from a list of mappings or a DataFrame."""
     to_dict = getattr(entities, "to_dict", None)

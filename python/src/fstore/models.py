@@ -135,3 +135,46 @@ def _timestamps_to_utc(df: "pd.DataFrame") -> "pd.DataFrame":
         if values and all(isinstance(v, str) and _ISO_UTC.match(v) for v in values):
             df[column] = pd.to_datetime(series, utc=True, format="ISO8601")
     return df
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*')
+
+
+def _unescape_label(value: str) -> str:
+    return value.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+
+
+class Metrics:
+    """``GET /monitoring/metrics``: the Prometheus text, parsed.
+
+    ``samples`` holds ``(name, labels, value)`` for every sample line;
+    :meth:`value` sums the samples of a name whose labels include the given
+    ones, so ``m.value("fstore_http_requests_total", route="/health")`` counts
+    the health checks whatever their status."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples: List[tuple] = []
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            match = _SAMPLE.match(line)
+            if not match:
+                raise ValueError(f"not a Prometheus sample line: {line!r:.200}")
+            labels = {k: _unescape_label(v) for k, v in _LABEL.findall(match.group(2) or "")}
+            self.samples.append((match.group(1), labels, float(match.group(3))))
+
+    def names(self) -> List[str]:
+        """Every metric name with a sample, sorted."""
+        return sorted({name for name, _, _ in self.samples})
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels``
+        (0.0 when none)."""
+        return sum(v for n, ls, v in self.samples
+                   if n == name and all(ls.get(k) == want for k, want in labels.items()))
+
+    def __repr__(self) -> str:
+        return f"Metrics({len(self.samples)} samples)"
