@@ -8,6 +8,8 @@
 #include <future>
 
 #include <arrow/api.h>
+#include <arrow/compute/api.h>
+#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
 #include "fstore/compute/source_schema.h"
@@ -17,6 +19,9 @@
 #include "fstore/materialize/postgres_source.h"
 #include "fstore/materialize/python_step.h"
 #include "fstore/materialize/source_reader.h"
+#include "fstore/monitoring/feature_statistics.h"
+#include "fstore/monitoring/metrics.h"
+#include "fstore/registry/codec.h"
 #include "fstore/online/online_writer.h"
 
 namespace fstore {
@@ -101,6 +106,52 @@ std::vector<std::string> FeatureColumns(const arrow::Table& table,
   }
   return out;
 }
+
+/// The statistics a run gathers chunk by chunk (monitoring/feature_statistics.h),
+/// kept here by job id between RunChunks and the commit in Execute: they are
+/// stored only for a run that succeeded.
+struct RunStatistics {
+  std::map<std::string, monitoring::FeatureStatisticsBuilder> features;
+};
+std::mutex run_statistics_mutex;
+std::map<std::string, std::shared_ptr<RunStatistics>> run_statistics;
+
+std::shared_ptr<RunStatistics> StatisticsOfRun(const std::string& job_id, bool take) {
+  std::lock_guard lock(run_statistics_mutex);
+  auto it = run_statistics.find(job_id);
+  if (it == run_statistics.end()) {
+    if (take) return nullptr;
+    it = run_statistics.emplace(job_id, std::make_shared<RunStatistics>()).first;
+  }
+  auto out = it->second;
+  if (take) run_statistics.erase(it);
+  return out;
+}
+
+/// The associated data a sealed statistics body is bound to: a body cannot
+/// be swapped for another run's or feature's.
+std::string StatisticsAssociatedData(const std::string& job_id, const std::string& feature) {
+  return "fstore.feature_statistics/" + job_id + "/" + feature;
+}
+
+/// The newest event_timestamp in `table`; unset when it has no rows.
+std::optional<TimestampMicros> MaxEventTime(const arrow::Table& table) {
+  auto column = table.GetColumnByName("event_timestamp");
+  if (!column || table.num_rows() == 0) return std::nullopt;
+  auto minmax = arrow::compute::MinMax(column);
+  if (!minmax.ok()) return std::nullopt;
+  auto max = minmax->scalar_as<arrow::StructScalar>().value[1];
+  if (!max->is_valid) return std::nullopt;
+  return std::static_pointer_cast<arrow::TimestampScalar>(max)->value;
+}
+
+void MaxInto(std::optional<TimestampMicros>* slot, std::optional<TimestampMicros> value) {
+  if (value) *slot = std::max(slot->value_or(*value), *value);
+}
+
+void RecordJobMetrics(const MaterializationJob& job);
+void StoreStatistics(Registry* registry, const Cipher* cipher, const MaterializationJob& job,
+                     const RunStatistics& statistics);
 
 }  // namespace
 
@@ -308,6 +359,7 @@ void MaterializationEngine::Execute(MaterializationJob job) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   job.cpu_seconds += ThreadCpuSeconds() - cpu_before;
   job.finished_at = now_();
+  std::shared_ptr<RunStatistics> statistics = StatisticsOfRun(job.id, /*take=*/true);
   if (st.IsCancelled()) {
     // Left "running" at completed_until: the next start resumes it.
     job.finished_at.reset();
@@ -320,6 +372,7 @@ void MaterializationEngine::Execute(MaterializationJob job) {
     spdlog::warn("materialization job {} failed: {}", job.id, job.error);
     Status put = registry_->PutJob(job);
     if (!put.ok()) spdlog::error("recording job {} failed: {}", job.id, put.ToString());
+    RecordJobMetrics(job);
     return;
   }
   job.status = JobStatus::kSucceeded;
@@ -329,8 +382,11 @@ void MaterializationEngine::Execute(MaterializationJob job) {
     job.status = JobStatus::kFailed;
     job.error = "committing the job failed: " + commit.message();
     (void)registry_->PutJob(job);
+    RecordJobMetrics(job);
     return;
   }
+  RecordJobMetrics(job);
+  if (statistics) StoreStatistics(registry_, cipher_.get(), job, *statistics);
   spdlog::debug("arrow memory pool {}: peak {} MB, now {} MB", arrow::default_memory_pool()->backend_name(),
                 arrow::default_memory_pool()->max_memory() >> 20,
                 arrow::default_memory_pool()->bytes_allocated() >> 20);
@@ -338,6 +394,77 @@ void MaterializationEngine::Execute(MaterializationJob job) {
                job.id, job.rows_read, job.rows_written_offline, job.rows_written_online,
                job.duration_seconds);
 }
+
+namespace {
+
+void RecordJobMetrics(const MaterializationJob& job) {
+  auto& m = monitoring::FstoreMetrics::Get();
+  const bool succeeded = job.status == JobStatus::kSucceeded;
+  m.materialization_jobs->With({succeeded ? "succeeded" : "failed"})->Inc();
+  m.materialization_rows->With({"read"})->Inc(static_cast<double>(job.rows_read));
+  m.materialization_rows->With({"offline"})->Inc(static_cast<double>(job.rows_written_offline));
+  m.materialization_rows->With({"online"})->Inc(static_cast<double>(job.rows_written_online));
+  m.materialization_rows->With({"rejected"})->Inc(static_cast<double>(job.rows_rejected));
+  m.materialization_cpu_seconds->Inc(job.cpu_seconds);
+  m.materialization_bytes_read->Inc(static_cast<double>(job.bytes_read));
+  m.materialization_bytes_written->Inc(static_cast<double>(job.bytes_written));
+  m.materialization_duration->With({job.feature_set_name})->Set(job.duration_seconds);
+  if (succeeded) {
+    m.materialization_rows_per_second->With({job.feature_set_name})
+        ->Set(job.duration_seconds > 0 ? static_cast<double>(job.rows_read) / job.duration_seconds
+                                       : 0);
+    if (job.finished_at) {
+      m.materialization_last_success->With({job.feature_set_name})
+          ->Set(static_cast<double>(*job.finished_at) / 1e6);
+    }
+  }
+}
+
+/// Stores the run's statistics (sealed with `cipher` when set), with drift
+/// against the previous run of each feature.
+void StoreStatistics(Registry* registry_, const Cipher* cipher_, const MaterializationJob& job,
+                     const RunStatistics& statistics) {
+  // Statistics never fail a run: every problem is logged and the run stands.
+  auto fail = [&job](const std::string& why) {
+    spdlog::warn("feature statistics of job {} not stored: {}", job.id, why);
+  };
+  // The previous run's body per feature, for drift.
+  std::map<std::string, std::pair<std::string, boost::json::object>> previous;
+  auto stored = registry_->ListFeatureStatistics(0, job.feature_set_id);
+  if (!stored.ok()) return fail(stored.status().ToString());
+  for (const FeatureStatisticsRecord& r : *stored) {
+    if (r.job_id == job.id || !statistics.features.count(r.feature)) continue;
+    std::string body = r.body;
+    if (Cipher::LooksSealed(body)) {
+      if (!cipher_) continue;  // sealed under a key this server does not have
+      auto opened = cipher_->Open(body, StatisticsAssociatedData(r.job_id, r.feature));
+      if (!opened.ok()) continue;
+      body = std::move(*opened);
+    }
+    auto parsed = ParseJson(body);
+    if (!parsed.ok() || !parsed->is_object()) continue;
+    previous[r.feature] = {r.job_id, parsed->as_object()};  // oldest first: the last wins
+  }
+  std::vector<FeatureStatisticsRecord> records;
+  const TimestampMicros computed_at = job.finished_at.value_or(NowMicros());
+  for (const auto& [feature, builder] : statistics.features) {
+    auto prev = previous.find(feature);
+    boost::json::object body =
+        prev == previous.end() ? builder.Finish(nullptr, "")
+                               : builder.Finish(&prev->second.second, prev->second.first);
+    FeatureStatisticsRecord record{job.id, job.feature_set_id, job.feature_set_name, feature,
+                                   computed_at, boost::json::serialize(body)};
+    if (cipher_) {
+      auto sealed = cipher_->Seal(record.body, StatisticsAssociatedData(job.id, feature));
+      if (!sealed.ok()) return fail("sealing failed: " + sealed.status().ToString());
+      record.body = std::move(*sealed);
+    }
+    records.push_back(std::move(record));
+  }
+  if (Status put = registry_->PutFeatureStatistics(records); !put.ok()) fail(put.ToString());
+}
+
+}  // namespace
 
 namespace {
 /// Source rows a chunk aims at (a chunk is never shorter than a day).
@@ -430,6 +557,7 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     return registry_->PutJob(*job);
   };
 
+  std::shared_ptr<RunStatistics> statistics = StatisticsOfRun(job->id, /*take=*/false);
   TimestampMicros next = job->completed_until;
   while (next < job->end) {
     bool stopping;
@@ -471,6 +599,23 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     // Rows read: those of this chunk's range (the look-back is re-read context).
     job->rows_read += computed->offline->num_rows() + computed->rows_rejected;
     job->rows_rejected += computed->rows_rejected;
+    // Freshness (newest event time per store) and statistics over the rows
+    // this chunk writes offline (online when the offline store is off).
+    if (fs.offline_enabled) MaxInto(&job->max_event_time_offline, MaxEventTime(*computed->offline));
+    if (fs.online_enabled) MaxInto(&job->max_event_time_online, MaxEventTime(*computed->online));
+    {
+      const arrow::Table& rows = fs.offline_enabled ? *computed->offline : *computed->online;
+      auto& features = statistics->features;
+      for (const std::string& name : FeatureColumns(rows, plan.key_columns)) {
+        if (name.rfind("__src__", 0) == 0) continue;  // stored clock inputs, not features
+        auto column = rows.GetColumnByName(name);
+        auto it = features.find(name);
+        if (it == features.end()) {
+          it = features.emplace(name, monitoring::FeatureStatisticsBuilder(column->type())).first;
+        }
+        it->second.Add(*column);
+      }
+    }
     for (const auto& [feature, rules] : computed->quality_report) {
       auto& slot = job->quality_report[feature];
       if (!slot.is_object()) slot.emplace_object();
