@@ -177,8 +177,13 @@ Result<std::unique_ptr<FeatureStore>> FeatureStore::Open(const FeatureStoreOptio
                          ec.message());
     }
   }
-  ARROW_ASSIGN_OR_RAISE(auto offline, OfflineStore::Open(options.offline_store_uri, options.s3));
-  ARROW_ASSIGN_OR_RAISE(auto online, OnlineStoreFromUri(options.online_store_uri));
+  // Encryption at rest: with a cipher both stores seal what they write.
+  ARROW_ASSIGN_OR_RAISE(auto offline,
+                        OfflineStore::Open(options.offline_store_uri, options.s3, options.cipher));
+  // Before anything is written: a start without the store's key, or with
+  // another, stops here with a clear message.
+  ARROW_RETURN_NOT_OK(offline->CheckEncryptionKey());
+  ARROW_ASSIGN_OR_RAISE(auto online, OnlineStoreFromUri(options.online_store_uri, options.cipher));
   ARROW_ASSIGN_OR_RAISE(auto registry, RegistryFromUri(options.registry_uri));
   ARROW_RETURN_NOT_OK(registry->Migrate().status());
   auto store = std::unique_ptr<FeatureStore>(
