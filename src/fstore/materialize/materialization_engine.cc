@@ -623,6 +623,11 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
         auto& existing = slot.as_object()[rule];
         if (!existing.is_object()) {
           existing = report;
+          // Samples are feature values: with encryption at rest they are not
+          // kept in the job record (in clear in the registry); counts are.
+          if (cipher_ && existing.is_object() && existing.as_object().erase("samples") > 0) {
+            existing.as_object()["samples_withheld"] = "encryption at rest";
+          }
         } else {
           existing.as_object()["count"] = existing.as_object()["count"].to_number<int64_t>() +
                                           report.as_object().at("count").to_number<int64_t>();
