@@ -15,6 +15,7 @@
 #include "fstore/core/columns.h"
 #include "fstore/core/ids.h"
 #include "fstore/materialize/source_reader.h"
+#include "fstore/offline/parquet_encryption.h"
 #include "fstore/offline/s3_filesystem.h"
 #include "fstore/service/feature_store.h"
 #include "fstore/service/historical_serving.h"
@@ -517,10 +518,16 @@ Status BatchServing::Run(const std::string& id, const Plan& plan) {
   ARROW_ASSIGN_OR_RAISE(auto reader, scanner->ToRecordBatchReader());
 
   ARROW_ASSIGN_OR_RAISE(auto sink, plan.output_fs->OpenOutputStream(plan.temp_path));
-  auto properties = parquet::WriterProperties::Builder()
-                        .compression(parquet::Compression::SNAPPY)
-                        ->max_row_group_length(plan.batch_rows)
-                        ->build();
+  parquet::WriterProperties::Builder property_builder;
+  property_builder.compression(parquet::Compression::SNAPPY)->max_row_group_length(plan.batch_rows);
+  // Encryption at rest covers what the store writes, outputs included: the
+  // same Parquet modular encryption as the offline store (read them with
+  // the key, e.g. python/src/fstore/encryption.py).
+  if (const auto& cipher = store_->options().cipher) {
+    ARROW_ASSIGN_OR_RAISE(auto encryption, ParquetEncryption(cipher).FileEncryption());
+    property_builder.encryption(std::move(encryption));
+  }
+  auto properties = property_builder.build();
   auto arrow_properties = parquet::ArrowWriterProperties::Builder().store_schema()->build();
   std::unique_ptr<parquet::arrow::FileWriter> writer;
   int64_t rows = 0;
