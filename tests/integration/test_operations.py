@@ -42,6 +42,10 @@ API_ROUTES = [
     ("GET", "/monitoring/statistics"),
     ("GET", "/monitoring/data-freshness"),
     ("GET", "/monitoring/usage"),
+    ("POST", "/api/v1/keys"),
+    ("GET", "/api/v1/keys"),
+    ("DELETE", "/api/v1/keys/{id}"),
+    ("GET", "/api/v1/audit"),
 ]
 
 

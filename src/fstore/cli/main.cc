@@ -1,6 +1,7 @@
 // fstore: the feature store's one binary.
 //   fstore serve [--port 8002] [--data-dir ./data] [every setting as a flag]
 //   fstore migrate   apply the registry's schema migrations and exit
+//   fstore keys create --role R [--feature-sets a,b] [--name N] | list | revoke ID
 //   fstore version
 // Settings come from defaults, then environment variables, then flags
 // (core/config.h). A bad setting stops start-up with a message naming it; a
@@ -10,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <iostream>
 #include <map>
 #include <string>
@@ -23,6 +25,8 @@
 #include "fstore/core/time.h"
 #include "fstore/offline/s3_filesystem.h"
 #include "fstore/registry/codec.h"
+#include "fstore/security/api_keys.h"
+#include "fstore/security/audit_log.h"
 #include "fstore/security/encryption.h"
 #include "fstore/server/api_routes.h"
 #include "fstore/server/http_server.h"
@@ -130,7 +134,9 @@ int Serve(const Config& config) {
   if (!store.ok()) return Fail(store.status());
 
   Router router;
-  AddApiRoutes(store->get(), &router);
+  auto auth = std::make_shared<ServerAuth>(
+      store->get(), ServerAuthOptions{.required = config.auth == "required"});
+  AddApiRoutes(store->get(), &router, auth);
   HttpServerOptions options;
   options.host = config.host;
   options.port = config.port;
@@ -225,6 +231,77 @@ int GetOnline(const Config& config, const std::string& feature_set,
   return (*store)->Close().ok() ? 0 : kExitFailure;
 }
 
+/// `fstore keys create|list|revoke`: API keys, straight in the registry (a
+/// running server sees the change within a second). Each change is audited
+/// (key id "", status 0: the CLI). Exit 2 for a bad role or an unknown id.
+int Keys(const Config& config, const std::string& op, const std::string& role_text,
+         const std::string& feature_sets_text, const std::string& name, const std::string& id) {
+  SetLogLevel(config.log_level);
+  auto registry = RegistryFromUri(config.RegistryUri());
+  if (!registry.ok()) return Fail(registry.status());
+  if (auto migrated = (*registry)->Migrate(); !migrated.ok()) return Fail(migrated.status());
+  ApiKeyStore keys((*registry).get(), /*required=*/false);
+  AuditLog audit((*registry).get());
+  int code = 0;
+  if (op == "create") {
+    auto role = ParseRole(role_text);
+    if (!role.ok()) return Fail(InvalidArgument("--role", role.status().message()));
+    std::vector<std::string> sets;
+    if (!feature_sets_text.empty()) {
+      size_t begin = 0;
+      while (true) {
+        const size_t comma = feature_sets_text.find(',', begin);
+        std::string part = feature_sets_text.substr(begin, comma - begin);
+        part.erase(0, part.find_first_not_of(" \t"));
+        part.erase(part.find_last_not_of(" \t") + 1);
+        sets.push_back(std::move(part));
+        if (comma == std::string::npos) break;
+        begin = comma + 1;
+      }
+    }
+    auto key = keys.Create(*role, sets, name);
+    if (!key.ok()) {
+      Status st = key.status();
+      if (ErrorCodeOf(st) == ErrorCode::kInvalidArgument) {
+        st = InvalidArgument("--feature-sets", st.message());
+      }
+      return Fail(st);
+    }
+    (void)audit.Record({.key_id = "", .action = "key.create", .target = key->record.id,
+                        .outcome = "success", .status = 0, .detail = "cli"});
+    std::cout << "created API key " << key->record.id << " (role " << key->record.role
+              << (sets.empty() ? std::string(", every feature set")
+                               : ", feature sets " + feature_sets_text)
+              << "); it is shown only once:" << std::endl;
+    std::cout << key->secret << std::endl;
+  } else if (op == "list") {
+    auto list = keys.List();
+    if (!list.ok()) return Fail(list.status());
+    std::printf("%-20s  %-16s  %-6s  %-24s  %-27s  %s\n", "ID", "NAME", "ROLE", "FEATURE_SETS",
+                "CREATED", "REVOKED");
+    for (const ApiKeyRecord& k : *list) {
+      std::string sets;
+      for (const std::string& fs : k.feature_sets) sets += (sets.empty() ? "" : ",") + fs;
+      std::printf("%-20s  %-16s  %-6s  %-24s  %-27s  %s\n", k.id.c_str(),
+                  k.name.empty() ? "-" : k.name.c_str(), k.role.c_str(),
+                  sets.empty() ? "*" : sets.c_str(), FormatTimestamp(k.created_at).c_str(),
+                  k.revoked_at ? FormatTimestamp(*k.revoked_at).c_str() : "-");
+    }
+    std::fflush(stdout);
+  } else {
+    auto revoked = keys.Revoke(id);
+    if (!revoked.ok()) {
+      std::cerr << "fstore: " << revoked.status().message() << std::endl;
+      (void)(*registry)->Close();
+      return kExitBadConfig;
+    }
+    (void)audit.Record({.key_id = "", .action = "key.revoke", .target = revoked->id,
+                        .outcome = "success", .status = 0, .detail = "cli"});
+    std::cout << "revoked API key " << revoked->id << std::endl;
+  }
+  return (*registry)->Close().ok() ? code : kExitFailure;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"fstore: a feature store for machine learning"};
   app.require_subcommand(1);
@@ -258,6 +335,23 @@ int Main(int argc, char** argv) {
       ->required();
   AddSettingFlags(get_online, &get_online_flags);
 
+  CLI::App* keys = app.add_subcommand("keys", "Manage API keys, straight in the registry");
+  keys->require_subcommand(1);
+  std::string key_role, key_feature_sets, key_name, key_id;
+  SettingFlags keys_create_flags, keys_list_flags, keys_revoke_flags;
+  CLI::App* keys_create =
+      keys->add_subcommand("create", "Create a key; prints it as the last line, once");
+  keys_create->add_option("--role", key_role, "admin, writer or reader")->required();
+  keys_create->add_option("--feature-sets", key_feature_sets,
+                          "Comma-separated feature set names the key is limited to");
+  keys_create->add_option("--name", key_name, "A label shown in lists");
+  AddSettingFlags(keys_create, &keys_create_flags);
+  CLI::App* keys_list = keys->add_subcommand("list", "List keys (never their secrets)");
+  AddSettingFlags(keys_list, &keys_list_flags);
+  CLI::App* keys_revoke = keys->add_subcommand("revoke", "Revoke a key by id");
+  keys_revoke->add_option("id", key_id, "The key's id (key_...)")->required();
+  AddSettingFlags(keys_revoke, &keys_revoke_flags);
+
   CLI::App* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -272,11 +366,18 @@ int Main(int argc, char** argv) {
   const SettingFlags& flags = serve->parsed()         ? serve_flags
                              : materialize->parsed() ? materialize_flags
                              : get_online->parsed()  ? get_online_flags
+                             : keys_create->parsed() ? keys_create_flags
+                             : keys_list->parsed()   ? keys_list_flags
+                             : keys_revoke->parsed() ? keys_revoke_flags
                                                      : migrate_flags;
   auto config = LoadConfig(flags);
   if (!config.ok()) return Fail(config.status());
   if (materialize->parsed()) return Materialize(*config, mat_feature_set, mat_start, mat_end);
   if (get_online->parsed()) return GetOnline(*config, go_feature_set, go_keys);
+  if (keys->parsed()) {
+    const std::string op = keys_create->parsed() ? "create" : keys_list->parsed() ? "list" : "revoke";
+    return Keys(*config, op, key_role, key_feature_sets, key_name, key_id);
+  }
   return serve->parsed() ? Serve(*config) : Migrate(*config);
 }
 

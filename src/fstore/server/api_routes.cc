@@ -5,6 +5,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include "fstore/core/time.h"
 #include "fstore/registry/codec.h"
 #include "fstore/server/http_error.h"
 #include "fstore/service/batch_serving.h"
@@ -87,14 +88,105 @@ json::object FeatureSetWithFeatures(FeatureStore* store, const FeatureSet& fs) {
   return o;
 }
 
+struct ApiKeyRequest {
+  Role role = Role::kReader;
+  std::vector<std::string> feature_sets;
+  std::string name;
+};
+
+/// {"role", "feature_sets"?, "name"?}. The feature sets are names; they need
+/// not exist yet (a key may be made before the definitions it is meant for).
+Result<ApiKeyRequest> ParseApiKeyRequest(const json::value& body) {
+  if (!body.is_object()) return InvalidArgument("", "the body must be a JSON object");
+  ApiKeyRequest out;
+  bool has_role = false;
+  for (const auto& [key, value] : body.as_object()) {
+    if (key == "role") {
+      if (!value.is_string()) return InvalidArgument("role", "must be a string");
+      ARROW_ASSIGN_OR_RAISE(out.role, ParseRole(std::string_view(value.as_string())));
+      has_role = true;
+    } else if (key == "feature_sets") {
+      if (value.is_null()) continue;
+      if (!value.is_array()) {
+        return InvalidArgument("feature_sets", "must be a list of feature set names");
+      }
+      for (size_t i = 0; i < value.as_array().size(); ++i) {
+        const json::value& name = value.as_array()[i];
+        if (!name.is_string() || name.as_string().empty()) {
+          return InvalidArgument("feature_sets[" + std::to_string(i) + "]",
+                                 "must be a feature set name (a non-empty string)");
+        }
+        out.feature_sets.emplace_back(name.as_string());
+      }
+    } else if (key == "name") {
+      if (!value.is_string()) return InvalidArgument("name", "must be a string");
+      out.name = std::string(value.as_string());
+    } else {
+      return InvalidArgument(std::string(key),
+                             "unknown field; a key has role, feature_sets and name");
+    }
+  }
+  if (!has_role) return InvalidArgument("role", "is required: admin, writer or reader");
+  return out;
+}
+
+/// A key as shown: never its salt or hash (nor the secret, which only the
+/// creation answer carries).
+json::object ApiKeyJson(const ApiKeyRecord& key) {
+  json::array sets;
+  for (const std::string& fs : key.feature_sets) sets.emplace_back(fs);
+  json::object o{{"id", key.id},
+                 {"name", key.name},
+                 {"role", key.role},
+                 {"feature_sets", std::move(sets)},
+                 {"created_at", FormatTimestamp(key.created_at)}};
+  o["revoked_at"] = key.revoked_at ? json::value(FormatTimestamp(*key.revoked_at)) : nullptr;
+  return o;
+}
+
+json::object AuditEventJson(const AuditEvent& e) {
+  return json::object{{"seq", e.seq},         {"time", FormatTimestamp(e.time)},
+                      {"key_id", e.key_id},   {"action", e.action},
+                      {"target", e.target},   {"outcome", e.outcome},
+                      {"status", e.status},   {"detail", e.detail}};
+}
+
+Result<AuditFilter> ParseAuditFilter(const HttpRequest& req) {
+  ARROW_RETURN_NOT_OK(CheckQueryParams(
+      req, {"since", "until", "key_id", "action", "target", "outcome", "limit"}));
+  AuditFilter filter;
+  for (const auto& [name, slot] : {std::pair{"since", &filter.since},
+                                   std::pair{"until", &filter.until}}) {
+    if (auto text = req.Query(name)) {
+      auto t = ParseTimestamp(*text);
+      if (!t.ok()) return InvalidArgument(name, t.status().message());
+      *slot = *t;
+    }
+  }
+  filter.key_id = req.Query("key_id").value_or("");
+  filter.action = req.Query("action").value_or("");
+  filter.target = req.Query("target").value_or("");
+  filter.outcome = req.Query("outcome").value_or("");
+  if (!filter.outcome.empty() && filter.outcome != "success" && filter.outcome != "denied" &&
+      filter.outcome != "failure") {
+    return InvalidArgument("outcome", "'" + filter.outcome +
+                                          "' is not an outcome: use success, denied or failure");
+  }
+  ARROW_ASSIGN_OR_RAISE(int64_t limit, PositiveIntParam(req, "limit", 100, 1000));
+  filter.limit = static_cast<size_t>(limit);
+  return filter;
+}
+
 HttpResponse NotBuilt(std::string what, std::string issue) {
   return ErrorResponse(NotImplemented(what + " is not built yet (" + issue + ")"));
 }
 
 }  // namespace
 
-void AddApiRoutes(FeatureStore* store, Router* router) {
+void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAuth> auth) {
   const RouteOptions json_body{.json_body = true};
+  if (!auth) auth = std::make_shared<ServerAuth>(store, ServerAuthOptions{});
+  router->SetInterceptor(auth);
 
   // ------------------------------------------------------------ operations
   router->Add("GET", "/", [](HttpRequest&) {
@@ -334,6 +426,40 @@ void AddApiRoutes(FeatureStore* store, Router* router) {
       return NotBuilt("monitoring", "issue #7");
     });
   }
+
+  // ------------------------------------------------- API keys and audit log
+  // Admins only (server/auth.cc); while authentication is off (FSTORE_AUTH=auto
+  // and no key yet) anyone may create the first key.
+  router->Add("POST", "/api/v1/keys", [auth](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
+    FSTORE_ASSIGN_OR_RESPOND(ApiKeyRequest request, ParseApiKeyRequest(body));
+    FSTORE_ASSIGN_OR_RESPOND(NewApiKey key, auth->keys()->Create(request.role,
+                                                                 std::move(request.feature_sets),
+                                                                 std::move(request.name)));
+    json::object o = ApiKeyJson(key.record);
+    o["key"] = key.secret;  // the only time it is shown
+    return JsonResponse(201, o);
+  }, json_body);
+  router->Add("GET", "/api/v1/keys", [auth](HttpRequest& req) {
+    if (Status st = CheckQueryParams(req, {}); !st.ok()) return ErrorResponse(st);
+    FSTORE_ASSIGN_OR_RESPOND(auto keys, auth->keys()->List());
+    json::array list;
+    for (const ApiKeyRecord& k : keys) list.emplace_back(ApiKeyJson(k));
+    const size_t count = list.size();
+    return JsonResponse(200, json::object{{"keys", std::move(list)}, {"count", count}});
+  });
+  router->Add("DELETE", "/api/v1/keys/{id}", [auth](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(ApiKeyRecord key, auth->keys()->Revoke(req.PathParam("id")));
+    return JsonResponse(200, ApiKeyJson(key));
+  });
+  router->Add("GET", "/api/v1/audit", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(AuditFilter filter, ParseAuditFilter(req));
+    FSTORE_ASSIGN_OR_RESPOND(auto events, store->registry()->ListAudit(filter));
+    json::array entries;
+    for (const AuditEvent& e : events) entries.emplace_back(AuditEventJson(e));
+    const size_t count = entries.size();
+    return JsonResponse(200, json::object{{"entries", std::move(entries)}, {"count", count}});
+  });
 }
 
 }  // namespace fstore

@@ -153,6 +153,28 @@ HttpResponse Router::Handle(HttpRequest& request) const {
   }
 
   request.route = best->pattern;
+  request.path_params = std::move(best_params);
+  if (!interceptor_) return RunRoute(*best, request);
+  std::shared_ptr<const void> state;
+  std::optional<HttpResponse> refusal;
+  try {
+    refusal = interceptor_->Before(request, &state);
+  } catch (const std::exception& e) {
+    spdlog::error("interceptor for {} {} threw: {}", request.method, best->pattern, e.what());
+    refusal = ErrorResponse(Internal(std::string("unexpected error: ") + e.what()));
+  }
+  HttpResponse response = refusal ? std::move(*refusal) : RunRoute(*best, request);
+  try {
+    interceptor_->After(request, state, &response);
+  } catch (const std::exception& e) {
+    spdlog::error("interceptor for {} {} threw after the handler: {}", request.method,
+                  best->pattern, e.what());
+  }
+  return response;
+}
+
+HttpResponse Router::RunRoute(const Route& route, HttpRequest& request) const {
+  const Route* best = &route;
   if (best->options.json_body && !request.body.empty()) {
     const std::optional<std::string_view> content_type = request.Header("content-type");
     if (content_type && !IsJsonMediaType(*content_type)) {
@@ -164,7 +186,6 @@ HttpResponse Router::Handle(HttpRequest& request) const {
     }
   }
 
-  request.path_params = std::move(best_params);
   try {
     return best->handler(request);
   } catch (const std::exception& e) {
@@ -175,6 +196,10 @@ HttpResponse Router::Handle(HttpRequest& request) const {
                   best->pattern);
     return ErrorResponse(Internal("unexpected error"));
   }
+}
+
+void Router::SetInterceptor(std::shared_ptr<const RouteInterceptor> interceptor) {
+  interceptor_ = std::move(interceptor);
 }
 
 std::vector<RouteInfo> Router::Routes() const {

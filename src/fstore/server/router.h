@@ -7,6 +7,8 @@
 // Route() is then safe to call from any thread.
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,23 @@ struct RouteInfo {
   std::string pattern;
 };
 
+/// Runs around the handler of every matched route: authentication,
+/// authorization and the audit log (server/auth.h). Not run for 404 and 405.
+class RouteInterceptor {
+ public:
+  virtual ~RouteInterceptor() = default;
+  /// After route matching (request.route and path_params are set), before
+  /// the RouteOptions checks and the handler. Returns the response to answer
+  /// instead of running the handler, or nullopt to run it. May set
+  /// request.principal to an object that `*state` keeps alive; `*state` is
+  /// also handed to After (per-request state of the interceptor's own).
+  virtual std::optional<HttpResponse> Before(HttpRequest& request,
+                                             std::shared_ptr<const void>* state) const = 0;
+  /// After the handler, or after Before's refusal; may change the response.
+  virtual void After(const HttpRequest& request, const std::shared_ptr<const void>& state,
+                     HttpResponse* response) const = 0;
+};
+
 class Router {
  public:
   // Out of line because Route is defined in router.cc.
@@ -44,12 +63,19 @@ class Router {
   /// becomes a 500 (handlers should not throw; this is the last net).
   HttpResponse Handle(HttpRequest& request) const;
 
+  /// Installs the interceptor every matched request passes through (one at
+  /// most; null removes it). Call before serving starts.
+  void SetInterceptor(std::shared_ptr<const RouteInterceptor> interceptor);
+
   /// Every registered route, in registration order (for OpenAPI coverage tests).
   std::vector<RouteInfo> Routes() const;
 
  private:
   struct Route;
+  /// The RouteOptions checks and the handler of a matched route.
+  HttpResponse RunRoute(const Route& route, HttpRequest& request) const;
   std::vector<Route> routes_;
+  std::shared_ptr<const RouteInterceptor> interceptor_;
 };
 
 }  // namespace fstore
