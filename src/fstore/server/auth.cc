@@ -325,7 +325,7 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
     }
   }
   json::array kept;
-  for (json::value& item : list->as_array()) {
+  for (const json::value& item : list->as_array()) {
     if (!item.is_object()) continue;
     const json::object& entry = item.as_object();
     bool keep = false;
@@ -349,11 +349,13 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
         keep = true;
         break;
     }
-    if (keep) kept.emplace_back(std::move(item));
+    if (keep) kept.push_back(item);
   }
-  o["count"] = kept.size();
-  *list = std::move(kept);
-  response->body = json::serialize(*body);
+  const size_t count = kept.size();
+  json::object out = o;
+  out[member] = std::move(kept);
+  out["count"] = count;
+  response->body = json::serialize(out);
 }
 
 void ServerAuth::After(const HttpRequest& request, const std::shared_ptr<const void>& state_in,
