@@ -64,7 +64,8 @@ def failed_start(data_dir, env):
     """Runs `fstore serve` expecting it to stop at start-up; returns stderr."""
     r = subprocess.run(serve_cmd(data_dir), env=clean_env(env), capture_output=True, text=True,
                        timeout=60)
-    assert r.returncode != 0, f"fstore started:\n{r.stdout}\n{r.stderr}"
+    # Exit 2: a configuration the server refuses (like any bad setting).
+    assert r.returncode == 2, f"fstore exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
     assert "listening" not in r.stdout
     return r.stderr
 
