@@ -189,6 +189,40 @@ TEST_F(S3OfflineStoreTest, RoundTripWithTheLocalLayout) {
   EXPECT_EQ(none->num_rows(), 0);
 }
 
+// Encryption at rest on S3: the objects are Parquet with an encrypted
+// footer, the key check object is written at the root, and a store opened
+// without the key or with another one is refused.
+TEST_F(S3OfflineStoreTest, EncryptedRoundTripAndKeyCheck) {
+  auto key = *Cipher::FromHex(std::string(64, '3'));
+  auto other_key = *Cipher::FromHex(std::string(64, '4'));
+  const std::string root = bucket_ + "/encrypted";
+  ASSERT_OK_AND_ASSIGN(auto store, OfflineStore::Open("s3://" + root, options_, key));
+  ASSERT_OK(store->CheckEncryptionKey());
+  std::vector<Row> rows = {{2, kJan1 + 5, kC1, 2.5}, {1, kJan1 + 7, kC1, 1.5}};
+  ASSERT_OK(Replace(*store, kJan1, kJan2, rows, "job1").status());
+  EXPECT_EQ(ReadRows(*store, kJan1, kJan2), Strings({{1, kJan1 + 7, kC1, 1.5}, {2, kJan1 + 5, kC1, 2.5}}));
+
+  ASSERT_OK_AND_ASSIGN(auto in, s3_->OpenInputFile(root + "/user_stats/v1/date=2024-01-01/part-job1-0.parquet"));
+  ASSERT_OK_AND_ASSIGN(int64_t size, in->GetSize());
+  ASSERT_OK_AND_ASSIGN(auto tail, in->ReadAt(size - 4, 4));
+  EXPECT_EQ(tail->ToString(), "PARE");
+  ASSERT_OK_AND_ASSIGN(auto check, s3_->GetFileInfo(root + "/_encryption_key_check"));
+  EXPECT_TRUE(check.IsFile());
+
+  ASSERT_OK_AND_ASSIGN(auto without, OfflineStore::Open("s3://" + root, options_));
+  Status refused = without->CheckEncryptionKey();
+  EXPECT_NE(refused.message().find("no encryption key is configured"), std::string::npos)
+      << refused.ToString();
+  ASSERT_OK_AND_ASSIGN(auto other, OfflineStore::Open("s3://" + root, options_, other_key));
+  refused = other->CheckEncryptionKey();
+  EXPECT_NE(refused.message().find("is not the key this store was encrypted with"), std::string::npos)
+      << refused.ToString();
+  auto read = other->Read("user_stats", 1, kJan1, kJan2);
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("different encryption key"), std::string::npos)
+      << read.status().ToString();
+}
+
 TEST_F(S3OfflineStoreTest, NewGenerationReplacesTheOldOne) {
   ASSERT_OK(Replace(*store_, kJan1, kJan2, {{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2}},
                     "job1")
