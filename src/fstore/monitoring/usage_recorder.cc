@@ -121,16 +121,20 @@ json::object UsageReport(const std::vector<UsageCount>& rows, std::string_view s
   DayTotals totals;
   for (const UsageCount& r : rows) {
     if (r.day < start_day || r.day > end_day) continue;
-    if (!feature_set.empty() && r.feature_set != feature_set) continue;
+    if (!feature_set.empty() && r.feature_set != feature_set) continue;  // request rows too
     if (!key_id.empty() && r.key_id != key_id) continue;
     for (DayTotals* t : {&days[r.day], &totals}) {
-      if (r.feature_set.empty()) {
+      if (r.feature_set == kRequestRow) {
         t->requests += r.requests;
         t->keys[r.key_id.empty() ? "anonymous" : r.key_id] += r.requests;
       } else if (r.feature.empty()) {
         SetTotals& s = t->sets[r.feature_set];
         s.requests += r.requests;
         s.entities += r.entities;
+        if (!feature_set.empty()) {
+          t->requests += r.requests;
+          t->keys[r.key_id.empty() ? "anonymous" : r.key_id] += r.requests;
+        }
       } else if (r.feature == kOnlineRow) {
         SetTotals& s = t->sets[r.feature_set];
         s.online_entities += r.entities;

@@ -8,8 +8,8 @@
 // lives, and never counted twice.
 //
 // Rows per request (operations.h UsageCount):
-//  - feature_set "" and feature "": one serving request (requests 1), which
-//    is what the per API key counts count;
+//  - feature_set kRequestRow ("(request)"), feature "": one serving request
+//    (requests 1), which is what the per API key counts count;
 // and per feature set it read:
 //  - feature "" : the set was asked once (requests 1), for `entities` rows,
 //    `entities_found` of them found (online only; 0 otherwise);
@@ -17,7 +17,10 @@
 //  - feature kOnlineRow ("(online)"): the same as "" but only for online
 //    requests, so that coverage (found / requested) divides online found
 //    entities by online requested ones, not by historical rows, which have
-//    no notion of found. No feature name can take it (names are identifiers).
+//    no notion of found.
+// No feature or feature set name can take the markers (names are identifiers).
+// With a feature set filter, a report counts requests and API keys by that
+// set's rows (the request rows name no set).
 
 #include <chrono>
 #include <condition_variable>
@@ -37,6 +40,7 @@
 namespace fstore::monitoring {
 
 inline constexpr std::string_view kOnlineRow = "(online)";
+inline constexpr std::string_view kRequestRow = "(request)";
 
 /// Thread-safe. `registry` must outlive the recorder.
 class UsageRecorder {

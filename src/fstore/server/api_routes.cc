@@ -3,11 +3,13 @@
 #include <charconv>
 #include <string>
 
+#include <arrow/record_batch.h>
 #include <boost/json/serialize.hpp>
 
 #include "fstore/core/time.h"
 #include "fstore/registry/codec.h"
 #include "fstore/server/http_error.h"
+#include "fstore/server/monitoring_routes.h"
 #include "fstore/service/batch_serving.h"
 #include "fstore/service/historical_serving.h"
 
@@ -175,10 +177,6 @@ Result<AuditFilter> ParseAuditFilter(const HttpRequest& req) {
   ARROW_ASSIGN_OR_RAISE(int64_t limit, PositiveIntParam(req, "limit", 100, 1000));
   filter.limit = static_cast<size_t>(limit);
   return filter;
-}
-
-HttpResponse NotBuilt(std::string what, std::string issue) {
-  return ErrorResponse(NotImplemented(what + " is not built yet (" + issue + ")"));
 }
 
 }  // namespace
@@ -370,14 +368,16 @@ void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAut
 
   // --------------------------------------------------------------- serving
   // `usage` is what monitoring counts (monitoring routes, issue #7).
-  router->Add("POST", "/api/v1/serving/online", [store](HttpRequest& req) {
+  auto monitor = std::make_shared<ServingMonitor>(store);
+  router->Add("POST", "/api/v1/serving/online", [store, monitor](HttpRequest& req) {
     FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
     ServingUsage usage;
     const RequestContext context{.principal = req.principal, .usage = &usage};
     FSTORE_ASSIGN_OR_RESPOND(json::object out, store->ServeOnline(body, context));
+    monitor->Record(req, usage, ServingMonitor::Kind::kOnline);
     return JsonResponse(200, out);
   }, json_body);
-  router->Add("POST", "/api/v1/serving/historical", [store](HttpRequest& req) {
+  router->Add("POST", "/api/v1/serving/historical", [store, monitor](HttpRequest& req) {
     // The entity rows as JSON (the seed's entity_df), or as an Arrow IPC
     // stream or a Parquet file body with the features in the query string.
     const std::string_view type = req.Header("content-type").value_or("application/json");
@@ -397,6 +397,8 @@ void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAut
           "application/vnd.apache.parquet, got Content-Type '" + std::string(type) + "'",
           "Content-Type"));
     }
+    for (auto& used : usage.sets) used.entities = table->num_rows();
+    monitor->Record(req, usage, ServingMonitor::Kind::kHistorical);
     auto accept = req.Header("accept");
     if (accept && accept->find("application/vnd.apache.arrow.stream") != std::string_view::npos) {
       FSTORE_ASSIGN_OR_RESPOND(std::string stream, HistoricalTableToArrowStream(*table));
@@ -407,11 +409,14 @@ void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAut
     }
     return JsonResponse(200, HistoricalTableToJson(*table));
   });
-  router->Add("POST", "/api/v1/serving/batch", [store](HttpRequest& req) {
+  router->Add("POST", "/api/v1/serving/batch", [store, monitor](HttpRequest& req) {
     FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
     ServingUsage usage;
     const RequestContext context{.principal = req.principal, .usage = &usage};
     FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->Submit(body, context));
+    // Entity rows are known once the job has read them (a waited-for job).
+    for (auto& used : usage.sets) used.entities = job.rows_read;
+    monitor->Record(req, usage, ServingMonitor::Kind::kBatch);
     // 202 while the job is queued or running; 200 with the outcome after a wait.
     bool finished = job.status == JobStatus::kSucceeded || job.status == JobStatus::kFailed;
     return JsonResponse(finished ? 200 : 202, ToJson(job));
@@ -420,12 +425,7 @@ void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAut
     FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->GetJob(req.PathParam("id")));
     return JsonResponse(200, ToJson(job));
   });
-  for (const char* path : {"/monitoring/metrics", "/monitoring/statistics",
-                           "/monitoring/data-freshness", "/monitoring/usage"}) {
-    router->Add("GET", path, [](HttpRequest&) {
-      return NotBuilt("monitoring", "issue #7");
-    });
-  }
+  AddMonitoringRoutes(store, router, monitor);
 
   // ------------------------------------------------- API keys and audit log
   // Admins only (server/auth.cc); while authentication is off (FSTORE_AUTH=auto

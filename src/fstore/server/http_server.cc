@@ -28,6 +28,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "fstore/monitoring/metrics.h"
 #include "fstore/server/http_error.h"
 #include "fstore/server/internal/request_target.h"
 
@@ -40,6 +41,27 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+
+/// Counts a request and its latency under its route pattern (so a label
+/// never holds an id from a path), "unmatched" when no route took it. A
+/// method outside the standard ones is "other": clients cannot grow the
+/// number of series.
+void RecordRequestMetrics(std::string_view method, std::string_view route, int status,
+                          Clock::time_point start) {
+  static constexpr std::string_view kMethods[] = {"GET",    "POST", "PUT",    "PATCH",
+                                                  "DELETE", "HEAD", "OPTIONS"};
+  std::string_view method_label = "other";
+  for (std::string_view m : kMethods) {
+    if (m == method) method_label = m;
+  }
+  if (route.empty()) route = "unmatched";
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  char status_text[8];
+  const int n = std::snprintf(status_text, sizeof status_text, "%d", status);
+  auto& metrics = monitoring::FstoreMetrics::Get();
+  metrics.http_requests->With({method_label, route, std::string_view(status_text, n)})->Inc();
+  metrics.http_request_duration->With({method_label, route})->Observe(seconds);
+}
 
 /// Largest accepted request head (request line and headers), in bytes.
 constexpr uint32_t kHeaderLimitBytes = 16 * 1024;
@@ -205,6 +227,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request.body = std::move(message.body());
 
     HttpResponse response = state_->router->Handle(request);
+    RecordRequestMetrics(request.method, request.route, response.status, request_start_);
     const bool keep_alive =
         message.keep_alive() && !response.close_connection && !state_->shutting_down;
     Write(std::move(request.method), std::move(request.target), message.version(),
@@ -218,6 +241,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const unsigned version = have_head ? parser_->get().version() : 11;
     parser_.reset();
     if (!in_request_) BeginRequest();
+    RecordRequestMetrics(method, "", static_cast<int>(response.status), request_start_);
     Write(std::move(method), std::move(target), version, std::move(response),
           /*keep_alive=*/false, /*linger=*/true);
   }

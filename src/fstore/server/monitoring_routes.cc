@@ -1,0 +1,234 @@
+#include "fstore/server/monitoring_routes.h"
+
+#include <charconv>
+#include <cmath>
+#include <set>
+
+#include "fstore/core/time.h"
+#include "fstore/monitoring/data_freshness.h"
+#include "fstore/monitoring/feature_statistics.h"
+#include "fstore/monitoring/metrics.h"
+#include "fstore/registry/codec.h"
+#include "fstore/server/http_error.h"
+
+namespace fstore {
+namespace json = boost::json;
+
+namespace {
+
+std::string DayOf(TimestampMicros t) { return FormatTimestamp(t).substr(0, 10); }
+
+/// A "YYYY-MM-DD" query parameter; InvalidArgument naming it otherwise.
+Result<std::optional<std::string>> DateParam(const HttpRequest& req, const std::string& name) {
+  auto text = req.Query(name);
+  if (!text) return std::optional<std::string>();
+  auto bad = [&] {
+    return InvalidArgument(name, "'" + std::string(*text) +
+                                     "' must be a date YYYY-MM-DD (UTC)");
+  };
+  if (text->size() != 10 || (*text)[4] != '-' || (*text)[7] != '-') return bad();
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (!std::isdigit(static_cast<unsigned char>((*text)[i]))) return bad();
+  }
+  auto t = ParseTimestamp(*text);
+  if (!t.ok() || DayOf(*t) != *text) return bad();  // 2026-02-30 and the like
+  return std::optional<std::string>(std::string(*text));
+}
+
+Status KnownParams(const HttpRequest& req, std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : req.query) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return InvalidArgument(key, "unknown query parameter");
+    }
+  }
+  return Status::OK();
+}
+
+Result<double> NonNegativeNumberParam(const HttpRequest& req, const std::string& name,
+                                      double fallback) {
+  auto text = req.Query(name);
+  if (!text) return fallback;
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || ptr != text->data() + text->size() || !std::isfinite(value) ||
+      value < 0) {
+    return InvalidArgument(name, "'" + std::string(*text) + "' must be a number >= 0");
+  }
+  return value;
+}
+
+Result<int64_t> DaysParam(const HttpRequest& req) {
+  auto text = req.Query("days");
+  if (!text) return 7;
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || ptr != text->data() + text->size() || value < 1 || value > 365) {
+    return InvalidArgument("days", "'" + std::string(*text) + "' must be an integer from 1 to 365");
+  }
+  return value;
+}
+
+#define FSTORE_MON_ASSIGN(lhs, rexpr)                        \
+  auto FSTORE_MON_CONCAT(__LINE__) = (rexpr);                \
+  if (!FSTORE_MON_CONCAT(__LINE__).ok()) {                   \
+    return ErrorResponse(FSTORE_MON_CONCAT(__LINE__).status()); \
+  }                                                          \
+  lhs = std::move(FSTORE_MON_CONCAT(__LINE__)).ValueUnsafe();
+#define FSTORE_MON_CONCAT_IMPL(line) _mon_result_##line
+#define FSTORE_MON_CONCAT(line) FSTORE_MON_CONCAT_IMPL(line)
+
+/// The statistics body as stored: opened when sealed (encryption at rest).
+Result<json::object> OpenStatistics(FeatureStore* store, const FeatureStatisticsRecord& r) {
+  std::string body = r.body;
+  if (Cipher::LooksSealed(body)) {
+    const auto& cipher = store->options().cipher;
+    if (!cipher) {
+      return Internal("statistics of " + r.feature_set_name + ":" + r.feature +
+                      " are encrypted and this server has no encryption key");
+    }
+    ARROW_ASSIGN_OR_RAISE(body, cipher->Open(body, "fstore.feature_statistics/" + r.job_id +
+                                                       "/" + r.feature));
+  }
+  ARROW_ASSIGN_OR_RAISE(json::value v, ParseJson(body));
+  if (!v.is_object()) return Internal("a stored statistics body is not a JSON object");
+  return v.as_object();
+}
+
+}  // namespace
+
+ServingMonitor::ServingMonitor(FeatureStore* store) : usage_(store->registry()) {}
+
+void ServingMonitor::Record(const HttpRequest& request, const ServingUsage& usage, Kind kind) {
+  auto& m = monitoring::FstoreMetrics::Get();
+  if (kind == Kind::kOnline) {
+    if (usage.cache_hits > 0) m.serving_cache_hits->Inc(static_cast<double>(usage.cache_hits));
+    if (usage.cache_misses > 0) {
+      m.serving_cache_misses->Inc(static_cast<double>(usage.cache_misses));
+    }
+    m.online_store_read_duration->Observe(usage.online_store_seconds);
+  }
+  const std::string day = DayOf(NowMicros());
+  const std::string key_id = request.principal ? request.principal->key_id : "";
+  std::vector<UsageCount> counts;
+  counts.push_back({.day = day, .key_id = key_id,
+                    .feature_set = std::string(monitoring::kRequestRow), .requests = 1});
+  for (const ServingUsage::Set& s : usage.sets) {
+    counts.push_back({.day = day, .key_id = key_id, .feature_set = s.feature_set,
+                      .requests = 1, .entities = s.entities});
+    if (kind == Kind::kOnline) {
+      const int64_t found = std::max<int64_t>(s.entities_found, 0);
+      counts.push_back({.day = day, .key_id = key_id, .feature_set = s.feature_set,
+                        .feature = std::string(monitoring::kOnlineRow), .requests = 1,
+                        .entities = s.entities, .entities_found = found});
+      m.serving_entities_requested->Inc(static_cast<double>(s.entities));
+      m.serving_entities_found->Inc(static_cast<double>(found));
+    }
+    std::set<std::string> seen;  // a feature asked twice counts once per request
+    for (const std::string& f : s.features) {
+      if (!seen.insert(f).second) continue;
+      counts.push_back({.day = day, .key_id = key_id, .feature_set = s.feature_set,
+                        .feature = f, .requests = 1});
+    }
+  }
+  usage_.Add(counts);
+}
+
+void AddMonitoringRoutes(FeatureStore* store, Router* router,
+                         std::shared_ptr<ServingMonitor> monitor) {
+  router->Add("GET", "/monitoring/metrics", [](HttpRequest& req) {
+    if (Status st = KnownParams(req, {}); !st.ok()) return ErrorResponse(st);
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = monitoring::FstoreMetrics::Get().registry.Render();
+    return r;
+  });
+
+  router->Add("GET", "/monitoring/statistics", [store](HttpRequest& req) {
+    if (Status st = KnownParams(req, {"days", "feature_set", "psi_threshold"}); !st.ok()) {
+      return ErrorResponse(st);
+    }
+    FSTORE_MON_ASSIGN(int64_t days, DaysParam(req));
+    FSTORE_MON_ASSIGN(double threshold, NonNegativeNumberParam(req, "psi_threshold", 0.2));
+    std::string feature_set_id;
+    if (auto name = req.Query("feature_set")) {
+      FSTORE_MON_ASSIGN(FeatureSet fs, store->GetFeatureSet(*name));
+      feature_set_id = fs.id;
+    }
+    const TimestampMicros now = NowMicros();
+    const TimestampMicros since = now - days * kMicrosPerDay;
+    FSTORE_MON_ASSIGN(auto records,
+                      store->registry()->ListFeatureStatistics(since, feature_set_id));
+    // Oldest first: runs per (feature set, feature) in order.
+    std::map<std::pair<std::string, std::string>, std::vector<monitoring::StatisticsRun>> runs;
+    for (const FeatureStatisticsRecord& r : records) {
+      FSTORE_MON_ASSIGN(json::object body, OpenStatistics(store, r));
+      runs[{r.feature_set_name, r.feature}].push_back({r.job_id, r.computed_at, std::move(body)});
+    }
+    json::array features;
+    int64_t drifted = 0;
+    for (auto& [key, list] : runs) {
+      json::object o = monitoring::MergeStatistics(list, threshold);
+      if (o["drift"].is_object() && o["drift"].as_object()["drifted"].as_bool()) ++drifted;
+      json::object entry{{"feature_set", key.first}, {"feature", key.second}};
+      for (auto& [k, v] : o) entry[k] = std::move(v);
+      features.emplace_back(std::move(entry));
+    }
+    const int64_t count = static_cast<int64_t>(features.size());
+    return JsonResponse(200, json::object{{"days", days},
+                                          {"since", FormatTimestamp(since)},
+                                          {"psi_threshold", threshold},
+                                          {"features", std::move(features)},
+                                          {"count", count},
+                                          {"drifted", drifted}});
+  });
+
+  router->Add("GET", "/monitoring/data-freshness", [store](HttpRequest& req) {
+    if (Status st = KnownParams(req, {"feature_set"}); !st.ok()) return ErrorResponse(st);
+    std::vector<FeatureSet> sets;
+    if (auto name = req.Query("feature_set")) {
+      FSTORE_MON_ASSIGN(FeatureSet fs, store->GetFeatureSet(*name));
+      sets.push_back(std::move(fs));
+    } else {
+      FSTORE_MON_ASSIGN(sets, store->ListFeatureSets(FeatureSetFilter{}));
+    }
+    const TimestampMicros now = NowMicros();
+    json::array out;
+    int64_t stale = 0;
+    for (const FeatureSet& fs : sets) {
+      FSTORE_MON_ASSIGN(auto jobs, store->registry()->ListJobs(fs.id, 10000));
+      FSTORE_MON_ASSIGN(auto watermark, store->registry()->Watermark(fs.id));
+      json::object o = monitoring::FeatureSetFreshness(fs, jobs, watermark, now);
+      if (o["stale"].as_bool()) ++stale;
+      out.emplace_back(std::move(o));
+    }
+    const int64_t count = static_cast<int64_t>(out.size());
+    return JsonResponse(200, json::object{{"checked_at", FormatTimestamp(now)},
+                                          {"feature_sets", std::move(out)},
+                                          {"count", count},
+                                          {"stale", stale}});
+  });
+
+  router->Add("GET", "/monitoring/usage", [store, monitor](HttpRequest& req) {
+    if (Status st = KnownParams(req, {"start_date", "end_date", "feature_set", "key_id"});
+        !st.ok()) {
+      return ErrorResponse(st);
+    }
+    const TimestampMicros now = NowMicros();
+    FSTORE_MON_ASSIGN(auto start, DateParam(req, "start_date"));
+    FSTORE_MON_ASSIGN(auto end, DateParam(req, "end_date"));
+    const std::string start_day = start.value_or(DayOf(now - 7 * kMicrosPerDay));
+    const std::string end_day = end.value_or(DayOf(now));
+    if (end_day < start_day) {
+      return ErrorResponse(InvalidArgument(
+          "end_date", "'" + end_day + "' is before start_date '" + start_day + "'"));
+    }
+    // What this server counted so far is in the registry before it answers.
+    if (Status st = monitor->usage_recorder()->Flush(); !st.ok()) return ErrorResponse(st);
+    FSTORE_MON_ASSIGN(auto rows, store->registry()->ListUsage(start_day));
+    return JsonResponse(200, monitoring::UsageReport(rows, start_day, end_day,
+                                                     req.Query("feature_set").value_or(""),
+                                                     req.Query("key_id").value_or("")));
+  });
+}
+
+}  // namespace fstore
