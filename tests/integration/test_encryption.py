@@ -238,3 +238,26 @@ def test_bad_key_values_stop_the_start_naming_the_variable(fstore_bin, tmp_path,
     assert "zzzz" not in err and "g" * 64 not in err  # key material is never echoed
     assert not (tmp_path / "data" / "offline").exists() or not any(
         (tmp_path / "data" / "offline").iterdir())
+
+
+def test_reads_without_the_key_fail_clearly_never_garbage(encrypted):
+    """Past the start-up check (its file removed by hand), every read of
+    sealed data answers a 500 that says why, not wrong values."""
+    (encrypted["data"] / "offline" / "_encryption_key_check").unlink()
+    server = FstoreServer(encrypted["data"])
+    try:
+        r = post(server, "/api/v1/serving/online", {
+            "feature_sets": [encrypted["name"]], "entities": {encrypted["user"]: USERS},
+            "features": ["secret", "amount"]})
+        assert r.status_code == 500, r.text
+        assert "no encryption key is configured" in r.json()["error"]["message"], r.text
+        r = post(server, "/api/v1/serving/historical", {
+            "feature_sets": [encrypted["name"]], "features": ["secret", "amount"],
+            "entity_df": {"columns": ["user_id", "event_timestamp"],
+                          "data": [["u1", "2024-01-20T00:00:00"]]}})
+        assert r.status_code == 500, r.text
+        assert "is encrypted and no encryption key is configured" in r.json()["error"]["message"], \
+            r.text
+        assert MARKER not in r.text
+    finally:
+        stop(server)
