@@ -261,3 +261,31 @@ def test_reads_without_the_key_fail_clearly_never_garbage(encrypted):
         assert MARKER not in r.text
     finally:
         stop(server)
+
+
+@pytest.mark.parametrize("key", [KEY, None], ids=["encrypted", "clear"])
+def test_redis_online_store_holds_no_plaintext(fstore_bin, tmp_path, key):
+    """The Redis backend seals values the same way: its append-only file
+    holds no marker with a key, and does without (the search works)."""
+    from backends import Redis
+
+    redis = Redis(tmp_path / "redis")
+    try:
+        env = {"REDIS_URL": redis.url}
+        if key:
+            env["FSTORE_ENCRYPTION_KEY"] = key
+        data = tmp_path / "data"
+        server = FstoreServer(data, env=env)
+        try:
+            name, user = setup_and_materialize(server, tmp_path)
+            check_values(server, name, user)
+        finally:
+            stop(server)
+        # Redis appends each write to its AOF before answering it.
+        aof = found_in(redis.dir)
+        if key:
+            assert aof == [] and found_in(data) == [], (aof, found_in(data))
+        else:
+            assert MARKER.encode() in {n for _, n in aof}, aof
+    finally:
+        redis.close()
