@@ -67,12 +67,27 @@ Result<int> MaterializationScheduler::Tick() {
     request.feature_set = fs.id;
     request.trigger = "schedule";
     auto job = engine_->Submit(request);
+    // The audit log records scheduled runs like API ones (issue #7): no key,
+    // status 0 (not HTTP); the job's own outcome is in its record.
+    AuditEvent audit;
+    audit.time = now_();
+    audit.action = "materialize";
+    audit.target = fs.name;
     if (job.ok()) {
       ++submitted;
       spdlog::info("schedule '{}' of {}: slot {} -> job {}", fs.materialization_schedule, fs.name,
                    FormatTimestamp(*latest), job->id);
+      audit.outcome = "success";
+      audit.detail = "schedule: job " + job->id + " submitted";
     } else {
       spdlog::warn("schedule of {}: cannot submit: {}", fs.name, job.status().ToString());
+      audit.outcome = "failure";
+      audit.detail = "schedule: cannot submit (" +
+                     std::string(ErrorCodeName(ErrorCodeOf(job.status()))) + ")";
+    }
+    if (Status st = registry_->AppendAudit(audit); !st.ok()) {
+      spdlog::error("audit log: could not record the scheduled run of {}: {}", fs.name,
+                    st.ToString());
     }
   }
   return submitted;

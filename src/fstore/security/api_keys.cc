@@ -192,6 +192,10 @@ ApiKeyStore::ApiKeyStore(Registry* registry, bool required,
 
 Status ApiKeyStore::Reload() {
   std::lock_guard reload_lock(reload_mu_);
+  return ReloadLocked();
+}
+
+Status ApiKeyStore::ReloadLocked() {
   ARROW_ASSIGN_OR_RAISE(auto records, registry_->ListApiKeys());
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->any_key = !records.empty();
@@ -217,10 +221,9 @@ Result<std::shared_ptr<const ApiKeyStore::Snapshot>> ApiKeyStore::Current() {
   if (!snapshot) {
     // Nothing read yet: this request must wait for the keys.
     ARROW_RETURN_NOT_OK(Reload());
-  } else if (reload_mu_.try_lock()) {
+  } else if (std::unique_lock reload_lock(reload_mu_, std::try_to_lock); reload_lock) {
     // Stale: one request reloads, the others go on with the previous keys.
-    reload_mu_.unlock();
-    if (Status st = Reload(); !st.ok()) {
+    if (Status st = ReloadLocked(); !st.ok()) {
       // Keep serving with the keys we had (fail closed only when we never
       // read them); try again after another interval.
       spdlog::warn("reloading API keys failed, keeping the previous ones: {}", st.ToString());

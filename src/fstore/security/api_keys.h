@@ -101,6 +101,8 @@ class ApiKeyStore {
     std::unordered_map<std::string, Principal> principals;  ///< live keys only
   };
   Result<std::shared_ptr<const Snapshot>> Current();
+  /// Reload() with reload_mu_ held.
+  Status ReloadLocked();
 
   Registry* registry_;
   const bool required_;
