@@ -247,11 +247,14 @@ CASES = [
     # what an empty request lacks first.
     case("serving-batch", "POST", "/api/v1/serving/batch", 400, "invalid_argument",
          "features", body={}),
-    case("monitoring-metrics", "GET", "/monitoring/metrics", 501, "not_implemented"),
-    case("monitoring-statistics", "GET", "/monitoring/statistics?days=7", 501, "not_implemented"),
-    case("monitoring-freshness", "GET", "/monitoring/data-freshness", 501, "not_implemented"),
-    case("monitoring-usage", "GET", "/monitoring/usage?start_date=2024-01-01", 501,
-         "not_implemented"),
+    case("monitoring-metrics", "GET", "/monitoring/metrics?format=json", 400, "invalid_argument",
+         "format"),
+    case("monitoring-statistics", "GET", "/monitoring/statistics?days=0", 400,
+         "invalid_argument", "days"),
+    case("monitoring-freshness", "GET", "/monitoring/data-freshness?feature_set=no_such_set", 404,
+         "not_found"),
+    case("monitoring-usage", "GET", "/monitoring/usage?start_date=2024-02-30", 400,
+         "invalid_argument", "start_date"),
 ]
 
 
