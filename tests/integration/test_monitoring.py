@@ -397,3 +397,26 @@ def test_unknown_feature_set_is_404(api):
     for path in ("/monitoring/statistics", "/monitoring/data-freshness"):
         r = api.get(path, params={"feature_set": "no_such_set"})
         assert r.status_code == 404, (path, r.text)
+
+
+def test_statistics_are_sealed_under_encryption_at_rest(start_server, tmp_path):
+    data = tmp_path / "data"
+    srv = start_server(env={"FSTORE_ENCRYPTION_KEY": "ab" * 32}, data_dir=data)
+    api = Api(srv)
+    rows = batch(DAY1, 40, 0, 4)
+    src = tmp_path / "events.parquet"
+    write_source(src, rows)
+    fs = define(api, src)
+    materialize(api, fs, DAY1, DAY2)
+    r = api.get("/monitoring/statistics", params={"feature_set": fs["name"]})
+    assert r.status_code == 200, r.text
+    stats = {f["feature"]: f for f in r.json()["features"]}
+    arr = expected_numeric([row[2] for row in rows])
+    assert stats["amount_f"]["count"] == 40
+    assert stats["amount_f"]["mean"] == pytest.approx(arr.mean())
+    assert stats["cat"]["top_values"][0] == {"value": "a", "count": 20}
+    # The registry holds no statistics body in clear.
+    files = sorted(data.glob("registry.db*"))  # the database and its WAL
+    registry = b"".join(f.read_bytes() for f in files)
+    assert fs["name"].encode() in registry  # the definitions are there, in clear
+    assert b'"top_values"' not in registry and b'"quantiles"' not in registry
