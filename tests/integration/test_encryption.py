@@ -197,6 +197,9 @@ def test_without_encryption_the_search_finds_the_markers(fstore_bin, tmp_path):
     assert "offline" in where and "online" in where, hits
     assert MARKER.encode() in {n for _, n in hits}
     assert struct.pack("<d", AMOUNTS[0]) in {n for _, n in hits}
+    # Encryption cannot be turned on for a store that holds clear data.
+    err = failed_start(data, {"FSTORE_ENCRYPTION_KEY": KEY})
+    assert "already holds data written without encryption" in err, err
 
 
 def test_wrong_key_stops_the_start(encrypted):

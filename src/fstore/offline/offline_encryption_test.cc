@@ -191,5 +191,17 @@ TEST_F(OfflineEncryptionTest, KeyCheckFileStopsAStartWithoutOrWithAnotherKey) {
   EXPECT_NE(wrong.message().find("sealed with a different encryption key"), std::string::npos);
 }
 
+TEST_F(OfflineEncryptionTest, KeyOnAStoreWithClearDataIsRefused) {
+  ASSERT_OK(Write(*Store(nullptr)));
+  Status refused = Store(TestCipher())->CheckEncryptionKey();
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorCodeOf(refused), ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("already holds data written without encryption"),
+            std::string::npos)
+      << refused.ToString();
+  EXPECT_FALSE(fs::exists(dir_ / "_encryption_key_check"));
+  ASSERT_OK(Store(nullptr)->CheckEncryptionKey());  // still fine without a key
+}
+
 }  // namespace
 }  // namespace fstore

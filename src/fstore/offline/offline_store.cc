@@ -1206,6 +1206,20 @@ Status OfflineStore::CheckEncryptionKey() {
     return Status::OK();
   }
   if (!cipher_) return Status::OK();
+  // A store that already holds data written in clear cannot be switched to
+  // encryption in place: its files would stay readable by anyone and fail
+  // every read with the key. Refuse now rather than fail on reads later.
+  ARROW_ASSIGN_OR_RAISE(auto entries, ListDir(*fs_, root_));
+  for (const auto& entry : entries) {
+    const std::string name = entry.base_name();
+    if (!name.empty() && name[0] != '.' && name[0] != '_') {
+      return InvalidArgument("FSTORE_ENCRYPTION_KEY",
+                             "the offline store at " + root_ +
+                                 " already holds data written without encryption ('" + name +
+                                 "'); encryption at rest cannot be turned on for it: start "
+                                 "without a key, or re-materialize into an empty store");
+    }
+  }
   // First start with a key: record it, so that a later start without it, or
   // with another, stops with a clear message instead of failing on reads.
   ARROW_ASSIGN_OR_RAISE(auto sealed, cipher_->Seal(kKeyCheckPlaintext, kKeyCheckName));

@@ -175,7 +175,9 @@ class OfflineStore {
   /// has been opened with a key. Then opening without a key, or with
   /// another key, is InvalidArgument (field FSTORE_ENCRYPTION_KEY) with a
   /// message saying which; with no check file and a key, the check file is
-  /// written; with neither, OK. Unavailable when the storage does not answer.
+  /// written, unless the root already holds feature set data (written in
+  /// clear: InvalidArgument, encryption cannot be turned on for it); with
+  /// neither, OK. Unavailable when the storage does not answer.
   Status CheckEncryptionKey();
 
   /// The cipher of encryption at rest; null without.
