@@ -33,7 +33,8 @@ class Cipher {
                                                        std::string field = "FSTORE_ENCRYPTION_KEY");
   /// From the configuration: the hex key, or the first line of the key file
   /// (surrounding whitespace ignored). Null (no encryption) when both are
-  /// empty. Errors name FSTORE_ENCRYPTION_KEY_FILE for an unreadable or bad file.
+  /// empty. Errors name FSTORE_ENCRYPTION_KEY_FILE for an unreadable or bad file
+  /// and for both being set.
   static Result<std::shared_ptr<const Cipher>> FromConfig(const std::string& key_hex,
                                                           const std::string& key_file);
 
