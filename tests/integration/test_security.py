@@ -477,3 +477,50 @@ def test_sdk_with_api_key(world):
             fs.create_feature_set(name=name, entities=["user"])
     with FeatureStore(url, api_key=world["keys"]["writer"]) as fs:
         assert fs.create_feature_set(name=name, entities=["user"])["name"] == name
+
+
+# ------------------------------------------------- the PostgreSQL registry
+
+def test_keys_and_audit_on_a_postgres_registry(start_server, tmp_path):
+    """The same keys, revocation and audit trail with DATABASE_URL: the CLI
+    and the server share a PostgreSQL registry."""
+    from backends import Postgres
+    pg = Postgres(tmp_path / "pg")
+    try:
+        env = {"DATABASE_URL": pg.create_database("security")}
+        srv = start_server(env=env)
+        anon = Client(srv)
+        assert anon.get("/api/v1/entities").status_code == 200
+
+        def pg_cli(*args):
+            r = subprocess.run([FSTORE_BIN, "keys", *args, "--data-dir", str(srv.data_dir)],
+                               capture_output=True, text=True, env=clean_env(env), timeout=60)
+            assert r.returncode == 0, r.stderr
+            return r.stdout
+
+        secret = pg_cli("create", "--role", "writer", "--feature-sets", "pg_a").splitlines()[-1]
+        assert wait_until(lambda: anon.get("/api/v1/entities").status_code == 401, timeout=3)
+        c = Client(srv, secret)
+        r = c.post("/api/v1/feature-sets", {"name": "pg_a", "entities": ["user"]})
+        assert r.status_code == 201, r.text
+        err = assert_error(c.post("/api/v1/feature-sets", {"name": "pg_b", "entities": ["user"]}),
+                           403, "permission_denied")
+        assert "pg_b" in err["message"]
+        assert key_id(secret) in pg_cli("list")
+        pg_cli("revoke", key_id(secret))
+        assert wait_until(lambda: c.get("/api/v1/entities").status_code == 401, timeout=3)
+        admin = pg_cli("create", "--role", "admin").splitlines()[-1]
+        assert wait_until(lambda: Client(srv, admin).get("/api/v1/audit").status_code == 200,
+                          timeout=3)
+        entries = Client(srv, admin).get("/api/v1/audit").json()["entries"]
+        # (The polls above left auth.denied entries between these.)
+        got = [(e["action"], e["target"], e["outcome"]) for e in reversed(entries)
+               if e["action"] != "auth.denied"]
+        assert got[:4] == [("key.create", key_id(secret), "success"),
+                           ("feature_set.create", "pg_a", "success"),
+                           ("feature_set.create", "pg_b", "denied"),
+                           ("key.revoke", key_id(secret), "success")], got
+        assert secret not in Client(srv, admin).get("/api/v1/audit").text
+        srv.stop()
+    finally:
+        pg.stop()
