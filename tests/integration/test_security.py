@@ -524,3 +524,23 @@ def test_keys_and_audit_on_a_postgres_registry(start_server, tmp_path):
         srv.stop()
     finally:
         pg.stop()
+
+
+def test_limited_key_monitoring(world):
+    """Statistics are aggregates of feature values: a limited key sees its own
+    sets' statistics and freshness only, and must name a set for usage."""
+    c, b = as_(world, "reader_a"), world["b"]
+    full = as_(world, "reader").get("/monitoring/statistics").json()
+    assert {f["feature_set"] for f in full["features"]} >= {world["a"], b}
+    stats = c.get("/monitoring/statistics").json()
+    assert {f["feature_set"] for f in stats["features"]} == {world["a"]}
+    assert stats["count"] == len(stats["features"])
+    fresh = c.get("/monitoring/data-freshness").json()
+    assert [f["feature_set"] for f in fresh["feature_sets"]] == [world["a"]]
+    assert fresh["count"] == 1
+    for path in ("/monitoring/statistics", "/monitoring/data-freshness", "/monitoring/usage"):
+        forbidden_b(world, c.get(path, params={"feature_set": b}))
+    err = assert_error(c.get("/monitoring/usage"), 403, "permission_denied", "feature_set")
+    assert "feature_set" in err["message"]
+    assert c.get("/monitoring/usage", params={"feature_set": world["a"]}).status_code == 200
+    assert c.get("/monitoring/metrics").status_code == 200

@@ -19,6 +19,8 @@ using enum AccessTarget;
 constexpr ListFilter kFeatureSets = ListFilter::kFeatureSets;
 constexpr ListFilter kFeatures = ListFilter::kFeatures;
 constexpr ListFilter kSearch = ListFilter::kSearch;
+constexpr ListFilter kStatistics = ListFilter::kStatistics;
+constexpr ListFilter kFreshness = ListFilter::kFreshness;
 
 constexpr Role kReader = Role::kReader;
 constexpr Role kWriter = Role::kWriter;
@@ -113,10 +115,15 @@ const std::vector<AccessRule>& AccessRules() {
       Rule("POST", "/api/v1/serving/historical", kReader),
       Rule("POST", "/api/v1/serving/batch", kReader),
       Rule("GET", "/api/v1/serving/batch/{id}", kReader, {}, kBatchJobPath),
+      // Process-wide counters, no feature values.
       Rule("GET", "/monitoring/metrics", kReader),
-      Rule("GET", "/monitoring/statistics", kReader),
-      Rule("GET", "/monitoring/data-freshness", kReader),
-      Rule("GET", "/monitoring/usage", kReader),
+      // Statistics are aggregates of feature values: a limited key sees its
+      // own sets' only.
+      Rule("GET", "/monitoring/statistics", kReader, {}, kFeatureSetQuery, kStatistics),
+      Rule("GET", "/monitoring/data-freshness", kReader, {}, kFeatureSetQuery, kFreshness),
+      // Usage rows count several sets at once: a limited key must ask for one.
+      {.method = "GET", .route = "/monitoring/usage", .role = kReader,
+       .target = kFeatureSetQuery, .limited_needs_target = true},
       Rule("POST", "/api/v1/keys", kAdmin, "key.create"),
       Rule("GET", "/api/v1/keys", kAdmin),
       Rule("DELETE", "/api/v1/keys/{id}", kAdmin, "key.revoke", kKeyPath),
@@ -214,6 +221,13 @@ std::optional<std::string> ServerAuth::ResolveFeatureSet(const AccessRule& rule,
       if (name.empty()) return std::nullopt;
       return name;
     }
+    case kFeatureSetQuery: {
+      auto name = request.Query("feature_set");
+      if (!name || name->empty()) return std::nullopt;
+      *audit_target = std::string(*name);
+      auto fs = store_->GetFeatureSet(*name);
+      return fs.ok() ? fs->name : std::string(*name);
+    }
     case kFeatureBody: {
       std::string set = BodyString(request, "feature_set");
       if (set.empty()) set = BodyString(request, "feature_set_id");
@@ -232,8 +246,10 @@ std::optional<std::string> ServerAuth::ResolveFeatureSet(const AccessRule& rule,
 Status ServerAuth::CheckBatchJob(const Principal& principal, std::string_view job_id) const {
   auto job = store_->batch_serving()->GetJob(job_id);
   if (!job.ok()) return Status::OK();  // the handler answers 404
-  for (const std::string& fs : job->feature_sets) {
-    ARROW_RETURN_NOT_OK(principal.CheckFeatureSet(fs));
+  for (const std::string& requested : job->feature_sets) {
+    // As requested: an id or a name.
+    auto fs = store_->GetFeatureSet(requested);
+    ARROW_RETURN_NOT_OK(principal.CheckFeatureSet(fs.ok() ? fs->name : requested));
   }
   for (const std::string& feature : job->features) {
     const size_t colon = feature.find(':');
@@ -304,6 +320,13 @@ std::optional<HttpResponse> ServerAuth::Before(HttpRequest& request,
   if (feature_set && state->limited) {
     if (Status st = principal.CheckFeatureSet(*feature_set); !st.ok()) return deny(st);
   }
+  if (!feature_set && state->limited && rule->limited_needs_target) {
+    return deny(MakeError(ErrorCode::kPermissionDenied,
+                          "API key " + principal.key_id +
+                              " is limited to some feature sets: name one of them in "
+                              "feature_set",
+                          "feature_set"));
+  }
   return std::nullopt;
 }
 
@@ -312,9 +335,9 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
   auto body = ParseQuietly(response->body);
   if (!body || !body->is_object()) return;
   json::object& o = body->as_object();
-  const char* member = rule.filter == kFeatureSets ? "feature_sets"
-                       : rule.filter == kFeatures  ? "features"
-                                                   : "results";
+  const char* member = rule.filter == kFeatureSets || rule.filter == kFreshness ? "feature_sets"
+                       : rule.filter == kFeatures || rule.filter == kStatistics ? "features"
+                                                                                : "results";
   json::value* list = o.if_contains(member);
   if (list == nullptr || !list->is_array()) return;
   std::vector<std::string> allowed_ids;
@@ -345,6 +368,10 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
                                       : true;  // entities are shared
         break;
       }
+      case ListFilter::kStatistics:
+      case ListFilter::kFreshness:
+        keep = principal.Allows(StringMember(entry, "feature_set"));
+        break;
       case ListFilter::kNone:
         keep = true;
         break;
@@ -353,6 +380,23 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
   }
   const size_t count = kept.size();
   json::object out = o;
+  // The summary counts follow the entries kept.
+  if (rule.filter == kStatistics || rule.filter == kFreshness) {
+    int64_t flagged = 0;
+    for (const json::value& item : kept) {
+      const json::object& entry = item.as_object();
+      if (rule.filter == kFreshness) {
+        const json::value* stale = entry.if_contains("stale");
+        flagged += stale && stale->is_bool() && stale->as_bool();
+      } else {
+        const json::value* drift = entry.if_contains("drift");
+        const json::value* drifted =
+            drift && drift->is_object() ? drift->as_object().if_contains("drifted") : nullptr;
+        flagged += drifted && drifted->is_bool() && drifted->as_bool();
+      }
+    }
+    out[rule.filter == kFreshness ? "stale" : "drifted"] = flagged;
+  }
   out[member] = std::move(kept);
   out["count"] = count;
   response->body = json::serialize(out);

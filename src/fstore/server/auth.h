@@ -41,6 +41,7 @@ enum class AccessTarget {
   kFeatureBody,       ///< body "feature_set": the feature's feature set (id or name)
   kEntityBody,        ///< body "name": an entity (not a feature set; audit target only)
   kKeyPath,           ///< path {id}: an API key id (audit target only)
+  kFeatureSetQuery,   ///< query "feature_set" (id or name), when given
 };
 
 /// How a list response is cut down for a limited key.
@@ -49,6 +50,8 @@ enum class ListFilter {
   kFeatureSets,  ///< {"feature_sets": [...], "count"}: by "name"
   kFeatures,     ///< {"features": [...], "count"}: by "feature_set_id"
   kSearch,       ///< {"results": [...], "count"}: feature sets and features by set
+  kStatistics,   ///< /monitoring/statistics {"features": [...], "count", "drifted"}: by "feature_set"
+  kFreshness,    ///< /monitoring/data-freshness {"feature_sets": [...], "count", "stale"}: by "feature_set"
 };
 
 /// One row of the policy table.
@@ -61,6 +64,9 @@ struct AccessRule {
   std::string_view action;
   AccessTarget target = AccessTarget::kNone;
   ListFilter filter = ListFilter::kNone;
+  /// A key limited to feature sets must name one (kFeatureSetQuery): for
+  /// answers that cannot be cut down per feature set.
+  bool limited_needs_target = false;
 };
 
 /// The whole policy, one row per route.
