@@ -99,7 +99,9 @@ FamilyBase::FamilyBase(std::string name, std::string help, MetricType type,
 }
 
 void* FamilyBase::Find(std::initializer_list<std::string_view> values) {
-  std::string key;
+  // The lookup key is built in a per-thread buffer: no allocation once warm.
+  thread_local std::string key;
+  key.clear();
   for (std::string_view v : values) {
     key.append(v);
     key += '\x1f';

@@ -32,3 +32,35 @@ BENCHMARK(BM_HistogramObserve)->Threads(1)->Threads(2);
 
 }  // namespace
 }  // namespace fstore::monitoring
+
+#include "fstore/monitoring/usage_recorder.h"
+
+namespace fstore::monitoring {
+namespace {
+
+// What ServingMonitor::Record adds per online request of one feature set x
+// 10 features: the request row, the set row, the online row, 10 feature rows.
+void BM_UsageAdd(benchmark::State& state) {
+  static UsageRecorder recorder([](const std::vector<UsageCount>&) { return Status::OK(); });
+  std::vector<UsageCount> counts{{"2026-11-26", "", std::string(kRequestRow), "", 1, 0, 0},
+                                 {"2026-11-26", "", "user_profile", "", 1, 1, 1},
+                                 {"2026-11-26", "", "user_profile", std::string(kOnlineRow), 1, 1, 1}};
+  for (int i = 0; i < 10; ++i) {
+    counts.push_back({"2026-11-26", "", "user_profile", "feature_" + std::to_string(i), 1, 0, 0});
+  }
+  for (auto _ : state) recorder.Add(counts);
+}
+BENCHMARK(BM_UsageAdd)->Threads(1)->Threads(2);
+
+// The same request as ServingMonitor::Record hands it over: one lookup by shape.
+void BM_UsageAddRequest(benchmark::State& state) {
+  static UsageRecorder recorder([](const std::vector<UsageCount>&) { return Status::OK(); });
+  std::vector<std::string> features;
+  for (int i = 0; i < 10; ++i) features.push_back("feature_" + std::to_string(i));
+  const std::vector<UsageRecorder::SetUse> sets{{"user_profile", &features, 1, 1, true}};
+  for (auto _ : state) recorder.AddRequest("2026-11-26", "", sets);
+}
+BENCHMARK(BM_UsageAddRequest)->Threads(1)->Threads(2);
+
+}  // namespace
+}  // namespace fstore::monitoring

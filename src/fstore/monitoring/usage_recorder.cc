@@ -1,12 +1,14 @@
 #include "fstore/monitoring/usage_recorder.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace fstore::monitoring {
 namespace json = boost::json;
 
-UsageRecorder::UsageRecorder(Registry* registry, std::chrono::milliseconds interval)
-    : registry_(registry), interval_(interval), thread_([this] { Loop(); }) {}
+UsageRecorder::UsageRecorder(Sink sink, std::chrono::milliseconds interval)
+    : sink_(std::move(sink)), interval_(interval), thread_([this] { Loop(); }) {}
 
 UsageRecorder::~UsageRecorder() {
   {
@@ -33,18 +35,73 @@ void UsageRecorder::Add(const std::vector<UsageCount>& counts) {
   }
 }
 
+void UsageRecorder::AddRequest(std::string_view day, std::string_view key_id,
+                               const std::vector<SetUse>& sets) {
+  thread_local std::string shape;
+  shape.clear();
+  shape.append(day).append(1, '\x1f').append(key_id);
+  for (const SetUse& s : sets) {
+    shape.append(1, '\x1e').append(s.feature_set).append(1, s.online ? '1' : '0');
+    for (const std::string& f : *s.features) shape.append(1, '\x1f').append(f);
+  }
+  std::lock_guard lock(mutex_);
+  auto [it, inserted] = shapes_.try_emplace(shape);
+  Shape& entry = it->second;
+  if (inserted) {
+    entry.day = std::string(day);
+    entry.key_id = std::string(key_id);
+    for (const SetUse& s : sets) {
+      Shape::Set set{.feature_set = std::string(s.feature_set), .online = s.online};
+      for (const std::string& f : *s.features) {
+        if (std::find(set.features.begin(), set.features.end(), f) == set.features.end()) {
+          set.features.push_back(f);
+        }
+      }
+      entry.sets.push_back(std::move(set));
+    }
+  }
+  ++entry.requests;
+  for (size_t i = 0; i < sets.size(); ++i) {
+    entry.sets[i].entities += sets[i].entities;
+    entry.sets[i].entities_found += sets[i].entities_found;
+  }
+}
+
 Status UsageRecorder::Flush() {
   std::lock_guard flush_lock(flush_mutex_);
   std::map<Key, UsageCount> taken;
+  std::unordered_map<std::string, Shape> shapes;
   {
     std::lock_guard lock(mutex_);
     taken.swap(pending_);
+    shapes.swap(shapes_);
+  }
+  auto add = [&taken](UsageCount c) {
+    auto [it, inserted] = taken.try_emplace(Key{c.day, c.key_id, c.feature_set, c.feature}, c);
+    if (!inserted) {
+      it->second.requests += c.requests;
+      it->second.entities += c.entities;
+      it->second.entities_found += c.entities_found;
+    }
+  };
+  for (auto& [text, shape] : shapes) {
+    add({shape.day, shape.key_id, std::string(kRequestRow), "", shape.requests, 0, 0});
+    for (const Shape::Set& s : shape.sets) {
+      add({shape.day, shape.key_id, s.feature_set, "", shape.requests, s.entities, 0});
+      if (s.online) {
+        add({shape.day, shape.key_id, s.feature_set, std::string(kOnlineRow), shape.requests,
+             s.entities, s.entities_found});
+      }
+      for (const std::string& f : s.features) {
+        add({shape.day, shape.key_id, s.feature_set, f, shape.requests, 0, 0});
+      }
+    }
   }
   if (taken.empty()) return Status::OK();
   std::vector<UsageCount> counts;
   counts.reserve(taken.size());
   for (auto& [key, c] : taken) counts.push_back(c);
-  Status st = registry_->AddUsage(counts);
+  Status st = sink_(counts);
   if (!st.ok()) {
     // AddUsage is one transaction: nothing was added; keep the counts.
     std::vector<UsageCount> back;

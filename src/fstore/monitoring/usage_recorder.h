@@ -24,10 +24,12 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <tuple>
 #include <vector>
 
@@ -35,24 +37,41 @@
 
 #include "fstore/core/status.h"
 #include "fstore/registry/operations.h"
-#include "fstore/registry/registry.h"
 
 namespace fstore::monitoring {
 
 inline constexpr std::string_view kOnlineRow = "(online)";
 inline constexpr std::string_view kRequestRow = "(request)";
 
-/// Thread-safe. `registry` must outlive the recorder.
+/// Thread-safe.
 class UsageRecorder {
  public:
-  explicit UsageRecorder(Registry* registry,
-                         std::chrono::milliseconds interval = std::chrono::seconds(1));
+  /// Where counts go: Registry::AddUsage in the server. All or nothing: on
+  /// an error the counts are kept and offered again.
+  using Sink = std::function<Status(const std::vector<UsageCount>&)>;
+  /// `sink` is called from the recorder's thread and from Flush; whatever
+  /// it uses must outlive the recorder.
+  explicit UsageRecorder(Sink sink, std::chrono::milliseconds interval = std::chrono::seconds(1));
   ~UsageRecorder();
   UsageRecorder(const UsageRecorder&) = delete;
   UsageRecorder& operator=(const UsageRecorder&) = delete;
 
   /// Adds counts to the pending ones (same key: summed).
   void Add(const std::vector<UsageCount>& counts);
+
+  /// One feature set a serving request read.
+  struct SetUse {
+    std::string_view feature_set;
+    const std::vector<std::string>* features;  ///< as served; repeats count once
+    int64_t entities = 0;
+    int64_t entities_found = 0;  ///< online only
+    bool online = false;         ///< adds the kOnlineRow row
+  };
+  /// One serving request: the same rows as Add would get (file comment),
+  /// but aggregated per request shape (day, key, sets and features), which
+  /// costs one hash lookup per request on the serving path instead of one
+  /// per row; rows are made at flush time.
+  void AddRequest(std::string_view day, std::string_view key_id, const std::vector<SetUse>& sets);
   /// Writes the pending counts to the registry now.
   Status Flush();
 
@@ -60,13 +79,25 @@ class UsageRecorder {
   using Key = std::tuple<std::string, std::string, std::string, std::string>;
   void Loop();
 
-  Registry* registry_;
+  Sink sink_;
   std::chrono::milliseconds interval_;
   std::mutex mutex_;
   std::mutex flush_mutex_;  // one flush at a time: counts taken are written before the next
   std::condition_variable wake_;
   bool stopping_ = false;
   std::map<Key, UsageCount> pending_;
+  struct Shape {
+    std::string day, key_id;
+    struct Set {
+      std::string feature_set;
+      std::vector<std::string> features;  // distinct
+      bool online = false;
+      int64_t entities = 0, entities_found = 0;
+    };
+    std::vector<Set> sets;
+    int64_t requests = 0;
+  };
+  std::unordered_map<std::string, Shape> shapes_;  // by the request's shape
   std::thread thread_;
 };
 

@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <set>
 
 #include "fstore/core/time.h"
 #include "fstore/monitoring/data_freshness.h"
@@ -96,7 +95,10 @@ Result<json::object> OpenStatistics(FeatureStore* store, const FeatureStatistics
 
 }  // namespace
 
-ServingMonitor::ServingMonitor(FeatureStore* store) : usage_(store->registry()) {}
+ServingMonitor::ServingMonitor(FeatureStore* store)
+    : usage_([registry = store->registry()](const std::vector<UsageCount>& counts) {
+        return registry->AddUsage(counts);
+      }) {}
 
 void ServingMonitor::Record(const HttpRequest& request, const ServingUsage& usage, Kind kind) {
   auto& m = monitoring::FstoreMetrics::Get();
@@ -107,30 +109,27 @@ void ServingMonitor::Record(const HttpRequest& request, const ServingUsage& usag
     }
     m.online_store_read_duration->Observe(usage.online_store_seconds);
   }
-  const std::string day = DayOf(NowMicros());
-  const std::string key_id = request.principal ? request.principal->key_id : "";
-  std::vector<UsageCount> counts;
-  counts.push_back({.day = day, .key_id = key_id,
-                    .feature_set = std::string(monitoring::kRequestRow), .requests = 1});
+  // The UTC day, formatted once per day and thread.
+  thread_local int64_t day_number = -1;
+  thread_local std::string day;
+  const TimestampMicros now = NowMicros();
+  if (now / kMicrosPerDay != day_number) {
+    day_number = now / kMicrosPerDay;
+    day = DayOf(now);
+  }
+  std::vector<monitoring::UsageRecorder::SetUse> sets;
+  sets.reserve(usage.sets.size());
   for (const ServingUsage::Set& s : usage.sets) {
-    counts.push_back({.day = day, .key_id = key_id, .feature_set = s.feature_set,
-                      .requests = 1, .entities = s.entities});
-    if (kind == Kind::kOnline) {
-      const int64_t found = std::max<int64_t>(s.entities_found, 0);
-      counts.push_back({.day = day, .key_id = key_id, .feature_set = s.feature_set,
-                        .feature = std::string(monitoring::kOnlineRow), .requests = 1,
-                        .entities = s.entities, .entities_found = found});
+    const bool online = kind == Kind::kOnline;
+    const int64_t found = online ? std::max<int64_t>(s.entities_found, 0) : 0;
+    sets.push_back({.feature_set = s.feature_set, .features = &s.features,
+                    .entities = s.entities, .entities_found = found, .online = online});
+    if (online) {
       m.serving_entities_requested->Inc(static_cast<double>(s.entities));
       m.serving_entities_found->Inc(static_cast<double>(found));
     }
-    std::set<std::string> seen;  // a feature asked twice counts once per request
-    for (const std::string& f : s.features) {
-      if (!seen.insert(f).second) continue;
-      counts.push_back({.day = day, .key_id = key_id, .feature_set = s.feature_set,
-                        .feature = f, .requests = 1});
-    }
   }
-  usage_.Add(counts);
+  usage_.AddRequest(day, request.principal ? request.principal->key_id : "", sets);
 }
 
 void AddMonitoringRoutes(FeatureStore* store, Router* router,
