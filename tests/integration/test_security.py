@@ -544,3 +544,16 @@ def test_limited_key_monitoring(world):
     assert "feature_set" in err["message"]
     assert c.get("/monitoring/usage", params={"feature_set": world["a"]}).status_code == 200
     assert c.get("/monitoring/metrics").status_code == 200
+
+
+def test_limited_key_lineage_leaves_other_sets_out(world):
+    b_twice = f"{world['a']}:b_twice"
+    full = as_(world, "reader").get(f"/api/v1/features/{b_twice}/lineage").json()
+    assert [f["feature_set"] for f in full["upstream"]["source_features"]] == [world["b"]]
+    limited = as_(world, "reader_a").get(f"/api/v1/features/{b_twice}/lineage")
+    assert limited.status_code == 200, limited.text
+    assert limited.json()["upstream"]["source_features"] == []
+    assert world["b"] not in limited.text
+    # And from B's side: 403.
+    forbidden_b(world, as_(world, "reader_a").get(
+        f"/api/v1/features/{world['b']}:amount/lineage"))

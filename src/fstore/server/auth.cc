@@ -21,6 +21,7 @@ constexpr ListFilter kFeatures = ListFilter::kFeatures;
 constexpr ListFilter kSearch = ListFilter::kSearch;
 constexpr ListFilter kStatistics = ListFilter::kStatistics;
 constexpr ListFilter kFreshness = ListFilter::kFreshness;
+constexpr ListFilter kLineage = ListFilter::kLineage;
 
 constexpr Role kReader = Role::kReader;
 constexpr Role kWriter = Role::kWriter;
@@ -108,7 +109,7 @@ const std::vector<AccessRule>& AccessRules() {
       Rule("PATCH", "/api/v1/features/{id}", kWriter, "feature.update", kFeaturePath),
       Rule("DELETE", "/api/v1/features/{id}", kWriter, "feature.delete", kFeaturePath),
       Rule("GET", "/api/v1/features/{id}/versions", kReader, {}, kFeaturePath),
-      Rule("GET", "/api/v1/features/{id}/lineage", kReader, {}, kFeaturePath),
+      Rule("GET", "/api/v1/features/{id}/lineage", kReader, {}, kFeaturePath, kLineage),
       Rule("GET", "/api/v1/search", kReader, {}, kNone, kSearch),
       // Serving checks every feature set it reads (derived inputs included).
       Rule("POST", "/api/v1/serving/online", kReader),
@@ -335,6 +336,27 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
   auto body = ParseQuietly(response->body);
   if (!body || !body->is_object()) return;
   json::object& o = body->as_object();
+  if (rule.filter == kLineage) {
+    // Features of other sets leave the graph (the feature itself is allowed:
+    // Before checked it).
+    auto prune = [&](json::value* list) {
+      if (list == nullptr || !list->is_array()) return;
+      json::array kept;
+      for (const json::value& item : list->as_array()) {
+        if (item.is_object() && principal.Allows(StringMember(item.as_object(), "feature_set"))) {
+          kept.push_back(item);
+        }
+      }
+      *list = std::move(kept);
+    };
+    json::object out = o;
+    if (json::value* upstream = out.if_contains("upstream"); upstream && upstream->is_object()) {
+      prune(upstream->as_object().if_contains("source_features"));
+    }
+    prune(out.if_contains("downstream"));
+    response->body = json::serialize(out);
+    return;
+  }
   const char* member = rule.filter == kFeatureSets || rule.filter == kFreshness ? "feature_sets"
                        : rule.filter == kFeatures || rule.filter == kStatistics ? "features"
                                                                                 : "results";
@@ -372,6 +394,7 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
       case ListFilter::kFreshness:
         keep = principal.Allows(StringMember(entry, "feature_set"));
         break;
+      case ListFilter::kLineage:
       case ListFilter::kNone:
         keep = true;
         break;

@@ -52,6 +52,7 @@ enum class ListFilter {
   kSearch,       ///< {"results": [...], "count"}: feature sets and features by set
   kStatistics,   ///< /monitoring/statistics {"features": [...], "count", "drifted"}: by "feature_set"
   kFreshness,    ///< /monitoring/data-freshness {"feature_sets": [...], "count", "stale"}: by "feature_set"
+  kLineage,      ///< lineage: upstream.source_features and downstream, by "feature_set"
 };
 
 /// One row of the policy table.
