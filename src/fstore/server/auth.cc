@@ -116,6 +116,10 @@ const std::vector<AccessRule>& AccessRules() {
       Rule("POST", "/api/v1/serving/historical", kReader),
       Rule("POST", "/api/v1/serving/batch", kReader),
       Rule("GET", "/api/v1/serving/batch/{id}", kReader, {}, kBatchJobPath),
+      // BatchServing::ListJobs leaves out jobs the principal may not see.
+      Rule("GET", "/api/v1/serving/batch", kReader),
+      Rule("POST", "/api/v1/serving/batch/{id}/cancel", kReader, "batch_serving.cancel",
+           kBatchJobPath),
       // Process-wide counters, no feature values.
       Rule("GET", "/monitoring/metrics", kReader),
       // Statistics are aggregates of feature values: a limited key sees its
@@ -186,8 +190,8 @@ std::optional<std::string> ServerAuth::ResolveFeatureSet(const AccessRule& rule,
   const std::string id(request.PathParam("id"));
   switch (rule.target) {
     case kNone:
-    case kBatchJobPath:
       return std::nullopt;
+    case kBatchJobPath:
     case kKeyPath:
       *audit_target = id;
       return std::nullopt;
@@ -310,8 +314,10 @@ std::optional<HttpResponse> ServerAuth::Before(HttpRequest& request,
   }
   if (rule == nullptr) return std::nullopt;
   if (rule->target == kBatchJobPath && state->limited) {
-    if (Status st = CheckBatchJob(principal, request.PathParam("id")); !st.ok()) return deny(st);
-    return std::nullopt;
+    if (Status st = CheckBatchJob(principal, request.PathParam("id")); !st.ok()) {
+      state->audit_target = std::string(request.PathParam("id"));
+      return deny(st);
+    }
   }
   // Look the target up only when someone needs it: a limited key, or the
   // audit log.
