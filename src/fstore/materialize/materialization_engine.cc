@@ -502,10 +502,28 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     int64_t bytes = 0;
     double cpu_seconds = 0;
   };
-  auto write_chunk = [this, &fs, &plan, job_id = job->id](
+  std::shared_ptr<RunStatistics> statistics = StatisticsOfRun(job->id, /*take=*/false);
+  auto write_chunk = [this, &fs, &plan, statistics, job_id = job->id](
                          std::shared_ptr<ComputedFeatures> computed, TimestampMicros start,
                          TimestampMicros end) -> Result<ChunkWrite> {
     double cpu_before = ThreadCpuSeconds();
+    // Statistics over the rows this chunk writes offline (online when the
+    // offline store is off), here on the write thread, overlapping the next
+    // chunk's read and compute; one write runs at a time, so the builders are
+    // never touched by two threads at once.
+    {
+      const arrow::Table& rows = fs.offline_enabled ? *computed->offline : *computed->online;
+      auto& features = statistics->features;
+      for (const std::string& name : FeatureColumns(rows, plan.key_columns)) {
+        if (name.rfind("__src__", 0) == 0) continue;  // stored clock inputs, not features
+        auto column = rows.GetColumnByName(name);
+        auto it = features.find(name);
+        if (it == features.end()) {
+          it = features.emplace(name, monitoring::FeatureStatisticsBuilder(column->type())).first;
+        }
+        it->second.Add(*column);
+      }
+    }
     auto t0 = std::chrono::steady_clock::now();
     ChunkWrite w;
     w.end = end;
@@ -557,7 +575,6 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     return registry_->PutJob(*job);
   };
 
-  std::shared_ptr<RunStatistics> statistics = StatisticsOfRun(job->id, /*take=*/false);
   TimestampMicros next = job->completed_until;
   while (next < job->end) {
     bool stopping;
@@ -599,23 +616,9 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     // Rows read: those of this chunk's range (the look-back is re-read context).
     job->rows_read += computed->offline->num_rows() + computed->rows_rejected;
     job->rows_rejected += computed->rows_rejected;
-    // Freshness (newest event time per store) and statistics over the rows
-    // this chunk writes offline (online when the offline store is off).
+    // Freshness: the newest event time this chunk writes to each store.
     if (fs.offline_enabled) MaxInto(&job->max_event_time_offline, MaxEventTime(*computed->offline));
     if (fs.online_enabled) MaxInto(&job->max_event_time_online, MaxEventTime(*computed->online));
-    {
-      const arrow::Table& rows = fs.offline_enabled ? *computed->offline : *computed->online;
-      auto& features = statistics->features;
-      for (const std::string& name : FeatureColumns(rows, plan.key_columns)) {
-        if (name.rfind("__src__", 0) == 0) continue;  // stored clock inputs, not features
-        auto column = rows.GetColumnByName(name);
-        auto it = features.find(name);
-        if (it == features.end()) {
-          it = features.emplace(name, monitoring::FeatureStatisticsBuilder(column->type())).first;
-        }
-        it->second.Add(*column);
-      }
-    }
     for (const auto& [feature, rules] : computed->quality_report) {
       auto& slot = job->quality_report[feature];
       if (!slot.is_object()) slot.emplace_object();
