@@ -13,7 +13,13 @@
 //
 // Serving routes (online, historical, batch) check feature sets themselves,
 // inputs of derived features included (service/request_context.h): the
-// interceptor only sets request.principal for them.
+// interceptor only sets request.principal for them. For a limited key, lists
+// (feature sets, features, search, monitoring statistics and freshness) and
+// lineage graphs leave other feature sets out.
+//
+// Audit: every route with an action in the table is recorded after its
+// handler, whatever the outcome; any other 401/403 as "auth.denied". A
+// failure to write the audit log is logged and the response still goes out.
 
 #include <memory>
 #include <optional>
@@ -36,7 +42,7 @@ enum class AccessTarget {
   kFeatureSetPath,    ///< path {id}: a feature set id or name
   kFeaturePath,       ///< path {id}: a feature id or "set:feature"; its feature set
   kJobPath,           ///< path {id}: a materialization job; its feature set
-  kBatchJobPath,      ///< path {id}: a batch serving job; the feature sets it read
+  kBatchJobPath,      ///< path {id}: a batch serving job; the feature sets it reads
   kFeatureSetBody,    ///< body "name": the feature set being created
   kFeatureBody,       ///< body "feature_set": the feature's feature set (id or name)
   kEntityBody,        ///< body "name": an entity (not a feature set; audit target only)
