@@ -420,3 +420,37 @@ def test_statistics_are_sealed_under_encryption_at_rest(start_server, tmp_path):
     registry = b"".join(f.read_bytes() for f in files)
     assert fs["name"].encode() in registry  # the definitions are there, in clear
     assert b'"top_values"' not in registry and b'"quantiles"' not in registry
+
+
+def test_statistics_and_usage_on_a_postgres_registry(start_server, tmp_path):
+    """The same records through the PostgreSQL registry (a real server)."""
+    from backends import Postgres
+    pg = Postgres(tmp_path / "pg")
+    try:
+        srv = start_server(env={"DATABASE_URL": pg.create_database("monitoring")})
+        api = Api(srv)
+        first, second = batch(DAY1, 60, 0, 6), batch(DAY2, 60, 40, 7)
+        src = tmp_path / "events.parquet"
+        write_source(src, first + second)
+        fs = define(api, src)
+        materialize(api, fs, DAY1, DAY2)
+        materialize(api, fs, DAY2, DAY3)
+        stats = {f["feature"]: f for f in api.get(
+            "/monitoring/statistics", params={"feature_set": fs["name"]}).json()["features"]}
+        arr = expected_numeric([row[2] for row in first + second])
+        assert stats["amount_f"]["runs"] == 2 and stats["amount_f"]["count"] == 120
+        assert stats["amount_f"]["stddev"] == pytest.approx(arr.std(ddof=1), rel=1e-9)
+        assert stats["amount_f"]["drift"]["drifted"] is True
+        body = {"feature_sets": [fs["name"]], "entities": {"user": ["u1", "zz"]},
+                "features": ["amount_f"]}
+        for _ in range(2):
+            assert api.post("/api/v1/serving/online", body).status_code == 200
+        usage = api.get("/monitoring/usage").json()
+        s = usage["totals"]["feature_sets"][fs["name"]]
+        assert s["requests"] == 2 and s["entities_requested"] == 4 and s["coverage"] == 0.5
+        fresh = api.get("/monitoring/data-freshness", params={"feature_set": fs["name"]}).json()
+        newest = max(r[1] for r in second)
+        assert fresh["feature_sets"][0]["offline"]["newest_event_time"] == iso(newest) + "Z"
+        assert srv.stop() == 0, srv.output()
+    finally:
+        pg.close()
