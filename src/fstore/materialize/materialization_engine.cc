@@ -428,12 +428,17 @@ void StoreStatistics(Registry* registry_, const Cipher* cipher_, const Materiali
   auto fail = [&job](const std::string& why) {
     spdlog::warn("feature statistics of job {} not stored: {}", job.id, why);
   };
-  // The previous run's body per feature, for drift.
+  // The previous run's body per feature, for drift: the newest record of
+  // each feature within kDriftLookback (older history is not read per run).
+  constexpr int64_t kDriftLookback = 35 * kMicrosPerDay;
   std::map<std::string, std::pair<std::string, boost::json::object>> previous;
-  auto stored = registry_->ListFeatureStatistics(0, job.feature_set_id);
+  auto stored = registry_->ListFeatureStatistics(job.created_at - kDriftLookback,
+                                                 job.feature_set_id);
   if (!stored.ok()) return fail(stored.status().ToString());
-  for (const FeatureStatisticsRecord& r : *stored) {
+  for (auto it = stored->rbegin(); it != stored->rend(); ++it) {  // newest first
+    const FeatureStatisticsRecord& r = *it;
     if (r.job_id == job.id || !statistics.features.count(r.feature)) continue;
+    if (previous.count(r.feature)) continue;
     std::string body = r.body;
     if (Cipher::LooksSealed(body)) {
       if (!cipher_) continue;  // sealed under a key this server does not have
@@ -443,7 +448,7 @@ void StoreStatistics(Registry* registry_, const Cipher* cipher_, const Materiali
     }
     auto parsed = ParseJson(body);
     if (!parsed.ok() || !parsed->is_object()) continue;
-    previous[r.feature] = {r.job_id, parsed->as_object()};  // oldest first: the last wins
+    previous[r.feature] = {r.job_id, parsed->as_object()};
   }
   std::vector<FeatureStatisticsRecord> records;
   const TimestampMicros computed_at = job.finished_at.value_or(NowMicros());
