@@ -370,3 +370,73 @@ def test_missing_join_key_message_names_the_columns(world, files):
 
 def test_unknown_job_is_404(world):
     assert_error(world["api"].get(f"{BATCH}/{uniq('job')}"), 404, "not_found")
+
+
+def long_job(world, tmp_path, name):
+    """A job of many small batches (seconds of work), not waited for."""
+    src = tmp_path / f"{name}.parquet"
+    if not src.exists():
+        write_entities(src, entity_rows(9, 200_000))
+    r = submit(world, feature_sets=[world["a"]], features=["amount", "n_6h"],
+               entity_source={"path": str(src)}, output={"path": str(tmp_path / f"{name}.out")},
+               batch_rows=100)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def test_cancel_a_queued_and_a_running_job_and_list_jobs(world, tmp_path):
+    api = world["api"]
+    # Two workers: the first two run, the third waits in the queue.
+    first, second, third = (long_job(world, tmp_path, n) for n in ("one", "two", "three"))
+    wait_until(lambda: api.get(f"{BATCH}/{first['id']}").json()["status"] == "running", 20)
+    r = api.get(f"{BATCH}/{third['id']}")
+    assert r.json()["status"] == "queued", r.text
+
+    listed = api.get(BATCH, params={"status": "queued"}).json()
+    assert third["id"] in [j["id"] for j in listed["jobs"]]
+    assert all(j["status"] == "queued" for j in listed["jobs"])
+
+    r = api.post(f"{BATCH}/{third['id']}/cancel")
+    assert r.status_code == 200, r.text
+    cancelled = r.json()
+    assert (cancelled["status"], cancelled["cancelled"]) == ("failed", True)
+    assert "cancelled before it started" in cancelled["error"]
+
+    r = api.post(f"{BATCH}/{first['id']}/cancel")
+    assert r.status_code in (200, 202), r.text
+    assert wait_until(lambda: api.get(f"{BATCH}/{first['id']}").json()["status"] == "failed", 30)
+    stopped = api.get(f"{BATCH}/{first['id']}").json()
+    assert stopped["cancelled"] is True and stopped["error"].startswith("cancelled after"), stopped
+    assert stopped["rows_written"] < 200_000
+    # Nothing of a cancelled job is left: no output, no temporary file.
+    assert not (tmp_path / "one.out").exists() and not (tmp_path / "three.out").exists()
+    assert [n for n in leftovers(tmp_path) if not n.startswith(".two.")] == []
+
+    # Cancelling an ended job is a conflict; the other job runs to the end.
+    r = api.post(f"{BATCH}/{third['id']}/cancel")
+    assert_error(r, 409, "conflict")
+    assert wait_until(lambda: api.get(f"{BATCH}/{second['id']}").json()["status"] == "succeeded",
+                      120)
+    assert pq.read_table(tmp_path / "two.out").num_rows == 200_000
+    assert leftovers(tmp_path) == []
+
+    # The list: newest first, limited, filtered by status.
+    everything = api.get(BATCH, params={"limit": 1000}).json()
+    ids = [j["id"] for j in everything["jobs"]]
+    assert everything["count"] == len(ids)
+    assert ids.index(third["id"]) < ids.index(second["id"]) < ids.index(first["id"])
+    assert api.get(BATCH, params={"limit": 2}).json()["count"] == 2
+    failed = api.get(BATCH, params={"status": "failed"}).json()["jobs"]
+    assert {first["id"], third["id"]} <= {j["id"] for j in failed}
+    assert second["id"] not in {j["id"] for j in failed}
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"status": "paused"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"),
+    ({"sort": "asc"}, "sort")])
+def test_list_bad_parameters(world, params, field):
+    assert_error(world["api"].get(BATCH, params=params), 400, "invalid_argument", field)
+
+
+def test_cancel_unknown_job_is_404(world):
+    assert_error(world["api"].post(f"{BATCH}/no-such-job/cancel"), 404, "not_found")

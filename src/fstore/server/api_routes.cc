@@ -425,6 +425,29 @@ void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAut
     FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->GetJob(req.PathParam("id")));
     return JsonResponse(200, ToJson(job));
   });
+  router->Add("GET", "/api/v1/serving/batch", [store](HttpRequest& req) {
+    if (Status st = CheckQueryParams(req, {"status", "limit"}); !st.ok()) return ErrorResponse(st);
+    FSTORE_ASSIGN_OR_RESPOND(int64_t limit, PositiveIntParam(req, "limit", 50, 1000));
+    std::optional<JobStatus> status;
+    if (auto text = req.Query("status")) {
+      auto parsed = ParseJobStatus(*text);
+      if (!parsed.ok()) {
+        return ErrorResponse(InvalidArgument("status", "'" + std::string(*text) +
+                                                           "' must be queued, running, "
+                                                           "succeeded or failed"));
+      }
+      status = *parsed;
+    }
+    auto jobs = store->batch_serving()->ListJobs(status, static_cast<size_t>(limit),
+                                                 *req.principal);
+    return JsonResponse(200, json::object{{"jobs", ToJsonArray(jobs)}, {"count", jobs.size()}});
+  });
+  router->Add("POST", "/api/v1/serving/batch/{id}/cancel", [store](HttpRequest& req) {
+    FSTORE_ASSIGN_OR_RESPOND(auto job, store->batch_serving()->Cancel(req.PathParam("id")));
+    // 200 once it has ended (a queued job at once); 202 while it is stopping.
+    bool ended = job.status == JobStatus::kSucceeded || job.status == JobStatus::kFailed;
+    return JsonResponse(ended ? 200 : 202, ToJson(job));
+  }, json_body);
   AddMonitoringRoutes(store, router, monitor);
 
   // ------------------------------------------------- API keys and audit log

@@ -187,6 +187,7 @@ json::object ToJson(const BatchServingJob& job) {
   o["rows_written"] = job.rows_written;
   o["batches"] = job.batches;
   o["error"] = job.error ? json::value(*job.error) : json::value(nullptr);
+  o["cancelled"] = job.cancelled;
   o["created_at"] = FormatTimestamp(job.created_at);
   o["started_at"] = OptionalTime(job.started_at);
   o["finished_at"] = OptionalTime(job.finished_at);
@@ -440,6 +441,48 @@ Result<BatchServingJob> BatchServing::Wait(std::string_view id, std::chrono::mil
   return GetJob(id);
 }
 
+std::vector<BatchServingJob> BatchServing::ListJobs(std::optional<JobStatus> status,
+                                                    size_t limit, const Principal& principal) {
+  std::lock_guard lock(mutex_);
+  std::vector<BatchServingJob> out;
+  for (auto it = order_.rbegin(); it != order_.rend() && out.size() < limit; ++it) {
+    auto job = jobs_.find(*it);
+    if (job == jobs_.end() || (status && job->second.status != *status)) continue;
+    const auto& sets = job->second.feature_sets;
+    if (!std::all_of(sets.begin(), sets.end(),
+                     [&](const std::string& s) { return principal.Allows(s); })) {
+      continue;
+    }
+    out.push_back(job->second);
+  }
+  return out;
+}
+
+Result<BatchServingJob> BatchServing::Cancel(std::string_view id) {
+  std::lock_guard lock(mutex_);
+  auto it = jobs_.find(std::string(id));
+  if (it == jobs_.end()) return NotFound("batch serving job '" + std::string(id) + "' not found");
+  BatchServingJob& job = it->second;
+  if (Ended(job.status)) {
+    return Conflict("batch serving job " + job.id + " has already ended (" +
+                    std::string(JobStatusName(job.status)) + "): nothing to cancel");
+  }
+  auto queued = std::find_if(queue_.begin(), queue_.end(),
+                             [&](const auto& entry) { return entry.first == job.id; });
+  if (queued != queue_.end()) {
+    active_outputs_.erase(queued->second->output_path);
+    queue_.erase(queued);
+    job.status = JobStatus::kFailed;
+    job.error = "cancelled before it started";
+    job.cancelled = true;
+    job.finished_at = NowMicros();
+    job_ended_.notify_all();
+  } else {
+    cancelling_.insert(job.id);  // Run() stops before its next batch
+  }
+  return job;
+}
+
 void BatchServing::Shutdown() {
   std::vector<std::thread> workers;
   {
@@ -500,6 +543,8 @@ void BatchServing::Execute(const std::string& id, const std::shared_ptr<Plan>& p
     auto& job = jobs_.at(id);
     job.status = st.ok() ? JobStatus::kSucceeded : JobStatus::kFailed;
     if (!st.ok()) job.error = ErrorMessageOf(st);
+    job.cancelled = !st.ok() && cancelling_.count(id) > 0;
+    cancelling_.erase(id);
     job.finished_at = NowMicros();
     job.duration_seconds = static_cast<double>(*job.finished_at - *job.started_at) / 1e6;
     active_outputs_.erase(plan->output_path);
@@ -554,6 +599,10 @@ Status BatchServing::Run(const std::string& id, const Plan& plan) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return Unavailable("the server shut down while the job ran");
+      if (cancelling_.count(id)) {
+        return MakeError(ErrorCode::kConflict,
+                         "cancelled after " + std::to_string(rows) + " entity rows");
+      }
     }
     std::shared_ptr<arrow::RecordBatch> batch;
     ARROW_RETURN_NOT_OK(reader->ReadNext(&batch));

@@ -57,6 +57,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -88,6 +89,7 @@ struct BatchServingJob {
   int64_t rows_written = 0;  ///< rows appended to the output so far
   int64_t batches = 0;       ///< record batches joined so far
   std::optional<std::string> error;  ///< why the job failed
+  bool cancelled = false;            ///< it failed because Cancel() stopped it
   TimestampMicros created_at = 0;
   std::optional<TimestampMicros> started_at;
   std::optional<TimestampMicros> finished_at;
@@ -96,7 +98,7 @@ struct BatchServingJob {
 
 /// {"id", "status", "feature_sets", "features", "entity_source", "output",
 /// "as_of", "batch_rows", "rows_read", "rows_written", "batches", "error",
-/// "created_at", "started_at", "finished_at", "duration_seconds"}; times as
+/// "cancelled", "created_at", "started_at", "finished_at", "duration_seconds"}; times as
 /// ISO 8601 strings, null when unset.
 boost::json::object ToJson(const BatchServingJob& job);
 
@@ -130,6 +132,16 @@ class BatchServing {
   Result<BatchServingJob> GetJob(std::string_view id);
   /// Waits until the job has ended or `timeout` passed; returns its record.
   Result<BatchServingJob> Wait(std::string_view id, std::chrono::milliseconds timeout);
+  /// The jobs kept, newest first (by creation), in `status` when given, at
+  /// most `limit`; only those whose feature sets `principal` may all use.
+  std::vector<BatchServingJob> ListJobs(std::optional<JobStatus> status, size_t limit,
+                                        const Principal& principal = Principal::Anonymous());
+  /// Cancels a job: a queued one fails at once ("cancelled"), a running one
+  /// stops before its next record batch (its temporary file removed, the
+  /// output untouched) and fails the same way; returns the record as it is
+  /// now (a running job may still be running: poll or Wait). NotFound for an
+  /// unknown id; Conflict for a job that has already ended.
+  Result<BatchServingJob> Cancel(std::string_view id);
   /// Stops taking jobs, fails the queued ones, stops running ones at their
   /// next batch and joins the workers. Idempotent.
   void Shutdown();
@@ -154,6 +166,7 @@ class BatchServing {
   std::deque<std::string> order_;                      // ids, oldest first
   std::deque<std::pair<std::string, std::shared_ptr<Plan>>> queue_;
   std::map<std::string, std::string> active_outputs_;  // output path -> job id
+  std::set<std::string> cancelling_;                   // running job ids asked to stop
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };
