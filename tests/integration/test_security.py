@@ -194,6 +194,15 @@ def test_cli_bad_role_exit_2(world):
     assert "role" in r.stderr and "root" in r.stderr
 
 
+@pytest.mark.parametrize("sets", ["", " , ", "a,,b", "a,a"])
+def test_cli_bad_feature_sets_exit_2(world, sets):
+    """A limit that names nothing is refused, never taken as "every set"."""
+    r = cli(world["server"].data_dir, "create", "--role", "reader", "--feature-sets", sets)
+    assert r.returncode == 2, r.stdout
+    assert "--feature-sets" in r.stderr
+    assert "fsk_" not in r.stdout
+
+
 def test_cli_list_shows_keys_without_secrets(world):
     r = cli(world["server"].data_dir, "list")
     assert r.returncode == 0, r.stderr
@@ -441,6 +450,7 @@ def test_keys_api(world):
     ({"role": "root"}, "role"),
     ({"role": 3}, "role"),
     ({"role": "reader", "feature_sets": "a"}, "feature_sets"),
+    ({"role": "reader", "feature_sets": []}, "feature_sets"),
     ({"role": "reader", "feature_sets": ["a", 2]}, "feature_sets[1]"),
     ({"role": "reader", "feature_sets": ["a", ""]}, "feature_sets[1]"),
     ({"role": "reader", "feature_sets": ["a", "a"]}, "feature_sets[1]"),

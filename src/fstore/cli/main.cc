@@ -235,7 +235,8 @@ int GetOnline(const Config& config, const std::string& feature_set,
 /// running server sees the change within a second). Each change is audited
 /// (key id "", status 0: the CLI). Exit 2 for a bad role or an unknown id.
 int Keys(const Config& config, const std::string& op, const std::string& role_text,
-         const std::string& feature_sets_text, const std::string& name, const std::string& id) {
+         bool feature_sets_given, const std::string& feature_sets_text, const std::string& name,
+         const std::string& id) {
   SetLogLevel(config.log_level);
   auto registry = RegistryFromUri(config.RegistryUri());
   if (!registry.ok()) return Fail(registry.status());
@@ -247,6 +248,11 @@ int Keys(const Config& config, const std::string& op, const std::string& role_te
     auto role = ParseRole(role_text);
     if (!role.ok()) return Fail(InvalidArgument("--role", role.status().message()));
     std::vector<std::string> sets;
+    if (feature_sets_given && feature_sets_text.find_first_not_of(" \t,") == std::string::npos) {
+      // Not "every feature set": a limit that came out empty is a mistake.
+      return Fail(InvalidArgument("--feature-sets",
+                                  "names no feature set; leave the flag out for all"));
+    }
     if (!feature_sets_text.empty()) {
       size_t begin = 0;
       while (true) {
@@ -342,8 +348,8 @@ int Main(int argc, char** argv) {
   CLI::App* keys_create =
       keys->add_subcommand("create", "Create a key; prints it as the last line, once");
   keys_create->add_option("--role", key_role, "admin, writer or reader")->required();
-  keys_create->add_option("--feature-sets", key_feature_sets,
-                          "Comma-separated feature set names the key is limited to");
+  CLI::Option* key_feature_sets_option = keys_create->add_option(
+      "--feature-sets", key_feature_sets, "Comma-separated feature set names the key is limited to");
   keys_create->add_option("--name", key_name, "A label shown in lists");
   AddSettingFlags(keys_create, &keys_create_flags);
   CLI::App* keys_list = keys->add_subcommand("list", "List keys (never their secrets)");
@@ -376,7 +382,8 @@ int Main(int argc, char** argv) {
   if (get_online->parsed()) return GetOnline(*config, go_feature_set, go_keys);
   if (keys->parsed()) {
     const std::string op = keys_create->parsed() ? "create" : keys_list->parsed() ? "list" : "revoke";
-    return Keys(*config, op, key_role, key_feature_sets, key_name, key_id);
+    return Keys(*config, op, key_role, key_feature_sets_option->count() > 0, key_feature_sets,
+                key_name, key_id);
   }
   return serve->parsed() ? Serve(*config) : Migrate(*config);
 }

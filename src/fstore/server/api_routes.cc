@@ -112,6 +112,12 @@ Result<ApiKeyRequest> ParseApiKeyRequest(const json::value& body) {
       if (!value.is_array()) {
         return InvalidArgument("feature_sets", "must be a list of feature set names");
       }
+      // An empty list would mean "every feature set": refused, so that a
+      // limit computed to nothing never becomes no limit.
+      if (value.as_array().empty()) {
+        return InvalidArgument("feature_sets",
+                               "must name at least one feature set; leave it out for all");
+      }
       for (size_t i = 0; i < value.as_array().size(); ++i) {
         const json::value& name = value.as_array()[i];
         if (!name.is_string() || name.as_string().empty()) {
