@@ -166,8 +166,10 @@ void FeatureStatisticsBuilder::Add(const arrow::ChunkedArray& values) {
 }
 
 void FeatureStatisticsBuilder::AddNumber(double v) {
-  if (std::isnan(v)) {
-    ++nulls_;  // NaN counts as missing, like pandas
+  if (!std::isfinite(v)) {
+    // NaN counts as missing, as in pandas; so do infinities, which would
+    // make the mean, the bins and the JSON meaningless.
+    ++nulls_;
     return;
   }
   if (numbers_ == 0) {
@@ -208,8 +210,13 @@ void FeatureStatisticsBuilder::Add(const arrow::Array& values) {
   switch (kind_) {
     case Kind::kNumeric: {
       nulls_ += values.null_count();
-      auto cast = arrow::compute::Cast(values, arrow::float64());
-      if (!cast.ok()) return;  // cannot happen for numeric types
+      // Unsafe: integers beyond 2^53 are rounded, not refused.
+      auto cast = arrow::compute::Cast(values, arrow::float64(),
+                                       arrow::compute::CastOptions::Unsafe());
+      if (!cast.ok()) {  // not expected for numeric types: count them as missing
+        nulls_ += values.length() - values.null_count();
+        return;
+      }
       const auto& doubles = static_cast<const arrow::DoubleArray&>(**cast);
       for (int64_t i = 0; i < doubles.length(); ++i) {
         if (doubles.IsValid(i)) AddNumber(doubles.Value(i));
@@ -251,7 +258,7 @@ json::object FeatureStatisticsBuilder::Finish(const json::object* previous,
   o["null_count"] = nulls_;
   o["null_rate"] = count_ > 0 ? static_cast<double>(nulls_) / static_cast<double>(count_) : 0.0;
   if (kind_ == Kind::kOther) return o;
-  o["distinct_estimate"] = std::round(hll_.Estimate());
+  o["distinct_estimate"] = static_cast<int64_t>(std::llround(hll_.Estimate()));
   o["hll"] = hll_.ToHex();
   std::optional<double> psi;
   if (kind_ == Kind::kNumeric) {
@@ -396,7 +403,7 @@ json::object MergeStatistics(const std::vector<StatisticsRun>& runs, double psi_
   out["count"] = count;
   out["null_count"] = nulls;
   out["null_rate"] = count > 0 ? static_cast<double>(nulls) / static_cast<double>(count) : 0.0;
-  if (hll) out["distinct_estimate"] = std::round(hll->Estimate());
+  if (hll) out["distinct_estimate"] = static_cast<int64_t>(std::llround(hll->Estimate()));
   if (type == "numeric") {
     out["min"] = numbers > 0 ? NumberOrNull(min) : json::value(nullptr);
     out["max"] = numbers > 0 ? NumberOrNull(max) : json::value(nullptr);

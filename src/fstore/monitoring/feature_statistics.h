@@ -12,7 +12,8 @@
 //             "histogram": {"edges": [11], "counts": [10]}, "sample_size",
 //    categorical: "top_values": [{"value", "count"}] (most frequent first),
 //    "drift": {"previous_job_id", "psi"} when a previous run existed}.
-// `count` counts every row, nulls included. Quantiles and the histogram are
+// `count` counts every row, nulls included; NaN and infinities count as
+// nulls. Quantiles and the histogram are
 // exact over up to kSampleSize non-null values per run; beyond that they come
 // from a uniform reservoir sample of that many (sample_size says how many).
 

@@ -75,12 +75,31 @@ TEST(FeatureStatisticsTest, NumericColumnHasExactStatistics) {
   EXPECT_DOUBLE_EQ(s["quantiles"].as_object()["p50"].as_double(), 5.5);
   EXPECT_NEAR(s["quantiles"].as_object()["p25"].as_double(), 3.25, 1e-12);  // numpy linear
   EXPECT_NEAR(s["quantiles"].as_object()["p99"].as_double(), 9.91, 1e-12);
-  EXPECT_EQ(s["distinct_estimate"].to_number<int64_t>(), 10);
+  EXPECT_EQ(s["distinct_estimate"].as_int64(), 10);
   const auto& counts = s["histogram"].as_object()["counts"].as_array();
   ASSERT_EQ(counts.size(), 10u);
   // Edges 1, 1.9, ..., 10: one value per bin, the last closed.
   for (const auto& c : counts) EXPECT_EQ(c.as_int64(), 1);
   EXPECT_FALSE(s.contains("drift"));
+}
+
+TEST(FeatureStatisticsTest, NanAndInfinitiesCountAsNullsAndBigIntegersAreKept) {
+  FeatureStatisticsBuilder builder(arrow::float64());
+  builder.Add(*Doubles({1, std::nan(""), 1.0 / 0.0, -1.0 / 0.0, 3}));
+  json::object s = builder.Finish(nullptr, "");
+  EXPECT_EQ(s["count"].as_int64(), 5);
+  EXPECT_EQ(s["null_count"].as_int64(), 3);
+  EXPECT_DOUBLE_EQ(s["mean"].as_double(), 2);
+  EXPECT_DOUBLE_EQ(s["max"].as_double(), 3);
+
+  arrow::Int64Builder ints;
+  ASSERT_TRUE(ints.AppendValues({(int64_t{1} << 60) + 1, 5}).ok());
+  FeatureStatisticsBuilder big(arrow::int64());
+  big.Add(*ints.Finish().ValueOrDie());
+  s = big.Finish(nullptr, "");
+  EXPECT_EQ(s["null_count"].as_int64(), 0);
+  EXPECT_DOUBLE_EQ(s["max"].as_double(), std::ldexp(1.0, 60));
+  EXPECT_EQ(s["distinct_estimate"].as_int64(), 2);
 }
 
 TEST(FeatureStatisticsTest, DriftAgainstThePreviousRunsBins) {
