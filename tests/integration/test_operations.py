@@ -38,6 +38,8 @@ API_ROUTES = [
     ("POST", "/api/v1/serving/historical"),
     ("POST", "/api/v1/serving/batch"),
     ("GET", "/api/v1/serving/batch/{id}"),
+    ("GET", "/api/v1/serving/batch"),
+    ("POST", "/api/v1/serving/batch/{id}/cancel"),
     ("GET", "/monitoring/metrics"),
     ("GET", "/monitoring/statistics"),
     ("GET", "/monitoring/data-freshness"),
