@@ -1,7 +1,7 @@
 """The Python SDK (python/, package ``fstore``) against a real server: every
 call of FeatureStore, the error mapping of the statuses the server answers,
 materialization with progress, online serving and to_df, historical
-retrieval over Arrow IPC, batch jobs, monitoring (501) and health."""
+retrieval over Arrow IPC, batch jobs, monitoring and health."""
 
 from __future__ import annotations
 
@@ -235,14 +235,28 @@ def test_error_413_too_many_entities(start_server):
     client.close()
 
 
-def test_error_501_monitoring(fs):
-    calls = [fs.get_metrics, lambda: fs.get_statistics(days=7), fs.get_data_freshness,
-             lambda: fs.get_usage(start_date=dt.date(2024, 1, 1))]
-    for call in calls:
-        with pytest.raises(fstore.NotImplementedByServerError) as e:
-            call()
-        assert (e.value.status, e.value.code) == (501, "not_implemented")
-        assert "monitoring" in e.value.message
+def test_monitoring_calls_return_the_servers_content(fs, world):
+    fs.health()
+    fs.get_online_features([f"{world['act']}:amount"], {"user": ["u1"]})
+    metrics = fs.get_metrics()
+    assert isinstance(metrics, fstore.Metrics) and "fstore_http_requests_total" in metrics.names()
+    assert metrics.value("fstore_http_requests_total", route="/health") >= 1
+    assert metrics.value("fstore_http_requests_total", route="/api/v1/serving/online") >= 1
+    assert metrics.text.startswith("# HELP")
+    later = fs.get_metrics()  # the metrics request itself was counted
+    assert later.value("fstore_http_requests_total", route="/monitoring/metrics") > \
+        metrics.value("fstore_http_requests_total", route="/monitoring/metrics")
+
+    stats = fs.get_statistics(days=7, feature_set=world["act"])
+    assert stats["days"] == 7 and isinstance(stats["features"], list)
+    freshness = fs.get_data_freshness()
+    assert world["act"] in {s["feature_set"] for s in freshness["feature_sets"]}
+    usage = fs.get_usage(start_date=dt.datetime.now(dt.timezone.utc).date(),
+                         feature_set=world["act"])
+    assert isinstance(usage, dict)
+    with pytest.raises(fstore.BadRequestError) as e:
+        fs.get_statistics(days=0)
+    assert e.value.field == "days"
 
 
 # ----------------------------------------------------------- materialization
@@ -488,6 +502,14 @@ def test_batch_retrieval_job(fs, world, tmp_path):
                                       {"path": str(out)}, overwrite=True, wait=True,
                                       progress=False, batch_rows=1)
     assert again.succeeded and again["batches"] == 2
+    listed = fs.list_batch_jobs(status="succeeded", limit=1000)
+    assert all(isinstance(j, fstore.BatchJob) and j.succeeded for j in listed)
+    assert [j.id for j in listed][:1] == [again.id]  # newest first
+    assert job.id in {j.id for j in listed}
+    with pytest.raises(fstore.ConflictError):  # it has ended: nothing to cancel
+        fs.cancel_batch_job(job.id)
+    with pytest.raises(fstore.NotFoundError):
+        fs.cancel_batch_job("00000000-0000-4000-8000-000000000000")
 
 
 def test_batch_job_failure_raises_with_the_job(fs, world, tmp_path):

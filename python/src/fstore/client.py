@@ -483,6 +483,19 @@ class FeatureStore:
         """``GET /api/v1/serving/batch/{id}``."""
         return BatchJob(self._get(f"/api/v1/serving/batch/{_quote(job_id)}"))
 
+    def list_batch_jobs(self, status: Optional[str] = None,
+                        limit: Optional[int] = None) -> List[BatchJob]:
+        """``GET /api/v1/serving/batch``: the jobs the server keeps, newest
+        first (``status``: queued, running, succeeded or failed)."""
+        body = self._get("/api/v1/serving/batch", {"status": status, "limit": limit})
+        return [BatchJob(j) for j in body.get("jobs", [])]
+
+    def cancel_batch_job(self, job_id: str) -> BatchJob:
+        """``POST /api/v1/serving/batch/{id}/cancel``: a queued job fails at
+        once, a running one before its next record batch (poll, or
+        :meth:`wait_for_batch_job`, which then raises BatchJobError)."""
+        return BatchJob(self._post(f"/api/v1/serving/batch/{_quote(job_id)}/cancel", None))
+
     def wait_for_batch_job(self, job: Union[str, Mapping[str, Any]], *, progress: bool = True,
                            poll_interval: float = 0.5,
                            timeout: Optional[float] = None) -> BatchJob:
@@ -529,6 +542,44 @@ class FeatureStore:
         return self._get("/monitoring/usage", {"start_date": _day(start_date),
                                                "end_date": _day(end_date),
                                                "feature_set": feature_set, "key_id": key_id})
+
+
+    # ------------------------------------------------------------- security
+    def create_api_key(self, role: str, feature_sets: Optional[Sequence[str]] = None,
+                       name: Optional[str] = None) -> Dict[str, Any]:
+        """``POST /api/v1/keys`` (admin): a new key of ``role`` (admin, writer
+        or reader), limited to ``feature_sets`` when given. The answer's
+        ``"key"`` is the secret, shown this once; ``"id"`` names it later."""
+        body: Dict[str, Any] = {"role": role}
+        if feature_sets is not None:
+            body["feature_sets"] = list(feature_sets)
+        if name is not None:
+            body["name"] = name
+        return self._post("/api/v1/keys", body)
+
+    def list_api_keys(self) -> List[Dict[str, Any]]:
+        """``GET /api/v1/keys`` (admin): every key, revoked ones too, without
+        secrets."""
+        return list(self._get("/api/v1/keys").get("keys", []))
+
+    def revoke_api_key(self, key_id: str) -> Dict[str, Any]:
+        """``DELETE /api/v1/keys/{id}`` (admin): the key stops working within
+        a second on every server sharing the registry."""
+        return self._delete(f"/api/v1/keys/{_quote(key_id)}")
+
+    def get_audit_log(self, *, since: Optional[TimeLike] = None,
+                      until: Optional[TimeLike] = None, key_id: Optional[str] = None,
+                      action: Optional[str] = None, target: Optional[str] = None,
+                      outcome: Optional[str] = None,
+                      limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        """``GET /api/v1/audit`` (admin): audit entries, newest first.
+        ``action`` is exact, or a prefix ending in ``.`` ("feature_set.")."""
+        params: Dict[str, QueryValue] = {
+            "since": None if since is None else format_time(since),
+            "until": None if until is None else format_time(until),
+            "key_id": key_id, "action": action, "target": target, "outcome": outcome,
+            "limit": limit}
+        return list(self._get("/api/v1/audit", params).get("entries", []))
 
 
 # ------------------------------------------------------------------ helpers
