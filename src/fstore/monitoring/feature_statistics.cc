@@ -9,6 +9,7 @@
 #include <arrow/compute/api.h>
 #include <boost/json/array.hpp>
 
+#include "fstore/core/text.h"
 #include "fstore/core/time.h"
 
 namespace fstore::monitoring {
@@ -106,13 +107,7 @@ double HyperLogLog::Estimate() const {
 }
 
 std::string HyperLogLog::ToHex() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(kRegisters * 2, '0');
-  for (size_t i = 0; i < kRegisters; ++i) {
-    out[2 * i] = kDigits[registers_[i] >> 4];
-    out[2 * i + 1] = kDigits[registers_[i] & 15];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(registers_.data()), kRegisters));
 }
 
 Result<HyperLogLog> HyperLogLog::FromHex(std::string_view hex) {
@@ -120,17 +115,10 @@ Result<HyperLogLog> HyperLogLog::FromHex(std::string_view hex) {
     return InvalidArgument("hll", "expected " + std::to_string(kRegisters * 2) +
                                       " hex characters, got " + std::to_string(hex.size()));
   }
-  auto digit = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
+  std::optional<std::string> bytes = HexDecode(hex);
+  if (!bytes) return InvalidArgument("hll", "not a hex string");
   HyperLogLog out;
-  for (size_t i = 0; i < kRegisters; ++i) {
-    const int hi = digit(hex[2 * i]), lo = digit(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return InvalidArgument("hll", "not a hex string");
-    out.registers_[i] = static_cast<uint8_t>(hi * 16 + lo);
-  }
+  std::memcpy(out.registers_.data(), bytes->data(), kRegisters);
   return out;
 }
 

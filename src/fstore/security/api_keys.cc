@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include "fstore/core/text.h"
 #include "fstore/core/time.h"
 
 namespace fstore {
@@ -23,35 +24,12 @@ constexpr size_t kSecretRandomChars = 43;  // base64url of 32 bytes, unpadded
 constexpr size_t kSaltBytes = 16;
 
 std::string Hex(const unsigned char* data, size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(size * 2, '0');
-  for (size_t i = 0; i < size; ++i) {
-    out[2 * i] = kDigits[data[i] >> 4];
-    out[2 * i + 1] = kDigits[data[i] & 0xf];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(data), size));
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/// Decodes hex into bytes; an odd length or a bad digit gives what decoded so
-/// far (stored salts are always well formed; a damaged one just never verifies).
-std::string Unhex(std::string_view hex) {
-  std::string out;
-  out.reserve(hex.size() / 2);
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    const int hi = HexValue(hex[i]);
-    const int lo = HexValue(hex[i + 1]);
-    if (hi < 0 || lo < 0) break;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return out;
-}
+/// Decodes hex into bytes; bad text gives "" (stored salts are always well
+/// formed; a damaged one just never verifies).
+std::string Unhex(std::string_view hex) { return HexDecode(hex).value_or(""); }
 
 Result<std::string> RandomBytes(size_t n) {
   std::string out(n, '\0');

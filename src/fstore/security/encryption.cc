@@ -8,6 +8,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "fstore/core/text.h"
+
 namespace fstore {
 namespace {
 
@@ -16,13 +18,6 @@ constexpr size_t kKeyIdBytes = 8;
 constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kHeaderBytes = 4 + kKeyIdBytes + kNonceBytes;
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 std::string_view Trim(std::string_view text) {
   const char* kSpace = " \t\r\n\v\f";
@@ -61,16 +56,14 @@ Result<std::shared_ptr<const Cipher>> Cipher::FromHex(std::string_view hex, std:
     return InvalidArgument(field, "must be 64 hexadecimal characters (a 256-bit key); got " +
                                       std::to_string(hex.size()) + " characters");
   }
-  std::array<uint8_t, kKeyBytes> key{};
-  for (size_t i = 0; i < kKeyBytes; ++i) {
-    int high = HexValue(hex[2 * i]);
-    int low = HexValue(hex[2 * i + 1]);
-    if (high < 0 || low < 0) {
-      return InvalidArgument(field, "must be 64 hexadecimal characters (a 256-bit key); "
-                                    "it contains a character that is not 0-9, a-f or A-F");
-    }
-    key[i] = static_cast<uint8_t>(high * 16 + low);
+  std::optional<std::string> bytes = HexDecode(hex);
+  if (!bytes) {
+    return InvalidArgument(field, "must be 64 hexadecimal characters (a 256-bit key); "
+                                  "it contains a character that is not 0-9, a-f or A-F");
   }
+  std::array<uint8_t, kKeyBytes> key{};
+  std::memcpy(key.data(), bytes->data(), kKeyBytes);
+  OPENSSL_cleanse(bytes->data(), bytes->size());
   auto cipher = std::make_shared<const Cipher>(key);
   OPENSSL_cleanse(key.data(), key.size());
   return cipher;

@@ -23,15 +23,6 @@ namespace json = boost::json;
 
 namespace {
 
-#define FSTORE_ASSIGN_OR_RESPOND(lhs, rexpr)           \
-  auto FSTORE_CONCAT_RESULT(__LINE__) = (rexpr);       \
-  if (!FSTORE_CONCAT_RESULT(__LINE__).ok()) {          \
-    return ErrorResponse(FSTORE_CONCAT_RESULT(__LINE__).status()); \
-  }                                                    \
-  lhs = std::move(FSTORE_CONCAT_RESULT(__LINE__)).ValueUnsafe();
-#define FSTORE_CONCAT_RESULT_IMPL(line) _result_##line
-#define FSTORE_CONCAT_RESULT(line) FSTORE_CONCAT_RESULT_IMPL(line)
-
 Result<json::value> BodyJson(const HttpRequest& request) {
   if (request.body.find_first_not_of(" \t\r\n") == std::string::npos) {
     return InvalidArgument("", "a JSON request body is required");

@@ -22,3 +22,14 @@ HttpResponse ErrorResponse(const Status& status);
 HttpResponse JsonResponse(int http_status, const boost::json::value& body);
 
 }  // namespace fstore
+
+/// In a route handler: `lhs = value` of a Result, or return its error as the
+/// response (ARROW_ASSIGN_OR_RAISE for handlers, which return responses).
+#define FSTORE_ASSIGN_OR_RESPOND(lhs, rexpr)                        \
+  auto FSTORE_RESPOND_CONCAT(__LINE__) = (rexpr);                   \
+  if (!FSTORE_RESPOND_CONCAT(__LINE__).ok()) {                      \
+    return ::fstore::ErrorResponse(FSTORE_RESPOND_CONCAT(__LINE__).status()); \
+  }                                                                 \
+  lhs = std::move(FSTORE_RESPOND_CONCAT(__LINE__)).ValueUnsafe();
+#define FSTORE_RESPOND_CONCAT_IMPL(line) _respond_result_##line
+#define FSTORE_RESPOND_CONCAT(line) FSTORE_RESPOND_CONCAT_IMPL(line)

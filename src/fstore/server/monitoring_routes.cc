@@ -67,15 +67,6 @@ Result<int64_t> DaysParam(const HttpRequest& req) {
   return value;
 }
 
-#define FSTORE_MON_ASSIGN(lhs, rexpr)                        \
-  auto FSTORE_MON_CONCAT(__LINE__) = (rexpr);                \
-  if (!FSTORE_MON_CONCAT(__LINE__).ok()) {                   \
-    return ErrorResponse(FSTORE_MON_CONCAT(__LINE__).status()); \
-  }                                                          \
-  lhs = std::move(FSTORE_MON_CONCAT(__LINE__)).ValueUnsafe();
-#define FSTORE_MON_CONCAT_IMPL(line) _mon_result_##line
-#define FSTORE_MON_CONCAT(line) FSTORE_MON_CONCAT_IMPL(line)
-
 /// The statistics body as stored: opened when sealed (encryption at rest).
 Result<json::object> OpenStatistics(FeatureStore* store, const FeatureStatisticsRecord& r) {
   std::string body = r.body;
@@ -146,21 +137,21 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
     if (Status st = KnownParams(req, {"days", "feature_set", "psi_threshold"}); !st.ok()) {
       return ErrorResponse(st);
     }
-    FSTORE_MON_ASSIGN(int64_t days, DaysParam(req));
-    FSTORE_MON_ASSIGN(double threshold, NonNegativeNumberParam(req, "psi_threshold", 0.2));
+    FSTORE_ASSIGN_OR_RESPOND(int64_t days, DaysParam(req));
+    FSTORE_ASSIGN_OR_RESPOND(double threshold, NonNegativeNumberParam(req, "psi_threshold", 0.2));
     std::string feature_set_id;
     if (auto name = req.Query("feature_set")) {
-      FSTORE_MON_ASSIGN(FeatureSet fs, store->GetFeatureSet(*name));
+      FSTORE_ASSIGN_OR_RESPOND(FeatureSet fs, store->GetFeatureSet(*name));
       feature_set_id = fs.id;
     }
     const TimestampMicros now = NowMicros();
     const TimestampMicros since = now - days * kMicrosPerDay;
-    FSTORE_MON_ASSIGN(auto records,
+    FSTORE_ASSIGN_OR_RESPOND(auto records,
                       store->registry()->ListFeatureStatistics(since, feature_set_id));
     // Oldest first: runs per (feature set, feature) in order.
     std::map<std::pair<std::string, std::string>, std::vector<monitoring::StatisticsRun>> runs;
     for (const FeatureStatisticsRecord& r : records) {
-      FSTORE_MON_ASSIGN(json::object body, OpenStatistics(store, r));
+      FSTORE_ASSIGN_OR_RESPOND(json::object body, OpenStatistics(store, r));
       runs[{r.feature_set_name, r.feature}].push_back({r.job_id, r.computed_at, std::move(body)});
     }
     json::array features;
@@ -185,17 +176,17 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
     if (Status st = KnownParams(req, {"feature_set"}); !st.ok()) return ErrorResponse(st);
     std::vector<FeatureSet> sets;
     if (auto name = req.Query("feature_set")) {
-      FSTORE_MON_ASSIGN(FeatureSet fs, store->GetFeatureSet(*name));
+      FSTORE_ASSIGN_OR_RESPOND(FeatureSet fs, store->GetFeatureSet(*name));
       sets.push_back(std::move(fs));
     } else {
-      FSTORE_MON_ASSIGN(sets, store->ListFeatureSets(FeatureSetFilter{}));
+      FSTORE_ASSIGN_OR_RESPOND(sets, store->ListFeatureSets(FeatureSetFilter{}));
     }
     const TimestampMicros now = NowMicros();
     json::array out;
     int64_t stale = 0;
     for (const FeatureSet& fs : sets) {
-      FSTORE_MON_ASSIGN(auto jobs, store->registry()->ListJobs(fs.id, 10000));
-      FSTORE_MON_ASSIGN(auto watermark, store->registry()->Watermark(fs.id));
+      FSTORE_ASSIGN_OR_RESPOND(auto jobs, store->registry()->ListJobs(fs.id, 10000));
+      FSTORE_ASSIGN_OR_RESPOND(auto watermark, store->registry()->Watermark(fs.id));
       json::object o = monitoring::FeatureSetFreshness(fs, jobs, watermark, now);
       if (o["stale"].as_bool()) ++stale;
       out.emplace_back(std::move(o));
@@ -213,8 +204,8 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
       return ErrorResponse(st);
     }
     const TimestampMicros now = NowMicros();
-    FSTORE_MON_ASSIGN(auto start, DateParam(req, "start_date"));
-    FSTORE_MON_ASSIGN(auto end, DateParam(req, "end_date"));
+    FSTORE_ASSIGN_OR_RESPOND(auto start, DateParam(req, "start_date"));
+    FSTORE_ASSIGN_OR_RESPOND(auto end, DateParam(req, "end_date"));
     const std::string start_day = start.value_or(DayOf(now - 7 * kMicrosPerDay));
     const std::string end_day = end.value_or(DayOf(now));
     if (end_day < start_day) {
@@ -223,7 +214,7 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
     }
     // What this server counted so far is in the registry before it answers.
     if (Status st = monitor->usage_recorder()->Flush(); !st.ok()) return ErrorResponse(st);
-    FSTORE_MON_ASSIGN(auto rows, store->registry()->ListUsage(start_day));
+    FSTORE_ASSIGN_OR_RESPOND(auto rows, store->registry()->ListUsage(start_day));
     return JsonResponse(200, monitoring::UsageReport(rows, start_day, end_day,
                                                      req.Query("feature_set").value_or(""),
                                                      req.Query("key_id").value_or("")));

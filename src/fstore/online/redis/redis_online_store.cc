@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include "fstore/core/text.h"
 #include "fstore/online/online_record_codec.h"
 #include "fstore/online/redis/internal/redis_connection.h"
 #include "fstore/online/redis/internal/redis_key_slot.h"
@@ -197,13 +198,7 @@ std::string Sha1Hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
   EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha1(), nullptr);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 15]);
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), size));
 }
 
 bool StartsWith(std::string_view text, std::string_view prefix) {

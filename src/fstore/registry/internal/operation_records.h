@@ -5,6 +5,8 @@
 // feature_sets list is stored (a JSON array of strings in a text column).
 // Shared by sqlite/ and postgres/, which differ only in their SQL.
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -155,6 +157,20 @@ inline Result<std::vector<std::string>> ParseFeatureSetsColumn(const std::string
     out.emplace_back(item.as_string());
   }
   return out;
+}
+
+/// An AuditFilter's action as the queries take it: an action ending in '.'
+/// is a prefix ("feature_set." matches "feature_set.create"), anything else
+/// matches exactly; and the limit as a SQL integer.
+struct AuditQuery {
+  std::string exact_action;
+  std::string action_prefix;
+  int64_t limit = 0;
+};
+inline AuditQuery AuditQueryOf(const AuditFilter& filter) {
+  const bool prefix = !filter.action.empty() && filter.action.back() == '.';
+  return AuditQuery{prefix ? "" : filter.action, prefix ? filter.action : "",
+                    static_cast<int64_t>(std::min<size_t>(filter.limit, INT64_MAX))};
 }
 
 }  // namespace fstore::registry_internal

@@ -872,12 +872,8 @@ Status PostgresRegistry::AppendAudit(const AuditEvent& event) {
 }
 
 Result<std::vector<AuditEvent>> PostgresRegistry::ListAudit(const AuditFilter& filter) {
-  // An action ending in '.' is a prefix ("feature_set." matches
-  // "feature_set.create"); anything else matches exactly.
-  bool prefix = !filter.action.empty() && filter.action.back() == '.';
-  std::string exact_action = prefix ? "" : filter.action;
-  std::string action_prefix = prefix ? filter.action : "";
-  auto limit = static_cast<int64_t>(std::min<size_t>(filter.limit, INT64_MAX));
+  // (A struct, not a structured binding: lambdas below capture it.)
+  const registry_internal::AuditQuery query = registry_internal::AuditQueryOf(filter);
   return WithRetry(
       "reading the audit log", options_.retry_budget,
       [&](PgSession& s) -> Result<std::vector<AuditEvent>> {
@@ -893,8 +889,8 @@ Result<std::vector<AuditEvent>> PostgresRegistry::ListAudit(const AuditFilter& f
                     "AND ($6::text = '' OR target = $6::text) "
                     "AND ($7::text = '' OR outcome = $7::text) "
                     "ORDER BY seq DESC LIMIT $8::bigint",
-                    filter.since, filter.until, filter.key_id, exact_action, action_prefix,
-                    filter.target, filter.outcome, limit));
+                    filter.since, filter.until, filter.key_id, query.exact_action,
+                    query.action_prefix, filter.target, filter.outcome, query.limit));
         std::vector<AuditEvent> out;
         out.reserve(static_cast<size_t>(rows.size()));
         for (int row = 0; row < rows.size(); ++row) {

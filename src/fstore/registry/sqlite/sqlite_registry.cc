@@ -755,12 +755,8 @@ Status SqliteRegistry::AppendAudit(const AuditEvent& event) {
 }
 
 Result<std::vector<AuditEvent>> SqliteRegistry::ListAudit(const AuditFilter& filter) {
-  // An action ending in '.' is a prefix ("feature_set." matches
-  // "feature_set.create"); anything else matches exactly.
-  bool prefix = !filter.action.empty() && filter.action.back() == '.';
-  std::string exact_action = prefix ? "" : filter.action;
-  std::string action_prefix = prefix ? filter.action : "";
-  auto limit = static_cast<int64_t>(std::min<size_t>(filter.limit, INT64_MAX));
+  // (A struct, not a structured binding: lambdas below capture it.)
+  const registry_internal::AuditQuery query = registry_internal::AuditQueryOf(filter);
   std::lock_guard lock(mu_);
   ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
   ARROW_ASSIGN_OR_RAISE(
@@ -773,8 +769,8 @@ Result<std::vector<AuditEvent>> SqliteRegistry::ListAudit(const AuditFilter& fil
                          "AND (?5 = '' OR substr(action, 1, length(?5)) = ?5) "
                          "AND (?6 = '' OR target = ?6) AND (?7 = '' OR outcome = ?7) "
                          "ORDER BY seq DESC LIMIT ?8"));
-  ARROW_RETURN_NOT_OK(stmt.Bind(filter.since, filter.until, filter.key_id, exact_action,
-                                action_prefix, filter.target, filter.outcome, limit));
+  ARROW_RETURN_NOT_OK(stmt.Bind(filter.since, filter.until, filter.key_id, query.exact_action,
+                                query.action_prefix, filter.target, filter.outcome, query.limit));
   std::vector<AuditEvent> out;
   while (true) {
     ARROW_ASSIGN_OR_RAISE(bool row, stmt.Step());
