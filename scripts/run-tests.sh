@@ -64,7 +64,8 @@ fuzz() {
     CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug \
       -DFSTORE_FUZZ=ON -DFSTORE_BUILD_TESTS=OFF -DFSTORE_BUILD_SERVER=OFF
   fi
-  local targets=(transformation_fuzzer expression_fuzzer definition_json_fuzzer serving_request_fuzzer)
+  local targets=(transformation_fuzzer expression_fuzzer definition_json_fuzzer serving_request_fuzzer
+                 security_input_fuzzer)
   cmake --build build-fuzz -j "$JOBS" --target "${targets[@]}"
   for t in "${targets[@]}"; do
     local exe corpus
