@@ -22,6 +22,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "fstore/core/config.h"
+#include "fstore/core/text.h"
 #include "fstore/core/time.h"
 #include "fstore/offline/s3_filesystem.h"
 #include "fstore/registry/codec.h"
@@ -75,19 +76,30 @@ int Fail(const Status& status) {
 
 /// Backends the configuration selects that are not built yet: refused by name
 /// rather than silently replaced by the embedded default.
+/// "a,b,,c" -> {"a", "b", "", "c"}: the parts as given (empty ones too).
+std::vector<std::string> SplitOnCommas(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t begin = 0;
+  while (true) {
+    const size_t comma = text.find(',', begin);
+    parts.push_back(text.substr(begin, comma - begin));
+    if (comma == std::string::npos) return parts;
+    begin = comma + 1;
+  }
+}
+
 Status CheckBackendsBuilt(const Config& config) {
   if (config.compute_engine == "spark") {
     return MakeError(ErrorCode::kNotImplemented,
                      "the Spark compute engine is not built yet; use COMPUTE_ENGINE=local",
                      "COMPUTE_ENGINE");
   }
-  // Encryption at rest: a key file that cannot be read or holds no key stops
-  // the start (the error names the variable, never the key).
-  ARROW_RETURN_NOT_OK(Cipher::FromConfig(config.encryption_key, config.encryption_key_file).status());
   return Status::OK();
 }
 
-FeatureStoreOptions StoreOptions(const Config& config) {
+/// The store's options from the settings. A key file that cannot be read or
+/// holds no key stops the start (the error names the variable, never the key).
+Result<FeatureStoreOptions> StoreOptions(const Config& config) {
   FeatureStoreOptions options;
   options.registry_uri = config.RegistryUri();
   options.offline_store_uri = config.OfflineStoreUri();
@@ -102,11 +114,8 @@ FeatureStoreOptions StoreOptions(const Config& config) {
   options.serving.cache_ttl_seconds = config.serving_cache_ttl_seconds;
   options.serving.cache_entries = config.serving_cache_entries;
   options.serving.max_entities = config.serving_max_entities;
-  // Checked by CheckBackendsBuilt first; a key file gone since stops the
-  // start rather than running without encryption.
-  auto cipher = Cipher::FromConfig(config.encryption_key, config.encryption_key_file);
-  if (!cipher.ok()) std::exit(Fail(cipher.status()));
-  options.cipher = *cipher;
+  ARROW_ASSIGN_OR_RAISE(options.cipher,
+                        Cipher::FromConfig(config.encryption_key, config.encryption_key_file));
   return options;
 }
 
@@ -127,7 +136,9 @@ int Serve(const Config& config) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
-  FeatureStoreOptions store_options = StoreOptions(config);
+  auto options_or = StoreOptions(config);
+  if (!options_or.ok()) return Fail(options_or.status());
+  FeatureStoreOptions store_options = std::move(*options_or);
   store_options.run_scheduler = true;
   store_options.recover_jobs = true;
   auto store = FeatureStore::Open(store_options);
@@ -196,7 +207,9 @@ int Materialize(const Config& config, const std::string& feature_set, const std:
   if (options.start && options.end && *options.end <= *options.start) {
     return Fail(InvalidArgument("--end", "must be after --start"));
   }
-  auto store = FeatureStore::Open(StoreOptions(config));
+  auto store_options = StoreOptions(config);
+  if (!store_options.ok()) return Fail(store_options.status());
+  auto store = FeatureStore::Open(*store_options);
   if (!store.ok()) return Fail(store.status());
   auto job = (*store)->MaterializeNow(feature_set, options);
   if (!job.ok()) return Fail(job.status());
@@ -212,18 +225,10 @@ int GetOnline(const Config& config, const std::string& feature_set,
   SetLogLevel(config.log_level);
   if (Status st = CheckBackendsBuilt(config); !st.ok()) return Fail(st);
   std::vector<std::vector<std::string>> parts;
-  for (const auto& k : keys) {
-    std::vector<std::string> p;
-    size_t begin = 0;
-    while (true) {
-      size_t comma = k.find(',', begin);
-      p.push_back(k.substr(begin, comma - begin));
-      if (comma == std::string::npos) break;
-      begin = comma + 1;
-    }
-    parts.push_back(std::move(p));
-  }
-  auto store = FeatureStore::Open(StoreOptions(config));
+  for (const auto& k : keys) parts.push_back(SplitOnCommas(k));
+  auto store_options = StoreOptions(config);
+  if (!store_options.ok()) return Fail(store_options.status());
+  auto store = FeatureStore::Open(*store_options);
   if (!store.ok()) return Fail(store.status());
   auto records = (*store)->DumpOnlineRecords(feature_set, parts);
   if (!records.ok()) return Fail(records.status());
@@ -243,7 +248,6 @@ int Keys(const Config& config, const std::string& op, const std::string& role_te
   if (auto migrated = (*registry)->Migrate(); !migrated.ok()) return Fail(migrated.status());
   ApiKeyStore keys((*registry).get(), /*required=*/false);
   AuditLog audit((*registry).get());
-  int code = 0;
   if (op == "create") {
     auto role = ParseRole(role_text);
     if (!role.ok()) return Fail(InvalidArgument("--role", role.status().message()));
@@ -254,15 +258,8 @@ int Keys(const Config& config, const std::string& op, const std::string& role_te
                                   "names no feature set; leave the flag out for all"));
     }
     if (!feature_sets_text.empty()) {
-      size_t begin = 0;
-      while (true) {
-        const size_t comma = feature_sets_text.find(',', begin);
-        std::string part = feature_sets_text.substr(begin, comma - begin);
-        part.erase(0, part.find_first_not_of(" \t"));
-        part.erase(part.find_last_not_of(" \t") + 1);
-        sets.push_back(std::move(part));
-        if (comma == std::string::npos) break;
-        begin = comma + 1;
+      for (const std::string& part : SplitOnCommas(feature_sets_text)) {
+        sets.emplace_back(Trim(part));
       }
     }
     auto key = keys.Create(*role, sets, name);
@@ -305,7 +302,7 @@ int Keys(const Config& config, const std::string& op, const std::string& role_te
                         .outcome = "success", .status = 0, .detail = "cli"});
     std::cout << "revoked API key " << revoked->id << std::endl;
   }
-  return (*registry)->Close().ok() ? code : kExitFailure;
+  return (*registry)->Close().ok() ? 0 : kExitFailure;
 }
 
 int Main(int argc, char** argv) {

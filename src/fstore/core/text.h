@@ -17,6 +17,25 @@ inline std::string AsciiLower(std::string_view text) {
   return out;
 }
 
+/// `text` without the leading and trailing characters in `blanks`.
+inline std::string_view Trim(std::string_view text, std::string_view blanks = " \t") {
+  const size_t begin = text.find_first_not_of(blanks);
+  if (begin == std::string_view::npos) return {};
+  return text.substr(begin, text.find_last_not_of(blanks) - begin + 1);
+}
+
+/// ASCII case-insensitive equality (header values, keywords).
+inline bool EqualsIgnoreAsciiCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
 /// Bytes as lower-case hexadecimal, two digits a byte (digests, salts, keys).
 inline std::string HexEncode(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";

@@ -107,27 +107,6 @@ std::vector<std::string> FeatureColumns(const arrow::Table& table,
   return out;
 }
 
-/// The statistics a run gathers chunk by chunk (monitoring/feature_statistics.h),
-/// kept here by job id between RunChunks and the commit in Execute: they are
-/// stored only for a run that succeeded.
-struct RunStatistics {
-  std::map<std::string, monitoring::FeatureStatisticsBuilder> features;
-};
-std::mutex run_statistics_mutex;
-std::map<std::string, std::shared_ptr<RunStatistics>> run_statistics;
-
-std::shared_ptr<RunStatistics> StatisticsOfRun(const std::string& job_id, bool take) {
-  std::lock_guard lock(run_statistics_mutex);
-  auto it = run_statistics.find(job_id);
-  if (it == run_statistics.end()) {
-    if (take) return nullptr;
-    it = run_statistics.emplace(job_id, std::make_shared<RunStatistics>()).first;
-  }
-  auto out = it->second;
-  if (take) run_statistics.erase(it);
-  return out;
-}
-
 /// The associated data a sealed statistics body is bound to: a body cannot
 /// be swapped for another run's or feature's.
 std::string StatisticsAssociatedData(const std::string& job_id, const std::string& feature) {
@@ -149,10 +128,18 @@ void MaxInto(std::optional<TimestampMicros>* slot, std::optional<TimestampMicros
   if (value) *slot = std::max(slot->value_or(*value), *value);
 }
 
+}  // namespace
+
+/// The statistics a run gathers chunk by chunk (monitoring/feature_statistics.h);
+/// Execute owns them and stores them only for a run that succeeded.
+struct MaterializationEngine::RunStatistics {
+  std::map<std::string, monitoring::FeatureStatisticsBuilder> features;
+};
+
+namespace {
 void RecordJobMetrics(const MaterializationJob& job);
 void StoreStatistics(Registry* registry, const Cipher* cipher, const MaterializationJob& job,
-                     const RunStatistics& statistics);
-
+                     const MaterializationEngine::RunStatistics& statistics);
 }  // namespace
 
 MaterializationEngine::MaterializationEngine(Registry* registry, OfflineStore* offline,
@@ -352,14 +339,14 @@ void MaterializationEngine::Execute(MaterializationJob job) {
   spdlog::info("materialization job {} of {}: [{}, {})", job.id, job.feature_set_name,
                FormatTimestamp(job.start), FormatTimestamp(job.end));
 
-  Status st = RunChunks(&job);
+  RunStatistics statistics;
+  Status st = RunChunks(&job, &statistics);
   // The run's buffers are free now: hand them back to the system.
   malloc_trim(0);
   job.duration_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   job.cpu_seconds += ThreadCpuSeconds() - cpu_before;
   job.finished_at = now_();
-  std::shared_ptr<RunStatistics> statistics = StatisticsOfRun(job.id, /*take=*/true);
   if (st.IsCancelled()) {
     // Left "running" at completed_until: the next start resumes it.
     job.finished_at.reset();
@@ -386,7 +373,7 @@ void MaterializationEngine::Execute(MaterializationJob job) {
     return;
   }
   RecordJobMetrics(job);
-  if (statistics) StoreStatistics(registry_, cipher_.get(), job, *statistics);
+  if (!statistics.features.empty()) StoreStatistics(registry_, cipher_.get(), job, statistics);
   spdlog::debug("arrow memory pool {}: peak {} MB, now {} MB", arrow::default_memory_pool()->backend_name(),
                 arrow::default_memory_pool()->max_memory() >> 20,
                 arrow::default_memory_pool()->bytes_allocated() >> 20);
@@ -422,8 +409,8 @@ void RecordJobMetrics(const MaterializationJob& job) {
 
 /// Stores the run's statistics (sealed with `cipher` when set), with drift
 /// against the previous run of each feature.
-void StoreStatistics(Registry* registry_, const Cipher* cipher_, const MaterializationJob& job,
-                     const RunStatistics& statistics) {
+void StoreStatistics(Registry* registry, const Cipher* cipher, const MaterializationJob& job,
+                     const MaterializationEngine::RunStatistics& statistics) {
   // Statistics never fail a run: every problem is logged and the run stands.
   auto fail = [&job](const std::string& why) {
     spdlog::warn("feature statistics of job {} not stored: {}", job.id, why);
@@ -432,7 +419,7 @@ void StoreStatistics(Registry* registry_, const Cipher* cipher_, const Materiali
   // each feature within kDriftLookback (older history is not read per run).
   constexpr int64_t kDriftLookback = 35 * kMicrosPerDay;
   std::map<std::string, std::pair<std::string, boost::json::object>> previous;
-  auto stored = registry_->ListFeatureStatistics(job.created_at - kDriftLookback,
+  auto stored = registry->ListFeatureStatistics(job.created_at - kDriftLookback,
                                                  job.feature_set_id);
   if (!stored.ok()) return fail(stored.status().ToString());
   for (auto it = stored->rbegin(); it != stored->rend(); ++it) {  // newest first
@@ -441,8 +428,8 @@ void StoreStatistics(Registry* registry_, const Cipher* cipher_, const Materiali
     if (previous.count(r.feature)) continue;
     std::string body = r.body;
     if (Cipher::LooksSealed(body)) {
-      if (!cipher_) continue;  // sealed under a key this server does not have
-      auto opened = cipher_->Open(body, StatisticsAssociatedData(r.job_id, r.feature));
+      if (!cipher) continue;  // sealed under a key this server does not have
+      auto opened = cipher->Open(body, StatisticsAssociatedData(r.job_id, r.feature));
       if (!opened.ok()) continue;
       body = std::move(*opened);
     }
@@ -459,25 +446,23 @@ void StoreStatistics(Registry* registry_, const Cipher* cipher_, const Materiali
                                : builder.Finish(&prev->second.second, prev->second.first);
     FeatureStatisticsRecord record{job.id, job.feature_set_id, job.feature_set_name, feature,
                                    computed_at, boost::json::serialize(body)};
-    if (cipher_) {
-      auto sealed = cipher_->Seal(record.body, StatisticsAssociatedData(job.id, feature));
+    if (cipher) {
+      auto sealed = cipher->Seal(record.body, StatisticsAssociatedData(job.id, feature));
       if (!sealed.ok()) return fail("sealing failed: " + sealed.status().ToString());
       record.body = std::move(*sealed);
     }
     records.push_back(std::move(record));
   }
-  if (Status put = registry_->PutFeatureStatistics(records); !put.ok()) fail(put.ToString());
+  if (Status put = registry->PutFeatureStatistics(records); !put.ok()) fail(put.ToString());
 }
 
-}  // namespace
 
-namespace {
 /// Source rows a chunk aims at (a chunk is never shorter than a day).
 constexpr double kChunkTargetRows = 2'000'000;
 constexpr int64_t kMaxChunkDays = 31;
 }  // namespace
 
-Status MaterializationEngine::RunChunks(MaterializationJob* job) {
+Status MaterializationEngine::RunChunks(MaterializationJob* job, RunStatistics* statistics) {
   ARROW_ASSIGN_OR_RAISE(RunInputs inputs, LoadRunInputs(registry_, job->feature_set_id, true));
   const FeatureSet& fs = inputs.feature_set;
   const FeaturePlan& plan = inputs.plan;
@@ -507,7 +492,6 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job) {
     int64_t bytes = 0;
     double cpu_seconds = 0;
   };
-  std::shared_ptr<RunStatistics> statistics = StatisticsOfRun(job->id, /*take=*/false);
   auto write_chunk = [this, &fs, &plan, statistics, job_id = job->id](
                          std::shared_ptr<ComputedFeatures> computed, TimestampMicros start,
                          TimestampMicros end) -> Result<ChunkWrite> {

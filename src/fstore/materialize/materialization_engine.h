@@ -87,13 +87,16 @@ class MaterializationEngine {
   /// sealed or left out. Set before the first job.
   void SetCipher(std::shared_ptr<const Cipher> cipher) { cipher_ = std::move(cipher); }
 
+  /// Feature statistics a run gathers (defined in the .cc).
+  struct RunStatistics;
+
  private:
   std::function<void(const std::string&)> online_write_listener_;
   std::shared_ptr<const Cipher> cipher_;
   void WorkerLoop();
   /// Runs one job to the end (or failure), updating its record.
   void Execute(MaterializationJob job);
-  Status RunChunks(MaterializationJob* job);
+  Status RunChunks(MaterializationJob* job, RunStatistics* statistics);
   Result<MaterializationJob> PrepareJob(const MaterializationRequest& request);
 
   Registry* registry_;

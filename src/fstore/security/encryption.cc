@@ -19,13 +19,7 @@ constexpr size_t kNonceBytes = 12;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kHeaderBytes = 4 + kKeyIdBytes + kNonceBytes;
 
-std::string_view Trim(std::string_view text) {
-  const char* kSpace = " \t\r\n\v\f";
-  size_t begin = text.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return {};
-  size_t end = text.find_last_not_of(kSpace);
-  return text.substr(begin, end - begin + 1);
-}
+constexpr std::string_view kSpace = " \t\r\n\v\f";
 
 // Frees an EVP_CIPHER_CTX on every return path.
 struct ContextDeleter {
@@ -76,7 +70,7 @@ Result<std::shared_ptr<const Cipher>> Cipher::FromConfig(const std::string& key_
     return InvalidArgument("FSTORE_ENCRYPTION_KEY_FILE",
                            "set either FSTORE_ENCRYPTION_KEY or FSTORE_ENCRYPTION_KEY_FILE, not both");
   }
-  if (!key_hex.empty()) return FromHex(Trim(key_hex), "FSTORE_ENCRYPTION_KEY");
+  if (!key_hex.empty()) return FromHex(Trim(key_hex, kSpace), "FSTORE_ENCRYPTION_KEY");
   std::ifstream in(key_file, std::ios::binary);
   if (!in) {
     return InvalidArgument("FSTORE_ENCRYPTION_KEY_FILE",
@@ -84,7 +78,7 @@ Result<std::shared_ptr<const Cipher>> Cipher::FromConfig(const std::string& key_
   }
   std::string line;
   std::getline(in, line);
-  auto cipher = FromHex(Trim(line), "FSTORE_ENCRYPTION_KEY_FILE");
+  auto cipher = FromHex(Trim(line, kSpace), "FSTORE_ENCRYPTION_KEY_FILE");
   OPENSSL_cleanse(line.data(), line.size());
   if (!cipher.ok()) {
     return InvalidArgument("FSTORE_ENCRYPTION_KEY_FILE",

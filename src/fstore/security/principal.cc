@@ -41,7 +41,7 @@ Status Principal::CheckFeatureSet(std::string_view feature_set_name) const {
 }
 
 Status Principal::CheckRole(Role needed, std::string_view action) const {
-  if (static_cast<int>(role) >= static_cast<int>(needed)) return Status::OK();
+  if (HasRole(needed)) return Status::OK();
   return MakeError(ErrorCode::kPermissionDenied,
                    std::string(action) + " needs the " + std::string(RoleName(needed)) +
                        " role; API key " + key_id + " is a " + std::string(RoleName(role)));

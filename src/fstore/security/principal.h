@@ -33,6 +33,8 @@ struct Principal {
   static const Principal& Anonymous();
 
   bool Allows(std::string_view feature_set_name) const;
+  /// Whether the role is `needed` or above.
+  bool HasRole(Role needed) const { return static_cast<int>(role) >= static_cast<int>(needed); }
   /// OK, or PermissionDenied (field "feature_sets") naming the feature set.
   Status CheckFeatureSet(std::string_view feature_set_name) const;
   /// OK when the role is `needed` or above, else PermissionDenied naming

@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include "fstore/core/text.h"
 #include "fstore/server/http_error.h"
 #include "fstore/service/batch_serving.h"
 
@@ -35,20 +36,6 @@ AccessRule Rule(std::string_view method, std::string_view route, Role role,
                 ListFilter filter = ListFilter::kNone) {
   return {.method = method, .route = route, .role = role, .action = action,
           .target = target, .filter = filter};
-}
-
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 std::optional<json::value> ParseQuietly(std::string_view text) {
@@ -148,7 +135,7 @@ Result<std::optional<std::string>> CredentialOf(const HttpRequest& request) {
   if (auto authorization = request.Header("authorization")) {
     const std::string_view value = Trim(*authorization);
     const size_t space = value.find(' ');
-    if (space == std::string_view::npos || !EqualsIgnoreCase(value.substr(0, space), "Bearer")) {
+    if (space == std::string_view::npos || !EqualsIgnoreAsciiCase(value.substr(0, space), "Bearer")) {
       return MakeError(ErrorCode::kUnauthenticated,
                        "the Authorization header must be 'Bearer <key>'", "Authorization");
     }
@@ -301,8 +288,8 @@ std::optional<HttpResponse> ServerAuth::Before(HttpRequest& request,
   state->limited = !principal.feature_sets.empty();
 
   const Role needed = rule != nullptr ? rule->role : Role::kAdmin;
-  const std::string what = request.method + " " + request.route;
-  if (Status st = principal.CheckRole(needed, what); !st.ok()) {
+  if (!principal.HasRole(needed)) {
+    const Status st = principal.CheckRole(needed, request.method + " " + request.route);
     if (rule != nullptr && !rule->action.empty()) {
       // Named as the request names it; nothing is looked up for a caller
       // who may not act.

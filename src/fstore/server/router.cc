@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fstore/core/status.h"
+#include "fstore/core/text.h"
 #include "fstore/server/http_error.h"
 
 namespace fstore {
@@ -41,12 +42,6 @@ std::string AsciiLower(std::string_view text) {
   std::string out(text);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-std::string_view Trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
 }
 
 /// True for "application/json" with any parameters ("; charset=utf-8"),
