@@ -107,11 +107,6 @@ std::vector<std::string> FeatureColumns(const arrow::Table& table,
   return out;
 }
 
-/// The associated data a sealed statistics body is bound to: a body cannot
-/// be swapped for another run's or feature's.
-std::string StatisticsAssociatedData(const std::string& job_id, const std::string& feature) {
-  return "fstore.feature_statistics/" + job_id + "/" + feature;
-}
 
 /// The newest event_timestamp in `table`; unset when it has no rows.
 std::optional<TimestampMicros> MaxEventTime(const arrow::Table& table) {
@@ -426,16 +421,10 @@ void StoreStatistics(Registry* registry, const Cipher* cipher, const Materializa
     const FeatureStatisticsRecord& r = *it;
     if (r.job_id == job.id || !statistics.features.count(r.feature)) continue;
     if (previous.count(r.feature)) continue;
-    std::string body = r.body;
-    if (Cipher::LooksSealed(body)) {
-      if (!cipher) continue;  // sealed under a key this server does not have
-      auto opened = cipher->Open(body, StatisticsAssociatedData(r.job_id, r.feature));
-      if (!opened.ok()) continue;
-      body = std::move(*opened);
-    }
-    auto parsed = ParseJson(body);
-    if (!parsed.ok() || !parsed->is_object()) continue;
-    previous[r.feature] = {r.job_id, parsed->as_object()};
+    // Unreadable ones (sealed under another key, damaged) give no drift.
+    auto body = monitoring::OpenStatisticsBody(r, cipher);
+    if (!body.ok()) continue;
+    previous[r.feature] = {r.job_id, std::move(*body)};
   }
   std::vector<FeatureStatisticsRecord> records;
   const TimestampMicros computed_at = job.finished_at.value_or(NowMicros());
@@ -445,12 +434,10 @@ void StoreStatistics(Registry* registry, const Cipher* cipher, const Materializa
         prev == previous.end() ? builder.Finish(nullptr, "")
                                : builder.Finish(&prev->second.second, prev->second.first);
     FeatureStatisticsRecord record{job.id, job.feature_set_id, job.feature_set_name, feature,
-                                   computed_at, boost::json::serialize(body)};
-    if (cipher) {
-      auto sealed = cipher->Seal(record.body, StatisticsAssociatedData(job.id, feature));
-      if (!sealed.ok()) return fail("sealing failed: " + sealed.status().ToString());
-      record.body = std::move(*sealed);
-    }
+                                   computed_at, ""};
+    auto sealed = monitoring::SealStatisticsBody(body, cipher, record);
+    if (!sealed.ok()) return fail("sealing failed: " + sealed.status().ToString());
+    record.body = std::move(*sealed);
     records.push_back(std::move(record));
   }
   if (Status put = registry->PutFeatureStatistics(records); !put.ok()) fail(put.ToString());

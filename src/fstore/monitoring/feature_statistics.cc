@@ -8,9 +8,11 @@
 
 #include <arrow/compute/api.h>
 #include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "fstore/core/text.h"
 #include "fstore/core/time.h"
+#include "fstore/registry/codec.h"
 
 namespace fstore::monitoring {
 namespace json = boost::json;
@@ -414,6 +416,34 @@ json::object MergeStatistics(const std::vector<StatisticsRun>& runs, double psi_
     out["drift"] = nullptr;
   }
   return out;
+}
+
+namespace {
+std::string StatisticsAssociatedData(const FeatureStatisticsRecord& record) {
+  return "fstore.feature_statistics/" + record.job_id + "/" + record.feature;
+}
+}  // namespace
+
+Result<std::string> SealStatisticsBody(const json::object& body, const Cipher* cipher,
+                                       const FeatureStatisticsRecord& record) {
+  std::string text = json::serialize(body);
+  if (!cipher) return text;
+  return cipher->Seal(text, StatisticsAssociatedData(record));
+}
+
+Result<json::object> OpenStatisticsBody(const FeatureStatisticsRecord& record,
+                                        const Cipher* cipher) {
+  std::string body = record.body;
+  if (Cipher::LooksSealed(body)) {
+    if (!cipher) {
+      return Internal("statistics of " + record.feature_set_name + ":" + record.feature +
+                      " are encrypted and this server has no encryption key");
+    }
+    ARROW_ASSIGN_OR_RAISE(body, cipher->Open(body, StatisticsAssociatedData(record)));
+  }
+  ARROW_ASSIGN_OR_RAISE(json::value v, ParseJson(body));
+  if (!v.is_object()) return Internal("a stored statistics body is not a JSON object");
+  return std::move(v.as_object());
 }
 
 }  // namespace fstore::monitoring

@@ -30,6 +30,8 @@
 #include <boost/json/object.hpp>
 
 #include "fstore/core/status.h"
+#include "fstore/registry/operations.h"
+#include "fstore/security/encryption.h"
 
 namespace fstore::monitoring {
 
@@ -121,5 +123,15 @@ struct StatisticsRun {
   boost::json::object body;
 };
 boost::json::object MergeStatistics(const std::vector<StatisticsRun>& runs, double psi_threshold);
+
+/// A run's statistics body as the registry stores it: the JSON, sealed with
+/// `cipher` when encryption at rest is on (bound to the job and feature, so a
+/// body cannot be swapped for another run's or feature's).
+Result<std::string> SealStatisticsBody(const boost::json::object& body, const Cipher* cipher,
+                                       const FeatureStatisticsRecord& record);
+/// The body of a stored record, opened when sealed: Internal error when it is
+/// sealed and `cipher` is null, or with another key, or not a JSON object.
+Result<boost::json::object> OpenStatisticsBody(const FeatureStatisticsRecord& record,
+                                               const Cipher* cipher);
 
 }  // namespace fstore::monitoring

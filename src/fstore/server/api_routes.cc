@@ -9,6 +9,7 @@
 #include "fstore/core/time.h"
 #include "fstore/registry/codec.h"
 #include "fstore/server/http_error.h"
+#include "fstore/server/internal/query_params.h"
 #include "fstore/server/monitoring_routes.h"
 #include "fstore/service/batch_serving.h"
 #include "fstore/service/historical_serving.h"
@@ -21,6 +22,9 @@ extern const std::string_view kDocsHtml;
 namespace fstore {
 namespace json = boost::json;
 
+using server_internal::CheckQueryParams;
+using server_internal::PositiveIntParam;
+
 namespace {
 
 Result<json::value> BodyJson(const HttpRequest& request) {
@@ -28,19 +32,6 @@ Result<json::value> BodyJson(const HttpRequest& request) {
     return InvalidArgument("", "a JSON request body is required");
   }
   return ParseJson(request.body);
-}
-
-Result<int64_t> PositiveIntParam(const HttpRequest& request, const std::string& name,
-                                 int64_t fallback, int64_t max) {
-  auto text = request.Query(name);
-  if (!text) return fallback;
-  int64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || ptr != text->data() + text->size() || value < 1 || value > max) {
-    return InvalidArgument(name, "'" + std::string(*text) + "' must be an integer from 1 to " +
-                                     std::to_string(max));
-  }
-  return value;
 }
 
 Result<std::optional<int64_t>> VersionParam(const HttpRequest& request) {
@@ -54,16 +45,6 @@ Result<bool> BoolParam(const HttpRequest& request, const std::string& name) {
   if (!text || *text == "false" || *text == "0") return false;
   if (*text == "true" || *text == "1" || text->empty()) return true;
   return InvalidArgument(name, "'" + std::string(*text) + "' must be true or false");
-}
-
-/// Refuses query parameters a route does not know, naming them.
-Status CheckQueryParams(const HttpRequest& request, std::initializer_list<std::string_view> known) {
-  for (const auto& [key, value] : request.query) {
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      return InvalidArgument(key, "unknown query parameter");
-    }
-  }
-  return Status::OK();
 }
 
 template <typename T>

@@ -9,9 +9,13 @@
 #include "fstore/monitoring/metrics.h"
 #include "fstore/registry/codec.h"
 #include "fstore/server/http_error.h"
+#include "fstore/server/internal/query_params.h"
 
 namespace fstore {
 namespace json = boost::json;
+
+using server_internal::CheckQueryParams;
+using server_internal::PositiveIntParam;
 
 namespace {
 
@@ -34,15 +38,6 @@ Result<std::optional<std::string>> DateParam(const HttpRequest& req, const std::
   return std::optional<std::string>(std::string(*text));
 }
 
-Status KnownParams(const HttpRequest& req, std::initializer_list<std::string_view> known) {
-  for (const auto& [key, value] : req.query) {
-    if (std::find(known.begin(), known.end(), key) == known.end()) {
-      return InvalidArgument(key, "unknown query parameter");
-    }
-  }
-  return Status::OK();
-}
-
 Result<double> NonNegativeNumberParam(const HttpRequest& req, const std::string& name,
                                       double fallback) {
   auto text = req.Query(name);
@@ -54,34 +49,6 @@ Result<double> NonNegativeNumberParam(const HttpRequest& req, const std::string&
     return InvalidArgument(name, "'" + std::string(*text) + "' must be a number >= 0");
   }
   return value;
-}
-
-Result<int64_t> DaysParam(const HttpRequest& req) {
-  auto text = req.Query("days");
-  if (!text) return 7;
-  int64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
-  if (ec != std::errc() || ptr != text->data() + text->size() || value < 1 || value > 365) {
-    return InvalidArgument("days", "'" + std::string(*text) + "' must be an integer from 1 to 365");
-  }
-  return value;
-}
-
-/// The statistics body as stored: opened when sealed (encryption at rest).
-Result<json::object> OpenStatistics(FeatureStore* store, const FeatureStatisticsRecord& r) {
-  std::string body = r.body;
-  if (Cipher::LooksSealed(body)) {
-    const auto& cipher = store->options().cipher;
-    if (!cipher) {
-      return Internal("statistics of " + r.feature_set_name + ":" + r.feature +
-                      " are encrypted and this server has no encryption key");
-    }
-    ARROW_ASSIGN_OR_RAISE(body, cipher->Open(body, "fstore.feature_statistics/" + r.job_id +
-                                                       "/" + r.feature));
-  }
-  ARROW_ASSIGN_OR_RAISE(json::value v, ParseJson(body));
-  if (!v.is_object()) return Internal("a stored statistics body is not a JSON object");
-  return v.as_object();
 }
 
 }  // namespace
@@ -126,7 +93,7 @@ void ServingMonitor::Record(const HttpRequest& request, const ServingUsage& usag
 void AddMonitoringRoutes(FeatureStore* store, Router* router,
                          std::shared_ptr<ServingMonitor> monitor) {
   router->Add("GET", "/monitoring/metrics", [](HttpRequest& req) {
-    if (Status st = KnownParams(req, {}); !st.ok()) return ErrorResponse(st);
+    if (Status st = CheckQueryParams(req, {}); !st.ok()) return ErrorResponse(st);
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = monitoring::FstoreMetrics::Get().registry.Render();
@@ -134,10 +101,10 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
   });
 
   router->Add("GET", "/monitoring/statistics", [store](HttpRequest& req) {
-    if (Status st = KnownParams(req, {"days", "feature_set", "psi_threshold"}); !st.ok()) {
+    if (Status st = CheckQueryParams(req, {"days", "feature_set", "psi_threshold"}); !st.ok()) {
       return ErrorResponse(st);
     }
-    FSTORE_ASSIGN_OR_RESPOND(int64_t days, DaysParam(req));
+    FSTORE_ASSIGN_OR_RESPOND(int64_t days, PositiveIntParam(req, "days", 7, 365));
     FSTORE_ASSIGN_OR_RESPOND(double threshold, NonNegativeNumberParam(req, "psi_threshold", 0.2));
     std::string feature_set_id;
     if (auto name = req.Query("feature_set")) {
@@ -151,7 +118,8 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
     // Oldest first: runs per (feature set, feature) in order.
     std::map<std::pair<std::string, std::string>, std::vector<monitoring::StatisticsRun>> runs;
     for (const FeatureStatisticsRecord& r : records) {
-      FSTORE_ASSIGN_OR_RESPOND(json::object body, OpenStatistics(store, r));
+      FSTORE_ASSIGN_OR_RESPOND(
+          json::object body, monitoring::OpenStatisticsBody(r, store->options().cipher.get()));
       runs[{r.feature_set_name, r.feature}].push_back({r.job_id, r.computed_at, std::move(body)});
     }
     json::array features;
@@ -173,7 +141,7 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
   });
 
   router->Add("GET", "/monitoring/data-freshness", [store](HttpRequest& req) {
-    if (Status st = KnownParams(req, {"feature_set"}); !st.ok()) return ErrorResponse(st);
+    if (Status st = CheckQueryParams(req, {"feature_set"}); !st.ok()) return ErrorResponse(st);
     std::vector<FeatureSet> sets;
     if (auto name = req.Query("feature_set")) {
       FSTORE_ASSIGN_OR_RESPOND(FeatureSet fs, store->GetFeatureSet(*name));
@@ -199,7 +167,7 @@ void AddMonitoringRoutes(FeatureStore* store, Router* router,
   });
 
   router->Add("GET", "/monitoring/usage", [store, monitor](HttpRequest& req) {
-    if (Status st = KnownParams(req, {"start_date", "end_date", "feature_set", "key_id"});
+    if (Status st = CheckQueryParams(req, {"start_date", "end_date", "feature_set", "key_id"});
         !st.ok()) {
       return ErrorResponse(st);
     }
