@@ -730,7 +730,12 @@ void MigrateSlot(RedisTestCluster& cluster, int slot, int from, int to, bool fin
     }
   }
   if (!finish) return;
-  for (int n = 0; n < 3; ++n) {
+  // The order Redis documents for ending a migration: the destination first
+  // (it stops importing and owns the slot), then the source, then the rest --
+  // otherwise the source can send MOVED to a destination that still
+  // redirects back while it is importing.
+  const int other = 3 - from - to;
+  for (int n : {to, from, other}) {
     ASSERT_EQ(CommandText("127.0.0.1", cluster.port(n), {"CLUSTER", "SETSLOT", s, "NODE", cluster.id(to)}), "OK");
   }
 }
