@@ -157,13 +157,18 @@ def test_materialized_online_and_historical_values(api, src):
     for (u, t, a), got_row in zip(rows[::7], r.json()["data"]):
         x3, bucket = expected(a)
         assert close(got_row[2], x3) and got_row[3] == bucket, (u, t, got_row)
-    # Windows over the Python step's output are not recomputed historically.
+    # Windows over the Python step's output: recomputed at each entity row's
+    # time from the source run through the step (also between events).
+    between = [[u, iso(t - dt.timedelta(minutes=17))] for (u, t, _) in rows[3::5]]
     r = api.post("/api/v1/serving/historical", {
         "feature_sets": [fs["name"]],
-        "entity_df": {"columns": ["user_id", "event_timestamp"], "data": entity_rows},
+        "entity_df": {"columns": ["user_id", "event_timestamp"], "data": entity_rows + between},
         "features": ["x3_12h"]})
-    err = assert_error(r, 501, "not_implemented")
-    assert "x3_12h" in err["message"]
+    assert r.status_code == 200, r.text
+    times = [t + dt.timedelta(minutes=30) for (_, t, _) in rows[::7]] + \
+            [t - dt.timedelta(minutes=17) for (_, t, _) in rows[3::5]]
+    for (u, _), t, got_row in zip(entity_rows + between, times, r.json()["data"]):
+        assert close(got_row[2], window_sum(rows, u, t)), (u, t, got_row)
 
 
 def test_pandas_input(api, src):

@@ -372,11 +372,26 @@ class EntityEventEquals {
   std::shared_ptr<arrow::TimestampArray> event_;
 };
 
-// Sorted by key columns then event time, one row per (key, event time): the
-// one with the greatest created time, then the greatest row position.
-Result<std::shared_ptr<arrow::Table>> SortAndDeduplicate(
-    const std::shared_ptr<arrow::Table>& table, const std::vector<std::string>& key_columns) {
+// A date partition's new content: `old_rows` (its current rows) and `new_rows`
+// (what a ReplaceRange of [start, end) brings for that date), sorted by key
+// columns, event time and created time, with one row per (key, event time,
+// created time) -- the later one (new rows come after old ones, and among new
+// rows the later row of `rows` wins). Old rows outside [start, end) are kept.
+// Inside it the new rows replace the old ones, except that an old row whose
+// (key, event time) the new rows bring again with a greater created time is
+// kept beside it: it is a superseded version, which time travel (`as_of`
+// before the newer created time) still sees. An old row the new rows do not
+// bring again at all is deleted, and so is one the new rows bring with an
+// equal or smaller created time (a re-run of the range replaces it).
+Result<std::shared_ptr<arrow::Table>> MergePartitionRows(
+    const std::shared_ptr<arrow::Table>& old_rows, const std::shared_ptr<arrow::Table>& new_rows,
+    const std::vector<std::string>& key_columns, TimestampMicros start, TimestampMicros end) {
+  std::vector<std::shared_ptr<arrow::Table>> parts;
+  if (old_rows) parts.push_back(old_rows);
+  if (new_rows) parts.push_back(new_rows);
+  ARROW_ASSIGN_OR_RAISE(auto table, arrow::ConcatenateTables(parts));
   if (table->num_rows() == 0) return table;
+  const int64_t first_new = old_rows ? old_rows->num_rows() : 0;
   ARROW_ASSIGN_OR_RAISE(auto combined, table->CombineChunks());
   ARROW_ASSIGN_OR_RAISE(auto batch, combined->CombineChunksToBatch());
   ARROW_ASSIGN_OR_RAISE(auto order,
@@ -385,53 +400,50 @@ Result<std::shared_ptr<arrow::Table>> SortAndDeduplicate(
   const auto& sorted = static_cast<const arrow::UInt64Array&>(*order);
   const auto& created = static_cast<const arrow::TimestampArray&>(
       *combined->GetColumnByName(kCreatedTimestampColumn)->chunk(0));
+  const auto& event = static_cast<const arrow::TimestampArray&>(
+      *combined->GetColumnByName(kEventTimestampColumn)->chunk(0));
   EntityEventEquals same(*combined, key_columns);
 
-  // Linear pass over the sorted order: within a run of equal (key, event
-  // time) keep the row with the greatest (created time, position), without
-  // relying on the sort being stable.
+  // Linear pass over the sorted order, a run of equal (key, event time) at a
+  // time, then within it a run of equal created time (not relying on the
+  // sort being stable: the greatest position is looked for).
   arrow::Int64Builder keep;
   ARROW_RETURN_NOT_OK(keep.Reserve(sorted.length()));
   const int64_t n = sorted.length();
+  auto row_at = [&](int64_t i) { return static_cast<int64_t>(sorted.Value(i)); };
   int64_t i = 0;
   while (i < n) {
-    int64_t best = static_cast<int64_t>(sorted.Value(i));
+    const int64_t head = row_at(i);
     int64_t j = i + 1;
-    for (; j < n; ++j) {
-      int64_t row = static_cast<int64_t>(sorted.Value(j));
-      if (!same(best, row)) break;
-      if (created.Value(row) > created.Value(best) ||
-          (created.Value(row) == created.Value(best) && row > best)) {
-        best = row;
+    while (j < n && same(head, row_at(j))) ++j;
+    const bool in_range = event.Value(head) >= start && event.Value(head) < end;
+    std::optional<int64_t> newest_new;  // the greatest created time of a new row
+    if (in_range) {
+      for (int64_t k = i; k < j; ++k) {
+        const int64_t row = row_at(k);
+        if (row >= first_new && (!newest_new || created.Value(row) > *newest_new)) {
+          newest_new = created.Value(row);
+        }
       }
     }
-    keep.UnsafeAppend(best);
+    for (int64_t k = i; k < j;) {
+      int64_t best = row_at(k);
+      bool has_new = best >= first_new;
+      int64_t m = k + 1;
+      for (; m < j && created.Value(row_at(m)) == created.Value(best); ++m) {
+        best = std::max(best, row_at(m));
+        has_new = has_new || row_at(m) >= first_new;
+      }
+      if (!in_range || has_new || (newest_new && created.Value(best) < *newest_new)) {
+        keep.UnsafeAppend(best);
+      }
+      k = m;
+    }
     i = j;
   }
   ARROW_ASSIGN_OR_RAISE(auto indices, keep.Finish());
   ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(arrow::Datum(combined), arrow::Datum(indices)));
   return taken.table();
-}
-
-// The rows of `table` whose event time is inside [start, end) (or outside it).
-Result<std::shared_ptr<arrow::Table>> FilterByTime(const std::shared_ptr<arrow::Table>& table,
-                                                   TimestampMicros start, TimestampMicros end,
-                                                   bool inside) {
-  auto event = table->GetColumnByName(kEventTimestampColumn);
-  auto start_scalar = std::make_shared<arrow::TimestampScalar>(start, TimestampType());
-  auto end_scalar = std::make_shared<arrow::TimestampScalar>(end, TimestampType());
-  arrow::Datum mask;
-  if (inside) {
-    ARROW_ASSIGN_OR_RAISE(auto ge, cp::CallFunction("greater_equal", {event, start_scalar}));
-    ARROW_ASSIGN_OR_RAISE(auto lt, cp::CallFunction("less", {event, end_scalar}));
-    ARROW_ASSIGN_OR_RAISE(mask, cp::CallFunction("and", {ge, lt}));
-  } else {
-    ARROW_ASSIGN_OR_RAISE(auto lt, cp::CallFunction("less", {event, start_scalar}));
-    ARROW_ASSIGN_OR_RAISE(auto ge, cp::CallFunction("greater_equal", {event, end_scalar}));
-    ARROW_ASSIGN_OR_RAISE(mask, cp::CallFunction("or", {lt, ge}));
-  }
-  ARROW_ASSIGN_OR_RAISE(auto filtered, cp::Filter(arrow::Datum(table), mask));
-  return filtered.table();
 }
 
 // Same fields (names, types, order), ignoring metadata and nullability.
@@ -1013,26 +1025,27 @@ Result<WriteStats> OfflineStore::ReplaceRangeImpl(const std::string& feature_set
       }
       continue;
     }
-    std::vector<std::shared_ptr<arrow::Table>> parts;
-    if (state.current && !wholly_inside) {
-      ARROW_ASSIGN_OR_RAISE(auto old_rows, ReadGeneration(*fs_, state, encryption_.get()));
-      ARROW_ASSIGN_OR_RAISE(auto kept, FilterByTime(old_rows, start, end, /*inside=*/false));
-      parts.push_back(std::move(kept));
+    // The old rows are read also for a partition wholly inside the range
+    // when new rows come: those they supersede stay (MergePartitionRows).
+    std::shared_ptr<arrow::Table> old_rows, day_rows;
+    if (state.current && state.current->rows > 0 &&
+        (!wholly_inside || new_rows != rows_by_day.end())) {
+      ARROW_ASSIGN_OR_RAISE(old_rows, ReadGeneration(*fs_, state, encryption_.get()));
     }
     if (new_rows != rows_by_day.end()) {
       arrow::Int64Builder indices;
       ARROW_RETURN_NOT_OK(indices.AppendValues(new_rows->second));
       ARROW_ASSIGN_OR_RAISE(auto index_array, indices.Finish());
       ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(arrow::Datum(table), arrow::Datum(index_array)));
-      parts.push_back(taken.table());
+      day_rows = taken.table();
     }
     std::shared_ptr<arrow::Table> content;
-    if (parts.empty()) {
+    if (!old_rows && !day_rows) {
       ARROW_ASSIGN_OR_RAISE(content, arrow::Table::MakeEmpty(table->schema()));
     } else {
-      ARROW_ASSIGN_OR_RAISE(content, arrow::ConcatenateTables(parts));
+      ARROW_ASSIGN_OR_RAISE(content,
+                            MergePartitionRows(old_rows, day_rows, key_columns, start, end));
     }
-    ARROW_ASSIGN_OR_RAISE(content, SortAndDeduplicate(content, key_columns));
     ARROW_RETURN_NOT_OK(
         WriteGeneration(*fs_, state, key_columns, content, job_id, object_store_,
                         encryption_.get(), &stats));
@@ -1132,8 +1145,9 @@ Result<std::shared_ptr<arrow::Table>> OfflineStore::Read(const std::string& feat
   if (table->num_rows() <= 1) return table;
   // Each partition is sorted; across partitions the keys interleave.
   ARROW_ASSIGN_OR_RAISE(auto batch, table->CombineChunksToBatch());
-  ARROW_ASSIGN_OR_RAISE(auto order,
-                        EntityTimeOrder(*batch, plan.key_columns, {kEventTimestampColumn}));
+  std::vector<std::string> times = {kEventTimestampColumn};
+  if (batch->GetColumnByName(kCreatedTimestampColumn)) times.push_back(kCreatedTimestampColumn);
+  ARROW_ASSIGN_OR_RAISE(auto order, EntityTimeOrder(*batch, plan.key_columns, times));
   ARROW_ASSIGN_OR_RAISE(auto sorted, cp::Take(arrow::Datum(table), arrow::Datum(order)));
   return sorted.table();
 }

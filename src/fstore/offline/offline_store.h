@@ -14,10 +14,13 @@
 // Columns of every data file: the join key columns (int64 or utf8, in the
 // order given to ReplaceRange), `event_timestamp` and `created_timestamp`
 // (both timestamp[us, UTC], never null), then the feature columns. Inside a
-// date partition the rows are unique per (entity key, event time) and sorted
-// by the key columns then event time; a partition's files are consecutive
-// slices of that order (in the order its marker lists them). The date of a row
-// is the UTC date of its event time.
+// date partition the rows are unique per (entity key, event time, created
+// time) and sorted by the key columns, event time, then created time; a
+// partition's files are consecutive slices of that order (in the order its
+// marker lists them). The date of a row is the UTC date of its event time.
+// Several rows of one (entity key, event time) are versions of it: the one
+// with the greatest created time is current, older ones are what the store
+// knew before (time travel: a read as of an earlier time sees them).
 //
 // Generations. A date partition is replaced as a whole: the writer puts the
 // new files under temporary names, moves them to their final names, then
@@ -121,10 +124,14 @@ class OfflineStore {
   /// columns, in any order; every row's event time must lie in [start, end)
   /// and in the years 0001..9999, else InvalidArgument and nothing is written.
   /// For each date partition touched, its new content is its current rows
-  /// outside [start, end) plus the new rows of that date, deduplicated to one
-  /// row per (entity key, event time) keeping the greatest created time (then
-  /// the later row of `rows`), sorted by key then event time, and written
-  /// (snappy, row groups of kOfflineRowGroupRows) as a new generation. A
+  /// outside [start, end), the new rows of that date, and the current rows
+  /// inside [start, end) that a new row supersedes (same entity key and event
+  /// time, a greater created time: kept as an older version for time
+  /// travel); other current rows inside the range are gone. It is
+  /// deduplicated to one row per (entity key, event time, created time)
+  /// (a new row over an old one, the later row of `rows` over an earlier),
+  /// sorted by key, event time and created time, and written (snappy, row
+  /// groups of kOfflineRowGroupRows) as a new generation. A
   /// partition wholly inside [start, end) that gets no new rows is replaced by
   /// an empty generation; dates in the range with neither old nor new rows
   /// are not created. The schema of `rows` (feature columns and their types)
@@ -138,7 +145,8 @@ class OfflineStore {
                                   const std::shared_ptr<arrow::Table>& rows,
                                   const std::string& job_id);
 
-  /// The rows with event time in [start, end), sorted by key then event time.
+  /// The rows with event time in [start, end), sorted by key, event time and
+  /// created time (every stored version).
   /// With `columns` non-empty only those feature columns are returned (the
   /// key and time columns always are, first); a column the stored schema
   /// lacks is InvalidArgument. Only the date partitions of [start, end) are opened,

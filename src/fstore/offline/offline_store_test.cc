@@ -227,17 +227,50 @@ TEST_F(OfflineStoreTest, ColumnsAreReorderedIntoTheLayout) {
 TEST_F(OfflineStoreTest, SortsAndDeduplicates) {
   std::vector<Row> rows = {
       {3, kJan1 + 9, kC1, 30}, {1, kJan1 + 9, kC1, 10},
-      {1, kJan1 + 2, kC2, 11},                           // greatest created time wins
-      {1, kJan1 + 2, kC1, 12}, {2, kJan1 + 4, kC1, 20},  // tie on created time: the later row wins
+      {1, kJan1 + 2, kC2, 11},                           // two versions of (1, +2): both kept
+      {1, kJan1 + 2, kC1, 12}, {2, kJan1 + 4, kC1, 20},  // same created time: the later row wins
       {2, kJan1 + 4, kC1, 21}, {2, kJan1 + 4, kC1, 22},
       {1, kJan1 + 2, kC1, 13},
   };
   ASSERT_OK_AND_ASSIGN(auto stats, Replace(kJan1, kJan2, rows));
-  EXPECT_EQ(stats.rows_written, 4);
-  EXPECT_EQ(ReadRows(kJan1, kJan2), Strings({{1, kJan1 + 2, kC2, 11},
+  EXPECT_EQ(stats.rows_written, 5);
+  EXPECT_EQ(ReadRows(kJan1, kJan2), Strings({{1, kJan1 + 2, kC1, 13},
+                                             {1, kJan1 + 2, kC2, 11},
                                              {1, kJan1 + 9, kC1, 10},
                                              {2, kJan1 + 4, kC1, 22},
                                              {3, kJan1 + 9, kC1, 30}}));
+}
+
+TEST_F(OfflineStoreTest, ARewriteKeepsTheVersionsItSupersedes) {
+  // Day one as first materialized (created kC1).
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2},
+                                   {3, kJan1 + 3, kC2, 3}}, "a")
+                .status());
+  // A re-run brings a corrected (1, +1) created later, (2, +2) unchanged, and
+  // no (3, +3); (3, +3) came before with a greater created time.
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC2, 10}, {2, kJan1 + 2, kC1, 20}}, "b")
+                .status());
+  // (1, +1): the old version stays beside the new one; (2, +2): same created
+  // time, replaced; (3, +3): not brought again, gone.
+  EXPECT_EQ(ReadRows(kJan1, kJan2),
+            Strings({{1, kJan1 + 1, kC1, 1}, {1, kJan1 + 1, kC2, 10}, {2, kJan1 + 2, kC1, 20}}));
+  // A re-run bringing (1, +1) with an older created time only: both stored
+  // versions go, it is the only one.
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC1 - 1, 7}}, "c").status());
+  EXPECT_EQ(ReadRows(kJan1, kJan2), Strings({{1, kJan1 + 1, kC1 - 1, 7}}));
+}
+
+TEST_F(OfflineStoreTest, ASubDayRewriteKeepsSupersededVersionsOnlyInsideItsRange) {
+  const TimestampMicros noon = kJan1 + 12 * kMicrosPerHour;
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC1, 1}, {1, noon + 1, kC1, 2}}, "a").status());
+  ASSERT_OK(Replace(noon, kJan2, {{1, noon + 1, kC2, 20}}, "b").status());
+  EXPECT_EQ(ReadRows(kJan1, kJan2),
+            Strings({{1, kJan1 + 1, kC1, 1}, {1, noon + 1, kC1, 2}, {1, noon + 1, kC2, 20}}));
+  // Read asks for the same order across partitions.
+  ASSERT_OK(Replace(kJan2, kJan3, {{1, kJan2 + 1, kC2, 5}, {1, kJan2 + 1, kC1, 4}}, "c").status());
+  EXPECT_EQ(ReadRows(kJan1, kJan3),
+            Strings({{1, kJan1 + 1, kC1, 1}, {1, noon + 1, kC1, 2}, {1, noon + 1, kC2, 20},
+                     {1, kJan2 + 1, kC1, 4}, {1, kJan2 + 1, kC2, 5}}));
 }
 
 TEST_F(OfflineStoreTest, RerunOfTheSameRangeLeavesIdenticalContents) {
@@ -278,8 +311,10 @@ TEST_F(OfflineStoreTest, NarrowerRewriteWithFewerRowsRemovesTheOldRows) {
                 .status());
   ASSERT_OK_AND_ASSIGN(auto stats, Replace(kJan2, kJan3, {{4, kJan2 + 2, kC2, 40}}, "j2"));
   EXPECT_EQ(stats.partitions_written, 1);
+  // (2, Jan 2) is not brought again: gone. (4, Jan 2): superseded, kept.
   EXPECT_EQ(ReadRows(kJan1, kJan4),
-            Strings({{1, kJan1 + 1, kC1, 1}, {3, kJan3 + 1, kC1, 3}, {4, kJan2 + 2, kC2, 40}}));
+            Strings({{1, kJan1 + 1, kC1, 1}, {3, kJan3 + 1, kC1, 3}, {4, kJan2 + 2, kC1, 4},
+                     {4, kJan2 + 2, kC2, 40}}));
 }
 
 TEST_F(OfflineStoreTest, RangeOverSeveralDaysEmptiesPartitionsWhollyInside) {
@@ -503,9 +538,11 @@ TEST_F(OfflineStoreTest, StringAndCompositeKeys) {
        TimestampArray({kJan1, kJan1, kJan1}), TimestampArray({kC1, kC1, kC2})});
   ASSERT_OK(store_->ReplaceRange("users", 1, {"user"}, kJan1, kJan2, single, "j").status());
   ASSERT_OK_AND_ASSIGN(auto users, store_->Read("users", 1, kJan1, kJan2));
-  ASSERT_EQ(users->num_rows(), 2);
+  ASSERT_EQ(users->num_rows(), 3);  // a; b's two versions, oldest first
   EXPECT_EQ(users->column(0)->GetScalar(0).ValueOrDie()->ToString(), "a");
   EXPECT_EQ(users->column(2)->GetScalar(1).ValueOrDie()->ToString(),
+            arrow::TimestampScalar(kC1, Ts()).ToString());
+  EXPECT_EQ(users->column(2)->GetScalar(2).ValueOrDie()->ToString(),
             arrow::TimestampScalar(kC2, Ts()).ToString());
 }
 

@@ -21,7 +21,9 @@
 #include "fstore/core/compute_init.h"
 #include "fstore/core/duration.h"
 #include "fstore/core/entity_time_order.h"
+#include "fstore/compute/source_schema.h"
 #include "fstore/materialize/feature_validation.h"
+#include "fstore/materialize/python_step.h"
 #include "fstore/materialize/source_reader.h"
 
 namespace fstore {
@@ -949,6 +951,111 @@ Result<std::shared_ptr<arrow::Array>> Unpermute(const std::shared_ptr<arrow::Arr
   return out;
 }
 
+// The source rows of [start, end) with `columns`, for windows recomputed at
+// the entity rows' times. A feature set with a Python transformation has its
+// windows over the step's output: every source column is read and the step
+// run over them first, as a materialization does.
+Result<std::shared_ptr<arrow::Table>> WindowSourceRows(const FeatureSet& fs,
+                                                       const std::vector<std::string>& columns,
+                                                       TimestampMicros start, TimestampMicros end) {
+  auto unreadable = [&](const arrow::Status& status) {
+    return Unprocessable("feature_sets", "the windowed features of feature set '" + fs.name +
+                                             "' are computed from its source, which cannot be "
+                                             "read: " + ErrorMessageOf(status));
+  };
+  SourceReadStats stats;
+  if (!fs.python_transformation) {
+    auto source = ReadSourceRange(fs, columns, start, end, &stats);
+    if (!source.ok()) return unreadable(source.status());
+    return *source;
+  }
+  if (!fs.source) return unreadable(InvalidArgument("source", "the feature set has no source"));
+  auto schema = RequireSourceSchema(*fs.source);
+  if (!schema.ok()) return unreadable(schema.status());
+  auto source = ReadSourceRange(fs, (*schema)->field_names(), start, end, &stats);
+  if (!source.ok()) return unreadable(source.status());
+  ARROW_ASSIGN_OR_RAISE(auto spec, PythonSpecOf(fs));
+  ARROW_ASSIGN_OR_RAISE(auto python, PythonTransformation::Make(std::move(spec)));
+  auto transformed = ApplyPythonStep(*python, *source, columns);
+  if (!transformed.ok()) {
+    return MakeError(ErrorCodeOf(transformed.status()),
+                     "feature set '" + fs.name + "': its python_transformation, run over the "
+                     "source rows its windows aggregate, failed: " +
+                         ErrorMessageOf(transformed.status()),
+                     "python_transformation");
+  }
+  return *transformed;
+}
+
+// A windowed feature whose argument reads the clock: the argument depends on
+// the entity row's time t, so it is evaluated once per distinct t, with the
+// clock at t, over the events those rows' windows can see (their groups'
+// events with time in [t - range, t]); the aggregate is then taken at t.
+// `events` and `event_groups`/`event_times` are sorted by (group, time), the
+// queries (`query_groups`, `query_times`) by group then time. The result is
+// in query order. Its cost grows with the number of distinct times.
+Result<std::shared_ptr<arrow::Array>> ClockedWindowAtTimes(
+    const PlannedFeature& p, const std::shared_ptr<arrow::RecordBatch>& events,
+    const std::vector<int64_t>& event_groups, const std::vector<int64_t>& event_times,
+    const std::vector<int64_t>& query_groups, const std::vector<int64_t>& query_times,
+    int64_t num_groups) {
+  const int64_t range = p.window->range_micros;
+  std::vector<int64_t> first(static_cast<size_t>(num_groups + 1), 0);
+  for (int64_t gr : event_groups) ++first[static_cast<size_t>(gr + 1)];
+  std::partial_sum(first.begin(), first.end(), first.begin());
+  const int64_t nq = static_cast<int64_t>(query_groups.size());
+  // Queries by time; equal times keep their group order.
+  std::vector<int64_t> by_time(static_cast<size_t>(nq));
+  std::iota(by_time.begin(), by_time.end(), 0);
+  std::stable_sort(by_time.begin(), by_time.end(),
+                   [&](int64_t a, int64_t b) { return query_times[a] < query_times[b]; });
+  arrow::ArrayVector pieces;
+  for (int64_t i = 0; i < nq;) {
+    const int64_t t = query_times[by_time[i]];
+    int64_t j = i;
+    while (j < nq && query_times[by_time[j]] == t) ++j;
+    std::vector<int64_t> ev_index, ev_group, ev_time, q_group, q_time;
+    int64_t last_group = -1;
+    for (int64_t m = i; m < j; ++m) {
+      const int64_t gr = query_groups[by_time[m]];
+      q_group.push_back(gr);
+      q_time.push_back(t);
+      if (gr == last_group) continue;
+      last_group = gr;
+      auto begin = event_times.begin() + first[gr], end = event_times.begin() + first[gr + 1];
+      auto lo = std::lower_bound(begin, end, t - range);
+      auto hi = std::upper_bound(lo, end, t);
+      for (auto it = lo; it != hi; ++it) {
+        ev_index.push_back(it - event_times.begin());
+        ev_group.push_back(gr);
+        ev_time.push_back(*it);
+      }
+    }
+    ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(ev_index));
+    ARROW_ASSIGN_OR_RAISE(auto seen, cp::Take(events, index));
+    EvalContext ctx;
+    ctx.clock = t;
+    auto argument = p.expression->Evaluate(*seen.record_batch(), ctx);
+    if (!argument.ok()) {
+      return MakeError(ErrorCodeOf(argument.status()),
+                       "feature '" + p.feature.name + "': " + ErrorMessageOf(argument.status()),
+                       "features");
+    }
+    ARROW_ASSIGN_OR_RAISE(auto eg, Int64ArrayOf(ev_group));
+    ARROW_ASSIGN_OR_RAISE(auto et, Int64ArrayOf(ev_time));
+    ARROW_ASSIGN_OR_RAISE(auto qg, Int64ArrayOf(q_group));
+    ARROW_ASSIGN_OR_RAISE(auto qt, Int64ArrayOf(q_time));
+    ARROW_ASSIGN_OR_RAISE(auto values, WindowAtTimes(*p.window, *eg, *et, *argument, *qg, *qt));
+    ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(p.feature, values));
+    pieces.push_back(col.values);
+    i = j;
+  }
+  ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(p.feature.data_type));
+  if (pieces.empty()) return arrow::MakeArrayOfNull(type, 0);
+  ARROW_ASSIGN_OR_RAISE(auto all, arrow::Concatenate(pieces));
+  return Unpermute(all, by_time);
+}
+
 // Windowed features at the entity rows' times, from the source.
 Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
     const PointInTimeQuery& q, const EntityGroups& g,
@@ -983,14 +1090,9 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
   if (n > 0) {
     const int64_t* t = q.times->raw_values();
     const int64_t min_t = *std::min_element(t, t + n), max_t = *std::max_element(t, t + n);
-    SourceReadStats stats;
-    auto source = ReadSourceRange(fs, columns, min_t - range, max_t + 1, &stats);
-    if (!source.ok()) {
-      return Unprocessable("feature_sets", "the windowed features of feature set '" + fs.name +
-                                               "' are computed from its source, which cannot "
-                                               "be read: " + ErrorMessageOf(source.status()));
-    }
-    ARROW_ASSIGN_OR_RAISE(auto batch, (*source)->CombineChunksToBatch());
+    ARROW_ASSIGN_OR_RAISE(auto source,
+                          WindowSourceRows(fs, columns, min_t - range, max_t + 1));
+    ARROW_ASSIGN_OR_RAISE(auto batch, source->CombineChunksToBatch());
     std::vector<std::shared_ptr<arrow::Array>> keys;
     for (size_t c = 0; c < plan.key_columns.size(); ++c) {
       ARROW_ASSIGN_OR_RAISE(auto col, CastTo(batch->GetColumnByName(plan.key_columns[c]),
@@ -1044,6 +1146,13 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
   ARROW_ASSIGN_OR_RAISE(auto qg, Int64ArrayOf(query_groups));
   ARROW_ASSIGN_OR_RAISE(auto qt, Int64ArrayOf(query_times));
   for (const PlannedFeature* p : windows) {
+    if (p->reads_clock && p->expression && events) {
+      ARROW_ASSIGN_OR_RAISE(auto values, ClockedWindowAtTimes(*p, events, event_groups, event_times,
+                                                              query_groups, query_times,
+                                                              g.num_groups()));
+      ARROW_ASSIGN_OR_RAISE(out[p->feature.name], Unpermute(values, g.order));
+      continue;
+    }
     std::shared_ptr<arrow::Array> argument;
     const int64_t rows = ev_times->length();
     if (p->expression && events) {
@@ -1095,38 +1204,45 @@ Result<std::shared_ptr<arrow::Array>> ClockFeatureAtRows(const PointInTimeQuery&
     arrays.push_back(col);
   }
   auto batch = arrow::RecordBatch::Make(arrow::schema(fields), matched.num_rows(), arrays);
-  // One evaluation per distinct time: rows sorted by time, evaluated in runs.
-  const int64_t n = matched.num_rows();
+  return EvaluateWithClockAt(*p.expression, batch, *q.times, p.feature);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<arrow::Array>> EvaluateWithClockAt(const CompiledExpression& expression,
+                                                          const std::shared_ptr<arrow::RecordBatch>& rows,
+                                                          const arrow::Int64Array& times,
+                                                          const Feature& feature) {
+  // Rows sorted by time, evaluated in runs of equal times.
+  const int64_t n = rows->num_rows();
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return q.times->Value(a) < q.times->Value(b); });
+                   [&](int64_t a, int64_t b) { return times.Value(a) < times.Value(b); });
   arrow::ArrayVector pieces;
   for (int64_t i = 0; i < n;) {
     int64_t j = i;
-    while (j < n && q.times->Value(order[j]) == q.times->Value(order[i])) ++j;
+    while (j < n && times.Value(order[j]) == times.Value(order[i])) ++j;
     std::vector<int64_t> slice(order.begin() + i, order.begin() + j);
     ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(slice));
-    ARROW_ASSIGN_OR_RAISE(auto sub, cp::Take(batch, index));
+    ARROW_ASSIGN_OR_RAISE(auto sub, cp::Take(rows, index));
     EvalContext ctx;
-    ctx.clock = q.times->Value(order[i]);
-    auto r = p.expression->Evaluate(*sub.record_batch(), ctx);
+    ctx.clock = times.Value(order[i]);
+    auto r = expression.Evaluate(*sub.record_batch(), ctx);
     if (!r.ok()) {
       return MakeError(ErrorCodeOf(r.status()),
-                       "feature '" + p.feature.name + "': " + ErrorMessageOf(r.status()),
+                       "feature '" + feature.name + "': " + ErrorMessageOf(r.status()),
                        "features");
     }
-    ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(p.feature, *r));
+    ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(feature, *r));
     pieces.push_back(col.values);
     i = j;
   }
-  ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(p.feature.data_type));
+  ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(feature.data_type));
   if (pieces.empty()) return arrow::MakeArrayOfNull(type, 0);
   ARROW_ASSIGN_OR_RAISE(auto all, arrow::Concatenate(pieces));
   return Unpermute(all, order);
 }
-
-}  // namespace
 
 Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
     OfflineStore* offline, const PointInTimeQuery& q) {
@@ -1174,11 +1290,6 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
     const PlannedFeature* p = &*it;
     wanted.push_back(p);
     if (p->kind == PlannedFeature::Kind::kWindow) {
-      if (p->reads_clock) {
-        return MakeError(ErrorCode::kNotImplemented,
-                         "feature '" + name + "': a windowed feature that reads the clock cannot "
-                         "be retrieved historically yet", "features");
-      }
       windows.push_back(p);
     } else if (p->reads_clock && p->kind == PlannedFeature::Kind::kScalar) {
       clocked.push_back(p);

@@ -413,23 +413,6 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
     if (!resolved.emplace(owners[0], name).second) {
       return InvalidArgument(field, "feature '" + ref + "' is requested twice");
     }
-    if (sets[owners[0]].feature_set.python_transformation) {
-      // Windows are recomputed from the source at each entity row's time;
-      // the source rows would first have to go through the feature set's
-      // Python step, which retrieval does not run (its materialized rows and
-      // the online store have the values).
-      const auto& planned = sets[owners[0]].plan.features;
-      auto p = std::find_if(planned.begin(), planned.end(),
-                            [&](const PlannedFeature& x) { return x.feature.name == name; });
-      if (p != planned.end() && p->kind == PlannedFeature::Kind::kWindow) {
-        return MakeError(ErrorCode::kNotImplemented,
-                         "feature '" + sets[owners[0]].feature_set.name + ":" + name +
-                             "' is a windowed aggregation of a feature set with a "
-                             "python_transformation: historical retrieval of it is not built "
-                             "yet (its online value is served)",
-                         field);
-      }
-    }
     sets[owners[0]].wanted.push_back(name);
     sets[owners[0]].output_slot.push_back(i);
   }
@@ -452,11 +435,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
       d.output_slot = set.output_slot[w];
       auto parsed = ParseTransformation(f.transformation);
       if (!parsed.ok()) return WithFieldPrefix(parsed.status(), field);
-      if (parsed->reads_clock) {
-        return MakeError(ErrorCode::kNotImplemented,
-                         "feature '" + name + "' is derived from other feature sets and reads "
-                         "the clock: historical retrieval of it is not built yet", field);
-      }
+      d.reads_clock = parsed->reads_clock;
       std::vector<std::shared_ptr<arrow::Field>> fields;
       for (const auto& ref : f.source_features) {
         size_t colon = ref.find(':');
@@ -564,8 +543,19 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
         arrays.push_back(values[0]);
       }
       auto batch = arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);
-      ARROW_ASSIGN_OR_RAISE(auto result, d.expression->Evaluate(*batch, EvalContext{}));
-      ARROW_ASSIGN_OR_RAISE(CheckedColumn checked, CheckFeatureColumn(d.feature, result));
+      if (d.reads_clock) {
+        // The clock at each entity row's time (ARCHITECTURE.md "Time semantics").
+        ARROW_ASSIGN_OR_RAISE(outputs[d.output_slot],
+                              EvaluateWithClockAt(*d.expression, batch, *times, d.feature));
+        continue;
+      }
+      auto result = d.expression->Evaluate(*batch, EvalContext{});
+      if (!result.ok()) {
+        return MakeError(ErrorCodeOf(result.status()),
+                         "feature '" + d.feature.name + "': " + ErrorMessageOf(result.status()),
+                         "features");
+      }
+      ARROW_ASSIGN_OR_RAISE(CheckedColumn checked, CheckFeatureColumn(d.feature, *result));
       outputs[d.output_slot] = checked.values;
     }
   }
