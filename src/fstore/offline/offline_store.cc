@@ -585,15 +585,25 @@ Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& d
                                  const ParquetEncryption* encryption) {
   ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(WritePath(dir, name, object_store)));
   parquet::WriterProperties::Builder builder;
-  // Snappy, as Spark writes Parquet by default: zstd's files are a third
-  // smaller, but compressing them was 9% of a materialization's CPU time
-  // (10M rows: 9.3 s with snappy, 10.4 s with zstd) and reads decode faster.
-  builder.compression(arrow::Compression::SNAPPY)->max_row_group_length(kOfflineRowGroupRows);
-  // Numbers and times rarely repeat enough to pay for dictionary encoding
-  // (a hash-table insert per value, then a fallback to plain); strings keep it.
+  builder.max_row_group_length(kOfflineRowGroupRows);
+  // Encodings chosen for reading speed (point-in-time joins decode whole
+  // partitions) and size, measured on 10M rows / 30 partitions
+  // (docs/benchmarks.md "Historical retrieval"): snappy on every column
+  // made decompression a third of a join's CPU. Integers and times (the
+  // keys and times are sorted, so their deltas are small) are
+  // DELTA_BINARY_PACKED without a codec: smaller than snappy's plain pages
+  // and decoded without a decompression pass. Floats, strings, lists and
+  // bools are LZ4_RAW-compressed (faster to decode than snappy; read by
+  // Arrow, DuckDB and Spark >= 3.4); strings keep dictionary encoding.
+  // Numbers and times rarely repeat enough to pay for a dictionary.
+  builder.compression(arrow::Compression::LZ4);
   for (const auto& field : table->schema()->fields()) {
-    if (arrow::is_floating(field->type()->id()) || arrow::is_integer(field->type()->id()) ||
-        field->type()->id() == arrow::Type::TIMESTAMP) {
+    const auto id = field->type()->id();
+    if (id == arrow::Type::INT64 || id == arrow::Type::INT32 || id == arrow::Type::TIMESTAMP) {
+      builder.disable_dictionary(field->name());
+      builder.encoding(field->name(), parquet::Encoding::DELTA_BINARY_PACKED);
+      builder.compression(field->name(), arrow::Compression::UNCOMPRESSED);
+    } else if (arrow::is_floating(id) || arrow::is_integer(id)) {
       builder.disable_dictionary(field->name());
     }
   }
@@ -1063,7 +1073,8 @@ struct ScanPlan {
 Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
                           const std::shared_ptr<const ParquetEncryption>& encryption,
                           const std::string& version_dir, TimestampMicros start,
-                          TimestampMicros end, const std::vector<std::string>& columns) {
+                          TimestampMicros end, const std::vector<std::string>& columns,
+                          bool with_created = true) {
   if (start > end) {
     return InvalidArgument("end", "the range [" + FormatTimestamp(start) + ", " +
                                       FormatTimestamp(end) + ") ends before it starts");
@@ -1118,6 +1129,11 @@ Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
         if (added.insert(name).second) fields.push_back(field);
       }
     }
+    if (!with_created) {
+      std::erase_if(fields, [](const std::shared_ptr<arrow::Field>& f) {
+        return f->name() == kCreatedTimestampColumn;
+      });
+    }
     schema = arrow::schema(std::move(fields));
   }
   plan.reader =
@@ -1129,9 +1145,10 @@ Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
 
 Result<std::shared_ptr<arrow::RecordBatchReader>> OfflineStore::Scan(
     const std::string& feature_set, int64_t schema_version, TimestampMicros start,
-    TimestampMicros end, const std::vector<std::string>& columns) {
+    TimestampMicros end, const std::vector<std::string>& columns, bool with_created_timestamp) {
   ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
-  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, encryption_, version_dir, start, end, columns));
+  ARROW_ASSIGN_OR_RAISE(auto plan, PlanScan(fs_, encryption_, version_dir, start, end, columns,
+                                            with_created_timestamp));
   return plan.reader;
 }
 

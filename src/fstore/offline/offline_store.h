@@ -160,10 +160,13 @@ class OfflineStore {
 
   /// The same rows as Read, streamed in bounded memory (one row group at a
   /// time) for large reads. The order differs from Read's: date partitions in
-  /// date order, within each the rows sorted by key then event time.
+  /// date order, within each the rows sorted by key, event time and created
+  /// time. Without `with_created_timestamp` the created_timestamp column is
+  /// left out (not decoded).
   Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(
       const std::string& feature_set, int64_t schema_version, TimestampMicros start,
-      TimestampMicros end, const std::vector<std::string>& columns = {});
+      TimestampMicros end, const std::vector<std::string>& columns = {},
+      bool with_created_timestamp = true);
 
   /// OK when the storage answers: a local root is a writable directory
   /// (FeatureStore::Open creates it); an S3

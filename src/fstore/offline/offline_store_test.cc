@@ -177,7 +177,8 @@ TEST_F(OfflineStoreTest, LayoutOnDisk) {
                                          "user_stats/v1/date=2024-01-01/part-mat-42-0.parquet",
                                          "user_stats/v1/date=2024-01-02/_generation-1-mat-42.json",
                                          "user_stats/v1/date=2024-01-02/part-mat-42-0.parquet"));
-  // The Parquet file: the columns in the stored order and types, snappy.
+  // The Parquet file: the columns in the stored order and types; integers
+  // and times delta-encoded without a codec, floats LZ4_RAW.
   ASSERT_OK_AND_ASSIGN(
       auto in, local_->OpenInputFile(
                    (dir_ / "user_stats/v1/date=2024-01-01/part-mat-42-0.parquet").string()));
@@ -192,7 +193,12 @@ TEST_F(OfflineStoreTest, LayoutOnDisk) {
   EXPECT_TRUE(schema->field(1)->type()->Equals(*Ts())) << schema->field(1)->type()->ToString();
   EXPECT_TRUE(schema->field(2)->type()->Equals(*Ts()));
   auto metadata = reader->parquet_reader()->metadata();
-  EXPECT_EQ(metadata->RowGroup(0)->ColumnChunk(0)->compression(), arrow::Compression::SNAPPY);
+  for (int c : {0, 1, 2}) {
+    auto chunk = metadata->RowGroup(0)->ColumnChunk(c);
+    EXPECT_EQ(chunk->compression(), arrow::Compression::UNCOMPRESSED) << c;
+    EXPECT_THAT(chunk->encodings(), testing::Contains(parquet::Encoding::DELTA_BINARY_PACKED)) << c;
+  }
+  EXPECT_EQ(metadata->RowGroup(0)->ColumnChunk(3)->compression(), arrow::Compression::LZ4);
   EXPECT_TRUE(metadata->RowGroup(0)->ColumnChunk(1)->statistics()->HasMinMax());
   ASSERT_OK_AND_ASSIGN(auto partitions, store_->Partitions("user_stats", 1));
   EXPECT_THAT(partitions, ElementsAre("2024-01-01", "2024-01-02"));

@@ -343,8 +343,8 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
   }
   // An empty list reads every column: the first key column asks for none more.
   if (present.empty()) present.push_back(plan.key_columns.front());
-  ARROW_ASSIGN_OR_RAISE(auto reader,
-                        offline->Scan(fs, kOfflineSchemaVersion, start, end, present));
+  ARROW_ASSIGN_OR_RAISE(auto reader, offline->Scan(fs, kOfflineSchemaVersion, start, end,
+                                                   present, with_created));
   p.batch_begin.push_back(0);
   while (true) {
     std::shared_ptr<arrow::RecordBatch> batch;
@@ -472,9 +472,15 @@ struct AsOfState {
 // Appends each entity row matched, as its position in g.order, to
 // `matched_positions` and its partition row to `matched_rows` (both
 // ascending).
+//
+// Only partition rows [row_lo, row_hi) and groups [group_lo, group_hi) are
+// looked at: a key range of both sides (see KeyRangeSplit), so that threads
+// may merge disjoint ranges of one partition at once (each group's state is
+// touched by one of them only).
 template <bool kIntKeys>
 void MergePartition(const PartitionRows& p, const EntityGroups& g,
-                    std::optional<TimestampMicros> as_of, AsOfState* state,
+                    std::optional<TimestampMicros> as_of, int64_t row_lo, int64_t row_hi,
+                    int64_t group_lo, int64_t group_hi, AsOfState* state,
                     std::vector<int64_t>* matched_positions, std::vector<int64_t>* matched_rows) {
   const int64_t* e = p.events.data();
   const int64_t* cr = as_of ? p.created.data() : nullptr;
@@ -487,8 +493,7 @@ void MergePartition(const PartitionRows& p, const EntityGroups& g,
       return CompareKeys(p.keys, row, g.keys, g.row_of_group(group));
     }
   };
-  const int64_t row_hi = p.rows(), group_hi = g.num_groups();
-  int64_t i = 0, k = 0;
+  int64_t i = row_lo, k = group_lo;
   while (i < row_hi && k < group_hi) {
     if (state->unresolved[k] == 0) {
       ++k;
@@ -527,6 +532,24 @@ void MergePartition(const PartitionRows& p, const EntityGroups& g,
     i = j;
     ++k;
   }
+}
+
+// The first row of partition `p` whose key is >= group `k`'s key (rows are
+// in key order).
+int64_t FirstRowAtOrAfterGroup(const PartitionRows& p, const EntityGroups& g, int64_t k) {
+  if (p.int_keys) {
+    return std::lower_bound(p.int_keys, p.int_keys + p.rows(), g.group_int_key[k]) - p.int_keys;
+  }
+  int64_t lo = 0, hi = p.rows();
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (CompareKeys(p.keys, mid, g.keys, g.row_of_group(k)) < 0) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
 }
 
 // A fixed-width output column gathered value by value into the entity rows'
@@ -608,6 +631,19 @@ void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* entity_
     default: return GatherWidth<0>(col, rows, entity_rows, count, out);
   }
 }
+
+// Threads a partition is merged and gathered on (the calling thread and
+// kJoinThreads - 1 more), each over one key range; ranges of fewer groups
+// than kMinGroupsPerRange are not worth a thread.
+constexpr int kJoinThreads = 2;
+constexpr int64_t kMinGroupsPerRange = 4096;
+
+// One key range of a partition's join: groups [group_lo, group_hi) and the
+// partition's rows [row_lo, row_hi) with their keys; what it matched.
+struct JoinRange {
+  int64_t group_lo = 0, group_hi = 0, row_lo = 0, row_hi = 0;
+  std::vector<int64_t> positions, rows, entity_rows;
+};
 
 // Partitions read ahead of the join (in parallel with it and each other):
 // the memory held is at most this many partitions plus the one joined.
@@ -754,6 +790,22 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   std::vector<int64_t> taken_of_position;
   int64_t taken_rows = 0;
   std::vector<int64_t> positions, rows, entity_rows;
+  // A batch's column `c` as its output type; null when the batch lacks it
+  // (a feature added after these rows were materialized: null).
+  auto as_output_type = [&](const arrow::RecordBatch& batch,
+                            size_t c) -> Result<std::shared_ptr<arrow::Array>> {
+    auto col = batch.GetColumnByName(columns[c]);
+    if (!col) return col;
+    const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
+    auto cast = CastTo(col, type, columns[c]);
+    if (!cast.ok()) {
+      return Unprocessable("features", "offline column '" + columns[c] + "' of '" + fs +
+                                           "' has type " + col->type()->ToString() + ", not " +
+                                           type->ToString());
+    }
+    return *cast;
+  };
+  std::mutex helper_mu;
   while (state.total_unresolved > 0) {
     std::optional<Result<PartitionRows>> read = partitions.Next();
     if (!read) break;
@@ -775,24 +827,88 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       }
       if (!taken_columns.empty()) taken_of_position.assign(static_cast<size_t>(n), -1);
     }
-    positions.clear();
-    rows.clear();
-    if (g.int_keys) {
-      MergePartition<true>(p, g, q.as_of, &state, &positions, &rows);
-    } else {
-      MergePartition<false>(p, g, q.as_of, &state, &positions, &rows);
+    // The partition is merged and its values gathered on kJoinThreads
+    // threads, each over one key range of the groups and the matching range
+    // of the partition's rows (both sides are in key order, so a range split
+    // needs no shuffle). Each range's entity rows are its own, so the
+    // gathered columns are written without locks.
+    const int64_t num_groups = g.num_groups();
+    const int ranges = num_groups >= 2 * kMinGroupsPerRange ? kJoinThreads : 1;
+    std::vector<JoinRange> parts(static_cast<size_t>(ranges));
+    for (int r = 0; r < ranges; ++r) {
+      JoinRange& part = parts[static_cast<size_t>(r)];
+      part.group_lo = num_groups * r / ranges;
+      part.group_hi = num_groups * (r + 1) / ranges;
+      part.row_lo = r == 0 ? 0 : FirstRowAtOrAfterGroup(p, g, part.group_lo);
     }
+    for (int r = 0; r + 1 < ranges; ++r) parts[r].row_hi = parts[r + 1].row_lo;
+    parts.back().row_hi = p.rows();
+    int64_t* event_values = reinterpret_cast<int64_t*>(events.values->mutable_data());
+    auto join_range = [&](JoinRange* part) -> Status {
+      if (g.int_keys) {
+        MergePartition<true>(p, g, q.as_of, part->row_lo, part->row_hi, part->group_lo,
+                             part->group_hi, &state, &part->positions, &part->rows);
+      } else {
+        MergePartition<false>(p, g, q.as_of, part->row_lo, part->row_hi, part->group_lo,
+                              part->group_hi, &state, &part->positions, &part->rows);
+      }
+      part->entity_rows.resize(part->positions.size());
+      for (size_t i = 0; i < part->positions.size(); ++i) {
+        const int64_t row = g.order[part->positions[i]];
+        part->entity_rows[i] = row;
+        events.valid[row] = 1;
+        event_values[row] = p.events[part->rows[i]];
+      }
+      // The fixed-width values, batch by batch (`rows` is ascending).
+      std::vector<int64_t> local;
+      size_t from = 0;
+      for (size_t b = 0; b < p.batches.size() && from < part->rows.size(); ++b) {
+        const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
+        size_t to = from;
+        while (to < part->rows.size() && part->rows[to] < limit) ++to;
+        if (to == from) continue;
+        local.assign(part->rows.begin() + from, part->rows.begin() + to);
+        for (int64_t& r : local) r -= base;
+        for (size_t c = 0; c < columns.size(); ++c) {
+          if (!gathered[c]) continue;
+          ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
+          if (col) {
+            Gather(*col, local.data(), part->entity_rows.data() + from, to - from, &*gathered[c]);
+          }
+        }
+        from = to;
+      }
+      return Status::OK();
+    };
+    Status helper_status;
+    std::vector<std::thread> helpers;
+    for (int r = 1; r < ranges; ++r) {
+      helpers.emplace_back([&, r] {
+        Status st = join_range(&parts[static_cast<size_t>(r)]);
+        if (!st.ok()) {
+          std::lock_guard<std::mutex> lock(helper_mu);
+          helper_status = st;
+        }
+      });
+    }
+    Status own = join_range(&parts[0]);
+    for (auto& t : helpers) t.join();
+    ARROW_RETURN_NOT_OK(own);
+    ARROW_RETURN_NOT_OK(helper_status);
     state.total_unresolved = 0;
     for (int64_t u : state.unresolved) state.total_unresolved += u;
-    entity_rows.resize(positions.size());
-    int64_t* event_values = reinterpret_cast<int64_t*>(events.values->mutable_data());
-    for (size_t i = 0; i < positions.size(); ++i) {
-      const int64_t row = g.order[positions[i]];
-      entity_rows[i] = row;
-      events.valid[row] = 1;
-      event_values[row] = p.events[rows[i]];
+    if (taken_columns.empty()) {
+      recycler.Put(&p);
+      continue;
     }
-    // The matched rows' values, batch by batch (`rows` is ascending).
+    // Other columns (strings, lists, bools): Take per batch, on this thread.
+    positions.clear();
+    rows.clear();
+    entity_rows.clear();
+    for (const JoinRange& part : parts) {
+      positions.insert(positions.end(), part.positions.begin(), part.positions.end());
+      rows.insert(rows.end(), part.rows.begin(), part.rows.end());
+    }
     std::vector<int64_t> local;
     size_t from = 0;
     for (size_t b = 0; b < p.batches.size() && from < rows.size(); ++b) {
@@ -804,25 +920,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       local.assign(rows.begin() + from, rows.begin() + to);
       for (int64_t& r : local) r -= base;
       std::vector<int64_t> distinct;  // for Take: each matched row once
-      auto as_output_type = [&](size_t c) -> Result<std::shared_ptr<arrow::Array>> {
-        // Absent: a feature added after these rows were materialized (null).
-        auto col = batch->GetColumnByName(columns[c]);
-        if (!col) return col;
-        const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
-        auto cast = CastTo(col, type, columns[c]);
-        if (!cast.ok()) {
-          return Unprocessable("features", "offline column '" + columns[c] + "' of '" + fs +
-                                               "' has type " + col->type()->ToString() +
-                                               ", not " + type->ToString());
-        }
-        return *cast;
-      };
-      for (size_t c = 0; c < columns.size(); ++c) {
-        if (!gathered[c]) continue;
-        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(c));
-        if (col) Gather(*col, local.data(), entity_rows.data() + from, to - from, &*gathered[c]);
-      }
-      if (!taken_columns.empty()) {
+      {
         for (size_t i = 0; i < local.size(); ++i) {
           if (distinct.empty() || distinct.back() != local[i]) distinct.push_back(local[i]);
           taken_of_position[positions[from + i]] =
@@ -833,7 +931,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
         std::vector<std::shared_ptr<arrow::Array>> arrays;
         for (size_t c : taken_columns) {
           const auto& field = out_schema->field(static_cast<int>(c) + 1);
-          ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(c));
+          ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*batch, c));
           std::shared_ptr<arrow::Array> taken;
           if (!col) {
             ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(field->type(), index->length()));
