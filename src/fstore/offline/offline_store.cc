@@ -581,6 +581,7 @@ Status WriteAtomically(arrow::fs::FileSystem& fs, const std::string& dir, const 
 // object storage: uploads it under its name); returns its size in bytes.
 Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& dir,
                                  const std::string& name,
+                                 const std::vector<std::string>& key_columns,
                                  const std::shared_ptr<arrow::Table>& table, bool object_store,
                                  const ParquetEncryption* encryption) {
   ARROW_ASSIGN_OR_RAISE(auto out, fs.OpenOutputStream(WritePath(dir, name, object_store)));
@@ -589,21 +590,26 @@ Result<int64_t> WriteParquetFile(arrow::fs::FileSystem& fs, const std::string& d
   // Encodings chosen for reading speed (point-in-time joins decode whole
   // partitions) and size, measured on 10M rows / 30 partitions
   // (docs/benchmarks.md "Historical retrieval"): snappy on every column
-  // made decompression a third of a join's CPU. Integers and times (the
-  // keys and times are sorted, so their deltas are small) are
-  // DELTA_BINARY_PACKED without a codec: smaller than snappy's plain pages
-  // and decoded without a decompression pass. Floats, strings, lists and
-  // bools are LZ4_RAW-compressed (faster to decode than snappy; read by
-  // Arrow, DuckDB and Spark >= 3.4); strings keep dictionary encoding.
-  // Numbers and times rarely repeat enough to pay for a dictionary.
+  // made decompression a third of a join's CPU. The integer key columns and
+  // the two times are sorted (times within a key), so their deltas are
+  // small: DELTA_BINARY_PACKED without a codec is smaller than snappy's
+  // plain pages and decodes without a decompression pass. Every other
+  // column is LZ4_RAW-compressed (faster to decode than snappy; read by
+  // Arrow, DuckDB and Spark >= 3.4). Numbers and times rarely repeat enough
+  // to pay for a dictionary; strings keep it.
   builder.compression(arrow::Compression::LZ4);
   for (const auto& field : table->schema()->fields()) {
     const auto id = field->type()->id();
-    if (id == arrow::Type::INT64 || id == arrow::Type::INT32 || id == arrow::Type::TIMESTAMP) {
+    const bool sorted = field->name() == kEventTimestampColumn ||
+                        field->name() == kCreatedTimestampColumn ||
+                        (id == arrow::Type::INT64 &&
+                         std::find(key_columns.begin(), key_columns.end(), field->name()) !=
+                             key_columns.end());
+    if (sorted) {
       builder.disable_dictionary(field->name());
       builder.encoding(field->name(), parquet::Encoding::DELTA_BINARY_PACKED);
       builder.compression(field->name(), arrow::Compression::UNCOMPRESSED);
-    } else if (arrow::is_floating(id) || arrow::is_integer(id)) {
+    } else if (arrow::is_floating(id) || arrow::is_integer(id) || id == arrow::Type::TIMESTAMP) {
       builder.disable_dictionary(field->name());
     }
   }
@@ -667,7 +673,7 @@ Status WriteGeneration(arrow::fs::FileSystem& fs, const PartitionState& state,
   for (int64_t offset = 0; offset < table->num_rows(); offset += kOfflineFileRows, ++n) {
     std::string name = kPartPrefix + job_id + "-" + std::to_string(n) + kParquetSuffix;
     ARROW_ASSIGN_OR_RAISE(int64_t bytes,
-                          WriteParquetFile(fs, state.dir, name,
+                          WriteParquetFile(fs, state.dir, name, key_columns,
                                            table->Slice(offset, kOfflineFileRows), object_store,
                                            encryption));
     g.files.push_back(name);
