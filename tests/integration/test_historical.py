@@ -142,6 +142,13 @@ def duckdb_expected(world, rows):
     return asof, windows
 
 
+def events_feature_set(world, prefix):
+    """A new feature set (user entity) over the module's events file."""
+    return world["api"].create_feature_set(
+        name=uniq(prefix), entities=["user"],
+        source={"type": "file", "path": world["events_path"], "format": "parquet"})
+
+
 def post_hist(api, body, **kw):
     return api.post(HIST, body, **kw)
 
@@ -337,9 +344,7 @@ def test_bad_body_is_refused(world):
 
 def test_clock_reading_feature_is_evaluated_at_each_row_time(world):
     api = world["api"]
-    c = api.create_feature_set(name=uniq("hist_clock"), entities=["user"],
-                               source={"type": "file", "path": world["events_path"],
-                                       "format": "parquet"})
+    c = events_feature_set(world, "hist_clock")
     api.create_feature(c["id"], name="age_s", data_type="float",
                        transformation="EXTRACT(EPOCH FROM now() - event_timestamp)")
     api.create_feature(c["id"], name="amount_if_recent", data_type="float",
@@ -477,9 +482,7 @@ def test_derived_feature_over_other_sets(world):
     """A derived feature whose inputs live in other feature sets is computed
     from those inputs' point-in-time values (their ttl and defaults too)."""
     api = world["api"]
-    c = api.create_feature_set(name=uniq("hist_c"), entities=["user"],
-                               source={"type": "file", "path": world["events_path"],
-                                       "format": "parquet"})
+    c = events_feature_set(world, "hist_c")
     api.create_feature(c["id"], name="amount", data_type="float")
     api.create_feature(c["id"], name="gap", data_type="float",
                        source_features=[f"{world['a']}:amount_x2", f"{world['b']}:plus_one"],
@@ -505,9 +508,7 @@ def test_derived_feature_over_other_sets_reading_the_clock(world):
     """A derived feature over other sets that reads the clock is evaluated
     with the clock at each entity row's time."""
     api = world["api"]
-    c = api.create_feature_set(name=uniq("hist_cc"), entities=["user"],
-                               source={"type": "file", "path": world["events_path"],
-                                       "format": "parquet"})
+    c = events_feature_set(world, "hist_cc")
     api.create_feature(c["id"], name="amount", data_type="float")
     api.create_feature(c["id"], name="x2_plus_days", data_type="float",
                        source_features=[f"{world['a']}:amount_x2"],
@@ -534,9 +535,7 @@ def test_windowed_feature_reading_the_clock_is_exact_at_each_row_time(world):
     the clock at the entity row's time, then aggregated over the window
     ending there (also between events)."""
     api = world["api"]
-    c = api.create_feature_set(name=uniq("hist_wclock"), entities=["user"],
-                               source={"type": "file", "path": world["events_path"],
-                                       "format": "parquet"})
+    c = events_feature_set(world, "hist_wclock")
     recent = "CASE WHEN event_timestamp > now() - INTERVAL '1 hour' THEN {} END"
     api.create_feature(c["id"], name="spend_last_hour", data_type="float", window_size="6h",
                        transformation=f"SUM({recent.format('amount')})")
