@@ -789,7 +789,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   std::vector<std::shared_ptr<arrow::RecordBatch>> taken_chunks;
   std::vector<int64_t> taken_of_position;
   int64_t taken_rows = 0;
-  std::vector<int64_t> positions, rows, entity_rows;
+  std::vector<int64_t> positions, rows;
   // A batch's column `c` as its output type; null when the batch lacks it
   // (a feature added after these rows were materialized: null).
   auto as_output_type = [&](const arrow::RecordBatch& batch,
@@ -904,7 +904,6 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     // Other columns (strings, lists, bools): Take per batch, on this thread.
     positions.clear();
     rows.clear();
-    entity_rows.clear();
     for (const JoinRange& part : parts) {
       positions.insert(positions.end(), part.positions.begin(), part.positions.end());
       rows.insert(rows.end(), part.rows.begin(), part.rows.end());
@@ -920,32 +919,30 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       local.assign(rows.begin() + from, rows.begin() + to);
       for (int64_t& r : local) r -= base;
       std::vector<int64_t> distinct;  // for Take: each matched row once
-      {
-        for (size_t i = 0; i < local.size(); ++i) {
-          if (distinct.empty() || distinct.back() != local[i]) distinct.push_back(local[i]);
-          taken_of_position[positions[from + i]] =
-              taken_rows + static_cast<int64_t>(distinct.size()) - 1;
-        }
-        ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(distinct));
-        std::vector<std::shared_ptr<arrow::Field>> fields;
-        std::vector<std::shared_ptr<arrow::Array>> arrays;
-        for (size_t c : taken_columns) {
-          const auto& field = out_schema->field(static_cast<int>(c) + 1);
-          ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*batch, c));
-          std::shared_ptr<arrow::Array> taken;
-          if (!col) {
-            ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(field->type(), index->length()));
-          } else {
-            ARROW_ASSIGN_OR_RAISE(auto datum, cp::Take(*col, *index));
-            taken = datum;
-          }
-          fields.push_back(field);
-          arrays.push_back(taken);
-        }
-        taken_chunks.push_back(
-            arrow::RecordBatch::Make(arrow::schema(fields), index->length(), arrays));
-        taken_rows += index->length();
+      for (size_t i = 0; i < local.size(); ++i) {
+        if (distinct.empty() || distinct.back() != local[i]) distinct.push_back(local[i]);
+        taken_of_position[positions[from + i]] =
+            taken_rows + static_cast<int64_t>(distinct.size()) - 1;
       }
+      ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(distinct));
+      std::vector<std::shared_ptr<arrow::Field>> fields;
+      std::vector<std::shared_ptr<arrow::Array>> arrays;
+      for (size_t c : taken_columns) {
+        const auto& field = out_schema->field(static_cast<int>(c) + 1);
+        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*batch, c));
+        std::shared_ptr<arrow::Array> taken;
+        if (!col) {
+          ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(field->type(), index->length()));
+        } else {
+          ARROW_ASSIGN_OR_RAISE(auto datum, cp::Take(*col, *index));
+          taken = datum;
+        }
+        fields.push_back(field);
+        arrays.push_back(taken);
+      }
+      taken_chunks.push_back(
+          arrow::RecordBatch::Make(arrow::schema(fields), index->length(), arrays));
+      taken_rows += index->length();
       from = to;
     }
     recycler.Put(&p);
