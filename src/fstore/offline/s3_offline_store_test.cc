@@ -227,12 +227,14 @@ TEST_F(S3OfflineStoreTest, NewGenerationReplacesTheOldOne) {
   ASSERT_OK(Replace(*store_, kJan1, kJan2, {{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2}},
                     "job1")
                 .status());
-  // A sub-day rerun keeps the rows outside its range, replaces those inside.
+  // A sub-day rerun keeps the rows outside its range, replaces those inside
+  // (keeping the version of (2, +2) that its newer row supersedes).
   ASSERT_OK(Replace(*store_, kJan1 + 2, kJan1 + 10, {{2, kJan1 + 2, kC2, 20}, {3, kJan1 + 3, kC2, 30}},
                     "job2")
                 .status());
   EXPECT_EQ(ReadRows(*store_, kJan1, kJan2),
-            Strings({{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC2, 20}, {3, kJan1 + 3, kC2, 30}}));
+            Strings({{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2}, {2, kJan1 + 2, kC2, 20},
+                     {3, kJan1 + 3, kC2, 30}}));
   EXPECT_THAT(Files(), ElementsAre("user_stats/v1/date=2024-01-01/_generation-2-job2.json",
                                    "user_stats/v1/date=2024-01-01/part-job2-0.parquet"));
   // The same job again (a retry) never overwrites a visible file.
@@ -272,7 +274,9 @@ TEST_F(S3OfflineStoreTest, CrashAtEveryStepLeavesOldOrNewPerPartition) {
   const std::vector<TimestampMicros> days = {kJan1, kJan2, kJan3};
   const std::vector<std::vector<std::string>> before = {
       Strings({old_rows[0]}), Strings({old_rows[1]}), Strings({old_rows[2]})};
-  const std::vector<std::vector<std::string>> after = {Strings({new_rows[0]}), {},
+  // Day 1: the old row stays beside the newer version of it; day 2: its row
+  // is not brought again (gone); day 3: another row replaces the old one.
+  const std::vector<std::vector<std::string>> after = {Strings({old_rows[0], new_rows[0]}), {},
                                                        Strings({new_rows[1]})};
   int crashes = 0;
   for (int64_t n = 1;; ++n) {
@@ -341,7 +345,9 @@ TEST_F(S3OfflineStoreTest, S3DownMidWriteThenRerun) {
   ASSERT_TRUE(proxy->Resume());
   faulty->Recover();
   ASSERT_OK(Replace(*store, kJan1, kJan3, new_rows, "new").status());
-  EXPECT_EQ(ReadRows(*store_, kJan1, kJan3), Strings(new_rows));
+  // Each old row is superseded by a newer version: both are kept.
+  EXPECT_EQ(ReadRows(*store_, kJan1, kJan3),
+            Strings({old_rows[0], new_rows[0], old_rows[1], new_rows[1], new_rows[2]}));
   for (const auto& f : Files()) {
     auto name = f.substr(f.rfind('/') + 1);
     EXPECT_TRUE(name.rfind("part-new-", 0) == 0 || name.rfind("_generation-", 0) == 0) << f;
