@@ -93,10 +93,20 @@ def user(i):
     return f"u{i:06d}"
 
 
+# --pin: the server and nginx on CPU 1, the load generator on CPU 0 (each its
+# own core instead of sharing both); empty: no pinning.
+SERVER_CPUS = ""
+LOADGEN_CPUS = ""
+
+
+def pinned(cmd, cpus):
+    return ["taskset", "-c", cpus] + cmd if cpus else cmd
+
+
 def start_server(binary, data_dir, io_threads):
-    proc = subprocess.Popen([binary, "serve", "--port", "0", "--host", "127.0.0.1",
+    proc = subprocess.Popen(pinned([binary, "serve", "--port", "0", "--host", "127.0.0.1",
                              "--data-dir", str(data_dir), "--log-level", "warn",
-                             "--io-threads", str(io_threads)],
+                             "--io-threads", str(io_threads)], SERVER_CPUS),
                             stdout=subprocess.PIPE, text=True, env=env())
     for line in proc.stdout:
         if line.startswith("fstore listening on port "):
@@ -242,8 +252,8 @@ http {{
   }}
 }}
 """)
-    proc = subprocess.Popen([nginx, "-p", str(ngx), "-c", str(ngx / "nginx.conf"),
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(pinned([nginx, "-p", str(ngx), "-c", str(ngx / "nginx.conf"),
+                                    "-g", "daemon off;"], SERVER_CPUS), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     status = None
     for _ in range(100):
@@ -277,7 +287,8 @@ def loadgen(port, path, rate, duration, connections, bodies, server_pids=()):
     cpu0 = cpu_seconds(server_pids)
     cmd = [str(LOADGEN_BIN), "--port", str(port), "--path", path, "--rate", str(rate),
            "--duration", str(duration), "--connections", str(connections), "--bodies", str(bodies)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    out = subprocess.run(pinned(cmd, LOADGEN_CPUS), capture_output=True, text=True,
+                         timeout=duration + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -350,8 +361,12 @@ def main():
     ap.add_argument("--json-out", help="also write every loadgen result here")
     ap.add_argument("--redis-url", default="",
                     help="online store on this Redis (flushed first), not the embedded RocksDB")
+    ap.add_argument("--pin", action="store_true",
+                    help="server and nginx on CPU 1, the load generator on CPU 0")
     args = ap.parse_args()
-    global REDIS_URL
+    global REDIS_URL, SERVER_CPUS, LOADGEN_CPUS
+    if args.pin:
+        SERVER_CPUS, LOADGEN_CPUS = "1", "0"
     REDIS_URL = args.redis_url
     if REDIS_URL:
         subprocess.run(["redis-cli", "-u", REDIS_URL, "FLUSHDB"], check=True,
