@@ -2481,6 +2481,8 @@ Result<CompiledExpression> CompiledExpression::Compile(
   return out;
 }
 
+bool CompiledExpression::reads_clock() const { return root_->reads_clock; }
+
 Result<std::shared_ptr<arrow::Array>> CompiledExpression::Evaluate(
     const arrow::RecordBatch& batch, const EvalContext& ctx) const {
   std::vector<Datum> columns;

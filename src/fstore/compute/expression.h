@@ -86,6 +86,9 @@ class CompiledExpression {
   /// Input columns read, in first-use order, as named in `input`.
   const std::vector<std::string>& input_columns() const { return input_columns_; }
 
+  /// True when the value depends on EvalContext::clock (now(), current_date...).
+  bool reads_clock() const;
+
   /// Evaluates over a batch which has at least the input columns (by name, of
   /// types castable to those compiled against): one value per row, of type().
   Result<std::shared_ptr<arrow::Array>> Evaluate(const arrow::RecordBatch& batch,

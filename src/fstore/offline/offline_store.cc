@@ -1168,9 +1168,9 @@ Result<std::shared_ptr<arrow::Table>> OfflineStore::Read(const std::string& feat
   if (table->num_rows() <= 1) return table;
   // Each partition is sorted; across partitions the keys interleave.
   ARROW_ASSIGN_OR_RAISE(auto batch, table->CombineChunksToBatch());
-  std::vector<std::string> times = {kEventTimestampColumn};
-  if (batch->GetColumnByName(kCreatedTimestampColumn)) times.push_back(kCreatedTimestampColumn);
-  ARROW_ASSIGN_OR_RAISE(auto order, EntityTimeOrder(*batch, plan.key_columns, times));
+  ARROW_ASSIGN_OR_RAISE(auto order,
+                        EntityTimeOrder(*batch, plan.key_columns,
+                                        {kEventTimestampColumn, kCreatedTimestampColumn}));
   ARROW_ASSIGN_OR_RAISE(auto sorted, cp::Take(arrow::Datum(table), arrow::Datum(order)));
   return sorted.table();
 }

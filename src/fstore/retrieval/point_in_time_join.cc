@@ -474,7 +474,7 @@ struct AsOfState {
 // ascending).
 //
 // Only partition rows [row_lo, row_hi) and groups [group_lo, group_hi) are
-// looked at: a key range of both sides (see KeyRangeSplit), so that threads
+// looked at: a key range of both sides (JoinRange), so that threads
 // may merge disjoint ranges of one partition at once (each group's state is
 // touched by one of them only).
 template <bool kIntKeys>
@@ -643,7 +643,28 @@ constexpr int64_t kMinGroupsPerRange = 4096;
 struct JoinRange {
   int64_t group_lo = 0, group_hi = 0, row_lo = 0, row_hi = 0;
   std::vector<int64_t> positions, rows, entity_rows;
+  Status status;  // of the thread that joined it
 };
+
+// Calls `fn(b, from, to, local)` for each batch b of `p` holding matched
+// partition rows rows[from, to) (`rows` ascending), `local` being those rows
+// as indices into batch b.
+template <typename Fn>
+Status ForEachBatchRun(const PartitionRows& p, const std::vector<int64_t>& rows, Fn fn) {
+  std::vector<int64_t> local;
+  size_t from = 0;
+  for (size_t b = 0; b < p.batches.size() && from < rows.size(); ++b) {
+    const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
+    size_t to = from;
+    while (to < rows.size() && rows[to] < limit) ++to;
+    if (to == from) continue;
+    local.assign(rows.begin() + from, rows.begin() + to);
+    for (int64_t& r : local) r -= base;
+    ARROW_RETURN_NOT_OK(fn(b, from, to, local));
+    from = to;
+  }
+  return Status::OK();
+}
 
 // Partitions read ahead of the join (in parallel with it and each other):
 // the memory held is at most this many partitions plus the one joined.
@@ -805,7 +826,6 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     }
     return *cast;
   };
-  std::mutex helper_mu;
   while (state.total_unresolved > 0) {
     std::optional<Result<PartitionRows>> read = partitions.Next();
     if (!read) break;
@@ -859,16 +879,9 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
         events.valid[row] = 1;
         event_values[row] = p.events[part->rows[i]];
       }
-      // The fixed-width values, batch by batch (`rows` is ascending).
-      std::vector<int64_t> local;
-      size_t from = 0;
-      for (size_t b = 0; b < p.batches.size() && from < part->rows.size(); ++b) {
-        const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
-        size_t to = from;
-        while (to < part->rows.size() && part->rows[to] < limit) ++to;
-        if (to == from) continue;
-        local.assign(part->rows.begin() + from, part->rows.begin() + to);
-        for (int64_t& r : local) r -= base;
+      // The fixed-width values, batch by batch.
+      return ForEachBatchRun(p, part->rows, [&](size_t b, size_t from, size_t to,
+                                                const std::vector<int64_t>& local) -> Status {
         for (size_t c = 0; c < columns.size(); ++c) {
           if (!gathered[c]) continue;
           ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
@@ -876,25 +889,16 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
             Gather(*col, local.data(), part->entity_rows.data() + from, to - from, &*gathered[c]);
           }
         }
-        from = to;
-      }
-      return Status::OK();
+        return Status::OK();
+      });
     };
-    Status helper_status;
     std::vector<std::thread> helpers;
     for (int r = 1; r < ranges; ++r) {
-      helpers.emplace_back([&, r] {
-        Status st = join_range(&parts[static_cast<size_t>(r)]);
-        if (!st.ok()) {
-          std::lock_guard<std::mutex> lock(helper_mu);
-          helper_status = st;
-        }
-      });
+      helpers.emplace_back([&, r] { parts[r].status = join_range(&parts[r]); });
     }
-    Status own = join_range(&parts[0]);
+    parts[0].status = join_range(&parts[0]);
     for (auto& t : helpers) t.join();
-    ARROW_RETURN_NOT_OK(own);
-    ARROW_RETURN_NOT_OK(helper_status);
+    for (const JoinRange& part : parts) ARROW_RETURN_NOT_OK(part.status);
     state.total_unresolved = 0;
     for (int64_t u : state.unresolved) state.total_unresolved += u;
     if (taken_columns.empty()) {
@@ -908,16 +912,8 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       positions.insert(positions.end(), part.positions.begin(), part.positions.end());
       rows.insert(rows.end(), part.rows.begin(), part.rows.end());
     }
-    std::vector<int64_t> local;
-    size_t from = 0;
-    for (size_t b = 0; b < p.batches.size() && from < rows.size(); ++b) {
-      const int64_t base = p.batch_begin[b], limit = p.batch_begin[b + 1];
-      size_t to = from;
-      while (to < rows.size() && rows[to] < limit) ++to;
-      if (to == from) continue;
-      const auto& batch = p.batches[b];
-      local.assign(rows.begin() + from, rows.begin() + to);
-      for (int64_t& r : local) r -= base;
+    ARROW_RETURN_NOT_OK(ForEachBatchRun(p, rows, [&](size_t b, size_t from, size_t,
+                                                     const std::vector<int64_t>& local) -> Status {
       std::vector<int64_t> distinct;  // for Take: each matched row once
       for (size_t i = 0; i < local.size(); ++i) {
         if (distinct.empty() || distinct.back() != local[i]) distinct.push_back(local[i]);
@@ -929,7 +925,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       std::vector<std::shared_ptr<arrow::Array>> arrays;
       for (size_t c : taken_columns) {
         const auto& field = out_schema->field(static_cast<int>(c) + 1);
-        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*batch, c));
+        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
         std::shared_ptr<arrow::Array> taken;
         if (!col) {
           ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(field->type(), index->length()));
@@ -943,8 +939,8 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       taken_chunks.push_back(
           arrow::RecordBatch::Make(arrow::schema(fields), index->length(), arrays));
       taken_rows += index->length();
-      from = to;
-    }
+      return Status::OK();
+    }));
     recycler.Put(&p);
   }
   if (ttl_micros) {
@@ -1046,6 +1042,47 @@ Result<std::shared_ptr<arrow::Array>> Unpermute(const std::shared_ptr<arrow::Arr
   return out;
 }
 
+// `expression` over `rows` with the clock at `clock`; its errors name
+// `feature` (field "features").
+Result<std::shared_ptr<arrow::Array>> EvaluateAt(const CompiledExpression& expression,
+                                                 const arrow::RecordBatch& rows,
+                                                 TimestampMicros clock, const Feature& feature) {
+  EvalContext ctx;
+  ctx.clock = clock;
+  auto r = expression.Evaluate(rows, ctx);
+  if (!r.ok()) {
+    return MakeError(ErrorCodeOf(r.status()),
+                     "feature '" + feature.name + "': " + ErrorMessageOf(r.status()), "features");
+  }
+  return *r;
+}
+
+// Indices 0..n-1 taken in runs of equal time (`time_of(i)`; stably, so a run's
+// indices ascend): `piece(t, run)` gives the values of a run, and the pieces
+// come back concatenated in index order (empty: an array of `type`).
+template <typename TimeOf, typename Piece>
+Result<std::shared_ptr<arrow::Array>> PerDistinctTime(int64_t n, TimeOf time_of,
+                                                      const std::shared_ptr<arrow::DataType>& type,
+                                                      Piece piece) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return time_of(a) < time_of(b); });
+  arrow::ArrayVector pieces;
+  for (int64_t i = 0; i < n;) {
+    const int64_t t = time_of(order[i]);
+    int64_t j = i;
+    while (j < n && time_of(order[j]) == t) ++j;
+    const std::vector<int64_t> run(order.begin() + i, order.begin() + j);
+    ARROW_ASSIGN_OR_RAISE(auto values, piece(t, run));
+    pieces.push_back(std::move(values));
+    i = j;
+  }
+  if (pieces.empty()) return arrow::MakeArrayOfNull(type, 0);
+  ARROW_ASSIGN_OR_RAISE(auto all, arrow::Concatenate(pieces));
+  return Unpermute(all, order);
+}
+
 // The source rows of [start, end) with `columns`, for windows recomputed at
 // the entity rows' times. A feature set with a Python transformation has its
 // windows over the step's output: every source column is read and the step
@@ -1098,23 +1135,15 @@ Result<std::shared_ptr<arrow::Array>> ClockedWindowAtTimes(
   std::vector<int64_t> first(static_cast<size_t>(num_groups + 1), 0);
   for (int64_t gr : event_groups) ++first[static_cast<size_t>(gr + 1)];
   std::partial_sum(first.begin(), first.end(), first.begin());
-  const int64_t nq = static_cast<int64_t>(query_groups.size());
-  // Queries by time; equal times keep their group order.
-  std::vector<int64_t> by_time(static_cast<size_t>(nq));
-  std::iota(by_time.begin(), by_time.end(), 0);
-  std::stable_sort(by_time.begin(), by_time.end(),
-                   [&](int64_t a, int64_t b) { return query_times[a] < query_times[b]; });
-  arrow::ArrayVector pieces;
-  for (int64_t i = 0; i < nq;) {
-    const int64_t t = query_times[by_time[i]];
-    int64_t j = i;
-    while (j < nq && query_times[by_time[j]] == t) ++j;
-    std::vector<int64_t> ev_index, ev_group, ev_time, q_group, q_time;
+  ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(p.feature.data_type));
+  auto at_time = [&](int64_t t, const std::vector<int64_t>& run)
+      -> Result<std::shared_ptr<arrow::Array>> {
+    // The run's queries in group order; the events their windows can see.
+    std::vector<int64_t> ev_index, ev_group, ev_time, q_group;
     int64_t last_group = -1;
-    for (int64_t m = i; m < j; ++m) {
-      const int64_t gr = query_groups[by_time[m]];
+    for (int64_t query : run) {
+      const int64_t gr = query_groups[query];
       q_group.push_back(gr);
-      q_time.push_back(t);
       if (gr == last_group) continue;
       last_group = gr;
       auto begin = event_times.begin() + first[gr], end = event_times.begin() + first[gr + 1];
@@ -1128,27 +1157,19 @@ Result<std::shared_ptr<arrow::Array>> ClockedWindowAtTimes(
     }
     ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(ev_index));
     ARROW_ASSIGN_OR_RAISE(auto seen, cp::Take(events, index));
-    EvalContext ctx;
-    ctx.clock = t;
-    auto argument = p.expression->Evaluate(*seen.record_batch(), ctx);
-    if (!argument.ok()) {
-      return MakeError(ErrorCodeOf(argument.status()),
-                       "feature '" + p.feature.name + "': " + ErrorMessageOf(argument.status()),
-                       "features");
-    }
+    ARROW_ASSIGN_OR_RAISE(auto argument,
+                          EvaluateAt(*p.expression, *seen.record_batch(), t, p.feature));
     ARROW_ASSIGN_OR_RAISE(auto eg, Int64ArrayOf(ev_group));
     ARROW_ASSIGN_OR_RAISE(auto et, Int64ArrayOf(ev_time));
     ARROW_ASSIGN_OR_RAISE(auto qg, Int64ArrayOf(q_group));
-    ARROW_ASSIGN_OR_RAISE(auto qt, Int64ArrayOf(q_time));
-    ARROW_ASSIGN_OR_RAISE(auto values, WindowAtTimes(*p.window, *eg, *et, *argument, *qg, *qt));
+    ARROW_ASSIGN_OR_RAISE(auto qt, Int64ArrayOf(std::vector<int64_t>(run.size(), t)));
+    ARROW_ASSIGN_OR_RAISE(auto values, WindowAtTimes(*p.window, *eg, *et, argument, *qg, *qt));
     ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(p.feature, values));
-    pieces.push_back(col.values);
-    i = j;
-  }
-  ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(p.feature.data_type));
-  if (pieces.empty()) return arrow::MakeArrayOfNull(type, 0);
-  ARROW_ASSIGN_OR_RAISE(auto all, arrow::Concatenate(pieces));
-  return Unpermute(all, by_time);
+    return col.values;
+  };
+  return PerDistinctTime(
+      static_cast<int64_t>(query_groups.size()), [&](int64_t i) { return query_times[i]; }, type,
+      at_time);
 }
 
 // Windowed features at the entity rows' times, from the source.
@@ -1308,35 +1329,21 @@ Result<std::shared_ptr<arrow::Array>> EvaluateWithClockAt(const CompiledExpressi
                                                           const std::shared_ptr<arrow::RecordBatch>& rows,
                                                           const arrow::Int64Array& times,
                                                           const Feature& feature) {
-  // Rows sorted by time, evaluated in runs of equal times.
-  const int64_t n = rows->num_rows();
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return times.Value(a) < times.Value(b); });
-  arrow::ArrayVector pieces;
-  for (int64_t i = 0; i < n;) {
-    int64_t j = i;
-    while (j < n && times.Value(order[j]) == times.Value(order[i])) ++j;
-    std::vector<int64_t> slice(order.begin() + i, order.begin() + j);
-    ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(slice));
-    ARROW_ASSIGN_OR_RAISE(auto sub, cp::Take(rows, index));
-    EvalContext ctx;
-    ctx.clock = times.Value(order[i]);
-    auto r = expression.Evaluate(*sub.record_batch(), ctx);
-    if (!r.ok()) {
-      return MakeError(ErrorCodeOf(r.status()),
-                       "feature '" + feature.name + "': " + ErrorMessageOf(r.status()),
-                       "features");
-    }
-    ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(feature, *r));
-    pieces.push_back(col.values);
-    i = j;
+  if (!expression.reads_clock()) {
+    ARROW_ASSIGN_OR_RAISE(auto values, EvaluateAt(expression, *rows, 0, feature));
+    ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(feature, values));
+    return col.values;
   }
   ARROW_ASSIGN_OR_RAISE(auto type, ArrowTypeOf(feature.data_type));
-  if (pieces.empty()) return arrow::MakeArrayOfNull(type, 0);
-  ARROW_ASSIGN_OR_RAISE(auto all, arrow::Concatenate(pieces));
-  return Unpermute(all, order);
+  return PerDistinctTime(
+      rows->num_rows(), [&](int64_t i) { return times.Value(i); }, type,
+      [&](int64_t t, const std::vector<int64_t>& run) -> Result<std::shared_ptr<arrow::Array>> {
+        ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(run));
+        ARROW_ASSIGN_OR_RAISE(auto sub, cp::Take(rows, index));
+        ARROW_ASSIGN_OR_RAISE(auto values, EvaluateAt(expression, *sub.record_batch(), t, feature));
+        ARROW_ASSIGN_OR_RAISE(CheckedColumn col, CheckFeatureColumn(feature, values));
+        return col.values;
+      });
 }
 
 Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(

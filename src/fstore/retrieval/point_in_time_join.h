@@ -62,8 +62,9 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
 
 /// `feature`'s `expression` over `rows` with the clock of row i at
 /// `times[i]` (UTC microseconds, no nulls, same length): one evaluation per
-/// distinct time, each checked against the feature's declared type
-/// (CheckFeatureColumn). The result is in row order. Errors are the
+/// distinct time (once when it does not read the clock), each checked
+/// against the feature's declared type (CheckFeatureColumn). The result is
+/// in row order. Errors are the
 /// expression's, with field "features" and the feature's name in the message.
 Result<std::shared_ptr<arrow::Array>> EvaluateWithClockAt(const CompiledExpression& expression,
                                                           const std::shared_ptr<arrow::RecordBatch>& rows,

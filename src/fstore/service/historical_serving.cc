@@ -435,7 +435,6 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
       d.output_slot = set.output_slot[w];
       auto parsed = ParseTransformation(f.transformation);
       if (!parsed.ok()) return WithFieldPrefix(parsed.status(), field);
-      d.reads_clock = parsed->reads_clock;
       std::vector<std::shared_ptr<arrow::Field>> fields;
       for (const auto& ref : f.source_features) {
         size_t colon = ref.find(':');
@@ -543,20 +542,10 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
         arrays.push_back(values[0]);
       }
       auto batch = arrow::RecordBatch::Make(arrow::schema(fields), rows, arrays);
-      if (d.reads_clock) {
-        // The clock at each entity row's time (ARCHITECTURE.md "Time semantics").
-        ARROW_ASSIGN_OR_RAISE(outputs[d.output_slot],
-                              EvaluateWithClockAt(*d.expression, batch, *times, d.feature));
-        continue;
-      }
-      auto result = d.expression->Evaluate(*batch, EvalContext{});
-      if (!result.ok()) {
-        return MakeError(ErrorCodeOf(result.status()),
-                         "feature '" + d.feature.name + "': " + ErrorMessageOf(result.status()),
-                         "features");
-      }
-      ARROW_ASSIGN_OR_RAISE(CheckedColumn checked, CheckFeatureColumn(d.feature, *result));
-      outputs[d.output_slot] = checked.values;
+      // An expression reading the clock sees each entity row's time
+      // (ARCHITECTURE.md "Time semantics").
+      ARROW_ASSIGN_OR_RAISE(outputs[d.output_slot],
+                            EvaluateWithClockAt(*d.expression, batch, *times, d.feature));
     }
   }
   return outputs;

@@ -63,7 +63,6 @@ struct FeatureSelection {
       Feature feature;
       size_t output_slot = 0;
       std::shared_ptr<const CompiledExpression> expression;
-      bool reads_clock = false;  ///< evaluated with the clock at each row's time
       struct Input {
         std::shared_ptr<const Set> set;  ///< the input's set, compiled
         std::string feature;             ///< its name there (and in the expression)
