@@ -1,6 +1,7 @@
 #include "fstore/registry/codec.h"
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -632,11 +633,19 @@ Status DecodeJob(const json::value& v, MaterializationJob* out) {
   return Status::OK();
 }
 
-Result<json::value> ParseJson(std::string_view text) {
+Result<json::value> ParseJson(std::string_view text, json::storage_ptr storage) {
   boost::system::error_code ec;
   json::parse_options options;
   options.max_depth = 64;
-  json::stream_parser parser({}, options);
+  // Small documents (a serving request) reuse one parser per thread, which
+  // keeps its working buffers instead of allocating them each time; a large
+  // one gets its own, so that a thread does not keep its buffers at rest.
+  constexpr size_t kReusedParserLimit = 64 * 1024;
+  thread_local json::stream_parser reused({}, options);
+  std::optional<json::stream_parser> own;
+  if (text.size() > kReusedParserLimit) own.emplace(json::storage_ptr(), options);
+  json::stream_parser& parser = own ? *own : reused;
+  parser.reset(std::move(storage));
   size_t consumed = parser.write_some(text.data(), text.size(), ec);
   if (!ec && consumed < text.size()) {
     return InvalidArgument("", "the request body is not valid JSON: unexpected data after the "

@@ -38,6 +38,8 @@ Status DecodeFeatureSet(const boost::json::value& json, DecodeMode mode, Feature
 Status DecodeFeature(const boost::json::value& json, DecodeMode mode, Feature* out);
 
 /// Parses text as JSON; a syntax error is InvalidArgument with the offset.
-Result<boost::json::value> ParseJson(std::string_view text);
+/// `storage`: where the value's strings, arrays and objects are allocated
+/// (a monotonic resource on the caller's stack for a request body).
+Result<boost::json::value> ParseJson(std::string_view text, boost::json::storage_ptr storage = {});
 
 }  // namespace fstore

@@ -4,6 +4,7 @@
 #include <string>
 
 #include <arrow/record_batch.h>
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "fstore/core/time.h"
@@ -27,11 +28,11 @@ using server_internal::PositiveIntParam;
 
 namespace {
 
-Result<json::value> BodyJson(const HttpRequest& request) {
+Result<json::value> BodyJson(const HttpRequest& request, json::storage_ptr storage = {}) {
   if (request.body.find_first_not_of(" \t\r\n") == std::string::npos) {
     return InvalidArgument("", "a JSON request body is required");
   }
-  return ParseJson(request.body);
+  return ParseJson(request.body, std::move(storage));
 }
 
 Result<std::optional<int64_t>> VersionParam(const HttpRequest& request) {
@@ -348,12 +349,19 @@ void AddApiRoutes(FeatureStore* store, Router* router, std::shared_ptr<ServerAut
   // `usage` is what monitoring counts (monitoring routes, issue #7).
   auto monitor = std::make_shared<ServingMonitor>(store);
   router->Add("POST", "/api/v1/serving/online", [store, monitor](HttpRequest& req) {
-    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req));
+    // The request's JSON lives in a monotonic resource on this stack
+    // (allocation is a pointer bump, freeing is free); the response does not
+    // point into it.
+    alignas(std::max_align_t) unsigned char scratch[8192];
+    json::monotonic_resource resource(scratch, sizeof scratch);
+    FSTORE_ASSIGN_OR_RESPOND(json::value body, BodyJson(req, json::storage_ptr(&resource)));
     ServingUsage usage;
     const RequestContext context{.principal = req.principal, .usage = &usage};
-    FSTORE_ASSIGN_OR_RESPOND(json::object out, store->ServeOnline(body, context));
+    FSTORE_ASSIGN_OR_RESPOND(std::string out, store->ServeOnline(body, context));
     monitor->Record(req, usage, ServingMonitor::Kind::kOnline);
-    return JsonResponse(200, out);
+    HttpResponse response;
+    response.body = std::move(out);
+    return response;
   }, json_body);
   router->Add("POST", "/api/v1/serving/historical", [store, monitor](HttpRequest& req) {
     // The entity rows as JSON (the seed's entity_df), or as an Arrow IPC

@@ -3,8 +3,9 @@
 // The only translation unit that includes Boost.Beast (compile time).
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -21,6 +22,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -74,6 +76,16 @@ constexpr auto kCloseWaitTime = std::chrono::seconds(2);
 
 class Session;
 
+using Executor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, Executor>;
+
+/// How often, at most, a session's timer checks its deadline: timeouts are
+/// exact to within this.
+constexpr auto kDeadlineCheckInterval = std::chrono::seconds(1);
+/// Bytes asked of the socket per read.
+constexpr size_t kReadSize = 16 * 1024;
+
 /// What the server and its sessions share. Sessions hold it by shared_ptr, so
 /// a session that outlives the server object (destroyed with the io_context)
 /// still finds it.
@@ -90,11 +102,25 @@ struct ServerState {
 };
 
 /// One connection: reads requests one after another (keep-alive), runs the
-/// router, writes responses. All its handlers run on its own strand.
+/// router, writes responses. A session lives on one io_context, run by one
+/// thread, so its handlers never run concurrently and need no strand.
+///
+/// The hot path is kept to what a small request needs (profiled at 20,000
+/// req/s, docs/benchmarks.md "Online serving"): bytes already received are
+/// parsed in place (beast's parser, eager) instead of through composed read
+/// operations that complete through the scheduler; the response head is
+/// formatted once and written with the body in one gathered write; and
+/// timeouts are one deadline per session that a timer checks at most once a
+/// second, instead of a timer armed and cancelled around every read and write
+/// (which was a timerfd_settime system call and two extra handlers per
+/// request).
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<ServerState> state, uint64_t id)
-      : stream_(std::move(socket)), state_(std::move(state)), id_(id) {}
+  Session(Socket&& socket, std::shared_ptr<ServerState> state, uint64_t id)
+      : socket_(std::move(socket)),
+        deadline_timer_(socket_.get_executor()),
+        state_(std::move(state)),
+        id_(id) {}
 
   ~Session() {
     EndRequest();
@@ -104,20 +130,25 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Start() {
-    asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&Session::ReadHeader, shared_from_this()));
+    asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ec;
+      self->socket_.non_blocking(true, ec);  // for Write's direct attempt
+      if (ec) return self->Close();
+      self->BeginRequestHead();
+      self->WatchDeadline();
+    });
   }
 
   /// Closes the connection unless a request is being handled (for shutdown).
   void CloseIfIdle() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
       if (!self->in_request_) self->Close();
     });
   }
 
   /// Closes the connection whatever it is doing (end of shutdown).
   void CloseNow() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->Close(); });
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->Close(); });
   }
 
  private:
@@ -127,63 +158,114 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    deadline_timer_.cancel();
   }
+
+  /// Closes the connection once the current deadline has passed. The timer
+  /// fires at the deadline or a second from now, whichever comes first, and
+  /// looks again: moving the deadline is only an assignment.
+  void WatchDeadline() {
+    if (closed_) return;
+    const auto now = Clock::now();
+    if (now >= deadline_) return Close();  // pending operations end with operation_aborted
+    deadline_timer_.expires_at(std::min(deadline_, now + kDeadlineCheckInterval));
+    deadline_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->WatchDeadline();
+    });
+  }
+
+  void SetDeadline(Clock::time_point deadline) { deadline_ = deadline; }
 
   /// Between keep-alive requests: wait up to the idle timeout for the first
   /// byte of the next request, then give the head its own header timeout.
   void WaitForNextRequest() {
     if (closed_ || state_->shutting_down) return Close();
-    stream_.expires_after(std::chrono::seconds(options().idle_timeout_seconds));
-    stream_.async_read_some(buffer_.prepare(4096),
-                            beast::bind_front_handler(&Session::OnIdleData, shared_from_this()));
+    SetDeadline(Clock::now() + std::chrono::seconds(options().idle_timeout_seconds));
+    socket_.async_read_some(buffer_.prepare(kReadSize),
+                            [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                              self->buffer_.commit(bytes);
+                              if (ec) return self->Close();  // client closed, timeout, shutdown
+                              self->BeginRequestHead();
+                            });
   }
 
-  void OnIdleData(beast::error_code ec, size_t bytes) {
-    buffer_.commit(bytes);
-    if (ec) return Close();  // idle timeout, client closed, or shutdown
-    ReadHeader();
-  }
-
-  void ReadHeader() {
+  /// A new request: its head must arrive within the header timeout.
+  void BeginRequestHead() {
     if (closed_) return;
     request_start_ = Clock::now();
     parser_.emplace();
+    parser_->eager(true);  // parse the body in the same pass as the head
     parser_->header_limit(kHeaderLimitBytes);
     if (options().max_body_bytes >= 0) {
       parser_->body_limit(static_cast<uint64_t>(options().max_body_bytes));
     } else {
       parser_->body_limit(boost::none);
     }
-    stream_.expires_after(std::chrono::seconds(options().header_timeout_seconds));
-    http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+    head_seen_ = false;
+    SetDeadline(request_start_ + std::chrono::seconds(options().header_timeout_seconds));
+    Parse();
   }
 
-  void OnHeader(beast::error_code ec, size_t /*bytes*/) {
+  /// Feeds the received bytes to the parser; reads more until the request is
+  /// complete (what beast's read operations do, without their completion
+  /// hops).
+  void Parse() {
+    while (!parser_->is_done()) {
+      if (buffer_.size() == 0) return ReadMore();
+      beast::error_code ec;
+      const size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) return ReadMore();
+      if (ec) return OnReadError(ec);
+      if (!head_seen_ && parser_->is_header_done()) {
+        head_seen_ = true;
+        if (OnHead()) return;  // a 100 Continue is being written
+      }
+      if (used == 0 && !parser_->is_done()) return ReadMore();
+    }
+    OnRequest();
+  }
+
+  void ReadMore() {
+    socket_.async_read_some(buffer_.prepare(kReadSize),
+                            [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                              self->OnRead(ec, bytes);
+                            });
+  }
+
+  void OnRead(beast::error_code ec, size_t bytes) {
+    buffer_.commit(bytes);
+    if (ec == asio::error::eof && !closed_) {
+      // The client half-closed: a complete request needs no more bytes, a
+      // partial one is cut short, and nothing at all is a plain close.
+      if (!parser_->got_some()) return Close();
+      parser_->put_eof(ec);
+      if (!ec) return Parse();
+    }
     if (ec) return OnReadError(ec);
+    Parse();
+  }
+
+  /// The head is complete. Returns true when it asked for "100-continue" and
+  /// the interim response is being written (parsing resumes after it).
+  bool OnHead() {
     BeginRequest();
     // The whole request (head and body) must arrive within the read timeout.
-    stream_.expires_at(request_start_ + std::chrono::seconds(options().read_timeout_seconds));
+    SetDeadline(request_start_ + std::chrono::seconds(options().read_timeout_seconds));
     const auto& head = parser_->get();
-    if (beast::iequals(head[http::field::expect], "100-continue") && !parser_->is_done()) {
-      continue_.version(head.version());
-      continue_.result(http::status::continue_);
-      continue_.set(http::field::server, "fstore");
-      http::async_write(stream_, continue_,
-                        [self = shared_from_this()](beast::error_code ec, size_t) {
-                          if (ec) return self->Close();
-                          self->ReadBody();
-                        });
-      return;
+    if (!beast::iequals(head[http::field::expect], "100-continue") || parser_->is_done()) {
+      return false;
     }
-    ReadBody();
-  }
-
-  void ReadBody() {
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+    static constexpr std::string_view kContinue =
+        "HTTP/1.1 100 Continue\r\nServer: fstore\r\n\r\n";
+    asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->Close();
+                        self->Parse();
+                      });
+    return true;
   }
 
   void OnReadError(beast::error_code ec) {
@@ -209,8 +291,7 @@ class Session : public std::enable_shared_from_this<Session> {
     Close();
   }
 
-  void OnBody(beast::error_code ec, size_t /*bytes*/) {
-    if (ec) return OnReadError(ec);
+  void OnRequest() {
     http::request<http::string_body> message = parser_->release();
     parser_.reset();
 
@@ -218,10 +299,10 @@ class Session : public std::enable_shared_from_this<Session> {
     request.method = std::string(message.method_string());
     request.target = std::string(message.target());
     server_internal::SplitRequestTarget(request.target, &request.path, &request.query);
+    request.headers.reserve(8);
     for (const auto& field : message) {
       std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      for (char& c : name) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
       request.headers.emplace_back(std::move(name), std::string(field.value()));
     }
     request.body = std::move(message.body());
@@ -230,8 +311,8 @@ class Session : public std::enable_shared_from_this<Session> {
     RecordRequestMetrics(request.method, request.route, response.status, request_start_);
     const bool keep_alive =
         message.keep_alive() && !response.close_connection && !state_->shutting_down;
-    Write(std::move(request.method), std::move(request.target), message.version(),
-          std::move(response), keep_alive, /*linger=*/false);
+    Write(request.method, request.target, message.version(), std::move(response), keep_alive,
+          /*linger=*/false);
   }
 
   void WriteErrorAndClose(HttpResponse response) {
@@ -242,43 +323,82 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.reset();
     if (!in_request_) BeginRequest();
     RecordRequestMetrics(method, "", static_cast<int>(response.status), request_start_);
-    Write(std::move(method), std::move(target), version, std::move(response),
-          /*keep_alive=*/false, /*linger=*/true);
+    Write(method, target, version, std::move(response), /*keep_alive=*/false, /*linger=*/true);
   }
 
-  void Write(std::string method, std::string target, unsigned version, HttpResponse response,
-             bool keep_alive, bool linger) {
-    response_ = {};
-    response_.version(version);
-    response_.result(static_cast<unsigned>(response.status));
-    response_.set(http::field::server, "fstore");
+  /// Formats the head (status line, Server, Content-Type, the handler's
+  /// headers, Content-Length, Connection as HTTP/1.0 or 1.1 needs it) and
+  /// writes it with the body in one gathered write.
+  void Write(std::string_view method, std::string_view target, unsigned version,
+             HttpResponse response, bool keep_alive, bool linger) {
+    const int status = response.status;
+    head_.clear();
+    head_ += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    char number[24];
+    head_.append(number, static_cast<size_t>(std::snprintf(number, sizeof number, "%d ", status)));
+    const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    head_.append(reason.data(), reason.size());
+    head_ += "\r\nServer: fstore\r\n";
     if (!response.content_type.empty()) {
-      response_.set(http::field::content_type, response.content_type);
+      head_ += "Content-Type: ";
+      head_ += response.content_type;
+      head_ += "\r\n";
     }
-    for (auto& [name, value] : response.headers) response_.insert(name, value);
-    response_.body() = std::move(response.body);
-    response_.keep_alive(keep_alive);
-    response_.prepare_payload();
+    for (const auto& [name, value] : response.headers) {
+      head_ += name;
+      head_ += ": ";
+      head_ += value;
+      head_ += "\r\n";
+    }
+    head_ += "Content-Length: ";
+    head_.append(number, static_cast<size_t>(std::snprintf(number, sizeof number, "%zu",
+                                                             response.body.size())));
+    head_ += "\r\n";
+    if (version == 10 && keep_alive) head_ += "Connection: keep-alive\r\n";
+    if (version != 10 && !keep_alive) head_ += "Connection: close\r\n";
+    head_ += "\r\n";
+    body_ = std::move(response.body);
 
-    spdlog::debug("{} {} {} {}us", method, target, response.status,
+    spdlog::debug("{} {} {} {}us", method, target, status,
                   std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
                                                                         request_start_)
                       .count());
 
-    stream_.expires_after(std::chrono::seconds(options().read_timeout_seconds));
-    http::async_write(stream_, response_,
+    SetDeadline(Clock::now() + std::chrono::seconds(options().read_timeout_seconds));
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(body_)};
+    // Usually the socket takes the whole response at once: written here, it
+    // needs no completion handler and no extra pass through the reactor
+    // (the socket is non-blocking; what it does not take is written
+    // asynchronously).
+    beast::error_code ec;
+    const size_t total = head_.size() + body_.size();
+    const size_t written = closed_ ? 0 : socket_.write_some(buffers, ec);
+    if (written == total || (ec && ec != asio::error::would_block)) {
+      return OnWrite(ec, keep_alive, linger, /*completed_inline=*/true);
+    }
+    const size_t from_head = std::min(written, head_.size());
+    buffers[0] = buffers[0] + from_head;
+    buffers[1] = buffers[1] + (written - from_head);
+    asio::async_write(socket_, buffers,
                       [self = shared_from_this(), keep_alive, linger](beast::error_code ec,
                                                                       size_t) {
-                        self->OnWrite(ec, keep_alive, linger);
+                        self->OnWrite(ec, keep_alive, linger, /*completed_inline=*/false);
                       });
   }
 
-  void OnWrite(beast::error_code ec, bool keep_alive, bool linger) {
+  void OnWrite(beast::error_code ec, bool keep_alive, bool linger, bool completed_inline) {
     EndRequest();
     if (ec) return Close();
     if (linger) return LingeringClose();
     if (!keep_alive) return Close();
-    if (buffer_.size() > 0) return ReadHeader();  // a pipelined request is waiting
+    if (buffer_.size() > 0) {
+      // A pipelined request is waiting. After an inline write this is still
+      // the handler that read the previous one: continue from the scheduler
+      // rather than recursing once per pipelined request.
+      if (!completed_inline) return BeginRequestHead();
+      asio::post(socket_.get_executor(), [self = shared_from_this()] { self->BeginRequestHead(); });
+      return;
+    }
     WaitForNextRequest();
   }
 
@@ -286,15 +406,15 @@ class Session : public std::enable_shared_from_this<Session> {
   /// that it reads our error response instead of a connection reset.
   void LingeringClose() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return Close();
     buffer_.consume(buffer_.size());
-    stream_.expires_after(kLingerTime);
+    SetDeadline(Clock::now() + kLingerTime);
     Drain();
   }
 
   void Drain() {
-    stream_.async_read_some(buffer_.prepare(16 * 1024),
+    socket_.async_read_some(buffer_.prepare(kReadSize),
                             [self = shared_from_this()](beast::error_code ec, size_t) {
                               if (ec) return self->Close();
                               self->Drain();
@@ -315,11 +435,14 @@ class Session : public std::enable_shared_from_this<Session> {
     state_->changed.notify_all();
   }
 
-  beast::tcp_stream stream_;
+  Socket socket_;
+  Timer deadline_timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  http::response<http::string_body> response_;
-  http::response<http::empty_body> continue_;
+  bool head_seen_ = false;  ///< OnHead ran for the request being parsed
+  std::string head_;        ///< the response head being written
+  std::string body_;        ///< the response body being written
   std::shared_ptr<ServerState> state_;
   const uint64_t id_;
   Clock::time_point request_start_ = Clock::now();
@@ -445,13 +568,12 @@ class BeastHttpServer final : public HttpServer {
 
   void Accept() {
     asio::io_context& target = *iocs_[next_context_++ % iocs_.size()];
-    acceptor_.async_accept(asio::make_strand(target),
-                           [this](beast::error_code ec, tcp::socket socket) {
-                             OnAccept(ec, std::move(socket));
-                           });
+    acceptor_.async_accept(target.get_executor(), [this](beast::error_code ec, Socket socket) {
+      OnAccept(ec, std::move(socket));
+    });
   }
 
-  void OnAccept(beast::error_code ec, tcp::socket socket) {
+  void OnAccept(beast::error_code ec, Socket socket) {
     if (state_->shutting_down || !acceptor_.is_open()) return;
     if (ec) {
       // Usually out of file descriptors: back off briefly instead of spinning.

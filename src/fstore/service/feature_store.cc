@@ -218,7 +218,7 @@ Status FeatureStore::CommitDefinitions(const RegistryWrite& write) {
   return Status::OK();
 }
 
-Result<json::object> FeatureStore::ServeOnline(const json::value& body,
+Result<std::string> FeatureStore::ServeOnline(const json::value& body,
                                                const RequestContext& context) {
   return serving_->Serve(body, NowMicros(), context);
 }

@@ -153,8 +153,8 @@ class FeatureStore {
   /// Closes the registry and stores; idempotent.
   Status Close();
 
-  /// POST /api/v1/serving/online (online_serving.h).
-  Result<boost::json::object> ServeOnline(const boost::json::value& body,
+  /// POST /api/v1/serving/online (online_serving.h): the response body.
+  Result<std::string> ServeOnline(const boost::json::value& body,
                                           const RequestContext& context = {});
 
   const FeatureStoreOptions& options() const { return options_; }

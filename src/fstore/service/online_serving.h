@@ -76,11 +76,12 @@ class OnlineServing {
   /// Drops cached records of `feature_set` (its online records changed).
   void InvalidateFeatureSet(const std::string& feature_set);
 
-  /// Serves one request body. `now` decides ttl expiry (UTC micros).
+  /// Serves one request body: the response as JSON text. `now` decides ttl
+  /// expiry (UTC micros).
   /// PermissionDenied naming the first feature set (requested, or read for a
   /// cross-set derived feature) context.principal may not use; fills
   /// context.usage.
-  Result<boost::json::object> Serve(const boost::json::value& body, TimestampMicros now,
+  Result<std::string> Serve(const boost::json::value& body, TimestampMicros now,
                                     const RequestContext& context = {});
 
   struct Snapshot;

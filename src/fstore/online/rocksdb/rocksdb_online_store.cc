@@ -36,6 +36,7 @@ namespace {
 // 7 ms of CPU for a 100-entity x 5-set request; 1 GB, 3.5 ms). The cache
 // fills only as keys are read, so a server at rest stays small.
 constexpr size_t kBlockCacheBytes = size_t{1} << 30;
+constexpr size_t kRowCacheBytes = size_t{64} << 20;
 
 Status FromRocksDb(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::OK();
@@ -105,6 +106,7 @@ Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(
   table.data_block_index_type = rocksdb::BlockBasedTableOptions::kDataBlockBinaryAndHash;
   table.data_block_hash_table_util_ratio = 0.75;
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  options.row_cache = rocksdb::NewLRUCache(kRowCacheBytes);
   auto compressions = rocksdb::GetSupportedCompressions();
   if (std::find(compressions.begin(), compressions.end(), rocksdb::kLZ4Compression) !=
       compressions.end()) {
@@ -235,8 +237,15 @@ Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
   {
     std::shared_lock lock(mutex_);
     if (!db_) return Closed();
-    db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), n, slices.data(),
-                  values.data(), statuses.data());
+    if (n == 1) {
+      // One key (most online requests): Get skips MultiGet's batch setup,
+      // a tenth of a small request's time in the store.
+      statuses[0] = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), slices[0],
+                             &values[0]);
+    } else {
+      db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), n, slices.data(),
+                    values.data(), statuses.data());
+    }
   }
   for (size_t i = 0; i < n; ++i) {
     if (statuses[i].IsNotFound()) continue;
