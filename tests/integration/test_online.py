@@ -232,6 +232,39 @@ def test_feature_set_keyed_by_two_entities_uses_entity_rows(api, tmp_path):
     assert "entity_rows" in err["message"]
 
 
+def test_keys_and_values_needing_escapes_come_back_as_given(api, tmp_path):
+    """The response is written as JSON text directly (not through a JSON
+    tree): entity keys and string values with quotes, backslashes, control
+    characters and non-ASCII text come back exactly, in both request forms."""
+    user = uniq("user")
+    api.create_entity(name=user, join_keys=[f"{user}_id"], value_type="string")
+    key = f"{user}_id"
+    odd = ['a"b', "back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603", "ctl\u0001"]
+    src = write(tmp_path / "odd.parquet", {
+        key: pa.array(odd),
+        "event_timestamp": pa.array([ts("2024-01-01T00:00:00Z")] * len(odd),
+                                    pa.timestamp("us", tz="UTC")),
+        "label": pa.array([f"<{k}>" for k in odd]),
+        "score": pa.array([0.1 * i for i in range(len(odd))]),
+    })
+    fs = api.create_feature_set(name=uniq("odd"), entities=[user],
+                                source={"type": "file", "path": str(src), "format": "parquet"})
+    api.create_feature(fs["id"], name="label", data_type="string")
+    api.create_feature(fs["id"], name="score", data_type="float")
+    materialize(api, fs["name"], "2024-01-01", "2024-01-02")
+    body = online(api, {"feature_sets": [fs["name"]], "entities": {user: odd + ['miss"ing']},
+                        "features": ["label", "score"]})
+    assert body["features"] == {
+        **{k: {"label": f"<{k}>", "score": pytest.approx(0.1 * i)} for i, k in enumerate(odd)},
+        'miss"ing': {"label": None, "score": None}}
+    assert body["metadata"]["missing_entities"] == {fs["name"]: ['miss"ing']}
+    assert body["metadata"]["cache_hit"] is False
+    assert isinstance(body["metadata"]["latency_ms"], float)
+    rows = online(api, {"feature_sets": [fs["name"]], "features": ["label"],
+                        "entity_rows": [{key: k} for k in odd]})
+    assert rows["rows"] == [{key: k, "label": f"<{k}>"} for k in odd]
+
+
 def test_new_definitions_are_served_without_restart(api, tmp_path):
     user = uniq("u")
     api.create_entity(name=user, join_keys=[f"{user}_id"])

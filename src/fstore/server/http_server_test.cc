@@ -137,6 +137,8 @@ std::string ErrorCodeIn(const ClientResponse& response) {
       boost::json::parse(response.body).at("error").at("code").as_string());
 }
 
+constexpr size_t kLargeBodyBytes = 8 << 20;
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -161,6 +163,15 @@ class HttpServerTest : public ::testing::Test {
           return JsonResponse(200, boost::json::object{{"size", request.body.size()}});
         },
         RouteOptions{.json_body = true});
+    router_.Add("GET", "/large", [](HttpRequest&) {
+      // Larger than a socket's send buffer: the server writes part of it
+      // directly and the rest as the client reads.
+      HttpResponse r;
+      r.content_type = "text/plain";
+      r.body.resize(kLargeBodyBytes);
+      for (size_t i = 0; i < r.body.size(); ++i) r.body[i] = static_cast<char>('a' + i % 26);
+      return r;
+    });
     router_.Add("GET", "/slow", [this](HttpRequest&) {
       slow_started_.set_value();
       std::this_thread::sleep_for(300ms);
@@ -220,6 +231,63 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   ASSERT_TRUE(first && second);
   EXPECT_EQ(first->body, "hello");
   EXPECT_EQ(boost::json::parse(second->body).at("name"), "two");
+}
+
+TEST_F(HttpServerTest, ManyPipelinedRequestsInOneSendAreAllAnsweredInOrder) {
+  StartServer();
+  RawClient client(server_->port());
+  std::string requests;
+  for (int i = 0; i < 500; ++i) requests += Get("/echo/n" + std::to_string(i));
+  ASSERT_TRUE(client.Send(requests));
+  for (int i = 0; i < 500; ++i) {
+    auto response = client.Read();
+    ASSERT_TRUE(response) << "response " << i;
+    ASSERT_EQ(response->status, 200);
+    ASSERT_EQ(boost::json::parse(response->body).at("name").as_string(), "n" + std::to_string(i));
+  }
+}
+
+TEST_F(HttpServerTest, ARequestArrivingInPiecesIsAssembled) {
+  StartServer();
+  RawClient client(server_->port());
+  const std::string request = Post("/body", "{\"a\": [1, 2, 3], \"b\": \"some text\"}");
+  // The head in two pieces, then the body in two.
+  const size_t cuts[] = {10, request.find("\r\n\r\n") + 4, request.size() - 5, request.size()};
+  size_t from = 0;
+  for (size_t cut : cuts) {
+    ASSERT_TRUE(client.Send(request.substr(from, cut - from)));
+    from = cut;
+    std::this_thread::sleep_for(50ms);
+  }
+  auto response = client.Read();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(boost::json::parse(response->body).at("size").as_int64(), 34);
+  // The connection still serves the next request.
+  ASSERT_TRUE(client.Send(Get("/hello")));
+  auto next = client.Read();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "hello");
+}
+
+TEST_F(HttpServerTest, AResponseLargerThanTheSocketBufferReachesASlowReaderWhole) {
+  StartServer();
+  RawClient client(server_->port());
+  ASSERT_TRUE(client.Send(Get("/large") + Get("/hello")));
+  std::this_thread::sleep_for(200ms);  // the server's direct write fills the buffers first
+  auto large = client.Read();
+  ASSERT_TRUE(large);
+  EXPECT_EQ(large->status, 200);
+  ASSERT_EQ(large->body.size(), kLargeBodyBytes);
+  bool intact = true;
+  for (size_t i = 0; i < large->body.size() && intact; ++i) {
+    intact = large->body[i] == static_cast<char>('a' + i % 26);
+  }
+  EXPECT_TRUE(intact);
+  // The pipelined request behind it is answered after it, on the same connection.
+  auto hello = client.Read();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->body, "hello");
 }
 
 TEST_F(HttpServerTest, PostBodyReachesTheHandler) {
