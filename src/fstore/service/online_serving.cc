@@ -236,9 +236,11 @@ Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* re
 }
 
 
-// One join key's value from JSON, of the entity's type. `field` names it.
-Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type,
-                              const std::string& field, std::string* label) {
+// One join key's value from JSON, of the entity's type. `field()` names it
+// (made only for an error).
+template <typename FieldFn>
+Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type, FieldFn field,
+                              std::string* label) {
   if (type == "int") {
     if (v.is_int64()) {
       *label = std::to_string(v.as_int64());
@@ -257,7 +259,7 @@ Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type,
         return EntityKeyPart(x);
       }
     }
-    return InvalidArgument(field, "expected an integer key (the entity's value_type is int), got " +
+    return InvalidArgument(field(), "expected an integer key (the entity's value_type is int), got " +
                                       json::serialize(v));
   }
   if (v.is_string()) {
@@ -269,7 +271,7 @@ Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type,
     *label = v.is_int64() ? std::to_string(v.as_int64()) : std::to_string(v.as_uint64());
     return EntityKeyPart(*label);
   }
-  return InvalidArgument(field, "expected a string key, got " + json::serialize(v));
+  return InvalidArgument(field(), "expected a string key, got " + json::serialize(v));
 }
 
 std::shared_ptr<arrow::DataType> CanonicalType(const std::shared_ptr<arrow::DataType>& type) {
@@ -775,8 +777,15 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   // Per used set: its lookups; per output entity: which lookup of each set.
   std::map<const ServingSet*, std::vector<Lookup>> lookups;
   std::vector<std::string> labels;  // seed form: output labels, in order
-  // seed form: label -> (set -> lookup index)
-  std::vector<std::map<const ServingSet*, size_t>> lookup_of_output;
+  // Per output (seed form: label; row form: row) and used set, in one flat
+  // array: which lookup of that set; kNone where the output is keyed by
+  // another entity.
+  constexpr size_t kNone = static_cast<size_t>(-1);
+  const size_t n_used = used.size();
+  auto used_index = [&](const ServingSet* s) {
+    return static_cast<size_t>(std::find(used.begin(), used.end(), s) - used.begin());
+  };
+  std::vector<size_t> lookup_of_output;
   json::array row_keys;  // row form: each row's join keys, echoed
   if (entities_value) {
     if (!entities_value->is_object() || entities_value->as_object().empty()) {
@@ -804,16 +813,16 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     }
     size_t total = 0;
     for (const auto& [name, keys] : given) {
-      std::string field = "entities." + std::string(name);
       const std::string_view given_name = name;  // (clang 14 cannot capture a binding)
+      auto field = [&] { return "entities." + std::string(given_name); };
       bool used_name = std::any_of(name_for_set.begin(), name_for_set.end(),
                                    [&](const auto& p) { return p.second == given_name; });
       if (!used_name) {
-        return InvalidArgument(field, "no requested feature is keyed by '" + std::string(name) +
-                                          "'");
+        return InvalidArgument(field(), "no requested feature is keyed by '" +
+                                            std::string(name) + "'");
       }
       if (!keys.is_array() || keys.as_array().empty()) {
-        return InvalidArgument(field, "must be a non-empty array of keys");
+        return InvalidArgument(field(), "must be a non-empty array of keys");
       }
       total += keys.as_array().size();
     }
@@ -828,8 +837,9 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     std::map<std::string, size_t> output_of_label;
     for (const auto& [name, keys] : given) {
       const auto& array = keys.as_array();
+      const std::string_view entity_name = name;  // (clang 14 cannot capture a binding)
       for (size_t i = 0; i < array.size(); ++i) {
-        std::string field = "entities." + std::string(name) + "[" + std::to_string(i) + "]";
+        auto field = [&] { return element("entities." + std::string(entity_name), i); };
         std::string label;
         for (const auto& [s, set_name] : name_for_set) {
           if (set_name != name) continue;
@@ -840,11 +850,11 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
           auto [it, fresh] = output_of_label.emplace(label, labels.size());
           if (fresh) {
             labels.push_back(label);
-            lookup_of_output.emplace_back();
+            lookup_of_output.resize(lookup_of_output.size() + n_used, kNone);
           }
-          auto& slot = lookup_of_output[it->second];
-          if (!slot.count(s)) {
-            slot[s] = lookups[s].size();
+          size_t& slot = lookup_of_output[it->second * n_used + used_index(s)];
+          if (slot == kNone) {
+            slot = lookups[s].size();
             lookups[s].push_back({EntityKey{std::move(part)}, label});
           }
         }
@@ -862,10 +872,10 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
                            " per request (FSTORE_SERVING_MAX_ENTITIES)",
                        "entity_rows");
     }
-    lookup_of_output.resize(rows.size());
+    lookup_of_output.assign(rows.size() * n_used, kNone);
     for (size_t r = 0; r < rows.size(); ++r) {
-      std::string row_field = "entity_rows[" + std::to_string(r) + "]";
-      if (!rows[r].is_object()) return InvalidArgument(row_field, "must be an object");
+      auto row_field = [&] { return element("entity_rows", r); };
+      if (!rows[r].is_object()) return InvalidArgument(row_field(), "must be an object");
       const auto& row = rows[r].as_object();
       for (const auto& [k, v] : row) {
         const std::string_view column = k;  // (clang 14 cannot capture a binding)
@@ -874,7 +884,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
                  s->join_keys.end();
         });
         if (!known) {
-          return InvalidArgument(row_field + "." + std::string(k),
+          return InvalidArgument(row_field() + "." + std::string(k),
                                  "'" + std::string(k) +
                                      "' is not a join key of the requested feature sets");
         }
@@ -885,10 +895,10 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
         std::string label;
         for (size_t k = 0; k < s->join_keys.size(); ++k) {
           const json::value* v = row.if_contains(s->join_keys[k]);
-          std::string field = row_field + "." + s->join_keys[k];
+          auto field = [&] { return row_field() + "." + s->join_keys[k]; };
           if (!v) {
-            return InvalidArgument(field, "missing: feature set '" + s->feature_set.name +
-                                              "' is keyed by " + s->join_keys[k]);
+            return InvalidArgument(field(), "missing: feature set '" + s->feature_set.name +
+                                                "' is keyed by " + s->join_keys[k]);
           }
           std::string part_label;
           ARROW_ASSIGN_OR_RAISE(EntityKeyPart part, KeyPart(*v, s->key_types[k], field,
@@ -896,7 +906,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
           key.push_back(std::move(part));
           label += (k ? "," : "") + part_label;
         }
-        lookup_of_output[r][s] = lookups[s].size();
+        lookup_of_output[r * n_used + used_index(s)] = lookups[s].size();
         lookups[s].push_back({std::move(key), std::move(label)});
       }
     }
@@ -995,13 +1005,15 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   struct Source {
     const std::vector<std::optional<OnlineRecord>>* records;
     const std::vector<std::optional<json::value>>* evaluated;
+    size_t used;  ///< its set's index in `used`
     size_t position = 0;
   };
   std::vector<Source> sources;
   sources.reserve(requested.size());
   for (const auto& r : requested) {
     auto rt = read_time.find({r.set, r.feature->name});
-    sources.push_back({&records[r.set], rt == read_time.end() ? nullptr : &rt->second});
+    sources.push_back(
+        {&records[r.set], rt == read_time.end() ? nullptr : &rt->second, used_index(r.set)});
   }
   auto value_of = [&](size_t f, size_t index) {
     const RequestedFeature& r = requested[f];
@@ -1028,7 +1040,8 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   // json::object and serializing that was a tenth of a small request's CPU.
   JsonWriter out;
   std::string& text = out.text();
-  text.reserve(256 + lookup_of_output.size() * requested.size() * 24);
+  const size_t outputs = entities_value ? labels.size() : row_keys.size();
+  text.reserve(256 + outputs * requested.size() * 24);
   text += entities_value ? "{\"features\":{" : "{\"rows\":[";
   if (entities_value) {
     for (size_t o = 0; o < labels.size(); ++o) {
@@ -1037,19 +1050,19 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
       text += ":{";
       bool first = true;
       for (size_t f = 0; f < requested.size(); ++f) {
-        auto it = lookup_of_output[o].find(requested[f].set);
-        if (it == lookup_of_output[o].end()) continue;  // keyed by another entity
+        const size_t lookup = lookup_of_output[o * n_used + sources[f].used];
+        if (lookup == kNone) continue;  // keyed by another entity
         if (!first) text += ',';
         first = false;
         out.String(requested[f].output_name);
         text += ':';
-        out.Value(value_of(f, it->second));
+        out.Value(value_of(f, lookup));
       }
       text += '}';
     }
     text += '}';
   } else {
-    for (size_t o = 0; o < lookup_of_output.size(); ++o) {
+    for (size_t o = 0; o < outputs; ++o) {
       if (o) text += ',';
       text += '{';
       bool first = true;
@@ -1071,7 +1084,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
         first = false;
         out.String(requested[f].output_name);
         text += ':';
-        out.Value(value_of(f, lookup_of_output[o].at(requested[f].set)));
+        out.Value(value_of(f, lookup_of_output[o * n_used + sources[f].used]));
       }
       text += '}';
     }
