@@ -313,6 +313,15 @@ def test_limited_reader_online(world):
                                        "entities": {"user": ["u1"]}, "features": ["b_twice"]}))
 
 
+def test_a_request_shape_served_to_one_key_is_still_checked_for_another(world):
+    """Online serving resolves a request's sets and features once per shape
+    and reuses that; who may read them is checked on every request."""
+    body = {"feature_sets": [world["b"]], "entities": {"user": ["u2"]}, "features": ["amount"]}
+    for _ in range(2):
+        assert as_(world, "admin").post(ONLINE, body).status_code == 200
+        forbidden_b(world, as_(world, "reader_a").post(ONLINE, body))
+
+
 def test_limited_reader_historical_json_and_arrow(world):
     c = as_(world, "reader_a")
     ok = c.post(HIST, {"feature_sets": [world["a"]], "features": ["amount"],
