@@ -1156,16 +1156,16 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
       bool first = true;
       // The row's join keys as given, then its features (a feature named
       // like a join key takes its place).
-      for (const auto& [key, value] : row_keys[o].as_object()) {
-        const bool replaced = std::any_of(requested.begin(), requested.end(), [&](const auto& r) {
-          return r.output_name == std::string_view(key);
-        });
+      for (const json::key_value_pair& column : row_keys[o].as_object()) {
+        const std::string_view key = column.key();
+        const bool replaced = std::any_of(requested.begin(), requested.end(),
+                                          [&](const auto& r) { return r.output_name == key; });
         if (replaced) continue;
         if (!first) text += ',';
         first = false;
         out.String(key);
         text += ':';
-        out.Value(value);
+        out.Value(column.value());
       }
       for (size_t f = 0; f < requested.size(); ++f) {
         if (!first) text += ',';
