@@ -483,8 +483,7 @@ json::value FeatureValueToJson(const FeatureValue& v) {
 // ------------------------------------------------------------------- service
 
 OnlineServing::OnlineServing(Registry* registry, OnlineStore* online, OnlineServingOptions options)
-    : registry_(registry), online_(online), options_(options),
-      plans_(std::make_unique<PlanCache>()) {
+    : registry_(registry), online_(online), options_(options) {
   if (options_.cache_enabled) {
     cache_ = std::make_unique<Cache>(static_cast<size_t>(std::max(1, options_.cache_entries)),
                                      int64_t{options_.cache_ttl_seconds} * 1'000'000);
@@ -577,72 +576,6 @@ struct Lookup {
   std::string label;
 };
 
-// A request's feature sets and features resolved against one snapshot.
-struct ServingPlan {
-  std::vector<const ServingSet*> sets;      ///< named or implied, in request order
-  std::vector<RequestedFeature> requested;  ///< in request order
-  std::vector<const ServingSet*> used;      ///< the sets features are served from
-};
-
-// The request's "feature_sets" and "features" as a cache key: each string
-// length-prefixed (names may hold any character); empty when either is not
-// an array of strings (such a request takes the uncached path, which
-// reports the error).
-std::string ShapeKey(const json::value* sets, const json::value* features) {
-  std::string key;
-  char digits[24];
-  for (const json::value* list : {sets, features}) {
-    if (!list) {
-      key += '-';
-      continue;
-    }
-    if (!list->is_array()) return {};
-    key += '[';
-    for (const json::value& v : list->get_array()) {
-      if (!v.is_string()) return {};
-      const json::string& name = v.get_string();
-      const auto end = std::to_chars(digits, digits + sizeof digits, name.size()).ptr;
-      key.append(digits, end).append(1, ':').append(name.data(), name.size());
-    }
-    key += ']';
-  }
-  return key;
-}
-
-}  // namespace
-
-// Resolved request shapes of the current snapshot; emptied when the
-// snapshot changes (the plans point into it) or when it holds kMaxPlans.
-class OnlineServing::PlanCache {
- public:
-  static constexpr size_t kMaxPlans = 1024;
-
-  std::shared_ptr<const ServingPlan> Find(const std::shared_ptr<const Snapshot>& snapshot,
-                                          const std::string& shape) {
-    std::lock_guard lock(mutex_);
-    if (snapshot != snapshot_) return nullptr;
-    auto it = plans_.find(shape);
-    return it == plans_.end() ? nullptr : it->second;
-  }
-
-  void Put(const std::shared_ptr<const Snapshot>& snapshot, std::string shape,
-           std::shared_ptr<const ServingPlan> plan) {
-    std::lock_guard lock(mutex_);
-    if (snapshot != snapshot_ || plans_.size() >= kMaxPlans) {
-      plans_.clear();
-      snapshot_ = snapshot;  // held, so that its address is not reused meanwhile
-    }
-    plans_.emplace(std::move(shape), std::move(plan));
-  }
-
- private:
-  std::mutex mutex_;
-  std::shared_ptr<const Snapshot> snapshot_;
-  std::unordered_map<std::string, std::shared_ptr<const ServingPlan>> plans_;
-};
-
-namespace {
-
 // A cross-set derived feature for each lookup of `own`: from the records of
 // its input sets for the same key; nullopt where no input has a record.
 Result<std::vector<std::optional<json::value>>> EvaluateCrossSet(
@@ -711,149 +644,128 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     }
   }
 
+  // Feature sets: given, or those of qualified feature names.
+  std::vector<const ServingSet*> sets;
   // Field names of list elements ("features[3]") are made only for errors.
   auto element = [](std::string_view list, size_t i) {
     return std::string(list) + "[" + std::to_string(i) + "]";
   };
-
-  // What the sets and features asked for resolve to depends only on them and
-  // the definitions: resolved once per request shape and snapshot, then
-  // reused (only the principal's access is checked again).
+  auto add_set = [&](std::string_view ref, std::string_view list,
+                     size_t i) -> Result<const ServingSet*> {
+    auto it = snapshot->sets.find(ref);
+    if (it == snapshot->sets.end()) {
+      auto by_id = snapshot->set_name_of_id.find(ref);
+      if (by_id != snapshot->set_name_of_id.end()) it = snapshot->sets.find(by_id->second);
+    }
+    if (it == snapshot->sets.end()) {
+      return NotFound("feature set '" + std::string(ref) + "' not found");
+    }
+    if (!it->second.feature_set.online_enabled) {
+      return Unprocessable(element(list, i), "feature set '" + it->second.feature_set.name +
+                                      "' has online_enabled false: it is not served online");
+    }
+    ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(it->second.feature_set.name));
+    if (std::find(sets.begin(), sets.end(), &it->second) == sets.end()) sets.push_back(&it->second);
+    return &it->second;
+  };
   const json::value* sets_value = request.if_contains("feature_sets");
+  if (sets_value) {
+    if (!sets_value->is_array()) {
+      return InvalidArgument("feature_sets", "must be an array of feature set names");
+    }
+    for (size_t i = 0; i < sets_value->as_array().size(); ++i) {
+      const auto& v = sets_value->as_array()[i];
+      if (!v.is_string()) {
+        return InvalidArgument(element("feature_sets", i), "must be a feature set name (a string)");
+      }
+      ARROW_RETURN_NOT_OK(add_set(v.as_string(), "feature_sets", i).status());
+    }
+  }
+
+  // Features: bare when unambiguous among the sets, or "set:feature".
+  std::vector<RequestedFeature> requested;
   const json::value* features_value = request.if_contains("features");
-  std::string shape = ShapeKey(sets_value, features_value);
-  std::shared_ptr<const ServingPlan> plan;
-  if (!shape.empty()) plan = plans_->Find(snapshot, shape);
-  if (plan) {
-    for (const ServingSet* s : plan->sets) {
-      ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(s->feature_set.name));
+  if (features_value) {
+    if (!features_value->is_array()) {
+      return InvalidArgument("features", "must be an array of feature names");
+    }
+    for (size_t i = 0; i < features_value->as_array().size(); ++i) {
+      const auto& v = features_value->as_array()[i];
+      if (!v.is_string() || v.as_string().empty()) {
+        return InvalidArgument(element("features", i),
+                               "must be a feature name (a non-empty string)");
+      }
+      const std::string_view ref = v.as_string();
+      size_t colon = ref.rfind(':');
+      if (colon != std::string_view::npos) {
+        const std::string_view set_name = ref.substr(0, colon);
+        const std::string_view name = ref.substr(colon + 1);
+        ARROW_ASSIGN_OR_RAISE(const ServingSet* owner, add_set(set_name, "features", i));
+        const ServingSet& s = *owner;
+        auto f = s.features.find(name);
+        if (f == s.features.end()) {
+          return InvalidArgument(element("features", i),
+                                 "feature '" + std::string(name) + "' is not in feature set '" +
+                                     s.feature_set.name + "'");
+        }
+        requested.push_back({&s, &f->second, std::string(ref)});
+        continue;
+      }
+      const ServingSet* owner = nullptr;
+      const Feature* feature = nullptr;
+      for (const ServingSet* s : sets) {
+        auto f = s->features.find(ref);
+        if (f == s->features.end()) continue;
+        if (owner) {
+          return InvalidArgument(element("features", i),
+                                 "feature '" + std::string(ref) + "' is ambiguous: it is in '" +
+                                     owner->feature_set.name + "' and '" + s->feature_set.name +
+                                     "'; write 'feature_set:" + std::string(ref) + "'");
+        }
+        owner = s;
+        feature = &f->second;
+      }
+      if (!owner) {
+        return InvalidArgument(element("features", i),
+                               "feature '" + std::string(ref) +
+                                   "' is not in the requested feature sets" +
+                                          (sets.empty() ? " (none given: name them in "
+                                                          "feature_sets or write 'set:feature')"
+                                                        : ""));
+      }
+      requested.push_back({owner, feature, std::string(ref)});
     }
   } else {
-    auto built = std::make_shared<ServingPlan>();
-    // Feature sets: given, or those of qualified feature names.
-    std::vector<const ServingSet*>& sets = built->sets;
-    auto add_set = [&](std::string_view ref, std::string_view list,
-                       size_t i) -> Result<const ServingSet*> {
-      auto it = snapshot->sets.find(ref);
-      if (it == snapshot->sets.end()) {
-        auto by_id = snapshot->set_name_of_id.find(ref);
-        if (by_id != snapshot->set_name_of_id.end()) it = snapshot->sets.find(by_id->second);
-      }
-      if (it == snapshot->sets.end()) {
-        return NotFound("feature set '" + std::string(ref) + "' not found");
-      }
-      if (!it->second.feature_set.online_enabled) {
-        return Unprocessable(element(list, i), "feature set '" + it->second.feature_set.name +
-                                        "' has online_enabled false: it is not served online");
-      }
-      ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(it->second.feature_set.name));
-      if (std::find(sets.begin(), sets.end(), &it->second) == sets.end()) {
-        sets.push_back(&it->second);
-      }
-      return &it->second;
-    };
-    if (sets_value) {
-      if (!sets_value->is_array()) {
-        return InvalidArgument("feature_sets", "must be an array of feature set names");
-      }
-      for (size_t i = 0; i < sets_value->as_array().size(); ++i) {
-        const auto& v = sets_value->as_array()[i];
-        if (!v.is_string()) {
-          return InvalidArgument(element("feature_sets", i),
-                                 "must be a feature set name (a string)");
-        }
-        ARROW_RETURN_NOT_OK(add_set(v.as_string(), "feature_sets", i).status());
-      }
+    // No list: every feature of the given sets.
+    for (const ServingSet* s : sets) {
+      for (const auto& [name, f] : s->features) requested.push_back({s, &f, name});
     }
-
-    // Features: bare when unambiguous among the sets, or "set:feature".
-    std::vector<RequestedFeature>& requested = built->requested;
-    if (features_value) {
-      if (!features_value->is_array()) {
-        return InvalidArgument("features", "must be an array of feature names");
-      }
-      for (size_t i = 0; i < features_value->as_array().size(); ++i) {
-        const auto& v = features_value->as_array()[i];
-        if (!v.is_string() || v.as_string().empty()) {
-          return InvalidArgument(element("features", i),
-                                 "must be a feature name (a non-empty string)");
-        }
-        const std::string_view ref = v.as_string();
-        size_t colon = ref.rfind(':');
-        if (colon != std::string_view::npos) {
-          const std::string_view set_name = ref.substr(0, colon);
-          const std::string_view name = ref.substr(colon + 1);
-          ARROW_ASSIGN_OR_RAISE(const ServingSet* owner, add_set(set_name, "features", i));
-          const ServingSet& s = *owner;
-          auto f = s.features.find(name);
-          if (f == s.features.end()) {
-            return InvalidArgument(element("features", i),
-                                   "feature '" + std::string(name) + "' is not in feature set '" +
-                                       s.feature_set.name + "'");
-          }
-          requested.push_back({&s, &f->second, std::string(ref)});
-          continue;
-        }
-        const ServingSet* owner = nullptr;
-        const Feature* feature = nullptr;
-        for (const ServingSet* s : sets) {
-          auto f = s->features.find(ref);
-          if (f == s->features.end()) continue;
-          if (owner) {
-            return InvalidArgument(element("features", i),
-                                   "feature '" + std::string(ref) + "' is ambiguous: it is in '" +
-                                       owner->feature_set.name + "' and '" + s->feature_set.name +
-                                       "'; write 'feature_set:" + std::string(ref) + "'");
-          }
-          owner = s;
-          feature = &f->second;
-        }
-        if (!owner) {
-          return InvalidArgument(element("features", i),
-                                 "feature '" + std::string(ref) +
-                                     "' is not in the requested feature sets" +
-                                            (sets.empty() ? " (none given: name them in "
-                                                            "feature_sets or write 'set:feature')"
-                                                          : ""));
-        }
-        requested.push_back({owner, feature, std::string(ref)});
-      }
-    } else {
-      // No list: every feature of the given sets.
-      for (const ServingSet* s : sets) {
-        for (const auto& [name, f] : s->features) requested.push_back({s, &f, name});
-      }
-    }
-    if (sets.empty()) return InvalidArgument("feature_sets", "name at least one feature set");
-    if (requested.empty()) return InvalidArgument("features", "no features to serve");
-    {
-      std::vector<std::string_view> names;
-      names.reserve(requested.size());
-      for (const auto& r : requested) names.push_back(r.output_name);
-      std::sort(names.begin(), names.end());
-      auto twice = std::adjacent_find(names.begin(), names.end());
-      if (twice != names.end()) {
-        return InvalidArgument("features", "feature '" + std::string(*twice) + "' is asked twice");
-      }
-    }
-    for (const auto& r : requested) {
-      auto cs = r.set->cross_set.find(r.feature->name);
-      if (cs != r.set->cross_set.end() && !cs->second.expression) {
-        return Unprocessable("features", "feature '" + r.output_name +
-                                             "' is derived from other feature sets but cannot be "
-                                             "evaluated: " + cs->second.error);
-      }
-    }
-    // Only the sets features are served from are read.
-    std::vector<const ServingSet*>& used = built->used;
-    for (const auto& r : requested) {
-      if (std::find(used.begin(), used.end(), r.set) == used.end()) used.push_back(r.set);
-    }
-    if (!shape.empty()) plans_->Put(snapshot, std::move(shape), built);
-    plan = std::move(built);
   }
-  const std::vector<RequestedFeature>& requested = plan->requested;
-  const std::vector<const ServingSet*>& used = plan->used;
+  if (sets.empty()) return InvalidArgument("feature_sets", "name at least one feature set");
+  if (requested.empty()) return InvalidArgument("features", "no features to serve");
+  {
+    std::vector<std::string_view> names;
+    names.reserve(requested.size());
+    for (const auto& r : requested) names.push_back(r.output_name);
+    std::sort(names.begin(), names.end());
+    auto twice = std::adjacent_find(names.begin(), names.end());
+    if (twice != names.end()) {
+      return InvalidArgument("features", "feature '" + std::string(*twice) + "' is asked twice");
+    }
+  }
+  for (const auto& r : requested) {
+    auto cs = r.set->cross_set.find(r.feature->name);
+    if (cs != r.set->cross_set.end() && !cs->second.expression) {
+      return Unprocessable("features", "feature '" + r.output_name +
+                                           "' is derived from other feature sets but cannot be "
+                                           "evaluated: " + cs->second.error);
+    }
+  }
+  // Only the sets features are served from are read.
+  std::vector<const ServingSet*> used;
+  for (const auto& r : requested) {
+    if (std::find(used.begin(), used.end(), r.set) == used.end()) used.push_back(r.set);
+  }
 
   const json::value* entities_value = request.if_contains("entities");
   const json::value* rows_value = request.if_contains("entity_rows");

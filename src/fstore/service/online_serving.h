@@ -86,7 +86,6 @@ class OnlineServing {
 
   struct Snapshot;
   class Cache;
-  class PlanCache;
 
  private:
   void PollLoop();
@@ -96,7 +95,6 @@ class OnlineServing {
   OnlineServingOptions options_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::unique_ptr<Cache> cache_;
-  std::unique_ptr<PlanCache> plans_;
   std::mutex refresh_mutex_;  // one rebuild at a time
 
   std::mutex poll_mutex_;

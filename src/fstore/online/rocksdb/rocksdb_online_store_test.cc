@@ -113,7 +113,7 @@ TEST_F(RocksDbOnlineStoreTest, ReadsAfterARewriteOrADeleteOfCachedRecordsSeeTheC
   const OnlineRecord new_record{20, 20, {{"x", int64_t{2}}}};
   ASSERT_OK(store->Write("fs", {{u, old_record}, {v, old_record}}));
   ASSERT_OK(store->Write("other", {{u, old_record}}));
-  ASSERT_OK(store->Sync());  // into an SST file: reads now fill the row cache
+  ASSERT_OK(store->Sync());  // into an SST file: reads now go through the block cache
   for (int i = 0; i < 2; ++i) {
     ASSERT_OK_AND_ASSIGN(auto got, store->Read("fs", {u}, 0, 0));  // one key: Get
     ASSERT_TRUE(got[0].has_value());
