@@ -666,74 +666,183 @@ Status ForEachBatchRun(const PartitionRows& p, const std::vector<int64_t>& rows,
   return Status::OK();
 }
 
-// Partitions read ahead of the join (in parallel with it and each other):
-// the memory held is at most this many partitions plus the one joined.
+// Partitions read ahead of the one the join has got to: the memory held is
+// at most this many partitions plus the one being joined.
 constexpr size_t kPartitionsAhead = 2;
 
-// Reads partitions 0, 1, ... of a list on kPartitionsAhead threads of its own
-// (long-lived for the query, so that the allocator's per-thread caches are
-// reused from one partition to the next), at most kPartitionsAhead beyond
-// the one the caller takes last. Next() is for one consumer thread.
-class PartitionPrefetcher {
+// The join's work as tasks on kJoinThreads threads (the caller and
+// kJoinThreads - 1 more), never more threads than that, so that the work on
+// the critical path is not time-sliced against reading ahead:
+//   - group: grouping the entity rows (once, first);
+//   - read(i): reading partition i (0 = the latest), at most
+//     kPartitionsAhead beyond the oldest partition not yet finished;
+//   - merge(i, r): the merge and gather of partition i over key range r,
+//     after read(i), the grouping and merge(i - 1, r) -- the ranges are
+//     independent chains, as each touches its own groups and entity rows;
+//   - finish(i): after every range of partition i (and finish(i - 1)): the
+//     columns that are taken rather than gathered, then the partition's
+//     memory handed back.
+// A thread takes the first ready task in the order finish, merge, group,
+// read: memory is released as early as it can be, and reading fills the
+// time nothing else is ready. A range whose entity rows are all matched
+// takes no more partitions; reading stops when every range has.
+class JoinTasks {
  public:
-  using Read = std::function<Result<PartitionRows>(size_t)>;
-  PartitionPrefetcher(Read read, size_t count) : read_(std::move(read)), results_(count) {
-    for (size_t i = 0; i < std::min(kPartitionsAhead, count); ++i) {
-      threads_.emplace_back([this] { Work(); });
-    }
+  struct Work {
+    std::function<Status()> group;  // returns after setting the number of ranges
+    std::function<Result<PartitionRows>(size_t)> read;
+    /// Merges partition i's key range r; *done: the range has nothing left
+    /// to match.
+    std::function<Status(size_t, int, const PartitionRows&, bool* done)> merge;
+    std::function<Status(size_t, PartitionRows*)> finish;
+  };
+
+  JoinTasks(Work work, size_t partitions) : work_(std::move(work)), slots_(partitions) {}
+
+  /// Sets the number of key ranges; called by `group`.
+  void SetRanges(int ranges) {
+    std::lock_guard<std::mutex> lock(mu_);
+    next_merge_.assign(static_cast<size_t>(ranges), 0);
+    range_busy_.assign(static_cast<size_t>(ranges), false);
   }
-  ~PartitionPrefetcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  /// The next partition in list order; nullopt after the last.
-  std::optional<Result<PartitionRows>> Next() {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (next_to_take_ >= results_.size()) return std::nullopt;
-    const size_t i = next_to_take_;
-    cv_.wait(lock, [&] { return results_[i].has_value(); });
-    std::optional<Result<PartitionRows>> out = std::move(results_[i]);
-    results_[i].reset();
-    ++next_to_take_;
-    lock.unlock();
-    cv_.notify_all();
-    return out;
+
+  /// Runs every task on the calling thread and kJoinThreads - 1 more.
+  Status Run() {
+    std::vector<std::thread> helpers;
+    for (int t = 1; t < kJoinThreads; ++t) helpers.emplace_back([this] { Loop(); });
+    Loop();
+    for (auto& t : helpers) t.join();
+    return status_;
   }
 
  private:
-  void Work() {
+  enum class Kind { kFinish, kMerge, kGroup, kRead, kStop };
+  struct Task {
+    Kind kind = Kind::kStop;
+    size_t partition = 0;
+    int range = 0;
+  };
+  struct Slot {
+    std::optional<PartitionRows> rows;  // once read
+  };
+
+  size_t Count() const { return slots_.size(); }
+  // Whether range r has merged partition i (or needs no more partitions).
+  bool Merged(size_t i, size_t r) const { return next_merge_[r] > i; }
+  bool AllRangesDone() const {
+    if (!grouped_) return false;
+    for (size_t m : next_merge_) {
+      if (m < Count()) return false;
+    }
+    return true;
+  }
+
+  // The next ready task (kStop: none will be), under mu_.
+  Task Next(std::unique_lock<std::mutex>& lock) {
     while (true) {
-      size_t i;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] {
-          return stop_ || next_to_read_ >= results_.size() ||
-                 next_to_read_ < next_to_take_ + kPartitionsAhead;
-        });
-        if (stop_ || next_to_read_ >= results_.size()) return;
-        i = next_to_read_++;
+      if (!status_.ok()) return {};
+      if (next_finish_ < next_read_ && !finishing_ && slots_[next_finish_].rows) {
+        bool merged = grouped_;
+        for (size_t r = 0; r < next_merge_.size() && merged; ++r) {
+          merged = Merged(next_finish_, r);
+        }
+        if (merged) {
+          finishing_ = true;
+          return {Kind::kFinish, next_finish_, 0};
+        }
       }
-      Result<PartitionRows> r = read_(i);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        results_[i] = std::move(r);
+      if (grouped_) {
+        for (size_t r = 0; r < next_merge_.size(); ++r) {
+          const size_t i = next_merge_[r];
+          if (!range_busy_[r] && i < next_read_ && slots_[i].rows) {
+            range_busy_[r] = true;
+            return {Kind::kMerge, i, static_cast<int>(r)};
+          }
+        }
+      } else if (!grouping_) {
+        grouping_ = true;
+        return {Kind::kGroup, 0, 0};
       }
-      cv_.notify_all();
+      if (next_read_ < Count() && next_read_ < next_finish_ + kPartitionsAhead + 1 &&
+          !AllRangesDone()) {
+        return {Kind::kRead, next_read_++, 0};
+      }
+      const bool all_done = grouped_ && AllRangesDone() && next_finish_ == next_read_ &&
+                            running_ == 0;
+      if (all_done || (grouped_ && next_finish_ == Count())) return {};
+      cv_.wait(lock);
     }
   }
 
-  Read read_;
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      const Task task = Next(lock);
+      if (task.kind == Kind::kStop) break;
+      ++running_;
+      lock.unlock();
+      Status st = RunTask(task, lock);  // returns with mu_ held
+      --running_;
+      if (!st.ok() && status_.ok()) status_ = std::move(st);
+      cv_.notify_all();
+    }
+    cv_.notify_all();
+  }
+
+  // Runs `task` without mu_; returns with it held, its effects recorded.
+  Status RunTask(const Task& task, std::unique_lock<std::mutex>& lock) {
+    switch (task.kind) {
+      case Kind::kGroup: {
+        Status st = work_.group();
+        lock.lock();
+        grouped_ = true;
+        return st;
+      }
+      case Kind::kRead: {
+        Result<PartitionRows> rows = work_.read(task.partition);
+        lock.lock();
+        if (!rows.ok()) return rows.status();
+        slots_[task.partition].rows = std::move(*rows);
+        return Status::OK();
+      }
+      case Kind::kMerge: {
+        // The slot is not moved or reset while one of its ranges is merged.
+        const PartitionRows& rows = *slots_[task.partition].rows;
+        bool done = false;
+        Status st = work_.merge(task.partition, task.range, rows, &done);
+        lock.lock();
+        const size_t r = static_cast<size_t>(task.range);
+        range_busy_[r] = false;
+        next_merge_[r] = done ? Count() : task.partition + 1;
+        return st;
+      }
+      case Kind::kFinish: {
+        PartitionRows* rows = &*slots_[task.partition].rows;
+        Status st = work_.finish(task.partition, rows);
+        lock.lock();
+        slots_[task.partition].rows.reset();
+        finishing_ = false;
+        ++next_finish_;
+        return st;
+      }
+      case Kind::kStop:
+        break;
+    }
+    lock.lock();
+    return Status::OK();
+  }
+
+  Work work_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::optional<Result<PartitionRows>>> results_;  // by list position
-  size_t next_to_read_ = 0;
-  size_t next_to_take_ = 0;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
+  std::vector<Slot> slots_;
+  Status status_;
+  bool grouping_ = false, grouped_ = false, finishing_ = false;
+  size_t next_read_ = 0;    // partitions [0, next_read_) are read or being read
+  size_t next_finish_ = 0;  // partitions [0, next_finish_) are finished
+  std::vector<size_t> next_merge_;  // per range: the next partition it merges
+  std::vector<bool> range_busy_;
+  int running_ = 0;
 };
 
 // The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
@@ -783,34 +892,45 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   }
   const bool with_created = q.as_of.has_value();
   BufferRecycler recycler;
-  PartitionPrefetcher partitions(
-      [&](size_t i) {
-        const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
-        return ReadPartition(offline, plan, keys, days[i], end, columns, with_created, &recycler);
-      },
-      days.size());
-  // The readers use `keys` (shared, read only) while the rows are grouped.
-  *groups = GroupEntityRows(q, keys);
-  const EntityGroups& g = *groups;
+  EntityGroups& g = *groups;
   AsOfState state;
-  state.unresolved.resize(static_cast<size_t>(g.num_groups()));
-  state.total_unresolved = n;
-  for (int64_t k = 0; k < g.num_groups(); ++k) {
-    state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
-  }
+  // Key ranges: groups [range_lo[r], range_lo[r + 1]).
+  std::vector<int64_t> range_lo;
 
   // Output columns: the event time and fixed-width features gathered value by
   // value in entity row order; others (strings, lists, bools) as chunks of
   // Take per partition batch, indexed by taken_of_position (position in
-  // g.order).
+  // g.order). Made when the first partition with rows is merged (a null
+  // column type is the stored one).
   std::shared_ptr<arrow::Schema> out_schema;
-  ARROW_ASSIGN_OR_RAISE(GatheredColumn events, GatheredColumn::Make(n, 8));
+  std::mutex out_schema_mu;
+  GatheredColumn events;
   std::vector<std::optional<GatheredColumn>> gathered(columns.size());
   std::vector<size_t> taken_columns;  // indices into `columns`
   std::vector<std::shared_ptr<arrow::RecordBatch>> taken_chunks;
   std::vector<int64_t> taken_of_position;
   int64_t taken_rows = 0;
-  std::vector<int64_t> positions, rows;
+  auto make_outputs = [&](const PartitionRows& p) -> Status {
+    std::lock_guard<std::mutex> lock(out_schema_mu);
+    if (out_schema) return Status::OK();
+    for (size_t c = 0; c < columns.size(); ++c) {
+      auto field = p.batches[0]->schema()->GetFieldByName(columns[c]);
+      if (!column_types[c] && field) column_types[c] = field->type();
+    }
+    auto schema = make_schema();
+    ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8));
+    for (size_t c = 0; c < columns.size(); ++c) {
+      const auto& type = *schema->field(static_cast<int>(c) + 1)->type();
+      if (IsGathered(type)) {
+        ARROW_ASSIGN_OR_RAISE(gathered[c], GatheredColumn::Make(n, type.byte_width()));
+      } else {
+        taken_columns.push_back(c);
+      }
+    }
+    if (!taken_columns.empty()) taken_of_position.assign(static_cast<size_t>(n), -1);
+    out_schema = std::move(schema);
+    return Status::OK();
+  };
   // A batch's column `c` as its output type; null when the batch lacks it
   // (a feature added after these rows were materialized: null).
   auto as_output_type = [&](const arrow::RecordBatch& batch,
@@ -826,98 +946,98 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     }
     return *cast;
   };
-  while (state.total_unresolved > 0) {
-    std::optional<Result<PartitionRows>> read = partitions.Next();
-    if (!read) break;
-    ARROW_ASSIGN_OR_RAISE(PartitionRows p, std::move(*read));
-    if (p.rows() == 0) continue;
-    if (!out_schema) {
-      for (size_t c = 0; c < columns.size(); ++c) {
-        auto field = p.batches[0]->schema()->GetFieldByName(columns[c]);
-        if (!column_types[c] && field) column_types[c] = field->type();
-      }
-      out_schema = make_schema();
-      for (size_t c = 0; c < columns.size(); ++c) {
-        const auto& type = *out_schema->field(static_cast<int>(c) + 1)->type();
-        if (IsGathered(type)) {
-          ARROW_ASSIGN_OR_RAISE(gathered[c], GatheredColumn::Make(n, type.byte_width()));
-        } else {
-          taken_columns.push_back(c);
-        }
-      }
-      if (!taken_columns.empty()) taken_of_position.assign(static_cast<size_t>(n), -1);
+
+  // What each range matched in each partition, for finish (taken columns).
+  std::vector<std::vector<JoinRange>> parts_of(days.size());
+  JoinTasks::Work work;
+  JoinTasks* tasks_ptr = nullptr;
+  // The readers use `keys` (shared, read only) while the rows are grouped.
+  work.group = [&]() -> Status {
+    g = GroupEntityRows(q, keys);
+    state.unresolved.resize(static_cast<size_t>(g.num_groups()));
+    for (int64_t k = 0; k < g.num_groups(); ++k) {
+      state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
     }
-    // The partition is merged and its values gathered on kJoinThreads
-    // threads, each over one key range of the groups and the matching range
-    // of the partition's rows (both sides are in key order, so a range split
-    // needs no shuffle). Each range's entity rows are its own, so the
-    // gathered columns are written without locks.
     const int64_t num_groups = g.num_groups();
     const int ranges = num_groups >= 2 * kMinGroupsPerRange ? kJoinThreads : 1;
-    std::vector<JoinRange> parts(static_cast<size_t>(ranges));
-    for (int r = 0; r < ranges; ++r) {
-      JoinRange& part = parts[static_cast<size_t>(r)];
-      part.group_lo = num_groups * r / ranges;
-      part.group_hi = num_groups * (r + 1) / ranges;
-      part.row_lo = r == 0 ? 0 : FirstRowAtOrAfterGroup(p, g, part.group_lo);
-    }
-    for (int r = 0; r + 1 < ranges; ++r) parts[r].row_hi = parts[r + 1].row_lo;
-    parts.back().row_hi = p.rows();
-    int64_t* event_values = reinterpret_cast<int64_t*>(events.values->mutable_data());
-    auto join_range = [&](JoinRange* part) -> Status {
-      if (g.int_keys) {
-        MergePartition<true>(p, g, q.as_of, part->row_lo, part->row_hi, part->group_lo,
-                             part->group_hi, &state, &part->positions, &part->rows);
-      } else {
-        MergePartition<false>(p, g, q.as_of, part->row_lo, part->row_hi, part->group_lo,
-                              part->group_hi, &state, &part->positions, &part->rows);
-      }
-      part->entity_rows.resize(part->positions.size());
-      for (size_t i = 0; i < part->positions.size(); ++i) {
-        const int64_t row = g.order[part->positions[i]];
-        part->entity_rows[i] = row;
-        events.valid[row] = 1;
-        event_values[row] = p.events[part->rows[i]];
-      }
-      // The fixed-width values, batch by batch.
-      return ForEachBatchRun(p, part->rows, [&](size_t b, size_t from, size_t to,
-                                                const std::vector<int64_t>& local) -> Status {
-        for (size_t c = 0; c < columns.size(); ++c) {
-          if (!gathered[c]) continue;
-          ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
-          if (col) {
-            Gather(*col, local.data(), part->entity_rows.data() + from, to - from, &*gathered[c]);
-          }
-        }
-        return Status::OK();
-      });
+    for (int r = 0; r <= ranges; ++r) range_lo.push_back(num_groups * r / ranges);
+    for (auto& parts : parts_of) parts.resize(static_cast<size_t>(ranges));
+    tasks_ptr->SetRanges(ranges);
+    return Status::OK();
+  };
+  work.read = [&](size_t i) {
+    const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
+    return ReadPartition(offline, plan, keys, days[i], end, columns, with_created, &recycler);
+  };
+  // The partition is merged and its values gathered over one key range of
+  // the groups and the matching range of the partition's rows (both sides
+  // are in key order, so a range split needs no shuffle). Each range's
+  // entity rows are its own, so the gathered columns are written without
+  // locks.
+  work.merge = [&](size_t i, int r, const PartitionRows& p, bool* done) -> Status {
+    JoinRange& part = parts_of[i][static_cast<size_t>(r)];
+    part.group_lo = range_lo[r];
+    part.group_hi = range_lo[r + 1];
+    auto unresolved_in_range = [&] {
+      int64_t total = 0;
+      for (int64_t k = part.group_lo; k < part.group_hi; ++k) total += state.unresolved[k];
+      return total;
     };
-    std::vector<std::thread> helpers;
-    for (int r = 1; r < ranges; ++r) {
-      helpers.emplace_back([&, r] { parts[r].status = join_range(&parts[r]); });
+    if (p.rows() == 0) {
+      *done = unresolved_in_range() == 0;
+      return Status::OK();
     }
-    parts[0].status = join_range(&parts[0]);
-    for (auto& t : helpers) t.join();
-    for (const JoinRange& part : parts) ARROW_RETURN_NOT_OK(part.status);
-    state.total_unresolved = 0;
-    for (int64_t u : state.unresolved) state.total_unresolved += u;
-    if (taken_columns.empty()) {
-      recycler.Put(&p);
-      continue;
+    ARROW_RETURN_NOT_OK(make_outputs(p));
+    part.row_lo = part.group_lo == 0 ? 0 : FirstRowAtOrAfterGroup(p, g, part.group_lo);
+    part.row_hi =
+        part.group_hi == g.num_groups() ? p.rows() : FirstRowAtOrAfterGroup(p, g, part.group_hi);
+    if (g.int_keys) {
+      MergePartition<true>(p, g, q.as_of, part.row_lo, part.row_hi, part.group_lo,
+                           part.group_hi, &state, &part.positions, &part.rows);
+    } else {
+      MergePartition<false>(p, g, q.as_of, part.row_lo, part.row_hi, part.group_lo,
+                            part.group_hi, &state, &part.positions, &part.rows);
     }
-    // Other columns (strings, lists, bools): Take per batch, on this thread.
-    positions.clear();
-    rows.clear();
+    *done = unresolved_in_range() == 0;
+    int64_t* event_values = reinterpret_cast<int64_t*>(events.values->mutable_data());
+    part.entity_rows.resize(part.positions.size());
+    for (size_t j = 0; j < part.positions.size(); ++j) {
+      const int64_t row = g.order[part.positions[j]];
+      part.entity_rows[j] = row;
+      events.valid[row] = 1;
+      event_values[row] = p.events[part.rows[j]];
+    }
+    // The fixed-width values, batch by batch.
+    return ForEachBatchRun(p, part.rows, [&](size_t b, size_t from, size_t to,
+                                             const std::vector<int64_t>& local) -> Status {
+      for (size_t c = 0; c < columns.size(); ++c) {
+        if (!gathered[c]) continue;
+        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
+        if (col) {
+          Gather(*col, local.data(), part.entity_rows.data() + from, to - from, &*gathered[c]);
+        }
+      }
+      return Status::OK();
+    });
+  };
+  // Other columns (strings, lists, bools): Take per batch.
+  work.finish = [&](size_t i, PartitionRows* p) -> Status {
+    std::vector<JoinRange> parts = std::move(parts_of[i]);
+    if (taken_columns.empty() || p->rows() == 0) {
+      recycler.Put(p);
+      return Status::OK();
+    }
+    std::vector<int64_t> positions, rows;
     for (const JoinRange& part : parts) {
       positions.insert(positions.end(), part.positions.begin(), part.positions.end());
       rows.insert(rows.end(), part.rows.begin(), part.rows.end());
     }
-    ARROW_RETURN_NOT_OK(ForEachBatchRun(p, rows, [&](size_t b, size_t from, size_t,
-                                                     const std::vector<int64_t>& local) -> Status {
+    ARROW_RETURN_NOT_OK(ForEachBatchRun(*p, rows, [&](size_t b, size_t from, size_t,
+                                                      const std::vector<int64_t>& local) -> Status {
       std::vector<int64_t> distinct;  // for Take: each matched row once
-      for (size_t i = 0; i < local.size(); ++i) {
-        if (distinct.empty() || distinct.back() != local[i]) distinct.push_back(local[i]);
-        taken_of_position[positions[from + i]] =
+      for (size_t j = 0; j < local.size(); ++j) {
+        if (distinct.empty() || distinct.back() != local[j]) distinct.push_back(local[j]);
+        taken_of_position[positions[from + j]] =
             taken_rows + static_cast<int64_t>(distinct.size()) - 1;
       }
       ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(distinct));
@@ -925,7 +1045,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       std::vector<std::shared_ptr<arrow::Array>> arrays;
       for (size_t c : taken_columns) {
         const auto& field = out_schema->field(static_cast<int>(c) + 1);
-        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
+        ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p->batches[b], c));
         std::shared_ptr<arrow::Array> taken;
         if (!col) {
           ARROW_ASSIGN_OR_RAISE(taken, arrow::MakeArrayOfNull(field->type(), index->length()));
@@ -941,7 +1061,15 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       taken_rows += index->length();
       return Status::OK();
     }));
-    recycler.Put(&p);
+    recycler.Put(p);
+    return Status::OK();
+  };
+  JoinTasks tasks(std::move(work), days.size());
+  tasks_ptr = &tasks;
+  ARROW_RETURN_NOT_OK(tasks.Run());
+  if (!out_schema) {  // no partition with rows: nothing matched
+    out_schema = make_schema();
+    ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8));
   }
   if (ttl_micros) {
     const int64_t* event_values = reinterpret_cast<const int64_t*>(events.values->data());
@@ -956,7 +1084,6 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       }
     }
   }
-  if (!out_schema) out_schema = make_schema();
   std::vector<std::shared_ptr<arrow::Array>> arrays(columns.size() + 1);
   out.matched = events.valid;
   ARROW_ASSIGN_OR_RAISE(arrays[0], events.Finish(kTimestampUtc));
