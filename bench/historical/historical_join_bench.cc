@@ -7,8 +7,12 @@
 //
 // The entity file holds the join key columns and `event_timestamp`
 // (timestamp[us, UTC]). Prints one JSON line per repetition:
-// {"rows": N, "read_seconds": .., "join_seconds": ..}. With --output the
-// last repetition's result (entity columns + features) is written as Parquet.
+// {"rows": N, "read_seconds": .., "join_seconds": .., "join_cpu_seconds": ..}
+// (join_cpu_seconds: the process's user + system CPU time during the join).
+// With --output the last repetition's result (entity columns + features) is
+// written as Parquet.
+
+#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -33,6 +37,14 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// User + system CPU time of the process so far.
+double CpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 std::vector<std::string> Split(const std::string& s) {
@@ -91,11 +103,15 @@ arrow::Status Run(int argc, char** argv) {
     q.features = Split(features);
     q.entity_keys = batch;
     q.times = times;
+    const double cpu0 = CpuSeconds();
     auto t1 = Clock::now();
     ARROW_ASSIGN_OR_RAISE(auto values, fstore::RetrievePointInTime(store->offline_store(), q));
     const double join_seconds = Seconds(t1);
-    std::printf("{\"rows\": %lld, \"read_seconds\": %.4f, \"join_seconds\": %.4f}\n",
-                static_cast<long long>(batch->num_rows()), read_seconds, join_seconds);
+    const double join_cpu_seconds = CpuSeconds() - cpu0;
+    std::printf(
+        "{\"rows\": %lld, \"read_seconds\": %.4f, \"join_seconds\": %.4f, "
+        "\"join_cpu_seconds\": %.4f}\n",
+        static_cast<long long>(batch->num_rows()), read_seconds, join_seconds, join_cpu_seconds);
     std::fflush(stdout);
     auto fields = batch->schema()->fields();
     auto arrays = batch->columns();

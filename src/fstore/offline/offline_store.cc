@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <chrono>
 #include <cstdio>
 #include <limits>
@@ -25,6 +26,7 @@
 #include <parquet/arrow/reader.h>
 #include <parquet/arrow/schema.h>
 #include <parquet/arrow/writer.h>
+#include <parquet/column_reader.h>
 #include <parquet/metadata.h>
 #include <parquet/properties.h>
 #include <parquet/statistics.h>
@@ -711,6 +713,29 @@ struct ScanFile {
   std::shared_ptr<arrow::Schema> schema;  // of its generation
 };
 
+// The row groups of a file that may hold rows with event time in [start,
+// end), as (index, wholly inside [start, end)): those whose event-time
+// statistics miss the range are skipped; those wholly inside it need no
+// filter.
+std::vector<std::pair<int, bool>> RowGroupsOf(const parquet::FileMetaData& metadata,
+                                              int event_leaf, TimestampMicros start,
+                                              TimestampMicros end) {
+  std::vector<std::pair<int, bool>> out;
+  for (int rg = 0; rg < metadata.num_row_groups(); ++rg) {
+    auto row_group = metadata.RowGroup(rg);
+    if (row_group->num_rows() == 0) continue;
+    auto stats = row_group->ColumnChunk(event_leaf)->statistics();
+    if (stats != nullptr && stats->HasMinMax() && stats->physical_type() == parquet::Type::INT64) {
+      const auto& typed = static_cast<const parquet::Int64Statistics&>(*stats);
+      if (typed.max() < start || typed.min() >= end) continue;
+      out.emplace_back(rg, typed.min() >= start && typed.max() < end);
+    } else {
+      out.emplace_back(rg, false);
+    }
+  }
+  return out;
+}
+
 // Streams the rows of a list of files that lie in [start, end), projected to
 // `schema`, one row group at a time.
 class OfflineScanReader : public arrow::RecordBatchReader {
@@ -788,23 +813,8 @@ class OfflineScanReader : public arrow::RecordBatchReader {
     }
     if (event_leaf < 0)
       return Status::IOError("offline store: ", file.path, " has no event_timestamp");
-    // Row groups whose event-time statistics miss [start, end) are skipped;
-    // those wholly inside it need no filter.
-    row_groups_.clear();
+    row_groups_ = RowGroupsOf(*metadata, event_leaf, start_, end_);
     next_row_group_ = 0;
-    for (int rg = 0; rg < metadata->num_row_groups(); ++rg) {
-      auto row_group = metadata->RowGroup(rg);
-      if (row_group->num_rows() == 0) continue;
-      auto stats = row_group->ColumnChunk(event_leaf)->statistics();
-      if (stats != nullptr && stats->HasMinMax() &&
-          stats->physical_type() == parquet::Type::INT64) {
-        const auto& typed = static_cast<const parquet::Int64Statistics&>(*stats);
-        if (typed.max() < start_ || typed.min() >= end_) continue;
-        row_groups_.emplace_back(rg, typed.min() >= start_ && typed.max() < end_);
-      } else {
-        row_groups_.emplace_back(rg, false);
-      }
-    }
     return Status::OK();
   }
 
@@ -1076,11 +1086,17 @@ struct ScanPlan {
   std::vector<std::string> key_columns;
 };
 
-Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
-                          const std::shared_ptr<const ParquetEncryption>& encryption,
-                          const std::string& version_dir, TimestampMicros start,
-                          TimestampMicros end, const std::vector<std::string>& columns,
-                          bool with_created = true) {
+// The files holding the rows of [start, end), and the generation giving
+// their schema and key columns (with no files: the latest partition's, if
+// any).
+struct FilePlan {
+  std::vector<ScanFile> files;
+  std::optional<Generation> reference;
+};
+
+Result<FilePlan> PlanFiles(const std::shared_ptr<arrow::fs::FileSystem>& fs,
+                           const std::string& version_dir, TimestampMicros start,
+                           TimestampMicros end) {
   if (start > end) {
     return InvalidArgument("end", "the range [" + FormatTimestamp(start) + ", " +
                                       FormatTimestamp(end) + ") ends before it starts");
@@ -1112,6 +1128,16 @@ Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
       reference = std::move(state.current);
     }
   }
+  return FilePlan{std::move(files), std::move(reference)};
+}
+
+Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
+                          const std::shared_ptr<const ParquetEncryption>& encryption,
+                          const std::string& version_dir, TimestampMicros start,
+                          TimestampMicros end, const std::vector<std::string>& columns,
+                          bool with_created = true) {
+  ARROW_ASSIGN_OR_RAISE(FilePlan files, PlanFiles(fs, version_dir, start, end));
+  const std::optional<Generation>& reference = files.reference;
   ScanPlan plan;
   std::shared_ptr<arrow::Schema> schema = arrow::schema(arrow::FieldVector{});
   if (reference) {
@@ -1142,12 +1168,235 @@ Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
     }
     schema = arrow::schema(std::move(fields));
   }
-  plan.reader =
-      std::make_shared<OfflineScanReader>(fs, encryption, std::move(files), schema, start, end);
+  plan.reader = std::make_shared<OfflineScanReader>(fs, encryption, std::move(files.files), schema,
+                                                    start, end);
   return plan;
 }
 
 }  // namespace
+
+uint8_t* ByteBuffer::Resize(size_t size) {
+  if (size > capacity_) {
+    // Grow geometrically, so appending row group after row group copies
+    // each byte a bounded number of times.
+    const size_t capacity = std::max(size, capacity_ + capacity_ / 2);
+    std::unique_ptr<uint8_t[]> grown(new uint8_t[capacity]);
+    if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+    data_ = std::move(grown);
+    capacity_ = capacity;
+  }
+  size_ = size;
+  return data_.get();
+}
+
+namespace {
+
+// The Parquet physical type a fixed-width Arrow type is read from without
+// conversion, or nullopt (ReadFixedWidth does not read it).
+std::optional<parquet::Type::type> RawPhysicalType(const arrow::DataType& type,
+                                                   const parquet::ColumnDescriptor& column) {
+  const auto physical = column.physical_type();
+  switch (type.id()) {
+    case arrow::Type::INT32:
+    case arrow::Type::DATE32:
+      return physical == parquet::Type::INT32 ? std::optional(physical) : std::nullopt;
+    case arrow::Type::INT64:
+      return physical == parquet::Type::INT64 ? std::optional(physical) : std::nullopt;
+    case arrow::Type::FLOAT:
+      return physical == parquet::Type::FLOAT ? std::optional(physical) : std::nullopt;
+    case arrow::Type::DOUBLE:
+      return physical == parquet::Type::DOUBLE ? std::optional(physical) : std::nullopt;
+    case arrow::Type::TIMESTAMP: {
+      // Stored in the Arrow type's own unit (seconds are stored as
+      // milliseconds and converted when read through Arrow: not raw).
+      if (physical != parquet::Type::INT64) return std::nullopt;
+      const auto& logical = column.logical_type();
+      if (logical == nullptr || !logical->is_timestamp()) return std::nullopt;
+      const auto unit = static_cast<const parquet::TimestampLogicalType&>(*logical).time_unit();
+      const auto arrow_unit = static_cast<const arrow::TimestampType&>(type).unit();
+      const bool same = (unit == parquet::LogicalType::TimeUnit::MILLIS &&
+                         arrow_unit == arrow::TimeUnit::MILLI) ||
+                        (unit == parquet::LogicalType::TimeUnit::MICROS &&
+                         arrow_unit == arrow::TimeUnit::MICRO) ||
+                        (unit == parquet::LogicalType::TimeUnit::NANOS &&
+                         arrow_unit == arrow::TimeUnit::NANO);
+      return same ? std::optional(physical) : std::nullopt;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+// Decodes `rows` values of a column chunk into dst (rows * sizeof(T) bytes)
+// with nulls as zeros; where a value is null, valid[i] = 0 (valid: `rows`
+// bytes, written only when a value is null: *has_nulls says so).
+template <typename ParquetType>
+Status DecodeChunk(parquet::ColumnReader* reader, int64_t rows, int16_t* defs,
+                   typename ParquetType::c_type* dst, uint8_t* valid, bool* has_nulls) {
+  auto* typed = static_cast<parquet::TypedColumnReader<ParquetType>*>(reader);
+  const int16_t max_def = reader->descr()->max_definition_level();
+  int64_t levels = 0, values = 0;
+  while (levels < rows) {
+    int64_t values_read = 0;
+    // With nulls the values come packed: each batch's after the previous.
+    const int64_t read =
+        typed->ReadBatch(rows - levels, defs + levels, nullptr, dst + values, &values_read);
+    if (read <= 0) return Status::IOError("offline store: a column chunk ends early");
+    levels += read;
+    values += values_read;
+  }
+  *has_nulls = values < rows;
+  if (!*has_nulls) return Status::OK();
+  // Spread the packed values to their rows, back to front (in place).
+  for (int64_t i = rows - 1; i >= 0; --i) {
+    const bool is_valid = defs[i] == max_def;
+    valid[i] = is_valid;
+    dst[i] = is_valid ? dst[--values] : typename ParquetType::c_type{};
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status OfflineStore::ReadFixedWidth(const std::string& feature_set, int64_t schema_version,
+                                    TimestampMicros start, TimestampMicros end,
+                                    const std::vector<std::string>& columns,
+                                    FixedWidthRows* out) {
+  ARROW_ASSIGN_OR_RAISE(std::string version_dir, VersionDir(root_, feature_set, schema_version));
+  ARROW_ASSIGN_OR_RAISE(FilePlan plan, PlanFiles(fs_, version_dir, start, end));
+  out->rows = 0;
+  out->columns.resize(columns.size());
+  int event_column = -1;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    FixedWidthColumn& col = out->columns[c];
+    col.name = columns[c];
+    col.type = nullptr;
+    col.width = 0;
+    col.has_nulls = false;
+    col.values.Resize(0);
+    if (columns[c] == kEventTimestampColumn) event_column = static_cast<int>(c);
+    if (!plan.reference) continue;
+    auto field = plan.reference->schema->GetFieldByName(columns[c]);
+    if (field == nullptr) continue;
+    const auto& type = field->type();
+    const int width = arrow::is_fixed_width(type->id()) ? type->byte_width() : 0;
+    if (width <= 0 || (type->id() != arrow::Type::INT32 && type->id() != arrow::Type::DATE32 &&
+                       type->id() != arrow::Type::INT64 && type->id() != arrow::Type::FLOAT &&
+                       type->id() != arrow::Type::DOUBLE &&
+                       type->id() != arrow::Type::TIMESTAMP)) {
+      return Status::NotImplemented("column '", columns[c], "' of type ", type->ToString(),
+                                    " is not read as fixed-width values");
+    }
+    col.type = type;
+    col.width = width;
+  }
+  if (event_column < 0) return InvalidArgument("columns", "event_timestamp is required");
+  std::vector<int16_t> defs;
+  for (const ScanFile& file : plan.files) {
+    ARROW_ASSIGN_OR_RAISE(auto in, fs_->OpenInputFile(file.path));
+    ARROW_ASSIGN_OR_RAISE(auto reader, OpenParquetFile(in, file.path, encryption_.get()));
+    std::shared_ptr<arrow::Schema> file_schema;
+    ARROW_RETURN_NOT_OK(reader->GetSchema(&file_schema));
+    if (!SameColumns(*file_schema, *file.schema)) {
+      return Status::IOError("offline store: ", file.path,
+                             " does not have the schema of its generation");
+    }
+    const auto& manifest = reader->manifest();
+    const parquet::SchemaDescriptor* descriptor = reader->parquet_reader()->metadata()->schema();
+    // Each asked-for column's leaf, checked to be read raw.
+    std::vector<int> leaves(columns.size(), -1);
+    for (size_t c = 0; c < columns.size(); ++c) {
+      if (!out->columns[c].type) continue;
+      const int i = file_schema->GetFieldIndex(columns[c]);
+      const int leaf = i < 0 ? -1 : manifest.schema_fields[i].column_index;
+      if (leaf < 0 || !RawPhysicalType(*out->columns[c].type, *descriptor->Column(leaf))) {
+        return Status::NotImplemented("column '", columns[c], "' of ", file.path,
+                                      " is not stored as raw fixed-width values");
+      }
+      leaves[c] = leaf;
+    }
+    auto metadata = reader->parquet_reader()->metadata();
+    for (auto [rg, inside] : RowGroupsOf(*metadata, leaves[event_column], start, end)) {
+      const int64_t base = out->rows;
+      const int64_t rows = metadata->RowGroup(rg)->num_rows();
+      if (static_cast<int64_t>(defs.size()) < rows) defs.resize(static_cast<size_t>(rows));
+      auto row_group = reader->parquet_reader()->RowGroup(rg);
+      for (size_t c = 0; c < columns.size(); ++c) {
+        FixedWidthColumn& col = out->columns[c];
+        if (!col.type) continue;
+        uint8_t* dst = col.values.Resize(static_cast<size_t>((base + rows) * col.width)) +
+                       base * col.width;
+        // The validity of earlier rows (all valid) is filled in when the
+        // first null appears.
+        std::vector<uint8_t> chunk_valid;
+        uint8_t* valid = nullptr;
+        if (col.has_nulls) {
+          valid = col.valid.Resize(static_cast<size_t>(base + rows)) + base;
+        } else if (descriptor->Column(leaves[c])->max_definition_level() > 0) {
+          chunk_valid.resize(static_cast<size_t>(rows));
+          valid = chunk_valid.data();
+        }
+        bool nulls = false;
+        auto column = row_group->Column(leaves[c]);
+        Status st;
+        switch (descriptor->Column(leaves[c])->physical_type()) {
+          case parquet::Type::INT32:
+            st = DecodeChunk<parquet::Int32Type>(column.get(), rows, defs.data(),
+                                                 reinterpret_cast<int32_t*>(dst), valid, &nulls);
+            break;
+          case parquet::Type::INT64:
+            st = DecodeChunk<parquet::Int64Type>(column.get(), rows, defs.data(),
+                                                 reinterpret_cast<int64_t*>(dst), valid, &nulls);
+            break;
+          case parquet::Type::FLOAT:
+            st = DecodeChunk<parquet::FloatType>(column.get(), rows, defs.data(),
+                                                 reinterpret_cast<float*>(dst), valid, &nulls);
+            break;
+          default:
+            st = DecodeChunk<parquet::DoubleType>(column.get(), rows, defs.data(),
+                                                  reinterpret_cast<double*>(dst), valid, &nulls);
+            break;
+        }
+        ARROW_RETURN_NOT_OK(st);
+        if (col.has_nulls && !nulls) {
+          std::memset(valid, 1, static_cast<size_t>(rows));
+        } else if (!col.has_nulls && nulls) {
+          col.has_nulls = true;
+          uint8_t* all = col.valid.Resize(static_cast<size_t>(base + rows));
+          std::memset(all, 1, static_cast<size_t>(base));
+          std::memcpy(all + base, chunk_valid.data(), static_cast<size_t>(rows));
+        }
+      }
+      int64_t kept = rows;
+      if (!inside) {
+        // Keep the rows with event time in [start, end), in order.
+        const auto* events = reinterpret_cast<const int64_t*>(
+            out->columns[static_cast<size_t>(event_column)].values.data()) + base;
+        std::vector<int64_t> keep;
+        for (int64_t i = 0; i < rows; ++i) {
+          if (events[i] >= start && events[i] < end) keep.push_back(i);
+        }
+        kept = static_cast<int64_t>(keep.size());
+        for (FixedWidthColumn& col : out->columns) {
+          if (!col.type) continue;
+          uint8_t* v = col.values.data() + base * col.width;
+          for (int64_t j = 0; j < kept; ++j) {
+            std::memmove(v + j * col.width, v + keep[j] * col.width,
+                         static_cast<size_t>(col.width));
+          }
+          col.values.Resize(static_cast<size_t>((base + kept) * col.width));
+          if (col.has_nulls) {
+            uint8_t* valid = col.valid.data() + base;
+            for (int64_t j = 0; j < kept; ++j) valid[j] = valid[keep[j]];
+            col.valid.Resize(static_cast<size_t>(base + kept));
+          }
+        }
+      }
+      out->rows = base + kept;
+    }
+  }
+  return Status::OK();
+}
 
 Result<std::shared_ptr<arrow::RecordBatchReader>> OfflineStore::Scan(
     const std::string& feature_set, int64_t schema_version, TimestampMicros start,

@@ -58,6 +58,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <arrow/filesystem/type_fwd.h>
@@ -88,6 +89,46 @@ struct WriteStats {
   int64_t bytes_written = 0;  ///< bytes of the new Parquet files (markers not counted)
   int64_t files_written = 0;  ///< Parquet files written
   int64_t partitions_written = 0;  ///< date partitions given a new generation
+};
+
+/// A byte buffer that keeps its memory when it is refilled and does not
+/// initialize what it grows by (no zeroing pass before a decoder writes it).
+class ByteBuffer {
+ public:
+  /// Resizes to `size` bytes, keeping the first min(size, old size) bytes.
+  uint8_t* Resize(size_t size);
+  uint8_t* data() { return data_.get(); }
+  const uint8_t* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+
+ private:
+  std::unique_ptr<uint8_t[]> data_;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+};
+
+/// One column as OfflineStore::ReadFixedWidth decodes it.
+struct FixedWidthColumn {
+  std::string name;
+  /// The stored type; null when the stored schema lacks the column (a
+  /// feature added after the rows were written: every value is null).
+  std::shared_ptr<arrow::DataType> type;
+  int width = 0;      ///< bytes per value
+  ByteBuffer values;  ///< rows * width bytes; zeros where a value is null
+  ByteBuffer valid;   ///< one byte per row, 1 where a value; only with has_nulls
+  bool has_nulls = false;
+};
+
+/// Rows decoded by OfflineStore::ReadFixedWidth; reused from call to call.
+struct FixedWidthRows {
+  int64_t rows = 0;
+  std::vector<FixedWidthColumn> columns;  ///< in the order asked for
+  const FixedWidthColumn* Find(std::string_view name) const {
+    for (const auto& c : columns) {
+      if (c.name == name) return &c;
+    }
+    return nullptr;
+  }
 };
 
 class OfflineStore {
@@ -168,6 +209,19 @@ class OfflineStore {
       const std::string& feature_set, int64_t schema_version, TimestampMicros start,
       TimestampMicros end, const std::vector<std::string>& columns = {},
       bool with_created_timestamp = true);
+
+  /// The rows Scan(feature_set, schema_version, start, end) gives (in the
+  /// same order), only the columns `columns` -- which must include
+  /// event_timestamp -- decoded from Parquet straight into `out`'s buffers,
+  /// which keep their memory from one call to the next: no Arrow arrays are
+  /// built, nothing is copied after decoding. For hot paths that read whole
+  /// partitions (the point-in-time join). Only fixed-width columns: int32,
+  /// int64, float, double, date32 and timestamp[ms|us|ns]; any other stored
+  /// type is NotImplemented (nothing read; use Scan). A column the stored
+  /// schema lacks comes back with a null type.
+  Status ReadFixedWidth(const std::string& feature_set, int64_t schema_version,
+                        TimestampMicros start, TimestampMicros end,
+                        const std::vector<std::string>& columns, FixedWidthRows* out);
 
   /// OK when the storage answers: a local root is a writable directory
   /// (FeatureStore::Open creates it); an S3

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 
 #include <arrow/api.h>
@@ -273,46 +274,59 @@ EntityGroups GroupEntityRows(const PointInTimeQuery& q,
   return g;
 }
 
-// One date partition of the offline store as read for the join: its record
-// batches (consecutive slices of the partition's (key, event time) order),
-// and the key and time columns flattened over them.
+// One date partition of the offline store as read for the join, in (key,
+// event time) order: either decoded straight into reused buffers (`fixed`,
+// when every column is a fixed-width type read raw: OfflineStore::
+// ReadFixedWidth) or as record batches (consecutive slices of the order)
+// with the key and time columns flattened over them.
 struct PartitionRows {
+  /// Raw: `fixed` holds the key (with int keys), event time, created time
+  /// (with as_of) and the asked-for columns, at fixed_first_column on.
+  bool raw = false;
+  FixedWidthRows fixed;
+  size_t fixed_first_column = 0;
   std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
   std::vector<int64_t> batch_begin;  // batch b holds rows [batch_begin[b], batch_begin[b + 1])
   /// The key columns as the entity keys' types; empty with int_keys.
   std::vector<std::shared_ptr<arrow::Array>> keys;
   /// The key's values when the entity key is one int64 column, else null.
   const int64_t* int_keys = nullptr;
-  std::vector<int64_t> int_key_values;  // int_keys' storage
-  std::vector<int64_t> events;
-  std::vector<int64_t> created;  // only with as_of
-  int64_t rows() const { return static_cast<int64_t>(events.size()); }
+  const int64_t* events = nullptr;
+  const int64_t* created = nullptr;  // only with as_of
+  int64_t num_rows = 0;
+  // Storage of int_keys, events and created for batches.
+  std::vector<int64_t> int_key_values, event_values, created_values;
+  int64_t rows() const { return num_rows; }
 };
 
-// Buffers of joined partitions handed back for the next reads, so that their
+// Partitions joined handed back for the next reads, so that their buffers'
 // memory is reused rather than newly mapped (and zeroed by the kernel) for
 // every partition. Thread-safe.
 class BufferRecycler {
  public:
-  std::vector<int64_t> Get() {
+  /// An empty partition, with the buffers of one handed back if any.
+  PartitionRows Get() {
     std::lock_guard<std::mutex> lock(mu_);
     if (free_.empty()) return {};
-    std::vector<int64_t> out = std::move(free_.back());
+    PartitionRows out = std::move(free_.back());
     free_.pop_back();
     return out;
   }
   void Put(PartitionRows* p) {
+    PartitionRows spare;
+    spare.fixed = std::move(p->fixed);
+    spare.int_key_values = std::move(p->int_key_values);
+    spare.event_values = std::move(p->event_values);
+    spare.created_values = std::move(p->created_values);
+    for (auto* v : {&spare.int_key_values, &spare.event_values, &spare.created_values}) v->clear();
+    *p = PartitionRows{};
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto* v : {&p->int_key_values, &p->events, &p->created}) {
-      if (v->capacity() == 0) continue;
-      v->clear();
-      free_.push_back(std::move(*v));
-    }
+    free_.push_back(std::move(spare));
   }
 
  private:
   std::mutex mu_;
-  std::vector<std::vector<int64_t>> free_;
+  std::vector<PartitionRows> free_;
 };
 
 // Appends the values of an int64 or timestamp column (no nulls).
@@ -321,16 +335,76 @@ void AppendInt64s(const arrow::Array& column, std::vector<int64_t>* out) {
   out->insert(out->end(), v, v + column.length());
 }
 
+// Whether rows [0, n) are in (key, time) order.
+bool InKeyTimeOrder(const int64_t* k, const int64_t* e, int64_t n) {
+  bool sorted = true;
+  for (int64_t i = 1; i < n; ++i) {
+    sorted &= k[i - 1] < k[i] || (k[i - 1] == k[i] && e[i - 1] <= e[i]);
+  }
+  return sorted;
+}
+
+// Reads partition [start, end) of `fs` raw into `p` (its buffers reused):
+// true when every column is a fixed-width type read raw, stored with the
+// type asked for (`types`, null: as stored), the key is one int64 column and
+// the rows are in (key, time) order; false (nothing usable read) otherwise.
+Result<bool> ReadPartitionRaw(OfflineStore* offline, const FeaturePlan& plan,
+                              const std::vector<std::shared_ptr<arrow::Array>>& entity_keys,
+                              TimestampMicros start, TimestampMicros end,
+                              const std::vector<std::string>& columns,
+                              const std::vector<std::shared_ptr<arrow::DataType>>& types,
+                              bool with_created, PartitionRows* p) {
+  if (!IsOneInt64Key(entity_keys)) return false;
+  std::vector<std::string> read{plan.key_columns[0], kEventTimestampColumn};
+  if (with_created) read.push_back(kCreatedTimestampColumn);
+  p->fixed_first_column = read.size();
+  read.insert(read.end(), columns.begin(), columns.end());
+  Status st = offline->ReadFixedWidth(plan.feature_set.name, kOfflineSchemaVersion, start, end,
+                                      read, &p->fixed);
+  if (st.IsNotImplemented()) return false;
+  ARROW_RETURN_NOT_OK(st);
+  const auto& fixed = p->fixed.columns;
+  if (fixed[0].type && fixed[0].type->id() != arrow::Type::INT64) return false;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    const auto& stored = fixed[p->fixed_first_column + c].type;
+    if (stored && types[c] && !stored->Equals(*types[c])) return false;
+  }
+  p->num_rows = p->fixed.rows;
+  if (p->num_rows == 0) {
+    p->raw = true;
+    return true;
+  }
+  if (!fixed[0].type) {
+    return Unprocessable("feature_sets", "the offline data of feature set '" +
+                                             plan.feature_set.name + "' lacks join key column '" +
+                                             plan.key_columns[0] + "'");
+  }
+  p->int_keys = reinterpret_cast<const int64_t*>(fixed[0].values.data());
+  p->events = reinterpret_cast<const int64_t*>(fixed[1].values.data());
+  if (with_created) p->created = reinterpret_cast<const int64_t*>(fixed[2].values.data());
+  // Several files of a partition could interleave: then the batch path
+  // sorts.
+  if (!InKeyTimeOrder(p->int_keys, p->events, p->num_rows)) return false;
+  p->raw = true;
+  return true;
+}
+
 // Reads the rows of `fs` with event time in [start, end) -- one date
 // partition -- with the key, time and `columns` columns (those the stored
-// schema has). Safe to call from several threads at once.
+// schema has; `types`: the types wanted, null as stored). Safe to call from
+// several threads at once.
 Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& plan,
                                     const std::vector<std::shared_ptr<arrow::Array>>& entity_keys,
-                                    TimestampMicros start,
-                                    TimestampMicros end, const std::vector<std::string>& columns,
+                                    TimestampMicros start, TimestampMicros end,
+                                    const std::vector<std::string>& columns,
+                                    const std::vector<std::shared_ptr<arrow::DataType>>& types,
                                     bool with_created, BufferRecycler* recycler) {
   const std::string& fs = plan.feature_set.name;
-  PartitionRows p;
+  PartitionRows p = recycler->Get();
+  ARROW_ASSIGN_OR_RAISE(bool raw, ReadPartitionRaw(offline, plan, entity_keys, start, end, columns,
+                                                   types, with_created, &p));
+  if (raw) return p;
+  p.int_keys = p.events = p.created = nullptr;
   // Only the stored columns: a feature added after these rows were
   // materialized is absent (null) here.
   ARROW_ASSIGN_OR_RAISE(auto probe, offline->Scan(fs, kOfflineSchemaVersion, start, end));
@@ -380,32 +454,27 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     return Status::OK();
   };
   const size_t rows = static_cast<size_t>(p.batch_begin.back());
+  p.num_rows = static_cast<int64_t>(rows);
   if (int_keys) {
-    p.int_key_values = recycler->Get();
     p.int_key_values.reserve(rows);
     for (const auto& chunk : key_chunks[0]) AppendInt64s(*chunk, &p.int_key_values);
   } else {
     ARROW_RETURN_NOT_OK(concatenate_keys());
   }
-  p.events = recycler->Get();
-  p.events.reserve(rows);
-  if (with_created) {
-    p.created = recycler->Get();
-    p.created.reserve(rows);
-  }
+  p.event_values.reserve(rows);
+  if (with_created) p.created_values.reserve(rows);
   for (const auto& b : p.batches) {
-    AppendInt64s(*b->GetColumnByName(kEventTimestampColumn), &p.events);
-    if (with_created) AppendInt64s(*b->GetColumnByName(kCreatedTimestampColumn), &p.created);
+    AppendInt64s(*b->GetColumnByName(kEventTimestampColumn), &p.event_values);
+    if (with_created) {
+      AppendInt64s(*b->GetColumnByName(kCreatedTimestampColumn), &p.created_values);
+    }
   }
   // The merge join needs the rows in (key, event time) order of the entity
   // keys' types; a key cast from another type may not keep the stored order.
   bool sorted = true;
-  const int64_t* e = p.events.data();
+  const int64_t* e = p.event_values.data();
   if (int_keys) {
-    const int64_t* k = p.int_key_values.data();
-    for (int64_t i = 1; i < p.rows(); ++i) {
-      sorted &= k[i - 1] < k[i] || (k[i - 1] == k[i] && e[i - 1] <= e[i]);
-    }
+    sorted = InKeyTimeOrder(p.int_key_values.data(), e, p.rows());
   } else {
     for (int64_t i = 1; i < p.rows() && sorted; ++i) {
       int c = CompareKeys(p.keys, i - 1, p.keys, i);
@@ -422,7 +491,7 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     }
     fields.push_back(arrow::field(kEventTimestampColumn, arrow::int64()));
     auto sort_columns = p.keys;
-    ARROW_ASSIGN_OR_RAISE(auto events, Int64ArrayOf(p.events));
+    ARROW_ASSIGN_OR_RAISE(auto events, Int64ArrayOf(p.event_values));
     sort_columns.push_back(events);
     auto sort_batch = arrow::RecordBatch::Make(arrow::schema(fields), p.rows(), sort_columns);
     ARROW_ASSIGN_OR_RAISE(auto order,
@@ -434,11 +503,11 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     for (size_t c = 0; c < p.keys.size(); ++c) {
       p.keys[c] = sorted_keys.record_batch()->column(static_cast<int>(c));
     }
-    p.events.clear();
-    p.created.clear();
-    AppendInt64s(*p.batches[0]->GetColumnByName(kEventTimestampColumn), &p.events);
+    p.event_values.clear();
+    p.created_values.clear();
+    AppendInt64s(*p.batches[0]->GetColumnByName(kEventTimestampColumn), &p.event_values);
     if (with_created) {
-      AppendInt64s(*p.batches[0]->GetColumnByName(kCreatedTimestampColumn), &p.created);
+      AppendInt64s(*p.batches[0]->GetColumnByName(kCreatedTimestampColumn), &p.created_values);
     }
     if (int_keys) {
       p.int_key_values.clear();
@@ -447,6 +516,8 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
     }
   }
   if (int_keys) p.int_keys = p.int_key_values.data();
+  p.events = p.event_values.data();
+  if (with_created) p.created = p.created_values.data();
   return p;
 }
 
@@ -482,8 +553,8 @@ void MergePartition(const PartitionRows& p, const EntityGroups& g,
                     std::optional<TimestampMicros> as_of, int64_t row_lo, int64_t row_hi,
                     int64_t group_lo, int64_t group_hi, AsOfState* state,
                     std::vector<int64_t>* matched_positions, std::vector<int64_t>* matched_rows) {
-  const int64_t* e = p.events.data();
-  const int64_t* cr = as_of ? p.created.data() : nullptr;
+  const int64_t* e = p.events;
+  const int64_t* cr = as_of ? p.created : nullptr;
   const int64_t* st = g.sorted_times.data();
   auto compare = [&](int64_t row, int64_t group) {
     if constexpr (kIntKeys) {
@@ -598,38 +669,61 @@ bool IsGathered(const arrow::DataType& type) {
          type.id() != arrow::Type::NA && type.byte_width() > 0;
 }
 
-// Copies values col[rows[i]] to entity row entity_rows[i] of `out`, in
-// units of kWidth bytes (0: out->width, through memcpy).
-template <int kWidth>
-void GatherWidth(const arrow::Array& col, const int64_t* rows, const int64_t* entity_rows,
-                 size_t count, GatheredColumn* out) {
+// Copies values src[rows[i]] to entity row entity_rows[i] of `out`, in
+// units of kWidth bytes (0: out->width, through memcpy); `is_valid(row)`
+// says whether a source row has a value (null: all have).
+template <int kWidth, typename IsValid>
+void GatherWidth(const uint8_t* src, IsValid is_valid, const int64_t* rows,
+                 const int64_t* entity_rows, size_t count, GatheredColumn* out) {
   const int w = kWidth ? kWidth : out->width;
-  const uint8_t* src = col.data()->buffers[1]->data() + col.offset() * w;
   uint8_t* dst = out->values->mutable_data();
   uint8_t* valid = out->valid.data();
-  if (col.null_count() == 0) {
+  if constexpr (std::is_same_v<IsValid, std::nullptr_t>) {
     for (size_t i = 0; i < count; ++i) {
       std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
       valid[entity_rows[i]] = 1;
     }
-    return;
-  }
-  for (size_t i = 0; i < count; ++i) {
-    const bool is_valid = col.IsValid(rows[i]);
-    if (is_valid) std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
-    valid[entity_rows[i]] = is_valid;
+  } else {
+    for (size_t i = 0; i < count; ++i) {
+      const bool has_value = is_valid(rows[i]);
+      if (has_value) {
+        std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
+      }
+      valid[entity_rows[i]] = has_value;
+    }
   }
 }
 
+template <typename IsValid>
+void GatherAnyWidth(const uint8_t* src, IsValid is_valid, const int64_t* rows,
+                    const int64_t* entity_rows, size_t count, GatheredColumn* out) {
+  switch (out->width) {
+    case 8: return GatherWidth<8>(src, is_valid, rows, entity_rows, count, out);
+    case 4: return GatherWidth<4>(src, is_valid, rows, entity_rows, count, out);
+    case 2: return GatherWidth<2>(src, is_valid, rows, entity_rows, count, out);
+    case 1: return GatherWidth<1>(src, is_valid, rows, entity_rows, count, out);
+    default: return GatherWidth<0>(src, is_valid, rows, entity_rows, count, out);
+  }
+}
+
+// Gathers from an Arrow array's values.
 void Gather(const arrow::Array& col, const int64_t* rows, const int64_t* entity_rows,
             size_t count, GatheredColumn* out) {
-  switch (out->width) {
-    case 8: return GatherWidth<8>(col, rows, entity_rows, count, out);
-    case 4: return GatherWidth<4>(col, rows, entity_rows, count, out);
-    case 2: return GatherWidth<2>(col, rows, entity_rows, count, out);
-    case 1: return GatherWidth<1>(col, rows, entity_rows, count, out);
-    default: return GatherWidth<0>(col, rows, entity_rows, count, out);
+  const uint8_t* src = col.data()->buffers[1]->data() + col.offset() * out->width;
+  if (col.null_count() == 0) {
+    return GatherAnyWidth(src, nullptr, rows, entity_rows, count, out);
   }
+  GatherAnyWidth(src, [&](int64_t row) { return col.IsValid(row); }, rows, entity_rows, count,
+                 out);
+}
+
+// Gathers from values decoded raw (`valid`: a byte per row, or null when
+// every row has a value).
+void GatherRaw(const uint8_t* src, const uint8_t* valid, const int64_t* rows,
+               const int64_t* entity_rows, size_t count, GatheredColumn* out) {
+  if (valid == nullptr) return GatherAnyWidth(src, nullptr, rows, entity_rows, count, out);
+  GatherAnyWidth(src, [valid](int64_t row) { return valid[row] != 0; }, rows, entity_rows, count,
+                 out);
 }
 
 // Threads a partition is merged and gathered on (the calling thread and
@@ -892,6 +986,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   }
   const bool with_created = q.as_of.has_value();
   BufferRecycler recycler;
+  const std::vector<std::shared_ptr<arrow::DataType>> requested_types = column_types;
   EntityGroups& g = *groups;
   AsOfState state;
   // Key ranges: groups [range_lo[r], range_lo[r + 1]).
@@ -914,8 +1009,12 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     std::lock_guard<std::mutex> lock(out_schema_mu);
     if (out_schema) return Status::OK();
     for (size_t c = 0; c < columns.size(); ++c) {
-      auto field = p.batches[0]->schema()->GetFieldByName(columns[c]);
-      if (!column_types[c] && field) column_types[c] = field->type();
+      if (column_types[c]) continue;
+      if (p.raw) {
+        column_types[c] = p.fixed.columns[p.fixed_first_column + c].type;
+      } else if (auto field = p.batches[0]->schema()->GetFieldByName(columns[c])) {
+        column_types[c] = field->type();
+      }
     }
     auto schema = make_schema();
     ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8));
@@ -967,7 +1066,8 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   };
   work.read = [&](size_t i) {
     const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
-    return ReadPartition(offline, plan, keys, days[i], end, columns, with_created, &recycler);
+    return ReadPartition(offline, plan, keys, days[i], end, columns, requested_types,
+                         with_created, &recycler);
   };
   // The partition is merged and its values gathered over one key range of
   // the groups and the matching range of the partition's rows (both sides
@@ -1007,6 +1107,15 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       events.valid[row] = 1;
       event_values[row] = p.events[part.rows[j]];
     }
+    if (p.raw) {
+      for (size_t c = 0; c < columns.size(); ++c) {
+        const FixedWidthColumn& col = p.fixed.columns[p.fixed_first_column + c];
+        if (!gathered[c] || !col.type) continue;
+        GatherRaw(col.values.data(), col.has_nulls ? col.valid.data() : nullptr,
+                  part.rows.data(), part.entity_rows.data(), part.rows.size(), &*gathered[c]);
+      }
+      return Status::OK();
+    }
     // The fixed-width values, batch by batch.
     return ForEachBatchRun(p, part.rows, [&](size_t b, size_t from, size_t to,
                                              const std::vector<int64_t>& local) -> Status {
@@ -1023,6 +1132,10 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   // Other columns (strings, lists, bools): Take per batch.
   work.finish = [&](size_t i, PartitionRows* p) -> Status {
     std::vector<JoinRange> parts = std::move(parts_of[i]);
+    if (p->raw && !taken_columns.empty() && p->rows() > 0) {
+      // Taken columns are of types never read raw (ReadPartitionRaw).
+      return Status::Invalid("point-in-time join: a partition read raw has taken columns");
+    }
     if (taken_columns.empty() || p->rows() == 0) {
       recycler.Put(p);
       return Status::OK();

@@ -513,6 +513,100 @@ TEST_F(PointInTimeJoinTest, StringBoolAndLaterAddedFeatures) {
   expect(got[3], "[null]");
 }
 
+TEST_F(PointInTimeJoinTest, FixedWidthFeaturesReadRawAgreeWithTheBatchPath) {
+  // With int keys and only fixed-width features the partitions are decoded
+  // raw (OfflineStore::ReadFixedWidth); asking for a string feature too
+  // reads them as record batches. Both give the same values: nulls, a
+  // feature the stored rows lack, a value from an earlier partition.
+  Entity user;
+  user.name = "user";
+  user.join_keys = {"user_id"};
+  user.value_type = "int";
+  FeatureSet set;
+  set.id = NewUuid();
+  set.name = "raw";
+  set.entities = {"user"};
+  set.source = SourceDefinition{"file", (dir_ / "none.parquet").string(), "parquet", "", "", ""};
+  std::vector<Feature> features(4);
+  features[0].name = "amount";
+  features[0].data_type = "float";
+  features[1].name = "clicks";
+  features[1].data_type = "int";
+  features[2].name = "band";
+  features[2].data_type = "string";
+  features[3].name = "late";
+  features[3].data_type = "float";
+  features[3].default_value = boost::json::value(-1.5);
+  auto schema = arrow::schema({arrow::field("user_id", arrow::int64()),
+                               arrow::field("event_timestamp", kTs),
+                               arrow::field("amount", arrow::float64()),
+                               arrow::field("clicks", arrow::int64()),
+                               arrow::field("band", arrow::utf8()),
+                               arrow::field("late", arrow::float64())});
+  ASSERT_OK_AND_ASSIGN(auto plan, PlanMaterialization(set, features, {user}, schema));
+  // Stored without `late`, over two dates.
+  arrow::Int64Builder k, clicks;
+  arrow::TimestampBuilder e(kTs, arrow::default_memory_pool()), c(kTs, arrow::default_memory_pool());
+  arrow::DoubleBuilder amount;
+  arrow::StringBuilder band;
+  struct Stored {
+    int64_t key;
+    TimestampMicros event;
+    std::optional<double> amount;
+    std::optional<int64_t> clicks;
+  };
+  std::vector<Stored> stored{{1, kJan1 + H, 1.0, 10},
+                             {1, kJan1 + 30 * H, std::nullopt, 11},
+                             {2, kJan1 + 2 * H, 2.0, std::nullopt},
+                             {3, kJan1 + 26 * H, 3.0, 30}};
+  for (const auto& r : stored) {
+    ASSERT_OK(k.Append(r.key));
+    ASSERT_OK(e.Append(r.event));
+    ASSERT_OK(c.Append(kJan1));
+    ASSERT_OK(r.amount ? amount.Append(*r.amount) : amount.AppendNull());
+    ASSERT_OK(r.clicks ? clicks.Append(*r.clicks) : clicks.AppendNull());
+    ASSERT_OK(band.Append("b" + std::to_string(r.key)));
+  }
+  auto table = arrow::Table::Make(
+      arrow::schema({arrow::field("user_id", arrow::int64()), arrow::field("event_timestamp", kTs),
+                     arrow::field("created_timestamp", kTs), arrow::field("amount", arrow::float64()),
+                     arrow::field("clicks", arrow::int64()), arrow::field("band", arrow::utf8())}),
+      {k.Finish().ValueOrDie(), e.Finish().ValueOrDie(), c.Finish().ValueOrDie(),
+       amount.Finish().ValueOrDie(), clicks.Finish().ValueOrDie(), band.Finish().ValueOrDie()});
+  ASSERT_OK(offline_->ReplaceRange("raw", kOfflineSchemaVersion, {"user_id"}, kJan1,
+                                   kJan1 + 48 * H, table, "job")
+                .status());
+  PointInTimeQuery q;
+  q.plan = &plan;
+  arrow::Int64Builder keys, times;
+  for (const auto& [key, t] : std::vector<std::pair<int64_t, TimestampMicros>>{
+           {1, kJan1 + 40 * H}, {2, kJan1 + 40 * H}, {1, kJan1 + 2 * H}, {1, kJan1},
+           {4, kJan1 + 40 * H}, {3, kJan1 + 47 * H}, {3, kJan1 + 25 * H}}) {
+    ASSERT_OK(keys.Append(key));
+    ASSERT_OK(times.Append(t));
+  }
+  q.entity_keys = arrow::RecordBatch::Make(arrow::schema({arrow::field("user_id", arrow::int64())}),
+                                           7, {keys.Finish().ValueOrDie()});
+  std::shared_ptr<arrow::Int64Array> time_array;
+  ASSERT_OK(times.Finish(&time_array));
+  q.times = time_array;
+  auto expect = [](const std::shared_ptr<arrow::Array>& a, const std::string& json) {
+    auto want = arrow::json::ArrayFromJSONString(a->type(), json).ValueOrDie();
+    EXPECT_TRUE(a->Equals(*want)) << a->ToString() << " vs " << json;
+  };
+  q.features = {"late", "amount", "clicks"};
+  ASSERT_OK_AND_ASSIGN(auto raw, RetrievePointInTime(offline_.get(), q));
+  q.features = {"late", "amount", "clicks", "band"};
+  ASSERT_OK_AND_ASSIGN(auto batches, RetrievePointInTime(offline_.get(), q));
+  for (const auto& got : {raw, batches}) {
+    ASSERT_GE(got.size(), 3u);
+    expect(got[0], "[null, null, null, -1.5, -1.5, null, -1.5]");
+    expect(got[1], "[null, 2.0, 1.0, null, null, 3.0, null]");
+    expect(got[2], "[11, null, 10, null, null, 30, null]");
+  }
+  expect(batches[3], R"(["b1", "b2", "b1", null, null, "b3", null])");
+}
+
 TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
   std::vector<Row> rows{{"u1", kJan1, kJan1, 1.0}};
   auto plan = Plan("fs", rows, "");
