@@ -1175,16 +1175,18 @@ Result<ScanPlan> PlanScan(const std::shared_ptr<arrow::fs::FileSystem>& fs,
 
 }  // namespace
 
+void ByteBuffer::Reserve(size_t capacity) {
+  if (capacity <= capacity_) return;
+  std::unique_ptr<uint8_t[]> grown(new uint8_t[capacity]);
+  if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+  data_ = std::move(grown);
+  capacity_ = capacity;
+}
+
 uint8_t* ByteBuffer::Resize(size_t size) {
-  if (size > capacity_) {
-    // Grow geometrically, so appending row group after row group copies
-    // each byte a bounded number of times.
-    const size_t capacity = std::max(size, capacity_ + capacity_ / 2);
-    std::unique_ptr<uint8_t[]> grown(new uint8_t[capacity]);
-    if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
-    data_ = std::move(grown);
-    capacity_ = capacity;
-  }
+  // Grow geometrically, so that appending copies each byte a bounded
+  // number of times.
+  if (size > capacity_) Reserve(std::max(size, capacity_ + capacity_ / 2));
   size_ = size;
   return data_.get();
 }
@@ -1316,7 +1318,14 @@ Status OfflineStore::ReadFixedWidth(const std::string& feature_set, int64_t sche
       leaves[c] = leaf;
     }
     auto metadata = reader->parquet_reader()->metadata();
-    for (auto [rg, inside] : RowGroupsOf(*metadata, leaves[event_column], start, end)) {
+    const auto row_groups = RowGroupsOf(*metadata, leaves[event_column], start, end);
+    // The file's rows at most: no growing (and copying) row group by row group.
+    int64_t most = out->rows;
+    for (auto [rg, inside] : row_groups) most += metadata->RowGroup(rg)->num_rows();
+    for (FixedWidthColumn& col : out->columns) {
+      if (col.type) col.values.Reserve(static_cast<size_t>(most * col.width));
+    }
+    for (auto [rg, inside] : row_groups) {
       const int64_t base = out->rows;
       const int64_t rows = metadata->RowGroup(rg)->num_rows();
       if (static_cast<int64_t>(defs.size()) < rows) defs.resize(static_cast<size_t>(rows));

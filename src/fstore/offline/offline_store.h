@@ -97,6 +97,8 @@ class ByteBuffer {
  public:
   /// Resizes to `size` bytes, keeping the first min(size, old size) bytes.
   uint8_t* Resize(size_t size);
+  /// Makes room for `capacity` bytes without resizing.
+  void Reserve(size_t capacity);
   uint8_t* data() { return data_.get(); }
   const uint8_t* data() const { return data_.get(); }
   size_t size() const { return size_; }

@@ -337,11 +337,12 @@ void AppendInt64s(const arrow::Array& column, std::vector<int64_t>* out) {
 
 // Whether rows [0, n) are in (key, time) order.
 bool InKeyTimeOrder(const int64_t* k, const int64_t* e, int64_t n) {
-  bool sorted = true;
+  // Without branches, so that it vectorizes: a pass over every row.
+  bool unsorted = false;
   for (int64_t i = 1; i < n; ++i) {
-    sorted &= k[i - 1] < k[i] || (k[i - 1] == k[i] && e[i - 1] <= e[i]);
+    unsorted |= (k[i - 1] > k[i]) | ((k[i - 1] == k[i]) & (e[i - 1] > e[i]));
   }
-  return sorted;
+  return !unsorted;
 }
 
 // Reads partition [start, end) of `fs` raw into `p` (its buffers reused):
@@ -625,37 +626,44 @@ int64_t FirstRowAtOrAfterGroup(const PartitionRows& p, const EntityGroups& g, in
 
 // A fixed-width output column gathered value by value into the entity rows'
 // order (instead of Take per partition, a concatenation and a Take of the
-// whole).
+// whole). Which rows matched is kept once, by the event time column
+// (`matched`); a feature column marks only the matched rows whose value is
+// null (`null_value`), so that a match writes one byte less per column.
 struct GatheredColumn {
   int width = 0;                          // bytes per value
-  std::shared_ptr<arrow::Buffer> values;  // n * width, zeros where null
-  std::vector<uint8_t> valid;             // n
+  std::shared_ptr<arrow::Buffer> values;  // n * width; written where matched
+  std::vector<uint8_t> matched;           // n; the event time column only
+  std::vector<uint8_t> null_value;        // n; 1: matched, but the value is null
 
-  static Result<GatheredColumn> Make(int64_t n, int width) {
+  static Result<GatheredColumn> Make(int64_t n, int width, bool with_matched) {
     GatheredColumn c;
     c.width = width;
     ARROW_ASSIGN_OR_RAISE(c.values, arrow::AllocateBuffer(n * width));
-    std::memset(c.values->mutable_data(), 0, static_cast<size_t>(n * width));
-    c.valid.assign(static_cast<size_t>(n), 0);
+    (with_matched ? c.matched : c.null_value).assign(static_cast<size_t>(n), 0);
     return c;
   }
-  /// Clears entity row `row`'s value (to null).
-  void Clear(int64_t row) {
-    valid[row] = 0;
-    std::memset(values->mutable_data() + row * width, 0, static_cast<size_t>(width));
+  /// Marks entity rows `rows` as matched with a null value (the matched
+  /// partition lacks the column).
+  void MarkNull(const int64_t* rows, size_t count) {
+    for (size_t i = 0; i < count; ++i) null_value[rows[i]] = 1;
   }
-  /// The column as an array of `type` (its width).
-  Result<std::shared_ptr<arrow::Array>> Finish(const std::shared_ptr<arrow::DataType>& type) {
-    const int64_t n = static_cast<int64_t>(valid.size());
+  /// The column as an array of `type` (its width), valid where `matched`
+  /// and the value is not null; invalid values are zeroed.
+  Result<std::shared_ptr<arrow::Array>> Finish(const std::shared_ptr<arrow::DataType>& type,
+                                               const std::vector<uint8_t>& matched_rows) {
+    const int64_t n = static_cast<int64_t>(matched_rows.size());
+    const bool own_nulls = std::find(null_value.begin(), null_value.end(), 1) != null_value.end();
     int64_t null_count = 0;
     ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> bitmap, arrow::AllocateBitmap(n));
     uint8_t* bits = bitmap->mutable_data();
     std::memset(bits, 0, static_cast<size_t>(bitmap->size()));
+    uint8_t* v = values->mutable_data();
     for (int64_t i = 0; i < n; ++i) {
-      if (valid[i]) {
+      if (matched_rows[i] && !(own_nulls && null_value[i])) {
         arrow::bit_util::SetBit(bits, i);
       } else {
         ++null_count;
+        std::memset(v + i * width, 0, static_cast<size_t>(width));
       }
     }
     if (null_count == 0) bitmap = nullptr;
@@ -677,19 +685,20 @@ void GatherWidth(const uint8_t* src, IsValid is_valid, const int64_t* rows,
                  const int64_t* entity_rows, size_t count, GatheredColumn* out) {
   const int w = kWidth ? kWidth : out->width;
   uint8_t* dst = out->values->mutable_data();
-  uint8_t* valid = out->valid.data();
   if constexpr (std::is_same_v<IsValid, std::nullptr_t>) {
     for (size_t i = 0; i < count; ++i) {
       std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
-      valid[entity_rows[i]] = 1;
     }
   } else {
+    // A row matched in an earlier (later-dated) partition is never matched
+    // again, so a mark is only ever set.
+    uint8_t* null_value = out->null_value.data();
     for (size_t i = 0; i < count; ++i) {
-      const bool has_value = is_valid(rows[i]);
-      if (has_value) {
+      if (is_valid(rows[i])) {
         std::memcpy(dst + entity_rows[i] * w, src + rows[i] * w, static_cast<size_t>(w));
+      } else {
+        null_value[entity_rows[i]] = 1;
       }
-      valid[entity_rows[i]] = has_value;
     }
   }
 }
@@ -1017,11 +1026,11 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       }
     }
     auto schema = make_schema();
-    ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8));
+    ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8, /*with_matched=*/true));
     for (size_t c = 0; c < columns.size(); ++c) {
       const auto& type = *schema->field(static_cast<int>(c) + 1)->type();
       if (IsGathered(type)) {
-        ARROW_ASSIGN_OR_RAISE(gathered[c], GatheredColumn::Make(n, type.byte_width()));
+        ARROW_ASSIGN_OR_RAISE(gathered[c], GatheredColumn::Make(n, type.byte_width(), false));
       } else {
         taken_columns.push_back(c);
       }
@@ -1104,13 +1113,17 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     for (size_t j = 0; j < part.positions.size(); ++j) {
       const int64_t row = g.order[part.positions[j]];
       part.entity_rows[j] = row;
-      events.valid[row] = 1;
+      events.matched[row] = 1;
       event_values[row] = p.events[part.rows[j]];
     }
     if (p.raw) {
       for (size_t c = 0; c < columns.size(); ++c) {
         const FixedWidthColumn& col = p.fixed.columns[p.fixed_first_column + c];
-        if (!gathered[c] || !col.type) continue;
+        if (!gathered[c]) continue;
+        if (!col.type) {
+          gathered[c]->MarkNull(part.entity_rows.data(), part.entity_rows.size());
+          continue;
+        }
         GatherRaw(col.values.data(), col.has_nulls ? col.valid.data() : nullptr,
                   part.rows.data(), part.entity_rows.data(), part.rows.size(), &*gathered[c]);
       }
@@ -1124,6 +1137,8 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
         ARROW_ASSIGN_OR_RAISE(auto col, as_output_type(*p.batches[b], c));
         if (col) {
           Gather(*col, local.data(), part.entity_rows.data() + from, to - from, &*gathered[c]);
+        } else {
+          gathered[c]->MarkNull(part.entity_rows.data() + from, to - from);
         }
       }
       return Status::OK();
@@ -1182,28 +1197,26 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   ARROW_RETURN_NOT_OK(tasks.Run());
   if (!out_schema) {  // no partition with rows: nothing matched
     out_schema = make_schema();
-    ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8));
+    ARROW_ASSIGN_OR_RAISE(events, GatheredColumn::Make(n, 8, /*with_matched=*/true));
   }
   if (ttl_micros) {
+    // A match older than the ttl is no match.
     const int64_t* event_values = reinterpret_cast<const int64_t*>(events.values->data());
     for (int64_t j = 0; j < n; ++j) {
       const int64_t row = g.order[j];
-      if (events.valid[row] && event_values[row] < g.sorted_times[j] - *ttl_micros) {
-        events.Clear(row);
-        for (auto& col : gathered) {
-          if (col) col->Clear(row);
-        }
+      if (events.matched[row] && event_values[row] < g.sorted_times[j] - *ttl_micros) {
+        events.matched[row] = 0;
         if (!taken_of_position.empty()) taken_of_position[j] = -1;
       }
     }
   }
   std::vector<std::shared_ptr<arrow::Array>> arrays(columns.size() + 1);
-  out.matched = events.valid;
-  ARROW_ASSIGN_OR_RAISE(arrays[0], events.Finish(kTimestampUtc));
+  out.matched = events.matched;
+  ARROW_ASSIGN_OR_RAISE(arrays[0], events.Finish(kTimestampUtc, out.matched));
   for (size_t c = 0; c < columns.size(); ++c) {
     const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
     if (gathered[c]) {
-      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], gathered[c]->Finish(type));
+      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], gathered[c]->Finish(type, out.matched));
     } else if (taken_of_position.empty()) {
       ARROW_ASSIGN_OR_RAISE(arrays[c + 1], arrow::MakeArrayOfNull(type, n));  // nothing read
     }
