@@ -183,6 +183,82 @@ bool IsOneInt64Key(const std::vector<std::shared_ptr<arrow::Array>>& keys) {
   return keys.size() == 1 && keys[0]->type_id() == arrow::Type::INT64;
 }
 
+// Sorts each group's rows order[group_begin[k], group_begin[k + 1]) by
+// time (stably: ties keep their order), `times` alongside.
+void SortGroupsByTime(const std::vector<int64_t>& group_begin, int64_t* order, int64_t* times) {
+  struct TimedRow {
+    int64_t time;
+    int64_t row;
+  };
+  std::vector<TimedRow> scratch;
+  for (size_t k = 0; k + 1 < group_begin.size(); ++k) {
+    const int64_t begin = group_begin[k], end = group_begin[k + 1];
+    if (end - begin <= 32) {
+      // Insertion sort: stable, and groups are small.
+      for (int64_t i = begin + 1; i < end; ++i) {
+        const int64_t time = times[i], row = order[i];
+        int64_t hole = i;
+        while (hole > begin && time < times[hole - 1]) {
+          times[hole] = times[hole - 1];
+          order[hole] = order[hole - 1];
+          --hole;
+        }
+        times[hole] = time;
+        order[hole] = row;
+      }
+      continue;
+    }
+    scratch.clear();
+    for (int64_t i = begin; i < end; ++i) scratch.push_back({times[i], order[i]});
+    std::stable_sort(scratch.begin(), scratch.end(),
+                     [](const TimedRow& a, const TimedRow& b) { return a.time < b.time; });
+    for (int64_t i = begin; i < end; ++i) {
+      times[i] = scratch[static_cast<size_t>(i - begin)].time;
+      order[i] = scratch[static_cast<size_t>(i - begin)].row;
+    }
+  }
+}
+
+// GroupEntityRows for one int64 key column whose values span a range of at
+// most a few times the number of rows (user ids and the like): a counting
+// sort by key, with no hash table. False (nothing done) for wider ranges.
+bool GroupDenseIntKeys(const int64_t* keys, const int64_t* t, int64_t n, EntityGroups* g) {
+  if (n == 0 || n >= std::numeric_limits<uint32_t>::max()) return false;
+  int64_t lo = keys[0], hi = keys[0];
+  for (int64_t i = 1; i < n; ++i) {
+    lo = std::min(lo, keys[i]);
+    hi = std::max(hi, keys[i]);
+  }
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo) + 1;
+  if (range == 0 || range > std::max<uint64_t>(4 * static_cast<uint64_t>(n), 1 << 16)) {
+    return false;
+  }
+  // Rows per key, then each key's first position (the groups in key order).
+  std::vector<uint32_t> next(range, 0);
+  for (int64_t i = 0; i < n; ++i) ++next[static_cast<uint64_t>(keys[i] - lo)];
+  g->group_begin.clear();
+  g->group_int_key.clear();
+  uint32_t position = 0;
+  for (uint64_t b = 0; b < range; ++b) {
+    const uint32_t rows = next[b];
+    if (rows == 0) continue;
+    g->group_begin.push_back(position);
+    g->group_int_key.push_back(lo + static_cast<int64_t>(b));
+    next[b] = position;
+    position += rows;
+  }
+  g->group_begin.push_back(n);
+  g->order.resize(static_cast<size_t>(n));
+  g->sorted_times.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t at = next[static_cast<uint64_t>(keys[i] - lo)]++;
+    g->order[at] = i;
+    g->sorted_times[at] = t[i];
+  }
+  SortGroupsByTime(g->group_begin, g->order.data(), g->sorted_times.data());
+  return true;
+}
+
 EntityGroups GroupEntityRows(const PointInTimeQuery& q,
                              std::vector<std::shared_ptr<arrow::Array>> keys) {
   EntityGroups g;
@@ -190,6 +266,7 @@ EntityGroups GroupEntityRows(const PointInTimeQuery& q,
   g.keys = std::move(keys);
   if (g.keys.size() == 1 && g.keys[0]->type_id() == arrow::Type::INT64) {
     g.int_keys = static_cast<const arrow::Int64Array&>(*g.keys[0]).raw_values();
+    if (GroupDenseIntKeys(g.int_keys, q.times->raw_values(), n, &g)) return g;
   }
   // Dense ids in first-appearance order, and a row of each.
   std::vector<int64_t> id_of_row(static_cast<size_t>(n)), first_row;

@@ -334,15 +334,25 @@ TEST_F(PointInTimeJoinTest, WindowsAreExactBetweenEvents) {
 // joined on separate threads, with versions (equal key and event time,
 // several created times), against a brute-force join.
 TEST_F(PointInTimeJoinTest, ManyEntitiesMatchABruteForceJoin) {
-  for (bool ints : {false, true}) {
-    int_keys_ = ints;
-    const std::string name = ints ? "fs_int" : "fs_str";
+  // String keys; int keys of a narrow range (grouped by a counting sort);
+  // int keys spread over a wide range, negative ones included (grouped
+  // through a hash table).
+  enum class Keys { kStrings, kDenseInts, kSparseInts };
+  for (Keys keys : {Keys::kStrings, Keys::kDenseInts, Keys::kSparseInts}) {
+    int_keys_ = keys != Keys::kStrings;
+    const std::string name = keys == Keys::kStrings     ? "fs_str"
+                             : keys == Keys::kDenseInts ? "fs_int"
+                                                        : "fs_sparse";
+    auto key_of = [&](uint64_t k) {
+      if (keys != Keys::kSparseInts) return std::to_string(k);
+      return std::to_string(static_cast<int64_t>(k) * 1'000'000'007LL - 6'000'000'000'000LL);
+    };
     std::mt19937_64 rng(11);
     std::vector<Row> rows;
     std::set<std::tuple<std::string, TimestampMicros, TimestampMicros>> seen;
     while (rows.size() < 40000) {
       // Keys whose string order differs from their numeric order.
-      std::string key = std::to_string(rng() % 12000);
+      std::string key = key_of(rng() % 12000);
       TimestampMicros t = kJan1 + static_cast<int64_t>(rng() % (5 * 24 * 3600)) * kMicrosPerSecond;
       TimestampMicros created = kJan1 + static_cast<int64_t>(rng() % (10 * 24)) * H;
       if (!seen.insert({key, t, created}).second) continue;
@@ -358,7 +368,7 @@ TEST_F(PointInTimeJoinTest, ManyEntitiesMatchABruteForceJoin) {
     WriteOffline(name, rows);
     std::vector<std::pair<std::string, TimestampMicros>> q;
     for (int i = 0; i < 20000; ++i) {
-      q.push_back({std::to_string(rng() % 13000),
+      q.push_back({key_of(rng() % 13000),
                    kJan1 - 12 * H +
                        static_cast<int64_t>(rng() % (6 * 24 * 3600)) * kMicrosPerSecond});
     }
