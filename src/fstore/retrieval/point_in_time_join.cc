@@ -848,7 +848,7 @@ Status ForEachBatchRun(const PartitionRows& p, const std::vector<int64_t>& rows,
 
 // Partitions read ahead of the one the join has got to: the memory held is
 // at most this many partitions plus the one being joined.
-constexpr size_t kPartitionsAhead = 2;
+constexpr size_t kPartitionsAhead = 1;
 
 // The join's work as tasks on kJoinThreads threads (the caller and
 // kJoinThreads - 1 more), never more threads than that, so that the work on
