@@ -725,26 +725,61 @@ struct GatheredColumn {
     for (size_t i = 0; i < count; ++i) null_value[rows[i]] = 1;
   }
   /// The column as an array of `type` (its width), valid where `matched`
-  /// and the value is not null; invalid values are zeroed.
+  /// and the value is not null (`matched_bits`: `matched` as a validity
+  /// bitmap, null when every row matched, shared by the columns without
+  /// null values); invalid values are zeroed.
   Result<std::shared_ptr<arrow::Array>> Finish(const std::shared_ptr<arrow::DataType>& type,
-                                               const std::vector<uint8_t>& matched_rows) {
+                                               const std::vector<uint8_t>& matched_rows,
+                                               const std::shared_ptr<arrow::Buffer>& matched_bits,
+                                               int64_t unmatched) {
     const int64_t n = static_cast<int64_t>(matched_rows.size());
     const bool own_nulls = std::find(null_value.begin(), null_value.end(), 1) != null_value.end();
-    int64_t null_count = 0;
-    ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> bitmap, arrow::AllocateBitmap(n));
-    uint8_t* bits = bitmap->mutable_data();
-    std::memset(bits, 0, static_cast<size_t>(bitmap->size()));
-    uint8_t* v = values->mutable_data();
-    for (int64_t i = 0; i < n; ++i) {
-      if (matched_rows[i] && !(own_nulls && null_value[i])) {
-        arrow::bit_util::SetBit(bits, i);
-      } else {
-        ++null_count;
-        std::memset(v + i * width, 0, static_cast<size_t>(width));
+    std::vector<uint8_t> own;
+    const uint8_t* valid = matched_rows.data();
+    std::shared_ptr<arrow::Buffer> bitmap = matched_bits;
+    int64_t null_count = unmatched;
+    if (own_nulls) {
+      own.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) own[i] = matched_rows[i] & (null_value[i] ^ 1);
+      valid = own.data();
+      ARROW_ASSIGN_OR_RAISE(bitmap, BitmapOf(own, &null_count));
+    }
+    if (null_count > 0) {
+      uint8_t* v = values->mutable_data();
+      for (int64_t i = 0; i < n; ++i) {
+        if (!valid[i]) std::memset(v + i * width, 0, static_cast<size_t>(width));
       }
     }
-    if (null_count == 0) bitmap = nullptr;
     return arrow::MakeArray(arrow::ArrayData::Make(type, n, {bitmap, values}, null_count));
+  }
+
+  /// `bytes` (0 or 1 each) as a validity bitmap, null when all are 1;
+  /// *zeros: how many are 0.
+  static Result<std::shared_ptr<arrow::Buffer>> BitmapOf(const std::vector<uint8_t>& bytes,
+                                                         int64_t* zeros) {
+    const int64_t n = static_cast<int64_t>(bytes.size());
+    ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> bitmap, arrow::AllocateBitmap(n));
+    uint8_t* bits = bitmap->mutable_data();
+    int64_t ones = 0;
+    int64_t i = 0;
+    // Eight bytes of 0/1 at a time into one byte of bits (LSB first).
+    for (; i + 8 <= n; i += 8) {
+      uint64_t word;
+      std::memcpy(&word, bytes.data() + i, 8);
+      word &= 0x0101010101010101ull;
+      ones += __builtin_popcountll(word);
+      bits[i / 8] = static_cast<uint8_t>((word * 0x0102040810204080ull) >> 56);
+    }
+    if (i < n) bits[i / 8] = 0;
+    for (; i < n; ++i) {
+      if (bytes[i]) {
+        arrow::bit_util::SetBit(bits, i);
+        ++ones;
+      }
+    }
+    *zeros = n - ones;
+    if (*zeros == 0) return nullptr;
+    return bitmap;
   }
 };
 
@@ -1289,11 +1324,15 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   }
   std::vector<std::shared_ptr<arrow::Array>> arrays(columns.size() + 1);
   out.matched = events.matched;
-  ARROW_ASSIGN_OR_RAISE(arrays[0], events.Finish(kTimestampUtc, out.matched));
+  int64_t unmatched = 0;
+  ARROW_ASSIGN_OR_RAISE(auto matched_bits, GatheredColumn::BitmapOf(out.matched, &unmatched));
+  ARROW_ASSIGN_OR_RAISE(arrays[0],
+                        events.Finish(kTimestampUtc, out.matched, matched_bits, unmatched));
   for (size_t c = 0; c < columns.size(); ++c) {
     const auto& type = out_schema->field(static_cast<int>(c) + 1)->type();
     if (gathered[c]) {
-      ARROW_ASSIGN_OR_RAISE(arrays[c + 1], gathered[c]->Finish(type, out.matched));
+      ARROW_ASSIGN_OR_RAISE(arrays[c + 1],
+                            gathered[c]->Finish(type, out.matched, matched_bits, unmatched));
     } else if (taken_of_position.empty()) {
       ARROW_ASSIGN_OR_RAISE(arrays[c + 1], arrow::MakeArrayOfNull(type, n));  // nothing read
     }
