@@ -174,8 +174,9 @@ class OfflineStore {
   /// deduplicated to one row per (entity key, event time, created time)
   /// (a new row over an old one, the later row of `rows` over an earlier),
   /// sorted by key, event time and created time, and written (integer keys
-  /// and times DELTA_BINARY_PACKED, other columns LZ4_RAW; row groups of
-  /// kOfflineRowGroupRows) as a new generation. A
+  /// and times DELTA_BINARY_PACKED, other numbers and times PLAIN without a
+  /// codec, other columns LZ4_RAW; row groups of kOfflineRowGroupRows) as a
+  /// new generation. A
   /// partition wholly inside [start, end) that gets no new rows is replaced by
   /// an empty generation; dates in the range with neither old nor new rows
   /// are not created. The schema of `rows` (feature columns and their types)

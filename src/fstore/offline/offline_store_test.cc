@@ -179,7 +179,7 @@ TEST_F(OfflineStoreTest, LayoutOnDisk) {
                                          "user_stats/v1/date=2024-01-02/_generation-1-mat-42.json",
                                          "user_stats/v1/date=2024-01-02/part-mat-42-0.parquet"));
   // The Parquet file: the columns in the stored order and types; integers
-  // and times delta-encoded without a codec, floats LZ4_RAW.
+  // and times delta-encoded without a codec, floats PLAIN without one.
   ASSERT_OK_AND_ASSIGN(
       auto in, local_->OpenInputFile(
                    (dir_ / "user_stats/v1/date=2024-01-01/part-mat-42-0.parquet").string()));
@@ -199,7 +199,10 @@ TEST_F(OfflineStoreTest, LayoutOnDisk) {
     EXPECT_EQ(chunk->compression(), arrow::Compression::UNCOMPRESSED) << c;
     EXPECT_THAT(chunk->encodings(), testing::Contains(parquet::Encoding::DELTA_BINARY_PACKED)) << c;
   }
-  EXPECT_EQ(metadata->RowGroup(0)->ColumnChunk(3)->compression(), arrow::Compression::LZ4);
+  EXPECT_EQ(metadata->RowGroup(0)->ColumnChunk(3)->compression(),
+            arrow::Compression::UNCOMPRESSED);
+  EXPECT_THAT(metadata->RowGroup(0)->ColumnChunk(3)->encodings(),
+              testing::Contains(parquet::Encoding::PLAIN));
   EXPECT_TRUE(metadata->RowGroup(0)->ColumnChunk(1)->statistics()->HasMinMax());
   ASSERT_OK_AND_ASSIGN(auto partitions, store_->Partitions("user_stats", 1));
   EXPECT_THAT(partitions, ElementsAre("2024-01-01", "2024-01-02"));
@@ -538,6 +541,19 @@ TEST_F(OfflineStoreTest, ReadFixedWidthDecodesWhatScanGives) {
   ExpectSameAsScan(store_.get(), kJan1, kJan1 + 2 * kMicrosPerDay, rows);
   ASSERT_TRUE(rows.Find("score")->has_nulls);
   EXPECT_FALSE(rows.Find("count")->has_nulls);
+  // Numbers and times are stored without a codec, strings LZ4_RAW.
+  for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+    if (e.path().extension() != ".parquet") continue;
+    ASSERT_OK_AND_ASSIGN(auto in, local_->OpenInputFile(e.path().string()));
+    ASSERT_OK_AND_ASSIGN(auto reader, parquet::arrow::OpenFile(in, arrow::default_memory_pool()));
+    auto row_group = reader->parquet_reader()->metadata()->RowGroup(0);
+    for (int c = 0; c < row_group->num_columns(); ++c) {
+      const bool is_string = row_group->ColumnChunk(c)->path_in_schema()->ToDotString() == "name";
+      EXPECT_EQ(row_group->ColumnChunk(c)->compression(),
+                is_string ? arrow::Compression::LZ4 : arrow::Compression::UNCOMPRESSED)
+          << e.path() << " column " << c;
+    }
+  }
 }
 
 TEST_F(OfflineStoreTest, ReadFixedWidthRefusesWhatItDoesNotReadRaw) {
