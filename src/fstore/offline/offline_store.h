@@ -93,18 +93,25 @@ struct WriteStats {
 
 /// A byte buffer that keeps its memory when it is refilled and does not
 /// initialize what it grows by (no zeroing pass before a decoder writes it).
+/// Its memory comes from Arrow's default memory pool.
 class ByteBuffer {
  public:
+  ByteBuffer() = default;
+  ByteBuffer(ByteBuffer&& other) noexcept { *this = std::move(other); }
+  ByteBuffer& operator=(ByteBuffer&& other) noexcept;
+  ~ByteBuffer();
   /// Resizes to `size` bytes, keeping the first min(size, old size) bytes.
   uint8_t* Resize(size_t size);
   /// Makes room for `capacity` bytes without resizing.
   void Reserve(size_t capacity);
-  uint8_t* data() { return data_.get(); }
-  const uint8_t* data() const { return data_.get(); }
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
 
  private:
-  std::unique_ptr<uint8_t[]> data_;
+  void Release();
+
+  uint8_t* data_ = nullptr;
   size_t size_ = 0;
   size_t capacity_ = 0;
 };
