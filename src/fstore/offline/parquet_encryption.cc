@@ -152,7 +152,9 @@ Result<std::unique_ptr<parquet::arrow::FileReader>> OpenParquetFile(
   if (encryption != nullptr) {
     return Internal("offline file " + path + " cannot be decrypted: " + message);
   }
-  return st;
+  // Stored data that does not read is the server's problem, not the
+  // request's: Internal, naming the file.
+  return Internal("offline file " + path + " is not readable Parquet: " + message);
 }
 
 }  // namespace fstore

@@ -613,7 +613,6 @@ struct AsOfMatches {
 // for every later row of its group).
 struct AsOfState {
   std::vector<int64_t> unresolved;
-  int64_t total_unresolved = 0;
 };
 
 // Matches the unresolved entity rows against the partition's rows: a merge
@@ -904,7 +903,7 @@ constexpr size_t kPartitionsAhead = 1;
 class JoinTasks {
  public:
   struct Work {
-    std::function<Status()> group;  // returns after setting the number of ranges
+    std::function<Result<int>()> group;  // gives the number of key ranges
     std::function<Result<PartitionRows>(size_t)> read;
     /// Merges partition i's key range r; *done: the range has nothing left
     /// to match.
@@ -913,13 +912,6 @@ class JoinTasks {
   };
 
   JoinTasks(Work work, size_t partitions) : work_(std::move(work)), slots_(partitions) {}
-
-  /// Sets the number of key ranges; called by `group`.
-  void SetRanges(int ranges) {
-    std::lock_guard<std::mutex> lock(mu_);
-    next_merge_.assign(static_cast<size_t>(ranges), 0);
-    range_busy_.assign(static_cast<size_t>(ranges), false);
-  }
 
   /// Runs every task on the calling thread and kJoinThreads - 1 more.
   Status Run() {
@@ -1008,10 +1000,13 @@ class JoinTasks {
   Status RunTask(const Task& task, std::unique_lock<std::mutex>& lock) {
     switch (task.kind) {
       case Kind::kGroup: {
-        Status st = work_.group();
+        Result<int> ranges = work_.group();
         lock.lock();
+        if (!ranges.ok()) return ranges.status();
+        next_merge_.assign(static_cast<size_t>(*ranges), 0);
+        range_busy_.assign(static_cast<size_t>(*ranges), false);
         grouped_ = true;
-        return st;
+        return Status::OK();
       }
       case Kind::kRead: {
         Result<PartitionRows> rows = work_.read(task.partition);
@@ -1170,9 +1165,8 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   // What each range matched in each partition, for finish (taken columns).
   std::vector<std::vector<JoinRange>> parts_of(days.size());
   JoinTasks::Work work;
-  JoinTasks* tasks_ptr = nullptr;
   // The readers use `keys` (shared, read only) while the rows are grouped.
-  work.group = [&]() -> Status {
+  work.group = [&]() -> Result<int> {
     g = GroupEntityRows(q, keys);
     state.unresolved.resize(static_cast<size_t>(g.num_groups()));
     for (int64_t k = 0; k < g.num_groups(); ++k) {
@@ -1182,8 +1176,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     const int ranges = num_groups >= 2 * kMinGroupsPerRange ? kJoinThreads : 1;
     for (int r = 0; r <= ranges; ++r) range_lo.push_back(num_groups * r / ranges);
     for (auto& parts : parts_of) parts.resize(static_cast<size_t>(ranges));
-    tasks_ptr->SetRanges(ranges);
-    return Status::OK();
+    return ranges;
   };
   work.read = [&](size_t i) {
     const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
@@ -1305,7 +1298,6 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     return Status::OK();
   };
   JoinTasks tasks(std::move(work), days.size());
-  tasks_ptr = &tasks;
   ARROW_RETURN_NOT_OK(tasks.Run());
   if (!out_schema) {  // no partition with rows: nothing matched
     out_schema = make_schema();

@@ -617,6 +617,54 @@ TEST_F(PointInTimeJoinTest, FixedWidthFeaturesReadRawAgreeWithTheBatchPath) {
   expect(batches[3], R"(["b1", "b2", "b1", null, null, "b3", null])");
 }
 
+TEST_F(PointInTimeJoinTest, AnUnreadablePartitionFailsTheJoinWithoutHanging) {
+  // A read failing in the middle of the join (its reads and merges run as
+  // tasks on two threads) ends it with the error, whichever path reads.
+  for (bool ints : {true, false}) {
+    int_keys_ = ints;
+    const std::string name = ints ? "bad_int" : "bad_str";
+    std::vector<Row> rows;
+    for (int day = 0; day < 6; ++day) {
+      for (int key = 0; key < 50; ++key) {
+        rows.push_back({std::to_string(key), kJan1 + day * 24 * H + key, kJan1, 1.0 * day});
+      }
+    }
+    auto plan = Plan(name, rows, "");
+    WriteOffline(name, rows);
+    // Jan 3's file is overwritten with bytes that are not Parquet.
+    int corrupted = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ / "offline" / name)) {
+      if (e.path().extension() == ".parquet" &&
+          e.path().string().find("date=2024-01-03") != std::string::npos) {
+        std::ofstream(e.path(), std::ios::trunc) << std::string(4096, 'x');
+        ++corrupted;
+      }
+    }
+    ASSERT_EQ(corrupted, 1);
+    std::vector<std::string> keys;
+    arrow::Int64Builder t;
+    for (int i = 0; i < 2000; ++i) {
+      keys.push_back(std::to_string(i % 60));
+      ASSERT_OK(t.Append(kJan1 + (i % 144) * H));
+    }
+    PointInTimeQuery q;
+    q.plan = &plan;
+    q.features = {"amount"};
+    auto key_array = Keys(keys);
+    q.entity_keys = arrow::RecordBatch::Make(
+        arrow::schema({arrow::field("user_id", key_array->type())}), key_array->length(),
+        {key_array});
+    std::shared_ptr<arrow::Int64Array> times;
+    ASSERT_OK(t.Finish(&times));
+    q.times = times;
+    auto result = RetrievePointInTime(offline_.get(), q);
+    ASSERT_FALSE(result.ok()) << name;
+    EXPECT_EQ(ErrorCodeOf(result.status()), ErrorCode::kInternal) << result.status().ToString();
+    EXPECT_NE(result.status().ToString().find("date=2024-01-03"), std::string::npos)
+        << name << ": " << result.status().ToString();
+  }
+}
+
 TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
   std::vector<Row> rows{{"u1", kJan1, kJan1, 1.0}};
   auto plan = Plan("fs", rows, "");
