@@ -91,40 +91,18 @@ struct WriteStats {
   int64_t partitions_written = 0;  ///< date partitions given a new generation
 };
 
-/// A byte buffer that keeps its memory when it is refilled and does not
-/// initialize what it grows by (no zeroing pass before a decoder writes it).
-/// Its memory comes from Arrow's default memory pool.
-class ByteBuffer {
- public:
-  ByteBuffer() = default;
-  ByteBuffer(ByteBuffer&& other) noexcept { *this = std::move(other); }
-  ByteBuffer& operator=(ByteBuffer&& other) noexcept;
-  ~ByteBuffer();
-  /// Resizes to `size` bytes, keeping the first min(size, old size) bytes.
-  uint8_t* Resize(size_t size);
-  /// Makes room for `capacity` bytes without resizing.
-  void Reserve(size_t capacity);
-  uint8_t* data() { return data_; }
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  void Release();
-
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  size_t capacity_ = 0;
-};
-
 /// One column as OfflineStore::ReadFixedWidth decodes it.
 struct FixedWidthColumn {
   std::string name;
   /// The stored type; null when the stored schema lacks the column (a
   /// feature added after the rows were written: every value is null).
   std::shared_ptr<arrow::DataType> type;
-  int width = 0;      ///< bytes per value
-  ByteBuffer values;  ///< rows * width bytes; zeros where a value is null
-  ByteBuffer valid;   ///< one byte per row, 1 where a value; only with has_nulls
+  int width = 0;  ///< bytes per value
+  /// rows * width bytes, zeros where a value is null. Kept (with its
+  /// capacity) from one read to the next.
+  std::shared_ptr<arrow::ResizableBuffer> values;
+  /// One byte per row, 1 where a value; only with has_nulls.
+  std::shared_ptr<arrow::ResizableBuffer> valid;
   bool has_nulls = false;
 };
 

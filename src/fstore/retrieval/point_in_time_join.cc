@@ -1,6 +1,7 @@
 #include "fstore/retrieval/point_in_time_join.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
@@ -422,67 +423,83 @@ bool InKeyTimeOrder(const int64_t* k, const int64_t* e, int64_t n) {
   return !unsorted;
 }
 
+// The error for offline rows without the join key column `column`.
+Status LacksKeyColumn(const std::string& feature_set, const std::string& column) {
+  return Unprocessable("feature_sets", "the offline data of feature set '" + feature_set +
+                                           "' lacks join key column '" + column + "'");
+}
+
+// What ReadPartitionRaw did.
+enum class RawRead {
+  kRead,
+  // Not read raw, nor will any partition of the query be: a column is not a
+  // fixed-width type read raw or not stored with the type asked for, or the
+  // key is not one int64 column.
+  kNotRaw,
+  // Read, but the rows are not in (key, time) order (files interleaving).
+  kOutOfOrder,
+};
+
 // Reads partition [start, end) of `fs` raw into `p` (its buffers reused):
-// true when every column is a fixed-width type read raw, stored with the
+// kRead when every column is a fixed-width type read raw, stored with the
 // type asked for (`types`, null: as stored), the key is one int64 column and
-// the rows are in (key, time) order; false (nothing usable read) otherwise.
-Result<bool> ReadPartitionRaw(OfflineStore* offline, const FeaturePlan& plan,
+// the rows are in (key, time) order; otherwise nothing usable is read.
+Result<RawRead> ReadPartitionRaw(OfflineStore* offline, const FeaturePlan& plan,
                               const std::vector<std::shared_ptr<arrow::Array>>& entity_keys,
                               TimestampMicros start, TimestampMicros end,
                               const std::vector<std::string>& columns,
                               const std::vector<std::shared_ptr<arrow::DataType>>& types,
                               bool with_created, PartitionRows* p) {
-  if (!IsOneInt64Key(entity_keys)) return false;
+  if (!IsOneInt64Key(entity_keys)) return RawRead::kNotRaw;
   std::vector<std::string> read{plan.key_columns[0], kEventTimestampColumn};
   if (with_created) read.push_back(kCreatedTimestampColumn);
   p->fixed_first_column = read.size();
   read.insert(read.end(), columns.begin(), columns.end());
   Status st = offline->ReadFixedWidth(plan.feature_set.name, kOfflineSchemaVersion, start, end,
                                       read, &p->fixed);
-  if (st.IsNotImplemented()) return false;
+  if (st.IsNotImplemented()) return RawRead::kNotRaw;
   ARROW_RETURN_NOT_OK(st);
   const auto& fixed = p->fixed.columns;
-  if (fixed[0].type && fixed[0].type->id() != arrow::Type::INT64) return false;
+  if (fixed[0].type && fixed[0].type->id() != arrow::Type::INT64) return RawRead::kNotRaw;
   for (size_t c = 0; c < columns.size(); ++c) {
     const auto& stored = fixed[p->fixed_first_column + c].type;
-    if (stored && types[c] && !stored->Equals(*types[c])) return false;
+    if (stored && types[c] && !stored->Equals(*types[c])) return RawRead::kNotRaw;
   }
   p->num_rows = p->fixed.rows;
-  if (p->num_rows == 0) {
-    p->raw = true;
-    return true;
+  if (p->num_rows > 0) {
+    if (!fixed[0].type) return LacksKeyColumn(plan.feature_set.name, plan.key_columns[0]);
+    p->int_keys = reinterpret_cast<const int64_t*>(fixed[0].values->data());
+    p->events = reinterpret_cast<const int64_t*>(fixed[1].values->data());
+    if (with_created) p->created = reinterpret_cast<const int64_t*>(fixed[2].values->data());
+    // Several files of a partition could interleave: then the batch path
+    // sorts.
+    if (!InKeyTimeOrder(p->int_keys, p->events, p->num_rows)) return RawRead::kOutOfOrder;
   }
-  if (!fixed[0].type) {
-    return Unprocessable("feature_sets", "the offline data of feature set '" +
-                                             plan.feature_set.name + "' lacks join key column '" +
-                                             plan.key_columns[0] + "'");
-  }
-  p->int_keys = reinterpret_cast<const int64_t*>(fixed[0].values.data());
-  p->events = reinterpret_cast<const int64_t*>(fixed[1].values.data());
-  if (with_created) p->created = reinterpret_cast<const int64_t*>(fixed[2].values.data());
-  // Several files of a partition could interleave: then the batch path
-  // sorts.
-  if (!InKeyTimeOrder(p->int_keys, p->events, p->num_rows)) return false;
   p->raw = true;
-  return true;
+  return RawRead::kRead;
 }
 
 // Reads the rows of `fs` with event time in [start, end) -- one date
 // partition -- with the key, time and `columns` columns (those the stored
-// schema has; `types`: the types wanted, null as stored). Safe to call from
-// several threads at once.
+// schema has; `types`: the types wanted, null as stored). Tries the raw
+// read while *try_raw, and clears it when no partition of the query can be
+// read raw. Safe to call from several threads at once.
 Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& plan,
                                     const std::vector<std::shared_ptr<arrow::Array>>& entity_keys,
                                     TimestampMicros start, TimestampMicros end,
                                     const std::vector<std::string>& columns,
                                     const std::vector<std::shared_ptr<arrow::DataType>>& types,
-                                    bool with_created, BufferRecycler* recycler) {
+                                    bool with_created, std::atomic<bool>* try_raw,
+                                    BufferRecycler* recycler) {
   const std::string& fs = plan.feature_set.name;
   PartitionRows p = recycler->Get();
-  ARROW_ASSIGN_OR_RAISE(bool raw, ReadPartitionRaw(offline, plan, entity_keys, start, end, columns,
-                                                   types, with_created, &p));
-  if (raw) return p;
-  p.int_keys = p.events = p.created = nullptr;
+  if (try_raw->load()) {
+    ARROW_ASSIGN_OR_RAISE(RawRead raw, ReadPartitionRaw(offline, plan, entity_keys, start, end,
+                                                        columns, types, with_created, &p));
+    if (raw == RawRead::kRead) return p;
+    if (raw == RawRead::kNotRaw) try_raw->store(false);
+    p.int_keys = p.events = p.created = nullptr;
+  }
   // Only the stored columns: a feature added after these rows were
   // materialized is absent (null) here.
   ARROW_ASSIGN_OR_RAISE(auto probe, offline->Scan(fs, kOfflineSchemaVersion, start, end));
@@ -511,11 +528,7 @@ Result<PartitionRows> ReadPartition(OfflineStore* offline, const FeaturePlan& pl
   for (size_t c = 0; c < plan.key_columns.size(); ++c) {
     for (const auto& b : p.batches) {
       auto col = b->GetColumnByName(plan.key_columns[c]);
-      if (!col) {
-        return Unprocessable("feature_sets", "the offline data of feature set '" + fs +
-                                                 "' lacks join key column '" +
-                                                 plan.key_columns[c] + "'");
-      }
+      if (!col) return LacksKeyColumn(fs, plan.key_columns[c]);
       ARROW_ASSIGN_OR_RAISE(col, CastTo(col, entity_keys[c]->type(), plan.key_columns[c]));
       key_chunks[c].push_back(col);
     }
@@ -911,7 +924,7 @@ class JoinTasks {
     std::function<Status(size_t, PartitionRows*)> finish;
   };
 
-  JoinTasks(Work work, size_t partitions) : work_(std::move(work)), slots_(partitions) {}
+  JoinTasks(Work work, size_t partitions) : work_(std::move(work)), read_(partitions) {}
 
   /// Runs every task on the calling thread and kJoinThreads - 1 more.
   Status Run() {
@@ -929,11 +942,8 @@ class JoinTasks {
     size_t partition = 0;
     int range = 0;
   };
-  struct Slot {
-    std::optional<PartitionRows> rows;  // once read
-  };
 
-  size_t Count() const { return slots_.size(); }
+  size_t Count() const { return read_.size(); }
   // Whether range r has merged partition i (or needs no more partitions).
   bool Merged(size_t i, size_t r) const { return next_merge_[r] > i; }
   bool AllRangesDone() const {
@@ -948,7 +958,7 @@ class JoinTasks {
   Task Next(std::unique_lock<std::mutex>& lock) {
     while (true) {
       if (!status_.ok()) return {};
-      if (next_finish_ < next_read_ && !finishing_ && slots_[next_finish_].rows) {
+      if (next_finish_ < next_read_ && !finishing_ && read_[next_finish_]) {
         bool merged = grouped_;
         for (size_t r = 0; r < next_merge_.size() && merged; ++r) {
           merged = Merged(next_finish_, r);
@@ -961,7 +971,7 @@ class JoinTasks {
       if (grouped_) {
         for (size_t r = 0; r < next_merge_.size(); ++r) {
           const size_t i = next_merge_[r];
-          if (!range_busy_[r] && i < next_read_ && slots_[i].rows) {
+          if (!range_busy_[r] && i < next_read_ && read_[i]) {
             range_busy_[r] = true;
             return {Kind::kMerge, i, static_cast<int>(r)};
           }
@@ -974,9 +984,9 @@ class JoinTasks {
           !AllRangesDone()) {
         return {Kind::kRead, next_read_++, 0};
       }
-      const bool all_done = grouped_ && AllRangesDone() && next_finish_ == next_read_ &&
-                            running_ == 0;
-      if (all_done || (grouped_ && next_finish_ == Count())) return {};
+      // Done: every range has merged what it needs, and every partition
+      // read is finished (a running task keeps one of these false).
+      if (AllRangesDone() && next_finish_ == next_read_) return {};
       cv_.wait(lock);
     }
   }
@@ -986,10 +996,8 @@ class JoinTasks {
     while (true) {
       const Task task = Next(lock);
       if (task.kind == Kind::kStop) break;
-      ++running_;
       lock.unlock();
       Status st = RunTask(task, lock);  // returns with mu_ held
-      --running_;
       if (!st.ok() && status_.ok()) status_ = std::move(st);
       cv_.notify_all();
     }
@@ -1012,12 +1020,12 @@ class JoinTasks {
         Result<PartitionRows> rows = work_.read(task.partition);
         lock.lock();
         if (!rows.ok()) return rows.status();
-        slots_[task.partition].rows = std::move(*rows);
+        read_[task.partition] = std::move(*rows);
         return Status::OK();
       }
       case Kind::kMerge: {
         // The slot is not moved or reset while one of its ranges is merged.
-        const PartitionRows& rows = *slots_[task.partition].rows;
+        const PartitionRows& rows = *read_[task.partition];
         bool done = false;
         Status st = work_.merge(task.partition, task.range, rows, &done);
         lock.lock();
@@ -1027,10 +1035,10 @@ class JoinTasks {
         return st;
       }
       case Kind::kFinish: {
-        PartitionRows* rows = &*slots_[task.partition].rows;
+        PartitionRows* rows = &*read_[task.partition];
         Status st = work_.finish(task.partition, rows);
         lock.lock();
-        slots_[task.partition].rows.reset();
+        read_[task.partition].reset();
         finishing_ = false;
         ++next_finish_;
         return st;
@@ -1045,14 +1053,13 @@ class JoinTasks {
   Work work_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Slot> slots_;
+  std::vector<std::optional<PartitionRows>> read_;  // by partition, once read
   Status status_;
   bool grouping_ = false, grouped_ = false, finishing_ = false;
   size_t next_read_ = 0;    // partitions [0, next_read_) are read or being read
   size_t next_finish_ = 0;  // partitions [0, next_finish_) are finished
   std::vector<size_t> next_merge_;  // per range: the next partition it merges
   std::vector<bool> range_busy_;
-  int running_ = 0;
 };
 
 // The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
@@ -1102,6 +1109,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   }
   const bool with_created = q.as_of.has_value();
   BufferRecycler recycler;
+  std::atomic<bool> try_raw{true};  // ReadPartition's
   const std::vector<std::shared_ptr<arrow::DataType>> requested_types = column_types;
   EntityGroups& g = *groups;
   AsOfState state;
@@ -1181,7 +1189,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   work.read = [&](size_t i) {
     const TimestampMicros end = std::min(days[i] + kMicrosPerDay, max_t + 1);
     return ReadPartition(offline, plan, keys, days[i], end, columns, requested_types,
-                         with_created, &recycler);
+                         with_created, &try_raw, &recycler);
   };
   // The partition is merged and its values gathered over one key range of
   // the groups and the matching range of the partition's rows (both sides
@@ -1229,7 +1237,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
           gathered[c]->MarkNull(part.entity_rows.data(), part.entity_rows.size());
           continue;
         }
-        GatherRaw(col.values.data(), col.has_nulls ? col.valid.data() : nullptr,
+        GatherRaw(col.values->data(), col.has_nulls ? col.valid->data() : nullptr,
                   part.rows.data(), part.entity_rows.data(), part.rows.size(), &*gathered[c]);
       }
       return Status::OK();
