@@ -240,23 +240,32 @@ def test_keys_and_values_needing_escapes_come_back_as_given(api, tmp_path):
     api.create_entity(name=user, join_keys=[f"{user}_id"], value_type="string")
     key = f"{user}_id"
     odd = ['a"b', "back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603", "ctl\u0001"]
+    # Numbers are written directly too: floats stay floats (2.0 is not 2),
+    # every digit round-trips, ints are exact to 64 bits.
+    scores = [0.0, 2.0, -1.5e-300, 1e21, 0.1]
+    counts = [0, -7, 2**62 + 1, -(2**63), 2**63 - 1]
     src = write(tmp_path / "odd.parquet", {
         key: pa.array(odd),
         "event_timestamp": pa.array([ts("2024-01-01T00:00:00Z")] * len(odd),
                                     pa.timestamp("us", tz="UTC")),
         "label": pa.array([f"<{k}>" for k in odd]),
-        "score": pa.array([0.1 * i for i in range(len(odd))]),
+        "score": pa.array(scores),
+        "count": pa.array(counts, pa.int64()),
     })
     fs = api.create_feature_set(name=uniq("odd"), entities=[user],
                                 source={"type": "file", "path": str(src), "format": "parquet"})
     api.create_feature(fs["id"], name="label", data_type="string")
     api.create_feature(fs["id"], name="score", data_type="float")
+    api.create_feature(fs["id"], name="count", data_type="int")
     materialize(api, fs["name"], "2024-01-01", "2024-01-02")
     body = online(api, {"feature_sets": [fs["name"]], "entities": {user: odd + ['miss"ing']},
-                        "features": ["label", "score"]})
+                        "features": ["label", "score", "count"]})
     assert body["features"] == {
-        **{k: {"label": f"<{k}>", "score": pytest.approx(0.1 * i)} for i, k in enumerate(odd)},
-        'miss"ing': {"label": None, "score": None}}
+        **{k: {"label": f"<{k}>", "score": scores[i], "count": counts[i]}
+           for i, k in enumerate(odd)},
+        'miss"ing': {"label": None, "score": None, "count": None}}
+    assert all(isinstance(body["features"][k]["score"], float) for k in odd)
+    assert all(isinstance(body["features"][k]["count"], int) for k in odd)
     assert body["metadata"]["missing_entities"] == {fs["name"]: ['miss"ing']}
     assert body["metadata"]["cache_hit"] is False
     assert isinstance(body["metadata"]["latency_ms"], float)

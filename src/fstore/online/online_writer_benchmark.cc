@@ -165,5 +165,45 @@ void BM_Read(benchmark::State& state) {
 }
 BENCHMARK(BM_Read)->ArgNames({"keys"})->Arg(1)->Arg(100)->Unit(benchmark::kMicrosecond);
 
+/// The online benchmark's store (bench/online): 25 feature sets x 100k
+/// string-keyed entities of 10 features, each set written and synced in turn
+/// (as materializations leave it). One iteration reads range(0) random
+/// entities from each of range(1) sets: a serving request's store reads.
+void BM_ReadFromManySets(benchmark::State& state) {
+  static std::unique_ptr<RocksDbOnlineStore> store;
+  static fs::path dir;
+  constexpr int64_t kEntities = 100'000;
+  constexpr int kSets = 25;
+  if (!store) {
+    std::vector<std::string> features;
+    auto table = MakeRows(kEntities, true, &features);
+    dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
+    store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
+    for (int s = 0; s < kSets; ++s) {
+      (void)WriteLatestRows(store.get(), "fs_" + std::to_string(s), {"id"}, features, *table);
+      (void)store->Sync();
+    }
+  }
+  const int64_t sets = state.range(1);
+  std::vector<EntityKey> keys(state.range(0));
+  uint64_t x = 88172645463325252ull;
+  auto next = [&] { return x ^= x << 13, x ^= x >> 7, x ^= x << 17; };
+  // Warm: every record read once, as a server under steady load has them.
+  if (state.thread_index() == 0) {
+    std::vector<EntityKey> all(kEntities);
+    for (int64_t i = 0; i < kEntities; ++i) all[i] = {"user_" + std::to_string(i)};
+    for (int s = 0; s < kSets; ++s) (void)store->Read("fs_" + std::to_string(s), all, 0, kT0);
+  }
+  for (auto _ : state) {
+    for (auto& key : keys) key = {"user_" + std::to_string(next() % kEntities)};
+    for (int64_t s = 0; s < sets; ++s) {
+      auto read = store->Read("fs_" + std::to_string(next() % kSets), keys, 0, kT0);
+      benchmark::DoNotOptimize(read);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0) * sets);
+}
+BENCHMARK(BM_ReadFromManySets)->ArgNames({"keys", "sets"})->Args({1, 1})->Args({100, 5})->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace fstore
