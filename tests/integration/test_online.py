@@ -274,6 +274,39 @@ def test_keys_and_values_needing_escapes_come_back_as_given(api, tmp_path):
     assert rows["rows"] == [{key: k, "label": f"<{k}>"} for k in odd]
 
 
+def test_a_batch_over_several_sets_is_read_whole(api, tmp_path):
+    """A request over several feature sets with many entities reads the sets
+    on two threads (whole sets each): every set's value of every entity,
+    defaults and missing entities per set, exactly as one thread gives them."""
+    user = uniq("user")
+    api.create_entity(name=user, join_keys=[f"{user}_id"], value_type="string")
+    key = f"{user}_id"
+    n_sets, n_entities = 5, 300
+    sets = []
+    for k in range(n_sets):
+        # Set k has every entity but those with i % 7 == k, so each set misses its own.
+        ids = [i for i in range(n_entities) if i % 7 != k]
+        src = write(tmp_path / f"s{k}.parquet", {
+            key: pa.array([f"e{i}" for i in ids]),
+            "event_timestamp": pa.array([ts("2024-01-01T00:00:00Z")] * len(ids),
+                                        pa.timestamp("us", tz="UTC")),
+            f"v{k}": pa.array([i * 10 + k for i in ids], pa.int64()),
+        })
+        fs = api.create_feature_set(name=uniq(f"batch{k}"), entities=[user],
+                                    source={"type": "file", "path": str(src), "format": "parquet"})
+        api.create_feature(fs["id"], name=f"v{k}", data_type="int", default_value=-k)
+        materialize(api, fs["name"], "2024-01-01", "2024-01-02")
+        sets.append(fs["name"])
+    asked = [f"e{i}" for i in range(n_entities + 20)]  # the last 20 in no set
+    body = online(api, {"feature_sets": sets, "entities": {user: asked}})
+    want = {f"e{i}": {f"v{k}": i * 10 + k if i < n_entities and i % 7 != k else -k
+                      for k in range(n_sets)} for i in range(n_entities + 20)}
+    assert body["features"] == want
+    assert body["metadata"]["missing_entities"] == {
+        sets[k]: [f"e{i}" for i in range(n_entities + 20) if i >= n_entities or i % 7 == k]
+        for k in range(n_sets)}
+
+
 def test_new_definitions_are_served_without_restart(api, tmp_path):
     user = uniq("u")
     api.create_entity(name=user, join_keys=[f"{user}_id"])

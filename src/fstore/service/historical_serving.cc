@@ -483,7 +483,8 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
   selection.feature_refs = std::move(feature_refs);
   if (context.usage) {
     for (const RequestedSet& s : sets) {
-      ServingUsage::Set used{.feature_set = s.feature_set.name};
+      ServingUsage::Set used;
+      used.feature_set = s.feature_set.name;
       used.features = s.wanted;
       for (const auto& d : s.derived) used.features.push_back(d.feature.name);
       context.usage->sets.push_back(std::move(used));

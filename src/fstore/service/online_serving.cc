@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <arrow/api.h>
+#include <arrow/util/thread_pool.h>
 
 #include "fstore/compute/expression.h"
 #include "fstore/compute/source_schema.h"
@@ -484,6 +485,10 @@ json::value FeatureValueToJson(const FeatureValue& v) {
 
 OnlineServing::OnlineServing(Registry* registry, OnlineStore* online, OnlineServingOptions options)
     : registry_(registry), online_(online), options_(options) {
+  if (options_.parallel_reads && std::thread::hardware_concurrency() > 1) {
+    auto pool = arrow::internal::ThreadPool::Make(1);
+    if (pool.ok()) helpers_ = std::move(pool).ValueUnsafe();
+  }
   if (options_.cache_enabled) {
     cache_ = std::make_unique<Cache>(static_cast<size_t>(std::max(1, options_.cache_entries)),
                                      int64_t{options_.cache_ttl_seconds} * 1'000'000);
@@ -971,15 +976,26 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   }
 
   // One multi-get per feature set (of the keys the cache does not have).
+  struct SetRead {
+    const ServingSet* set;
+    std::vector<size_t> misses;  ///< indexes into the set's lookups
+    std::vector<std::string> cache_keys;
+    uint64_t generation = 0;
+    std::vector<EntityKey> keys;
+    Status status;
+    std::vector<std::optional<OnlineRecord>> got;
+    double seconds = 0;
+  };
   std::map<const ServingSet*, std::vector<std::optional<OnlineRecord>>> records;
-  size_t reads = 0, hits = 0;
+  std::vector<SetRead> set_reads;
+  size_t reads = 0, hits = 0, missed = 0;
   for (const auto& [s, list] : lookups) {
     const std::string& name = s->feature_set.name;
     auto& out = records[s];
     out.resize(list.size());
-    std::vector<size_t> misses;
-    std::vector<std::string> cache_keys;
-    uint64_t generation = cache_ ? cache_->CurrentGeneration(name) : 0;
+    SetRead read;
+    read.set = s;
+    read.generation = cache_ ? cache_->CurrentGeneration(name) : 0;
     for (size_t i = 0; i < list.size(); ++i) {
       ++reads;
       if (cache_) {
@@ -996,25 +1012,64 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
           out[i] = std::move(cached);
           continue;
         }
-        cache_keys.push_back(std::move(cache_key));
+        read.cache_keys.push_back(std::move(cache_key));
       }
-      misses.push_back(i);
+      read.misses.push_back(i);
     }
-    if (misses.empty()) continue;
-    std::vector<EntityKey> keys;
-    keys.reserve(misses.size());
-    for (size_t i : misses) keys.push_back(list[i].key);
-    // The cache stores records unexpired; the ttl applies when served.
-    const auto read_started = std::chrono::steady_clock::now();
-    ARROW_ASSIGN_OR_RAISE(auto got, online_->Read(name, keys, cache_ ? 0 : s->ttl_micros, now));
-    if (context.usage) {
-      context.usage->online_store_seconds +=
+    if (read.misses.empty()) continue;
+    read.keys.reserve(read.misses.size());
+    for (size_t i : read.misses) read.keys.push_back(list[i].key);
+    missed += read.misses.size();
+    set_reads.push_back(std::move(read));
+  }
+  // The cache stores records unexpired; the ttl applies when served.
+  auto run_reads = [&](size_t begin, size_t end) {
+    for (size_t k = begin; k < end; ++k) {
+      SetRead& read = set_reads[k];
+      const auto read_started = std::chrono::steady_clock::now();
+      auto got = online_->Read(read.set->feature_set.name, read.keys,
+                               cache_ ? 0 : read.set->ttl_micros, now);
+      if (got.ok()) {
+        read.got = std::move(got).ValueUnsafe();
+      } else {
+        read.status = got.status();
+      }
+      read.seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - read_started).count();
     }
-    for (size_t j = 0; j < misses.size(); ++j) {
-      if (cache_) cache_->Put(cache_keys[j], name, now, got[j], generation);
+  };
+  // A batch over several sets reads them on two threads, whole sets each
+  // (still one multi-get per set): the request's latency is about halved
+  // when the other core is free (bench/online 100x50), and the work is the
+  // same when it is not.
+  size_t split = set_reads.size();
+  if (helpers_ && set_reads.size() > 1 && missed >= kParallelReadKeys) {
+    size_t first = 0;
+    split = 0;
+    while (split < set_reads.size() && 2 * first < missed) first += set_reads[split++].keys.size();
+    if (split == set_reads.size()) --split;  // the helper gets at least one set
+  }
+  if (split < set_reads.size()) {
+    auto helped = helpers_->Submit([&] { run_reads(split, set_reads.size()); });
+    if (helped.ok()) {
+      run_reads(0, split);
+      helped->Wait();
+    } else {
+      run_reads(0, set_reads.size());  // the pool is shut down: read here
+    }
+  } else {
+    run_reads(0, set_reads.size());
+  }
+  for (SetRead& read : set_reads) {
+    const ServingSet* s = read.set;
+    ARROW_RETURN_NOT_OK(read.status);
+    if (context.usage) context.usage->online_store_seconds += read.seconds;
+    auto& got = read.got;
+    auto& out = records[s];
+    for (size_t j = 0; j < read.misses.size(); ++j) {
+      if (cache_) cache_->Put(read.cache_keys[j], s->feature_set.name, now, got[j], read.generation);
       if (got[j] && s->ttl_micros > 0 && got[j]->event_time < now - s->ttl_micros) got[j].reset();
-      out[misses[j]] = std::move(got[j]);
+      out[read.misses[j]] = std::move(got[j]);
     }
   }
 
@@ -1163,7 +1218,8 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     }
     if (reported && missing > 0) text += ']';
     if (context.usage && reported) {
-      ServingUsage::Set used{.feature_set = s->feature_set.name};
+      ServingUsage::Set used;
+      used.feature_set = s->feature_set.name;
       for (const auto& r : requested) {
         if (r.set == s) used.features.push_back(r.feature->name);
       }

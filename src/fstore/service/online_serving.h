@@ -42,6 +42,10 @@
 #include "fstore/online/online_store.h"
 #include "fstore/service/request_context.h"
 
+namespace arrow::internal {
+class ThreadPool;
+}
+
 namespace fstore {
 
 class Registry;
@@ -59,6 +63,9 @@ struct OnlineServingOptions {
   /// How often the registry's change sequence is polled for definition
   /// changes made by other processes; 0: never.
   std::chrono::milliseconds poll_interval{1000};
+  /// Whether a request over several feature sets may read them on a second
+  /// thread (when the machine has more than one core).
+  bool parallel_reads = true;
 };
 
 class OnlineServing {
@@ -95,6 +102,12 @@ class OnlineServing {
   OnlineServingOptions options_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::unique_ptr<Cache> cache_;
+  /// The second thread of requests reading several feature sets; null when
+  /// off or on one core.
+  std::shared_ptr<arrow::internal::ThreadPool> helpers_;
+  /// Fewer keys than this to read are read on the calling thread alone
+  /// (handing work over costs more than it saves).
+  static constexpr size_t kParallelReadKeys = 64;
   std::mutex refresh_mutex_;  // one rebuild at a time
 
   std::mutex poll_mutex_;
