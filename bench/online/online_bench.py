@@ -355,6 +355,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--no-nginx", action="store_true", help="skip the nginx ceiling")
+    ap.add_argument("--rates", default="",
+                    help="comma-separated request rates instead of each workload's ladder")
     ap.add_argument("--server-io-threads", type=int, default=0,
                     help="fstore serve --io-threads (0: one per core)")
     ap.add_argument("--bodies", type=int, default=1000, help="distinct request bodies per workload")
@@ -401,6 +403,8 @@ def main():
             for w in names:
                 n_ent, n_sets, budget, rates, quick_rates = WORKLOADS[w]
                 rates = quick_rates if args.quick else rates
+                if args.rates:
+                    rates = [int(r) for r in args.rates.split(",")]
                 log(f"workload {w} ({n_ent} entities x {n_sets * FEATURES_PER_SET} features)")
                 fs_res, fs_best = ladder(port, SERVING_PATH, rates, duration, args.connections,
                                          bodies[w], budget, "fstore", [proc.pid])

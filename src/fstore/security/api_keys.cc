@@ -168,6 +168,15 @@ ApiKeyStore::ApiKeyStore(Registry* registry, bool required,
                          std::chrono::milliseconds refresh_interval)
     : registry_(registry), required_(required), refresh_interval_(refresh_interval) {}
 
+ApiKeyStore::~ApiKeyStore() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
+}
+
 Status ApiKeyStore::Reload() {
   std::lock_guard reload_lock(reload_mu_);
   return ReloadLocked();
@@ -183,36 +192,41 @@ Status ApiKeyStore::ReloadLocked() {
   }
   std::lock_guard lock(mu_);
   snapshot_ = std::move(snapshot);
-  loaded_at_ = std::chrono::steady_clock::now();
   return Status::OK();
+}
+
+void ApiKeyStore::RefreshLoop() {
+  std::unique_lock lock(stop_mu_);
+  while (!stopping_) {
+    stop_cv_.wait_for(lock, refresh_interval_, [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    // Keep serving with the keys we had (fail closed only when we never
+    // read them); try again after another interval.
+    if (Status st = Reload(); !st.ok()) {
+      spdlog::warn("reloading API keys failed, keeping the previous ones: {}", st.ToString());
+    }
+    lock.lock();
+  }
 }
 
 Result<std::shared_ptr<const ApiKeyStore::Snapshot>> ApiKeyStore::Current() {
   std::shared_ptr<const Snapshot> snapshot;
-  bool stale = false;
   {
     std::lock_guard lock(mu_);
     snapshot = snapshot_;
-    stale = !snapshot || std::chrono::steady_clock::now() - loaded_at_ >= refresh_interval_;
   }
-  if (!stale) return snapshot;
   if (!snapshot) {
     // Nothing read yet: this request must wait for the keys.
     ARROW_RETURN_NOT_OK(Reload());
-  } else if (std::unique_lock reload_lock(reload_mu_, std::try_to_lock); reload_lock) {
-    // Stale: one request reloads, the others go on with the previous keys.
-    if (Status st = ReloadLocked(); !st.ok()) {
-      // Keep serving with the keys we had (fail closed only when we never
-      // read them); try again after another interval.
-      spdlog::warn("reloading API keys failed, keeping the previous ones: {}", st.ToString());
-      std::lock_guard lock(mu_);
-      loaded_at_ = std::chrono::steady_clock::now();
-    }
-  } else {
-    return snapshot;
+    std::lock_guard lock(mu_);
+    snapshot = snapshot_;
   }
-  std::lock_guard lock(mu_);
-  return snapshot_;
+  if (refresh_interval_.count() > 0) {
+    std::call_once(refresher_started_,
+                   [this] { refresher_ = std::thread([this] { RefreshLoop(); }); });
+  }
+  return snapshot;
 }
 
 Result<bool> ApiKeyStore::Enabled() {
