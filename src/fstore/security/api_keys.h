@@ -67,9 +67,9 @@ struct Authentication {
 /// ListApiKeys on the first request, then every `refresh_interval` on a
 /// thread of its own, so that keys created or revoked by the CLI (another
 /// process) take effect within about that interval, and no request after
-/// the first waits on the registry (a reload inline, behind the usage
-/// writer's commit, was a 12 ms stall in 1% of batch serving requests).
-/// Thread-safe.
+/// the first waits on the registry (before, the request that found the
+/// keys stale reloaded them inline, a registry query on the serving path
+/// four times a second). Thread-safe.
 class ApiKeyStore {
  public:
   ApiKeyStore(Registry* registry, bool required,
