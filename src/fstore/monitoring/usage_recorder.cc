@@ -8,15 +8,16 @@ namespace fstore::monitoring {
 namespace json = boost::json;
 
 UsageRecorder::UsageRecorder(Sink sink, std::chrono::milliseconds interval)
-    : sink_(std::move(sink)), interval_(interval), thread_([this] { Loop(); }) {}
+    : sink_(std::move(sink)) {
+  thread_.Start(interval, [this] {
+    if (Status st = Flush(); !st.ok()) {
+      spdlog::warn("writing usage counts failed (kept for the next try): {}", st.ToString());
+    }
+  });
+}
 
 UsageRecorder::~UsageRecorder() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
+  thread_.Stop();
   if (Status st = Flush(); !st.ok()) {
     spdlog::warn("usage counts lost at shutdown: {}", st.ToString());
   }
@@ -109,19 +110,6 @@ Status UsageRecorder::Flush() {
     Add(back);
   }
   return st;
-}
-
-void UsageRecorder::Loop() {
-  std::unique_lock lock(mutex_);
-  while (!stopping_) {
-    wake_.wait_for(lock, interval_, [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
-    if (Status st = Flush(); !st.ok()) {
-      spdlog::warn("writing usage counts failed (kept for the next try): {}", st.ToString());
-    }
-    lock.lock();
-  }
 }
 
 namespace {

@@ -23,18 +23,17 @@
 // set's rows (the request rows name no set).
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <tuple>
 #include <vector>
 
 #include <boost/json/object.hpp>
 
+#include "fstore/core/periodic_thread.h"
 #include "fstore/core/status.h"
 #include "fstore/registry/operations.h"
 
@@ -77,14 +76,10 @@ class UsageRecorder {
 
  private:
   using Key = std::tuple<std::string, std::string, std::string, std::string>;
-  void Loop();
 
   Sink sink_;
-  std::chrono::milliseconds interval_;
   std::mutex mutex_;
   std::mutex flush_mutex_;  // one flush at a time: counts taken are written before the next
-  std::condition_variable wake_;
-  bool stopping_ = false;
   std::map<Key, UsageCount> pending_;
   struct Shape {
     std::string day, key_id;
@@ -98,7 +93,7 @@ class UsageRecorder {
     int64_t requests = 0;
   };
   std::unordered_map<std::string, Shape> shapes_;  // by the request's shape
-  std::thread thread_;
+  PeriodicThread thread_;  // last: stopped before the members it uses go
 };
 
 /// The usage report over registry rows with day in [start_day, end_day]

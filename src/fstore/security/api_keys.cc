@@ -168,14 +168,7 @@ ApiKeyStore::ApiKeyStore(Registry* registry, bool required,
                          std::chrono::milliseconds refresh_interval)
     : registry_(registry), required_(required), refresh_interval_(refresh_interval) {}
 
-ApiKeyStore::~ApiKeyStore() {
-  {
-    std::lock_guard lock(stop_mu_);
-    stopping_ = true;
-  }
-  stop_cv_.notify_all();
-  if (refresher_.joinable()) refresher_.join();
-}
+ApiKeyStore::~ApiKeyStore() { refresher_.Stop(); }
 
 Status ApiKeyStore::Reload() {
   std::lock_guard reload_lock(reload_mu_);
@@ -195,21 +188,6 @@ Status ApiKeyStore::ReloadLocked() {
   return Status::OK();
 }
 
-void ApiKeyStore::RefreshLoop() {
-  std::unique_lock lock(stop_mu_);
-  while (!stopping_) {
-    stop_cv_.wait_for(lock, refresh_interval_, [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
-    // Keep serving with the keys we had (fail closed only when we never
-    // read them); try again after another interval.
-    if (Status st = Reload(); !st.ok()) {
-      spdlog::warn("reloading API keys failed, keeping the previous ones: {}", st.ToString());
-    }
-    lock.lock();
-  }
-}
-
 Result<std::shared_ptr<const ApiKeyStore::Snapshot>> ApiKeyStore::Current() {
   std::shared_ptr<const Snapshot> snapshot;
   {
@@ -223,8 +201,15 @@ Result<std::shared_ptr<const ApiKeyStore::Snapshot>> ApiKeyStore::Current() {
     snapshot = snapshot_;
   }
   if (refresh_interval_.count() > 0) {
-    std::call_once(refresher_started_,
-                   [this] { refresher_ = std::thread([this] { RefreshLoop(); }); });
+    std::call_once(refresher_started_, [this] {
+      refresher_.Start(refresh_interval_, [this] {
+        // Keep serving with the keys we had (fail closed only when we never
+        // read them); try again after another interval.
+        if (Status st = Reload(); !st.ok()) {
+          spdlog::warn("reloading API keys failed, keeping the previous ones: {}", st.ToString());
+        }
+      });
+    });
   }
   return snapshot;
 }

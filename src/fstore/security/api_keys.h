@@ -11,16 +11,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "fstore/core/periodic_thread.h"
 #include "fstore/core/status.h"
 #include "fstore/registry/operations.h"
 #include "fstore/registry/registry.h"
@@ -110,8 +109,6 @@ class ApiKeyStore {
   Result<std::shared_ptr<const Snapshot>> Current();
   /// Reload() with reload_mu_ held.
   Status ReloadLocked();
-  /// The refresh thread's loop: Reload every refresh_interval_ until stopped.
-  void RefreshLoop();
 
   Registry* registry_;
   const bool required_;
@@ -120,10 +117,7 @@ class ApiKeyStore {
   std::shared_ptr<const Snapshot> snapshot_;
   std::mutex reload_mu_;  ///< one reload at a time
   std::once_flag refresher_started_;
-  std::mutex stop_mu_;  ///< guards stopping_
-  std::condition_variable stop_cv_;
-  bool stopping_ = false;
-  std::thread refresher_;  ///< started by the first Current()
+  PeriodicThread refresher_;  ///< started by the first Current()
 };
 
 }  // namespace fstore

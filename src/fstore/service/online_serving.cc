@@ -6,6 +6,7 @@
 #include <list>
 #include <map>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include <boost/json/serialize.hpp>
@@ -499,34 +500,20 @@ OnlineServing::~OnlineServing() { Stop(); }
 
 Status OnlineServing::Start() {
   ARROW_RETURN_NOT_OK(Refresh());
-  if (options_.poll_interval.count() > 0 && !poll_thread_.joinable()) {
-    poll_thread_ = std::thread([this] { PollLoop(); });
+  if (options_.poll_interval.count() > 0) {
+    poll_thread_.Start(options_.poll_interval, [this] { Poll(); });
   }
   return Status::OK();
 }
 
-void OnlineServing::Stop() {
-  {
-    std::lock_guard lock(poll_mutex_);
-    stopping_ = true;
-  }
-  poll_cv_.notify_all();
-  if (poll_thread_.joinable()) poll_thread_.join();
-}
+void OnlineServing::Stop() { poll_thread_.Stop(); }
 
-void OnlineServing::PollLoop() {
-  std::unique_lock lock(poll_mutex_);
-  while (!stopping_) {
-    poll_cv_.wait_for(lock, options_.poll_interval);
-    if (stopping_) break;
-    lock.unlock();
-    auto sequence = registry_->ChangeSequence();
-    auto current = snapshot_.load();
-    if (sequence.ok() && (!current || *sequence != current->sequence)) {
-      Status st = Refresh();
-      if (!st.ok()) spdlog::warn("online serving: refreshing definitions failed: {}", st.ToString());
-    }
-    lock.lock();
+void OnlineServing::Poll() {
+  auto sequence = registry_->ChangeSequence();
+  auto current = snapshot_.load();
+  if (sequence.ok() && (!current || *sequence != current->sequence)) {
+    Status st = Refresh();
+    if (!st.ok()) spdlog::warn("online serving: refreshing definitions failed: {}", st.ToString());
   }
 }
 

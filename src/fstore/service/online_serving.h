@@ -29,14 +29,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <thread>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include "fstore/core/periodic_thread.h"
 #include "fstore/core/status.h"
 #include "fstore/core/time.h"
 #include "fstore/online/online_store.h"
@@ -95,7 +94,8 @@ class OnlineServing {
   class Cache;
 
  private:
-  void PollLoop();
+  /// One poll of the registry's change sequence; Refresh when it moved.
+  void Poll();
 
   Registry* registry_;
   OnlineStore* online_;
@@ -110,10 +110,7 @@ class OnlineServing {
   static constexpr size_t kParallelReadKeys = 64;
   std::mutex refresh_mutex_;  // one rebuild at a time
 
-  std::mutex poll_mutex_;
-  std::condition_variable poll_cv_;
-  bool stopping_ = false;
-  std::thread poll_thread_;
+  PeriodicThread poll_thread_;
 };
 
 }  // namespace fstore
