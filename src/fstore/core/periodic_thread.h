@@ -24,10 +24,13 @@ class PeriodicThread {
   void Start(std::chrono::milliseconds interval, std::function<void()> fn);
   /// Stops and joins; idempotent. Not to be called from `fn`.
   void Stop();
-  bool started() const { return thread_.joinable(); }
+  bool started() const {
+    std::lock_guard lock(mutex_);
+    return thread_.joinable();
+  }
 
  private:
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
   std::thread thread_;

@@ -6,6 +6,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include <arrow/api.h>
@@ -149,6 +150,11 @@ void BM_Read(benchmark::State& state) {
     auto table = MakeRows(kStored, false, &features);
     dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
     store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
+    std::atexit([] {
+      (void)store->Close();
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    });
     (void)WriteLatestRows(store.get(), "fs", {"id"}, features, *table);
   }
   std::vector<EntityKey> keys(state.range(0));
@@ -179,6 +185,11 @@ void BM_ReadFromManySets(benchmark::State& state) {
     auto table = MakeRows(kEntities, true, &features);
     dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
     store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
+    std::atexit([] {
+      (void)store->Close();
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    });
     for (int s = 0; s < kSets; ++s) {
       (void)WriteLatestRows(store.get(), "fs_" + std::to_string(s), {"id"}, features, *table);
       (void)store->Sync();
