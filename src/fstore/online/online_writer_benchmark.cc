@@ -6,7 +6,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include <cstdlib>
 #include <filesystem>
 
 #include <arrow/api.h>
@@ -140,23 +139,36 @@ void BM_WriteLatestRowsRerun(benchmark::State& state) {
 }
 BENCHMARK(BM_WriteLatestRowsRerun)->ArgNames({"rows"})->Arg(1'000'000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+/// A store in a fresh temp dir for the whole run, kept across iterations
+/// and benchmark arguments; closed and removed when the process exits (a
+/// function-local static's destructor).
+class RunStore {
+ public:
+  RunStore()
+      : dir_(fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid())),
+        store_(RocksDbOnlineStore::Open(dir_.string()).ValueOrDie()) {}
+  ~RunStore() {
+    (void)store_->Close();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  RocksDbOnlineStore* get() const { return store_.get(); }
+
+ private:
+  fs::path dir_;
+  std::unique_ptr<RocksDbOnlineStore> store_;
+};
+
 /// Read of range(0) random entities of 10 features from 1M stored ones.
 void BM_Read(benchmark::State& state) {
-  static std::unique_ptr<RocksDbOnlineStore> store;
-  static fs::path dir;
   constexpr int64_t kStored = 1'000'000;
-  if (!store) {
+  static RocksDbOnlineStore* const store = [] {
+    static RunStore run;
     std::vector<std::string> features;
     auto table = MakeRows(kStored, false, &features);
-    dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
-    store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
-    std::atexit([] {
-      (void)store->Close();
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    });
-    (void)WriteLatestRows(store.get(), "fs", {"id"}, features, *table);
-  }
+    (void)WriteLatestRows(run.get(), "fs", {"id"}, features, *table);
+    return run.get();
+  }();
   std::vector<EntityKey> keys(state.range(0));
   uint64_t x = 88172645463325252ull;
   for (auto _ : state) {
@@ -176,25 +188,18 @@ BENCHMARK(BM_Read)->ArgNames({"keys"})->Arg(1)->Arg(100)->Unit(benchmark::kMicro
 /// (as materializations leave it). One iteration reads range(0) random
 /// entities from each of range(1) sets: a serving request's store reads.
 void BM_ReadFromManySets(benchmark::State& state) {
-  static std::unique_ptr<RocksDbOnlineStore> store;
-  static fs::path dir;
   constexpr int64_t kEntities = 100'000;
   constexpr int kSets = 25;
-  if (!store) {
+  static RocksDbOnlineStore* const store = [] {
+    static RunStore run;
     std::vector<std::string> features;
     auto table = MakeRows(kEntities, true, &features);
-    dir = fs::temp_directory_path() / ("fstore-online-bench-" + NewUuid());
-    store = RocksDbOnlineStore::Open(dir.string()).ValueOrDie();
-    std::atexit([] {
-      (void)store->Close();
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    });
     for (int s = 0; s < kSets; ++s) {
-      (void)WriteLatestRows(store.get(), "fs_" + std::to_string(s), {"id"}, features, *table);
-      (void)store->Sync();
+      (void)WriteLatestRows(run.get(), "fs_" + std::to_string(s), {"id"}, features, *table);
+      (void)run.get()->Sync();
     }
-  }
+    return run.get();
+  }();
   const int64_t sets = state.range(1);
   std::vector<EntityKey> keys(state.range(0));
   uint64_t x = 88172645463325252ull;
