@@ -168,8 +168,6 @@ ApiKeyStore::ApiKeyStore(Registry* registry, bool required,
                          std::chrono::milliseconds refresh_interval)
     : registry_(registry), required_(required), refresh_interval_(refresh_interval) {}
 
-ApiKeyStore::~ApiKeyStore() { refresher_.Stop(); }
-
 Status ApiKeyStore::Reload() {
   std::lock_guard reload_lock(reload_mu_);
   return ReloadLocked();

@@ -73,9 +73,6 @@ class ApiKeyStore {
  public:
   ApiKeyStore(Registry* registry, bool required,
               std::chrono::milliseconds refresh_interval = std::chrono::milliseconds(250));
-  ~ApiKeyStore();
-  ApiKeyStore(const ApiKeyStore&) = delete;
-  ApiKeyStore& operator=(const ApiKeyStore&) = delete;
 
   /// Whether requests need a key now (reloading first if stale). Unavailable
   /// when the keys cannot be read and none were read before.
@@ -117,7 +114,9 @@ class ApiKeyStore {
   std::shared_ptr<const Snapshot> snapshot_;
   std::mutex reload_mu_;  ///< one reload at a time
   std::once_flag refresher_started_;
-  PeriodicThread refresher_;  ///< started by the first Current()
+  /// Started by the first Current(); last, so stopped before the members
+  /// it uses go.
+  PeriodicThread refresher_;
 };
 
 }  // namespace fstore

@@ -486,7 +486,7 @@ json::value FeatureValueToJson(const FeatureValue& v) {
 
 OnlineServing::OnlineServing(Registry* registry, OnlineStore* online, OnlineServingOptions options)
     : registry_(registry), online_(online), options_(options) {
-  if (options_.parallel_reads && std::thread::hardware_concurrency() > 1) {
+  if (std::thread::hardware_concurrency() > 1) {
     auto pool = arrow::internal::ThreadPool::Make(1);
     if (pool.ok()) helpers_ = std::move(pool).ValueUnsafe();
   }

@@ -62,9 +62,6 @@ struct OnlineServingOptions {
   /// How often the registry's change sequence is polled for definition
   /// changes made by other processes; 0: never.
   std::chrono::milliseconds poll_interval{1000};
-  /// Whether a request over several feature sets may read them on a second
-  /// thread (when the machine has more than one core).
-  bool parallel_reads = true;
 };
 
 class OnlineServing {
@@ -102,8 +99,8 @@ class OnlineServing {
   OnlineServingOptions options_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::unique_ptr<Cache> cache_;
-  /// The second thread of requests reading several feature sets; null when
-  /// off or on one core.
+  /// The second thread of requests reading several feature sets; null on
+  /// one core.
   std::shared_ptr<arrow::internal::ThreadPool> helpers_;
   /// Fewer keys than this to read are read on the calling thread alone
   /// (handing work over costs more than it saves).
