@@ -82,9 +82,25 @@ fuzz() {
 
 integration() {
   echo "== integration tests (build/fstore over HTTP)"
-  FSTORE_BIN="$PWD/build/fstore" .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider
+  # The tests' data directories live under build/pytest-tmp, which pytest
+  # empties at the start of each run: one run's data at a time (a few GB at
+  # its peak), not pytest's default of the last three runs' in /tmp.
+  FSTORE_BIN="$PWD/build/fstore" .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider \
+    --basetemp "$PWD/build/pytest-tmp"
 }
 
+# The suites write several GB (three builds, the tests' data); a full disk
+# shows up as unrelated failures far into the run, so say so up front.
+check_disk() {
+  local free_gb
+  free_gb=$(( $(df -Pk . | awk 'NR==2 {print $4}') / 1048576 ))
+  echo "== ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}')"
+  if [ "$free_gb" -lt 8 ]; then
+    echo "warning: under 8 GB free; the builds and the integration tests' data may not fit" >&2
+  fi
+}
+
+check_disk
 case "${1:-all}" in
   unit) unit ;;
   asan) asan ;;
