@@ -307,6 +307,52 @@ def test_a_batch_over_several_sets_is_read_whole(api, tmp_path):
         for k in range(n_sets)}
 
 
+def test_two_entities_in_the_seed_form_are_labelled_by_entity(api, tmp_path):
+    """Keys of two entities in one "entities" object: each output is labelled
+    "entity:key" and carries the features of the sets keyed by its entity;
+    a set's missing entities are reported under those labels."""
+    user, shop = uniq("user"), uniq("shop")
+    api.create_entity(name=user, join_keys=[f"{user}_id"], value_type="string")
+    api.create_entity(name=shop, join_keys=[f"{shop}_id"], value_type="int")
+    t = pa.array([ts("2024-01-01T00:00:00Z")] * 2, pa.timestamp("us", tz="UTC"))
+    sources = {
+        "a": (user, {f"{user}_id": pa.array(["u1", "u2"]), "event_timestamp": t,
+                     "a": pa.array([1, 2], pa.int64())}),
+        "b": (user, {f"{user}_id": pa.array(["u1", "u9"]), "event_timestamp": t,
+                     "b": pa.array([1.5, 9.5])}),
+        "c": (shop, {f"{shop}_id": pa.array([7, 9], pa.int64()), "event_timestamp": t,
+                     "c": pa.array([70, 90], pa.int64())}),
+    }
+    names = {}
+    for f, (entity, cols) in sources.items():
+        src = write(tmp_path / f"{f}.parquet", cols)
+        fs = api.create_feature_set(name=uniq(f"two_{f}"), entities=[entity],
+                                    source={"type": "file", "path": str(src),
+                                            "format": "parquet"})
+        api.create_feature(fs["id"], name=f, data_type="float" if f == "b" else "int",
+                           **({"default_value": -1} if f == "a" else {}))
+        materialize(api, fs["name"], "2024-01-01", "2024-01-02")
+        names[f] = fs["name"]
+    body = online(api, {"feature_sets": list(names.values()),
+                        "entities": {user: ["u1", "u2", "u3"], shop: [7, 8]}})
+    assert body["features"] == {
+        f"{user}:u1": {"a": 1, "b": 1.5},
+        f"{user}:u2": {"a": 2, "b": None},
+        f"{user}:u3": {"a": -1, "b": None},
+        f"{shop}:7": {"c": 70},
+        f"{shop}:8": {"c": None},
+    }
+    assert body["metadata"]["missing_entities"] == {
+        names["a"]: [f"{user}:u3"],
+        names["b"]: [f"{user}:u2", f"{user}:u3"],
+        names["c"]: [f"{shop}:8"],
+    }
+    # A key of the wrong type for its entity names the entity and the element.
+    r = api.post("/api/v1/serving/online", {"feature_sets": list(names.values()),
+                                            "entities": {user: ["u1"], shop: ["x"]}})
+    assert_error(r, 400, "invalid_argument", f"entities.{shop}[0]")
+
+
 def test_new_definitions_are_served_without_restart(api, tmp_path):
     user = uniq("u")
     api.create_entity(name=user, join_keys=[f"{user}_id"])
