@@ -83,7 +83,7 @@ fuzz() {
 integration() {
   echo "== integration tests (build/fstore over HTTP)"
   # The tests' data directories live under build/pytest-tmp, which pytest
-  # empties at the start of each run: one run's data at a time (a few GB at
+  # empties at the start of each run: one run's data at a time (about 1 GB at
   # its peak), not pytest's default of the last three runs' in /tmp.
   FSTORE_BIN="$PWD/build/fstore" .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider \
     --basetemp "$PWD/build/pytest-tmp"

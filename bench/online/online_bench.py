@@ -23,7 +23,7 @@ failed, and p99 is under the workload's budget (docs ARCHITECTURE.md,
 Before the runs, bench/online/stall_probe spins one thread on each CPU and
 reports how often each CPU was taken away for more than 0.5 ms: on a shared
 virtual machine both CPUs busy can lose several milliseconds a few times a
-second, which no server's p99 at 1 ms survives (docs/benchmarks.md).
+second, which a p99 budget of 1 ms does not survive (docs/benchmarks.md).
 """
 import argparse
 import json
