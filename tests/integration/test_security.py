@@ -542,7 +542,7 @@ def test_keys_and_audit_on_a_postgres_registry(start_server, tmp_path):
         assert secret not in Client(srv, admin).get("/api/v1/audit").text
         srv.stop()
     finally:
-        pg.stop()
+        pg.close()  # stops it and removes its data directory
 
 
 def test_limited_key_monitoring(world):
