@@ -307,6 +307,63 @@ def test_a_batch_over_several_sets_is_read_whole(api, tmp_path):
         for k in range(n_sets)}
 
 
+def test_a_big_response_keeps_the_requested_feature_order(api, tmp_path):
+    """A response of thousands of values is rendered set by set on two
+    threads and joined per entity: each entity's features still come in the
+    order the request lists them, even when that order goes back and forth
+    between sets, with defaults and nulls where a set lacks the entity; the
+    same in the entity_rows form."""
+    user = uniq("user")
+    key = f"{user}_id"
+    api.create_entity(name=user, join_keys=[key], value_type="string")
+    n = 700
+    t = pa.array([ts("2024-01-01T00:00:00Z")] * n, pa.timestamp("us", tz="UTC"))
+    a_ids = [i for i in range(n) if i % 5 != 0]  # set A lacks every fifth entity
+    src_a = write(tmp_path / "a.parquet", {
+        key: pa.array([f"e{i}" for i in a_ids]),
+        "event_timestamp": pa.array([t[0].as_py()] * len(a_ids), pa.timestamp("us", tz="UTC")),
+        "a1": pa.array([i + 0.25 for i in a_ids]),
+        "a2": pa.array([i * 3 for i in a_ids], pa.int64()),
+    })
+    src_b = write(tmp_path / "b.parquet", {
+        key: pa.array([f"e{i}" for i in range(n)]), "event_timestamp": t,
+        "b1": pa.array([f"s{i}" for i in range(n)]),
+        "b2": pa.array([i % 2 == 0 for i in range(n)]),
+    })
+    fs_a = api.create_feature_set(name=uniq("order_a"), entities=[user],
+                                  source={"type": "file", "path": str(src_a), "format": "parquet"})
+    api.create_feature(fs_a["id"], name="a1", data_type="float")
+    api.create_feature(fs_a["id"], name="a2", data_type="int", default_value=-1)
+    fs_b = api.create_feature_set(name=uniq("order_b"), entities=[user],
+                                  source={"type": "file", "path": str(src_b), "format": "parquet"})
+    api.create_feature(fs_b["id"], name="b1", data_type="string")
+    api.create_feature(fs_b["id"], name="b2", data_type="bool")
+    for fs in (fs_a, fs_b):
+        materialize(api, fs["name"], "2024-01-01", "2024-01-02")
+    order = ["b2", "a1", "b1", "a2"]  # B, A, B, A: four runs
+
+    def expected(i):
+        has_a = i % 5 != 0
+        return {"b2": i % 2 == 0, "a1": i + 0.25 if has_a else None, "b1": f"s{i}",
+                "a2": i * 3 if has_a else -1}
+
+    body = online(api, {"feature_sets": [fs_a["name"], fs_b["name"]], "features": order,
+                        "entities": {user: [f"e{i}" for i in range(n)]}})
+    assert list(body["features"]) == [f"e{i}" for i in range(n)]
+    for i in range(n):
+        got = body["features"][f"e{i}"]
+        assert list(got) == order, (i, got)
+        assert got == expected(i), i
+    assert body["metadata"]["missing_entities"] == {
+        fs_a["name"]: [f"e{i}" for i in range(0, n, 5)]}
+    rows = online(api, {"feature_sets": [fs_a["name"], fs_b["name"]], "features": order,
+                        "entity_rows": [{key: f"e{i}"} for i in range(n)]})["rows"]
+    assert len(rows) == n
+    for i, row in enumerate(rows):
+        assert list(row) == [key] + order, (i, row)
+        assert row == {key: f"e{i}", **expected(i)}, i
+
+
 def test_two_entities_in_the_seed_form_are_labelled_by_entity(api, tmp_path):
     """Keys of two entities in one "entities" object: each output is labelled
     "entity:key" and carries the features of the sets keyed by its entity;

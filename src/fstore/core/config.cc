@@ -344,6 +344,14 @@ const std::vector<Setting>& SettingTable() {
                    return ParseInt(s, v, 1, 1000000, "a number of entities from 1 to 1000000",
                                    &c->serving_max_entities);
                  }});
+    t.push_back({{"FSTORE_ONLINE_RECORD_CACHE_MB", "online-record-cache-mb",
+                  text(defaults.online_record_cache_mb),
+                  "MiB of recently read records the embedded (RocksDB) online store keeps in "
+                  "memory in front of its block cache; 0 turns it off."},
+                 [](const Source& s, const std::string& v, Config* c) {
+                   return ParseInt(s, v, 0, 1 << 20, "a number of MiB from 0 to 1048576",
+                                   &c->online_record_cache_mb);
+                 }});
     t.push_back({{"FSTORE_AUTH", "auth", defaults.auth,
                   "API key authentication: auto (on once a key exists) or required."},
                  [](const Source& s, const std::string& v, Config* c) {
@@ -422,7 +430,11 @@ std::string Config::RegistryUri() const {
 
 std::string Config::OnlineStoreUri() const {
   if (!redis_url.empty()) return redis_url;
-  return "rocksdb://" + JoinPath(data_dir, "online");
+  std::string uri = "rocksdb://" + JoinPath(data_dir, "online");
+  if (online_record_cache_mb != Config().online_record_cache_mb) {
+    uri += "?record_cache_mb=" + std::to_string(online_record_cache_mb);
+  }
+  return uri;
 }
 
 std::string Config::OfflineStoreUri() const {
@@ -521,6 +533,8 @@ Status ValidateConfig(const Config& config) {
   ARROW_RETURN_NOT_OK(check("MAX_COMPUTE_THREADS", std::to_string(config.max_compute_threads)));
   ARROW_RETURN_NOT_OK(
       check("SERVING_CACHE_TTL", std::to_string(config.serving_cache_ttl_seconds)));
+  ARROW_RETURN_NOT_OK(
+      check("FSTORE_ONLINE_RECORD_CACHE_MB", std::to_string(config.online_record_cache_mb)));
 
   const std::string storage_backend = AsciiLower(config.storage_backend);
   if (storage_backend == "s3") {

@@ -47,6 +47,7 @@ std::string Describe(const Config& c) {
   add("spark_master", c.spark_master);
   add("serving_cache_enabled", c.serving_cache_enabled ? "true" : "false");
   add("serving_cache_ttl_seconds", std::to_string(c.serving_cache_ttl_seconds));
+  add("online_record_cache_mb", std::to_string(c.online_record_cache_mb));
   add("auth", c.auth);
   add("encryption_key", c.encryption_key);
   add("encryption_key_file", c.encryption_key_file);
@@ -86,6 +87,7 @@ TEST(AllSettingsTest, ListsEverySettingInHelpOrder) {
       {"SERVING_CACHE_TTL", "serving-cache-ttl"},
       {"FSTORE_SERVING_CACHE_ENTRIES", "serving-cache-entries"},
       {"FSTORE_SERVING_MAX_ENTITIES", "serving-max-entities"},
+      {"FSTORE_ONLINE_RECORD_CACHE_MB", "online-record-cache-mb"},
       {"FSTORE_AUTH", "auth"},
       {"FSTORE_ENCRYPTION_KEY", "encryption-key"},
       {"FSTORE_ENCRYPTION_KEY_FILE", "encryption-key-file"},
@@ -289,7 +291,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"SERVING_CACHE_ENABLED", "on", "\"on\" is not valid"},
         BadValue{"FSTORE_SERVING_CACHE_ENTRIES", "0", "expected a positive number of records"},
         BadValue{"FSTORE_SERVING_MAX_ENTITIES", "0", "expected a number of entities from 1"},
-        BadValue{"FSTORE_SERVING_MAX_ENTITIES", "2000000", "2000000 is out of range"}));
+        BadValue{"FSTORE_SERVING_MAX_ENTITIES", "2000000", "2000000 is out of range"},
+        BadValue{"FSTORE_ONLINE_RECORD_CACHE_MB", "-1", "expected a number of MiB from 0"},
+        BadValue{"FSTORE_ONLINE_RECORD_CACHE_MB", "1GB", "\"1GB\" is not an integer"}));
 
 INSTANTIATE_TEST_SUITE_P(
     Choices, ApplyEnvironmentRefusesTest,
@@ -521,6 +525,12 @@ TEST(ConfigUriTest, EmbeddedDefaultsUnderDataDir) {
   EXPECT_EQ(config.RegistryUri(), "sqlite:///var/lib/fstore/registry.db");
   EXPECT_EQ(config.OnlineStoreUri(), "rocksdb:///var/lib/fstore/online");
   EXPECT_EQ(config.OfflineStoreUri(), "file:///var/lib/fstore/offline");
+  // A record cache size other than the default goes into the URI.
+  config.online_record_cache_mb = 0;
+  EXPECT_EQ(config.OnlineStoreUri(), "rocksdb:///var/lib/fstore/online?record_cache_mb=0");
+  config.online_record_cache_mb = 2048;
+  EXPECT_EQ(config.OnlineStoreUri(), "rocksdb:///var/lib/fstore/online?record_cache_mb=2048");
+  config.online_record_cache_mb = Config().online_record_cache_mb;
   config.data_dir = "/var/lib/fstore/";
   EXPECT_EQ(config.RegistryUri(), "sqlite:///var/lib/fstore/registry.db");
   EXPECT_EQ(config.OfflineStoreUri(), "file:///var/lib/fstore/offline");

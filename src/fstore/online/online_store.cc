@@ -1,5 +1,8 @@
 #include "fstore/online/online_store.h"
 
+#include <algorithm>
+#include <charconv>
+
 #include "fstore/online/redis/redis_online_store.h"
 #include "fstore/online/rocksdb/rocksdb_online_store.h"
 
@@ -11,8 +14,26 @@ Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri,
   std::string scheme = sep == std::string::npos ? "" : uri.substr(0, sep);
   std::string rest = sep == std::string::npos ? "" : uri.substr(sep + 3);
   if (scheme == "rocksdb") {
+    RocksDbOnlineStoreOptions options;
+    // One option: ?record_cache_mb=N (0: no record cache).
+    const size_t query = rest.find('?');
+    if (query != std::string::npos) {
+      const std::string option = rest.substr(query + 1);
+      rest.resize(query);
+      constexpr std::string_view kCacheMb = "record_cache_mb=";
+      const std::string number = option.substr(std::min(option.size(), kCacheMb.size()));
+      size_t mb = 0;
+      auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), mb);
+      if (!option.starts_with(kCacheMb) || number.empty() || ec != std::errc() ||
+          end != number.data() + number.size() || mb > (size_t{1} << 20)) {
+        return InvalidArgument("online_store",
+                               "unknown rocksdb:// option '" + option +
+                                   "': expected record_cache_mb=<0 to 1048576>");
+      }
+      options.record_cache_bytes = mb << 20;
+    }
     if (rest.empty()) return InvalidArgument("online_store", "rocksdb:// needs a directory");
-    ARROW_ASSIGN_OR_RAISE(auto store, RocksDbOnlineStore::Open(rest, std::move(cipher)));
+    ARROW_ASSIGN_OR_RAISE(auto store, RocksDbOnlineStore::Open(rest, std::move(cipher), options));
     return std::unique_ptr<OnlineStore>(std::move(store));
   }
   if (scheme == "redis" || scheme == "rediss" || scheme == "redis+cluster" ||

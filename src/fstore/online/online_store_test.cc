@@ -21,9 +21,25 @@ TEST(OnlineStoreTest, RocksDbOpensChecksAndCloses) {
   ASSERT_OK(store->Close());
   ASSERT_OK(store->Close());
   EXPECT_EQ(ErrorCodeOf(store->CheckHealth()), ErrorCode::kUnavailable);
-  // Closed cleanly: it opens again.
+  // Closed cleanly: it opens again, also with a record cache size.
   ASSERT_OK_AND_ASSIGN(auto again, OnlineStoreFromUri("rocksdb://" + dir.string()));
   ASSERT_OK(again->Close());
+  for (const char* option : {"?record_cache_mb=0", "?record_cache_mb=64"}) {
+    ASSERT_OK_AND_ASSIGN(auto sized, OnlineStoreFromUri("rocksdb://" + dir.string() + option));
+    ASSERT_OK(sized->Write("fs", {{{int64_t{1}}, OnlineRecord{1, 0, {{"x", int64_t{7}}}}}}));
+    ASSERT_OK_AND_ASSIGN(auto read, sized->Read("fs", {{int64_t{1}}}, 0, 0));
+    EXPECT_TRUE(read[0].has_value()) << option;
+    ASSERT_OK(sized->Close());
+  }
+  // A bad option is refused, naming what is expected.
+  for (const char* option : {"?record_cache_mb=", "?record_cache_mb=-1", "?record_cache_mb=1x",
+                             "?record_cache_mb=99999999", "?cache=1", "?"}) {
+    auto bad = OnlineStoreFromUri("rocksdb://" + dir.string() + option);
+    ASSERT_FALSE(bad.ok()) << option;
+    EXPECT_EQ(ErrorCodeOf(bad.status()), ErrorCode::kInvalidArgument) << option;
+    EXPECT_NE(ErrorMessageOf(bad.status()).find("record_cache_mb"), std::string::npos) << option;
+  }
+  EXPECT_FALSE(OnlineStoreFromUri("rocksdb://?record_cache_mb=1").ok());
   std::filesystem::remove_all(dir);
 }
 

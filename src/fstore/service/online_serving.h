@@ -105,6 +105,9 @@ class OnlineServing {
   /// Fewer keys than this to read are read on the calling thread alone
   /// (handing work over costs more than it saves).
   static constexpr size_t kParallelReadKeys = 64;
+  /// A response of at least this many values is rendered on two threads
+  /// (by runs of one set's features).
+  static constexpr size_t kParallelJsonValues = 2048;
   std::mutex refresh_mutex_;  // one rebuild at a time
 
   PeriodicThread poll_thread_;

@@ -13,6 +13,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "fstore/online/online_record_codec.h"
+#include "fstore/online/rocksdb/record_cache.h"
 
 namespace fstore {
 
@@ -82,13 +83,15 @@ Status Closed() { return Unavailable("the online store is closed"); }
 }  // namespace
 
 RocksDbOnlineStore::RocksDbOnlineStore(std::string dir, rocksdb::DB* db,
-                                       std::shared_ptr<const Cipher> cipher)
-    : dir_(std::move(dir)), db_(db), cipher_(std::move(cipher)) {}
+                                       std::shared_ptr<const Cipher> cipher,
+                                       std::unique_ptr<RecordCache> cache)
+    : dir_(std::move(dir)), db_(db), cipher_(std::move(cipher)), cache_(std::move(cache)) {}
 
 RocksDbOnlineStore::~RocksDbOnlineStore() { (void)Close(); }
 
 Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(
-    const std::string& dir, std::shared_ptr<const Cipher> cipher) {
+    const std::string& dir, std::shared_ptr<const Cipher> cipher,
+    const RocksDbOnlineStoreOptions& store_options) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Unavailable("cannot create the online store directory " + dir + ": " + ec.message());
@@ -128,7 +131,12 @@ Result<std::unique_ptr<RocksDbOnlineStore>> RocksDbOnlineStore::Open(
   rocksdb::DB* db = nullptr;
   ARROW_RETURN_NOT_OK(
       FromRocksDb(rocksdb::DB::Open(options, dir, &db), "cannot open the online store in " + dir));
-  return std::unique_ptr<RocksDbOnlineStore>(new RocksDbOnlineStore(dir, db, std::move(cipher)));
+  std::unique_ptr<RecordCache> cache;
+  if (store_options.record_cache_bytes > 0) {
+    cache = std::make_unique<RecordCache>(store_options.record_cache_bytes);
+  }
+  return std::unique_ptr<RocksDbOnlineStore>(
+      new RocksDbOnlineStore(dir, db, std::move(cipher), std::move(cache)));
 }
 
 Status RocksDbOnlineStore::CheckHealth() {
@@ -199,6 +207,13 @@ Result<WriteResult> RocksDbOnlineStore::Write(
 
   rocksdb::WriteBatch batch(m * 64);
   std::string value;
+  // The applied keys and values, for the record cache.
+  std::vector<std::string_view> written_keys;
+  std::vector<std::string> written_values;
+  if (cache_) {
+    written_keys.reserve(m);
+    written_values.reserve(m);
+  }
   for (size_t j = 0; j < m; ++j) {
     const OnlineRecord& record = records[winners[j]].second;
     if (statuses[j].ok()) {
@@ -218,10 +233,20 @@ Result<WriteResult> RocksDbOnlineStore::Write(
     rocksdb::Status s = batch.Put(slices[j], value);
     if (!s.ok()) return FromRocksDb(s, "building an online store write");
     ++result.applied;
+    if (cache_) {
+      written_keys.push_back(slices[j].ToStringView());
+      written_values.push_back(value);
+    }
   }
   if (result.applied > 0) {
     ARROW_RETURN_NOT_OK(
         FromRocksDb(db_->Write(UnloggedWrite(), &batch), "writing the online store"));
+    if (cache_) {
+      // After the write is visible: a reader that read the old value before
+      // it cannot cache it now (RecordCache's epochs).
+      std::vector<std::string_view> values(written_values.begin(), written_values.end());
+      cache_->Update(written_keys, values);
+    }
   }
   return result;
 }
@@ -245,31 +270,67 @@ Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
   TimestampMicros oldest = 0;
   if (ttl_micros > 0 && !__builtin_sub_overflow(now, ttl_micros, &oldest)) expiry = true;
 
-  std::vector<rocksdb::PinnableSlice> values(n);
-  std::vector<rocksdb::Status> statuses(n);
+  // The record cache first; RocksDB for the keys it does not hold.
+  std::vector<std::string_view> key_views(encoded.begin(), encoded.end());
+  std::vector<std::string> cached;
+  std::vector<char> hits;
+  RecordCache::Ticket ticket;
+  std::vector<size_t> misses;  // indexes of the keys read from RocksDB
+  std::vector<rocksdb::Slice> miss_slices;
+  std::vector<rocksdb::PinnableSlice> values;
+  std::vector<rocksdb::Status> statuses;
   {
     std::shared_lock lock(mutex_);
     if (!db_) return Closed();
-    if (n == 1) {
+    if (cache_) {
+      cache_->Lookup(key_views, &cached, &hits, &ticket);
+      for (size_t i = 0; i < n; ++i) {
+        if (!hits[i]) misses.push_back(i);
+      }
+    } else {
+      hits.assign(n, 0);
+      misses.resize(n);
+      for (size_t i = 0; i < n; ++i) misses[i] = i;
+    }
+    const size_t m = misses.size();
+    miss_slices.reserve(m);
+    for (size_t i : misses) miss_slices.push_back(slices[i]);
+    values.resize(m);
+    statuses.resize(m);
+    if (m == 1) {
       // One key (most online requests): Get skips MultiGet's batch setup,
       // a tenth of a small request's time in the store.
-      statuses[0] = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), slices[0],
+      statuses[0] = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), miss_slices[0],
                              &values[0]);
-    } else {
-      db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), n, slices.data(),
+    } else if (m > 1) {
+      db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), m, miss_slices.data(),
                     values.data(), statuses.data());
     }
+    if (cache_ && m > 0) {
+      std::vector<std::pair<size_t, std::string_view>> found;
+      found.reserve(m);
+      for (size_t j = 0; j < m; ++j) {
+        if (statuses[j].ok()) found.emplace_back(misses[j], values[j].ToStringView());
+      }
+      cache_->Fill(key_views, ticket, found);
+    }
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (statuses[i].IsNotFound()) continue;
-    if (!statuses[i].ok()) return FromRocksDb(statuses[i], "reading the online store");
-    auto record = DecodeOnlineRecord(std::string_view(values[i].data(), values[i].size()),
-                                     cipher_.get(), encoded[i]);
+  auto decode = [&](size_t i, std::string_view bytes) -> Status {
+    auto record = DecodeOnlineRecord(bytes, cipher_.get(), encoded[i]);
     if (!record.ok()) {
       return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
     }
-    if (expiry && record->event_time < oldest) continue;
+    if (expiry && record->event_time < oldest) return Status::OK();
     out[i] = std::move(record).ValueUnsafe();
+    return Status::OK();
+  };
+  for (size_t i = 0; i < n; ++i) {
+    if (hits[i]) ARROW_RETURN_NOT_OK(decode(i, cached[i]));
+  }
+  for (size_t j = 0; j < misses.size(); ++j) {
+    if (statuses[j].IsNotFound()) continue;
+    if (!statuses[j].ok()) return FromRocksDb(statuses[j], "reading the online store");
+    ARROW_RETURN_NOT_OK(decode(misses[j], values[j].ToStringView()));
   }
   return out;
 }
@@ -281,10 +342,14 @@ Status RocksDbOnlineStore::DeleteFeatureSet(const std::string& feature_set) {
   std::lock_guard write_lock(write_mutex_);
   std::shared_lock lock(mutex_);
   if (!db_) return Closed();
-  return FromRocksDb(
+  ARROW_RETURN_NOT_OK(FromRocksDb(
       db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), begin, end),
-      "deleting feature set '" + feature_set + "' from the online store");
+      "deleting feature set '" + feature_set + "' from the online store"));
+  if (cache_) cache_->ErasePrefix(begin);
+  return Status::OK();
 }
+
+size_t RocksDbOnlineStore::CachedRecords() const { return cache_ ? cache_->size() : 0; }
 
 Status RocksDbOnlineStore::Sync() {
   std::shared_lock lock(mutex_);

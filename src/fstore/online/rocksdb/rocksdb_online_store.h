@@ -23,14 +23,15 @@
 // until compaction), and could not tell the caller what was applied.
 // Readers take no write lock: RocksDB reads are consistent per key.
 //
-// Durability: the WAL is on; writes do not sync it (WriteOptions.sync =
-// false) so a process crash loses nothing but a machine crash may lose the
-// latest writes; Sync() syncs the WAL (FlushWAL(true)), and the materializer
-// calls it before committing a watermark.
+// Durability: record writes skip the WAL (a write is a memtable insert);
+// Sync() flushes the memtable to an SST file, and the materializer calls it
+// before committing a watermark, so a crash loses nothing committed.
 //
 // Tuning for point lookups: a bloom filter (10 bits/key, whole keys) in the
-// SST files and in the memtable, a hash index inside data blocks, and an LRU
-// block cache (64 MiB).
+// SST files and in the memtable, a hash index inside data blocks, an LRU
+// block cache (1 GiB, filled as blocks are read), and in front of it all the
+// record cache (record_cache.h): the values of recently read records, looked
+// up a batch at a time, kept coherent with every Write and DeleteFeatureSet.
 
 #include <memory>
 #include <mutex>
@@ -46,6 +47,13 @@ class DB;
 
 namespace fstore {
 
+class RecordCache;
+
+struct RocksDbOnlineStoreOptions {
+  /// Memory for the record cache (record_cache.h); 0 turns it off.
+  size_t record_cache_bytes = size_t{512} << 20;
+};
+
 class RocksDbOnlineStore : public OnlineStore {
  public:
   /// Opens (creating if missing) the database in `dir`. Unavailable when the
@@ -54,7 +62,8 @@ class RocksDbOnlineStore : public OnlineStore {
   /// read; a record in the other form, or sealed with another key, makes
   /// Read fail with Internal and a clear message.
   static Result<std::unique_ptr<RocksDbOnlineStore>> Open(
-      const std::string& dir, std::shared_ptr<const Cipher> cipher = nullptr);
+      const std::string& dir, std::shared_ptr<const Cipher> cipher = nullptr,
+      const RocksDbOnlineStoreOptions& options = {});
   ~RocksDbOnlineStore() override;
 
   Status CheckHealth() override;
@@ -72,8 +81,12 @@ class RocksDbOnlineStore : public OnlineStore {
   Status DeleteFeatureSet(const std::string& feature_set) override;
   Status Sync() override;
 
+  /// Records the record cache holds (0 when it is off), for tests.
+  size_t CachedRecords() const;
+
  private:
-  RocksDbOnlineStore(std::string dir, rocksdb::DB* db, std::shared_ptr<const Cipher> cipher);
+  RocksDbOnlineStore(std::string dir, rocksdb::DB* db, std::shared_ptr<const Cipher> cipher,
+                     std::unique_ptr<RecordCache> cache);
 
   std::string dir_;
   /// Guards db_ against Close(): shared by every call that uses the
@@ -84,6 +97,7 @@ class RocksDbOnlineStore : public OnlineStore {
   std::mutex write_mutex_;
   std::unique_ptr<rocksdb::DB> db_;
   std::shared_ptr<const Cipher> cipher_;  // null: values stored in clear
+  std::unique_ptr<RecordCache> cache_;    // null: off
 };
 
 }  // namespace fstore

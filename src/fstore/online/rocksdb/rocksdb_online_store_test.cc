@@ -22,14 +22,17 @@ std::shared_ptr<const Cipher> TestCipher(char digit = '7') {
   return *Cipher::FromHex(std::string(64, digit));
 }
 
-OnlineStoreBackend RocksDbBackend(std::shared_ptr<const Cipher> cipher = nullptr) {
+OnlineStoreBackend RocksDbBackend(std::shared_ptr<const Cipher> cipher = nullptr,
+                                  bool record_cache = true) {
   OnlineStoreBackend backend;
-  backend.name = cipher ? "RocksDbEncrypted" : "RocksDb";
-  backend.new_store = [cipher]() -> Result<OnlineStoreInstance> {
+  backend.name = std::string(cipher ? "RocksDbEncrypted" : "RocksDb") +
+                 (record_cache ? "" : "WithoutRecordCache");
+  backend.new_store = [cipher, record_cache]() -> Result<OnlineStoreInstance> {
     auto dir = fs::temp_directory_path() / ("fstore-online-rocksdb-" + NewUuid());
     OnlineStoreInstance instance;
-    instance.open = [dir, cipher]() -> Result<std::unique_ptr<OnlineStore>> {
-      return OnlineStoreFromUri("rocksdb://" + dir.string(), cipher);
+    instance.open = [dir, cipher, record_cache]() -> Result<std::unique_ptr<OnlineStore>> {
+      return OnlineStoreFromUri(
+          "rocksdb://" + dir.string() + (record_cache ? "" : "?record_cache_mb=0"), cipher);
     };
     instance.drop = [dir] {
       std::error_code ec;
@@ -41,7 +44,8 @@ OnlineStoreBackend RocksDbBackend(std::shared_ptr<const Cipher> cipher = nullptr
 }
 
 INSTANTIATE_TEST_SUITE_P(RocksDb, OnlineStoreConformanceTest,
-                         ::testing::Values(RocksDbBackend(), RocksDbBackend(TestCipher())),
+                         ::testing::Values(RocksDbBackend(), RocksDbBackend(TestCipher()),
+                                           RocksDbBackend(nullptr, /*record_cache=*/false)),
                          OnlineStoreBackendName);
 
 class RocksDbOnlineStoreTest : public ::testing::Test {
@@ -78,6 +82,46 @@ TEST_F(RocksDbOnlineStoreTest, KeyIsFeatureSetNulEntityKeyAndValueIsTheCodec) {
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), std::string("fs\0", 3) + EncodeEntityKey(key), &value).ok());
     EXPECT_EQ(value, EncodeOnlineRecord(record));
   });
+}
+
+TEST_F(RocksDbOnlineStoreTest, TheRecordCacheHoldsWhatWasReadServesTheTtlAndCanBeOff) {
+  const EntityKey a{std::string("a")}, b{std::string("b")}, c{std::string("c")};
+  const OnlineRecord old_record{100, 1, {{"x", int64_t{1}}}};
+  const OnlineRecord new_record{1000, 1, {{"x", int64_t{2}}, {"y", std::string("z")}}};
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string()));
+    ASSERT_OK(store->Write("fs", {{a, old_record}, {b, new_record}}));
+    EXPECT_EQ(store->CachedRecords(), 0u);  // writes do not fill it
+    ASSERT_OK_AND_ASSIGN(auto first, store->Read("fs", {a, b, c}, 0, 0));
+    EXPECT_EQ(store->CachedRecords(), 2u);  // a missing key is not cached
+    ASSERT_OK_AND_ASSIGN(auto second, store->Read("fs", {c, b, a}, 0, 0));
+    ASSERT_TRUE(second[1] && second[2]);
+    EXPECT_FALSE(second[0]);
+    EXPECT_EQ(*second[1], new_record);
+    EXPECT_EQ(*second[2], old_record);
+    // The ttl applies to cached records as to stored ones: a (event time
+    // 100) is expired at now 1,000 with a ttl of 500, b (1,000) is not.
+    ASSERT_OK_AND_ASSIGN(auto ttl, store->Read("fs", {a, b}, 500, 1000));
+    EXPECT_FALSE(ttl[0]);
+    ASSERT_TRUE(ttl[1]);
+    EXPECT_EQ(*ttl[1], new_record);
+    // An older write is ignored and leaves the cached record as it was.
+    ASSERT_OK_AND_ASSIGN(auto ignored, store->Write("fs", {{b, old_record}}));
+    EXPECT_EQ(ignored, (WriteResult{0, 1}));
+    ASSERT_OK_AND_ASSIGN(auto third, store->Read("fs", {b}, 0, 0));
+    EXPECT_EQ(*third[0], new_record);
+    ASSERT_OK(store->Close());
+  }
+  RocksDbOnlineStoreOptions off;
+  off.record_cache_bytes = 0;
+  ASSERT_OK_AND_ASSIGN(auto store, RocksDbOnlineStore::Open(dir_.string(), nullptr, off));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto got, store->Read("fs", {a, b}, 0, 0));
+    ASSERT_TRUE(got[0] && got[1]);
+    EXPECT_EQ(*got[0], old_record);
+    EXPECT_EQ(*got[1], new_record);
+  }
+  EXPECT_EQ(store->CachedRecords(), 0u);
 }
 
 TEST_F(RocksDbOnlineStoreTest, CorruptStoredValueIsAnErrorOnReadAndReplacedByAWrite) {
@@ -119,6 +163,7 @@ TEST_F(RocksDbOnlineStoreTest, ReadsAfterARewriteOrADeleteOfCachedRecordsSeeTheC
     ASSERT_TRUE(got[0].has_value());
     EXPECT_EQ(*got[0], old_record);
   }
+  EXPECT_EQ(store->CachedRecords(), 1u);  // the second read was the record cache's
   ASSERT_OK(store->Write("fs", {{u, new_record}}));
   for (bool flushed : {false, true}) {
     if (flushed) ASSERT_OK(store->Sync());
