@@ -47,6 +47,8 @@ LOADGEN_SRC = HERE / "loadgen.cc"
 LOADGEN_BIN = ROOT / "build" / "bench" / "online_loadgen"
 PROBE_SRC = HERE / "stall_probe.cc"
 PROBE_BIN = ROOT / "build" / "bench" / "stall_probe"
+WAKE_SRC = HERE / "wake_probe.cc"
+WAKE_BIN = ROOT / "build" / "bench" / "wake_probe"
 SERVING_PATH = "/api/v1/serving/online"
 
 ENTITIES = 100_000
@@ -102,6 +104,33 @@ def stall_probe(seconds):
     return "; ".join(f"CPU {c['cpu']}: {c['gaps']} gaps over {result['threshold_ms']:g} ms, "
                      f"{c['total_ms']:.1f} ms in all, longest {c['max_ms']:.2f} ms"
                      for c in result["cpus"]) + f" (in {result['seconds']:g} s)"
+
+
+def wake_probe():
+    """A fixed ~1 ms of CPU work timed back to back and after 20 ms sleeps
+    (see wake_probe.cc): what a lightly loaded server's request costs here."""
+    build_tool(WAKE_SRC, WAKE_BIN)
+    out = subprocess.run([str(WAKE_BIN), "--runs", "200", "--sleep-ms", "20"],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    h, a = r["hot_us"], r["after_sleep_us"]
+    return (f"the same CPU work (formatting 12,500 doubles) back to back: p50 {h['p50']:.0f} us, "
+            f"p99 {h['p99']:.0f} us; after {r['sleep_ms']} ms of sleep: p50 {a['p50']:.0f} us, "
+            f"p99 {a['p99']:.0f} us, max {a['max']:.0f} us ({r['runs']} runs each)")
+
+
+def warm_up(base, bodies_path):
+    """Every distinct request once, one at a time, before the ladder: the
+    ladder then measures a warm server (RocksDB's block cache, the record
+    cache). Returns the server-side latency_ms of these cold requests."""
+    s = requests.Session()
+    latencies = []
+    for line in Path(bodies_path).read_text().splitlines():
+        r = s.post(base + SERVING_PATH, data=line, headers={"content-type": "application/json"})
+        assert r.status_code == 200, r.text
+        latencies.append(r.json()["metadata"]["latency_ms"])
+    latencies.sort()
+    return latencies
 
 
 def set_name(s):
@@ -405,10 +434,12 @@ def main():
             sys.exit(f"unknown workload {w}; known: {', '.join(WORKLOADS)}")
 
     build_loadgen()
-    stalls = ""
+    stalls = wake = ""
     if args.stall_probe > 0:
         stalls = stall_probe(args.stall_probe)
         log("machine stalls: " + stalls)
+        wake = wake_probe()
+        log("work after sleep: " + wake)
     summary = []
     raw = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -421,12 +452,17 @@ def main():
             t0 = time.monotonic()
             define_and_materialize(base, work / "source")
             log(f"setup in {time.monotonic() - t0:.1f}s; server RSS {rss_mb(proc.pid):.0f} MB")
-            bodies, static = {}, {}
+            bodies, static, cold = {}, {}, {}
             for i, w in enumerate(names):
                 n_ent, n_sets, _, _, _ = WORKLOADS[w]
                 bodies[w] = work / f"bodies_{w}.txt"
                 write_bodies(bodies[w], n_ent, n_sets, args.bodies, seed=100 + i)
                 static[w] = check_response(base, bodies[w], n_ent, n_sets * FEATURES_PER_SET)
+                t0 = time.monotonic()
+                lat = warm_up(base, bodies[w])
+                cold[w] = (len(lat), lat[len(lat) // 2], lat[min(len(lat) - 1, len(lat) * 99 // 100)])
+                log(f"  warm-up, each of {len(lat)} requests once in {time.monotonic() - t0:.1f}s: "
+                    f"server latency_ms p50 {cold[w][1]:.3f}, p99 {cold[w][2]:.3f} (cold)")
             if not args.no_nginx:
                 ngx, ngx_port = start_nginx(work, static)
             for w in names:
@@ -454,10 +490,18 @@ def main():
 
     print(f"fstore online serving, open loop: {duration:g} s per rate, {args.connections} "
           f"keep-alive connections, {ENTITIES:,} entities, {SETS} feature sets x "
-          f"{FEATURES_PER_SET} features ({'Redis ' + REDIS_URL if REDIS_URL else 'RocksDB'}, no serving cache); latency from the scheduled "
-          f"send time; nginx (1 worker) serving a static copy of a response as the ceiling")
+          f"{FEATURES_PER_SET} features ({'Redis ' + REDIS_URL if REDIS_URL else 'RocksDB with its record cache'}, no serving cache); latency from the scheduled "
+          f"send time; nginx (1 worker) serving a static copy of a response as the ceiling; "
+          f"each distinct request sent once before the ladder (warm server)")
     if stalls:
         print(f"\nMachine stalls before the runs (stall_probe, both CPUs busy): {stalls}")
+    if wake:
+        print(f"\nCPU work after sleep (wake_probe): {wake}")
+    print("\nThe warm-up pass (each distinct request once, sequential, cold caches), server-side "
+          "latency_ms:")
+    for w in names:
+        n, p50, p99 = cold[w]
+        print(f"- {w}: {n} requests, p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     print("\n| workload | p99 budget | response bytes | fstore highest rate held | "
           "nginx highest rate held |")
     print("|---|---:|---:|---:|---:|")

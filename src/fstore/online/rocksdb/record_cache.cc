@@ -113,22 +113,18 @@ class RecordCache::Shard {
     }
   }
 
-  /// Replaces the value of `key` if cached; else inserts it unless
-  /// `only_if_cached` (evicting to make room).
-  void Put(uint64_t hash, std::string_view key, std::string_view value, bool only_if_cached) {
+  /// Drops `key` if cached.
+  void Erase(uint64_t hash, std::string_view key) {
     const size_t at = Find(hash, key);
-    if (at != npos) {
-      Entry* old = slots_[at].entry;
-      Entry* e = NewEntry(key, value);
-      e->referenced.store(old->referenced.load(std::memory_order_relaxed),
-                          std::memory_order_relaxed);
-      bytes_ = bytes_ - old->bytes() + e->bytes();
-      FreeEntry(old);
-      slots_[at].entry = e;
-      while (bytes() > capacity_ && count_ > 1) EvictOne();
-      return;
-    }
-    if (only_if_cached) return;
+    if (at != npos) EraseAt(at);
+  }
+
+  /// Caches `value` for `key` unless it is cached already (evicting to make
+  /// room).
+  void Put(uint64_t hash, std::string_view key, std::string_view value) {
+    // Cached already: by another reader since this one looked, with the
+    // same value (no write came in between, or the fill is not made).
+    if (Find(hash, key) != npos) return;
     const size_t need = sizeof(Entry) + key.size() + value.size();
     if (need + kMinSlots * sizeof(Slot) > capacity_) return;  // never fits
     // Room for one more slot within the load factor: grow while the slots
@@ -316,15 +312,24 @@ void RecordCache::Fill(std::span<const std::string_view> keys, const Ticket& tic
     if (shard.epoch == ticket.epochs[s]) {
       for (size_t k = b; k < e; ++k) {
         const auto& [index, value] = entries[order[k]];
-        shard.Put(ticket.hashes[index], keys[index], value, /*only_if_cached=*/false);
+        shard.Put(ticket.hashes[index], keys[index], value);
       }
     }
     b = e;
   }
 }
 
-void RecordCache::Update(std::span<const std::string_view> keys,
-                         std::span<const std::string_view> values) {
+void RecordCache::Invalidate(std::span<const std::string_view> keys) {
+  // Every shard's epoch first (a reader that looked before this call must
+  // not fill what it read); then the keys of the shards that hold anything
+  // (a bulk load into an empty cache hashes and probes nothing).
+  uint32_t occupied = 0;
+  for (size_t s = 0; s < kShards; ++s) {
+    std::unique_lock lock(shards_[s]->mutex);
+    ++shards_[s]->epoch;
+    if (shards_[s]->size() > 0) occupied |= uint32_t{1} << s;
+  }
+  if (occupied == 0) return;
   std::vector<uint64_t> hashes(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) hashes[i] = Hash(keys[i]);
   const std::vector<size_t> order = ByShard(keys.size(), [&](size_t i) { return hashes[i]; });
@@ -333,14 +338,14 @@ void RecordCache::Update(std::span<const std::string_view> keys,
     const size_t s = ShardOf(hashes[order[b]]);
     size_t e = b;
     while (e < order.size() && ShardOf(hashes[order[e]]) == s) ++e;
-    Shard& shard = *shards_[s];
-    std::unique_lock lock(shard.mutex);
-    ++shard.epoch;
-    if (shard.size() > 0) {  // (a bulk load into an empty cache probes nothing)
+    // A shard empty at the bump may have been filled since, but only with
+    // values read after this write.
+    if (occupied >> s & 1) {
+      Shard& shard = *shards_[s];
+      std::unique_lock lock(shard.mutex);
       for (size_t k = b; k < e; ++k) {
         if (k + kAhead < e) shard.PrefetchSlot(hashes[order[k + kAhead]]);
-        const size_t i = order[k];
-        shard.Put(hashes[i], keys[i], values[i], /*only_if_cached=*/true);
+        shard.Erase(hashes[order[k]], keys[order[k]]);
       }
     }
     b = e;

@@ -18,9 +18,9 @@
 // Keys and values are the RocksDB store's (the store key, the encoded or
 // sealed record): the cache holds nothing the store does not. Coherence is
 // the store's job, and simple because one process owns the RocksDB
-// directory: every write replaces the cached value of the keys it wrote (if
-// cached) and DeleteFeatureSet erases the set's keys, each bumping the
-// epoch of the shards it touched; a reader that missed fills the cache with
+// directory: every write drops the cached values of the keys it wrote and
+// DeleteFeatureSet erases the set's keys, each bumping the epoch of the
+// shards it touched; a reader that missed fills the cache with
 // what it read from RocksDB only if no write touched the key's shard since
 // it looked (Lookup's Ticket), so a value read before a write is never
 // cached after it.
@@ -77,13 +77,10 @@ class RecordCache {
   void Fill(std::span<const std::string_view> keys, const Ticket& ticket,
             std::span<const std::pair<size_t, std::string_view>> entries);
 
-  /// After the store wrote `values[i]` under `keys[i]`: replaces the cached
-  /// value of each key that is cached (others stay uncached) and bumps the
-  /// epoch of every shard the keys fall in. Call after the write is visible
-  /// to readers of the store, and in the order of the writes (one writer at
-  /// a time: two writers' updates in the other order would leave the older
-  /// value cached).
-  void Update(std::span<const std::string_view> keys, std::span<const std::string_view> values);
+  /// After the store wrote `keys`: drops their cached values (the next read
+  /// of each reads the store) and bumps the epoch of every shard they fall
+  /// in. Call after the write is visible to readers of the store.
+  void Invalidate(std::span<const std::string_view> keys);
 
   /// After the store removed every key starting with `prefix`: erases them
   /// here too and bumps every shard's epoch.

@@ -69,11 +69,10 @@ TEST(RecordCacheTest, AValueReadBeforeAWriteIsNotCachedAfterIt) {
   const std::string key = "set\0k"s;
   RecordCache::Ticket ticket;
   ASSERT_FALSE(Get(cache, key, &ticket));
-  // The reader read "old" from the store; a writer then wrote "new" (the key
-  // not cached: Update leaves it uncached but bumps the shard's epoch).
+  // The reader read "old" from the store; a writer then wrote "new" and
+  // invalidated the key (not cached: that only bumps the shard's epoch).
   std::vector<std::string_view> keys{key};
-  std::vector<std::string_view> written{"new"};
-  cache.Update(keys, written);
+  cache.Invalidate(keys);
   EXPECT_FALSE(Get(cache, key));
   std::vector<std::pair<size_t, std::string_view>> found{{0, "old"}};
   cache.Fill(keys, ticket, found);
@@ -83,15 +82,18 @@ TEST(RecordCacheTest, AValueReadBeforeAWriteIsNotCachedAfterIt) {
   EXPECT_EQ(Get(cache, key), "new");
 }
 
-TEST(RecordCacheTest, UpdateReplacesCachedValuesOnly) {
+TEST(RecordCacheTest, InvalidateDropsTheKeysWritten) {
   RecordCache cache(1 << 20);
-  GetOrFill(cache, "s\0a"s, "1");
-  std::vector<std::string> keys{"s\0a"s, "s\0b"s};
-  std::vector<std::string_view> values{"2 (a longer value than before)", "3"};
-  cache.Update(Views(keys), values);
-  EXPECT_EQ(Get(cache, "s\0a"s), "2 (a longer value than before)");
-  EXPECT_FALSE(Get(cache, "s\0b"s));
-  EXPECT_EQ(cache.size(), 1u);
+  for (int i = 0; i < 100; ++i) GetOrFill(cache, "s\0"s + std::to_string(i), "v");
+  std::vector<std::string> keys{"s\0"s + "7", "s\0"s + "70", "s\0"s + "not cached"};
+  cache.Invalidate(Views(keys));
+  EXPECT_EQ(cache.size(), 98u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(Get(cache, "s\0"s + std::to_string(i)).has_value(), i != 7 && i != 70) << i;
+  }
+  // A reader filling a key after it was invalidated caches the new value.
+  GetOrFill(cache, "s\0"s + "7", "new");
+  EXPECT_EQ(Get(cache, "s\0"s + "7"), "new");
 }
 
 TEST(RecordCacheTest, ErasePrefixErasesOneFeatureSet) {
@@ -147,12 +149,11 @@ TEST(RecordCacheTest, AValueLargerThanAShardIsNotCached) {
 }
 
 // Readers (look up; on a miss read the model store and fill) and writers
-// (write the model store, then Update, one writer at a time as the RocksDB
-// store's write mutex makes them) at once on a small key space: at the
+// (write the model store, then Invalidate) at once on a small key space: at the
 // end every cached value is the store's. Run under ASan/UBSan in CI too.
 TEST(RecordCacheTest, ConcurrentReadersAndWritersLeaveNoStaleValue) {
   RecordCache cache(64 * 1024);  // small: evictions happen too
-  std::mutex store_mutex, write_mutex;
+  std::mutex store_mutex;
   std::map<std::string, std::string> store;
   constexpr int kKeys = 200;
   auto key_of = [](int k) { return "s\0"s + std::to_string(k); };
@@ -190,14 +191,11 @@ TEST(RecordCacheTest, ConcurrentReadersAndWritersLeaveNoStaleValue) {
         keys.push_back(key_of(rng() % kKeys));
         values.push_back("v" + std::to_string(seed) + "." + std::to_string(round));
       }
-      // Writes and their updates in one order (the store's write mutex).
-      std::lock_guard write_lock(write_mutex);
       {
         std::lock_guard lock(store_mutex);
         for (size_t j = 0; j < keys.size(); ++j) store[keys[j]] = values[j];
       }
-      std::vector<std::string_view> value_views(values.begin(), values.end());
-      cache.Update(Views(keys), value_views);
+      cache.Invalidate(Views(keys));
     }
   };
   std::vector<std::thread> readers;

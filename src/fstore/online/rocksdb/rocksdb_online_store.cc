@@ -207,13 +207,8 @@ Result<WriteResult> RocksDbOnlineStore::Write(
 
   rocksdb::WriteBatch batch(m * 64);
   std::string value;
-  // The applied keys and values, for the record cache.
-  std::vector<std::string_view> written_keys;
-  std::vector<std::string> written_values;
-  if (cache_) {
-    written_keys.reserve(m);
-    written_values.reserve(m);
-  }
+  std::vector<std::string_view> written_keys;  // for the record cache
+  if (cache_) written_keys.reserve(m);
   for (size_t j = 0; j < m; ++j) {
     const OnlineRecord& record = records[winners[j]].second;
     if (statuses[j].ok()) {
@@ -233,20 +228,14 @@ Result<WriteResult> RocksDbOnlineStore::Write(
     rocksdb::Status s = batch.Put(slices[j], value);
     if (!s.ok()) return FromRocksDb(s, "building an online store write");
     ++result.applied;
-    if (cache_) {
-      written_keys.push_back(slices[j].ToStringView());
-      written_values.push_back(value);
-    }
+    if (cache_) written_keys.push_back(slices[j].ToStringView());
   }
   if (result.applied > 0) {
     ARROW_RETURN_NOT_OK(
         FromRocksDb(db_->Write(UnloggedWrite(), &batch), "writing the online store"));
-    if (cache_) {
-      // After the write is visible: a reader that read the old value before
-      // it cannot cache it now (RecordCache's epochs).
-      std::vector<std::string_view> values(written_values.begin(), written_values.end());
-      cache_->Update(written_keys, values);
-    }
+    // After the write is visible: the old values are dropped, and a reader
+    // that read one before the write cannot cache it now (the epochs).
+    if (cache_) cache_->Invalidate(written_keys);
   }
   return result;
 }
