@@ -99,8 +99,8 @@ class OnlineServing {
   OnlineServingOptions options_;
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
   std::unique_ptr<Cache> cache_;
-  /// The second thread of requests reading several feature sets; null on
-  /// one core.
+  /// The second thread of requests reading several feature sets and of
+  /// big responses' rendering; null on one core.
   std::shared_ptr<arrow::internal::ThreadPool> helpers_;
   /// Fewer keys than this to read are read on the calling thread alone
   /// (handing work over costs more than it saves).
