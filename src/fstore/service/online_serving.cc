@@ -75,10 +75,19 @@ struct ServingSet {
 };
 
 struct OnlineServing::Snapshot {
+  Snapshot() = default;
+  Snapshot(const Snapshot&) = delete;  // features_by_name points into sets
+  Snapshot& operator=(const Snapshot&) = delete;
+
   int64_t sequence = -1;
   std::map<std::string, ServingSet, std::less<>> sets;  ///< by name
   std::map<std::string, std::string, std::less<>> set_name_of_id;
   std::map<std::string, Entity> entities;           ///< by name
+  /// Every feature name, with the sets that have a feature of that name: a
+  /// bare name in a request is resolved with one lookup, not one per
+  /// requested set (250 names x 25 sets were most of a request's planning).
+  std::map<std::string, std::vector<std::pair<const ServingSet*, const Feature*>>, std::less<>>
+      features_by_name;
 };
 
 namespace {
@@ -234,6 +243,9 @@ Result<std::shared_ptr<const OnlineServing::Snapshot>> LoadSnapshot(Registry* re
   }
   for (auto& [name, s] : snapshot->sets) PlanReadTime(*snapshot, &s);
   for (auto& [name, s] : snapshot->sets) PlanCrossSet(*snapshot, &s);
+  for (const auto& [set_name, s] : snapshot->sets) {
+    for (const auto& [name, f] : s.features) snapshot->features_by_name[name].emplace_back(&s, &f);
+  }
   return std::shared_ptr<const OnlineServing::Snapshot>(std::move(snapshot));
 }
 
@@ -746,19 +758,34 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
         requested.push_back({&s, &f->second, std::string(ref)});
         continue;
       }
+      // The requested sets that have it, in the order of `sets`.
       const ServingSet* owner = nullptr;
       const Feature* feature = nullptr;
-      for (const ServingSet* s : sets) {
-        auto f = s->features.find(ref);
-        if (f == s->features.end()) continue;
-        if (owner) {
-          return InvalidArgument(element("features", i),
-                                 "feature '" + std::string(ref) + "' is ambiguous: it is in '" +
-                                     owner->feature_set.name + "' and '" + s->feature_set.name +
-                                     "'; write 'feature_set:" + std::string(ref) + "'");
+      size_t owner_at = sets.size();
+      const ServingSet* second = nullptr;
+      size_t second_at = sets.size();
+      auto named = snapshot->features_by_name.find(ref);
+      if (named != snapshot->features_by_name.end()) {
+        for (const auto& [s, f] : named->second) {
+          const size_t at = std::find(sets.begin(), sets.end(), s) - sets.begin();
+          if (at == sets.size()) continue;  // not requested
+          if (at < owner_at) {
+            second = owner;
+            second_at = owner_at;
+            owner = s;
+            owner_at = at;
+            feature = f;
+          } else if (at < second_at) {
+            second = s;
+            second_at = at;
+          }
         }
-        owner = s;
-        feature = &f->second;
+      }
+      if (second) {
+        return InvalidArgument(element("features", i),
+                               "feature '" + std::string(ref) + "' is ambiguous: it is in '" +
+                                   owner->feature_set.name + "' and '" + second->feature_set.name +
+                                   "'; write 'feature_set:" + std::string(ref) + "'");
       }
       if (!owner) {
         return InvalidArgument(element("features", i),
@@ -1282,6 +1309,15 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   JsonWriter latency;
   latency.Value(json::value(std::round(latency_ms * 1000.0) / 1000.0));
   text.insert(latency_at, latency.text());
+  if (helpers_ && reads >= kParallelReadKeys) {
+    // The request's records and lookups are thousands of allocations: freed
+    // by the helper thread, not before the response goes out (~0.3 ms of a
+    // 100 x 250 request).
+    auto freed = helpers_->Submit(
+        [doomed = std::make_shared<std::pair<decltype(records), decltype(lookups)>>(
+             std::move(records), std::move(lookups))]() mutable { doomed.reset(); });
+    (void)freed;
+  }
   return std::move(text);
 }
 

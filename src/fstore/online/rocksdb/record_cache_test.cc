@@ -206,7 +206,9 @@ TEST(RecordCacheTest, ConcurrentReadersAndWritersLeaveNoStaleValue) {
   stop = true;
   for (auto& t : readers) t.join();
   for (int k = 0; k < kKeys; ++k) {
-    if (auto got = Get(cache, key_of(k))) EXPECT_EQ(*got, store[key_of(k)]) << k;
+    if (auto got = Get(cache, key_of(k))) {
+      EXPECT_EQ(*got, store[key_of(k)]) << k;
+    }
   }
 }
 
