@@ -675,6 +675,16 @@ Result<std::vector<std::optional<json::value>>> EvaluateCrossSet(
 
 }  // namespace
 
+void OnlineServing::RunShared(const std::function<void()>& work, bool share) {
+  if (helpers_ && share) {
+    auto helped = helpers_->Submit(work);
+    work();  // (all of it, if the pool is shut down)
+    if (helped.ok()) helped->Wait();
+  } else {
+    work();
+  }
+}
+
 Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicros now,
                                           const RequestContext& context) {
   const auto started = std::chrono::steady_clock::now();
@@ -1075,13 +1085,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   // (still one multi-get per set), each thread taking the next set when it
   // is done with one: the same work, done sooner when the other core is
   // free.
-  if (helpers_ && set_reads.size() > 1 && missed >= kParallelReadKeys) {
-    auto helped = helpers_->Submit(run_reads);
-    run_reads();  // (all of them, if the pool is shut down)
-    if (helped.ok()) helped->Wait();
-  } else {
-    run_reads();
-  }
+  RunShared(run_reads, set_reads.size() > 1 && missed >= kParallelReadKeys);
   for (SetRead& read : set_reads) {
     const ServingSet* s = read.set;
     ARROW_RETURN_NOT_OK(read.status);
@@ -1213,13 +1217,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
       run.text = std::move(t);
     }
   };
-  if (helpers_ && runs.size() > 1 && outputs * requested.size() >= kParallelJsonValues) {
-    auto helped = helpers_->Submit(render_runs);
-    render_runs();  // (all of them, if the pool is shut down)
-    if (helped.ok()) helped->Wait();
-  } else {
-    render_runs();
-  }
+  RunShared(render_runs, runs.size() > 1 && outputs * requested.size() >= kParallelJsonValues);
   // The response is written as JSON text directly: building it as a
   // json::object and serializing that was a tenth of a small request's CPU.
   JsonWriter out;

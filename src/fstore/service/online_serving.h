@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -93,6 +94,10 @@ class OnlineServing {
  private:
   /// One poll of the registry's change sequence; Refresh when it moved.
   void Poll();
+  /// Runs `work` -- a loop taking items from a shared counter until none
+  /// are left -- on this thread and, when `share` and there is a helper, on
+  /// the helper at once; returns when all items are done.
+  void RunShared(const std::function<void()>& work, bool share);
 
   Registry* registry_;
   OnlineStore* online_;

@@ -360,20 +360,15 @@ void RecordCache::ErasePrefix(std::string_view prefix) {
   }
 }
 
-size_t RecordCache::size() const {
-  size_t n = 0;
-  for (const auto& shard : shards_) {
-    std::shared_lock lock(shard->mutex);
-    n += shard->size();
-  }
-  return n;
-}
+size_t RecordCache::size() const { return SumOverShards(&Shard::size); }
 
-size_t RecordCache::bytes() const {
+size_t RecordCache::bytes() const { return SumOverShards(&Shard::bytes); }
+
+size_t RecordCache::SumOverShards(size_t (Shard::*count)() const) const {
   size_t n = 0;
   for (const auto& shard : shards_) {
     std::shared_lock lock(shard->mutex);
-    n += shard->bytes();
+    n += ((*shard).*count)();
   }
   return n;
 }

@@ -93,6 +93,8 @@ class RecordCache {
 
  private:
   class Shard;
+  /// The sum of a Shard counter over the shards, each read under its lock.
+  size_t SumOverShards(size_t (Shard::*count)() const) const;
   std::array<std::unique_ptr<Shard>, kShards> shards_;
 };
 
