@@ -8,6 +8,20 @@
 
 namespace fstore {
 
+Result<std::vector<std::shared_ptr<const SharedRecord>>> OnlineStore::ReadShared(
+    const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+    TimestampMicros now) {
+  ARROW_ASSIGN_OR_RAISE(auto records, Read(feature_set, keys, ttl_micros, now));
+  std::vector<std::shared_ptr<const SharedRecord>> out(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!records[i]) continue;
+    auto shared = std::make_shared<SharedRecord>();
+    static_cast<OnlineRecord&>(*shared) = std::move(*records[i]);
+    out[i] = std::move(shared);
+  }
+  return out;
+}
+
 Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri,
                                                         std::shared_ptr<const Cipher> cipher) {
   size_t sep = uri.find("://");

@@ -15,6 +15,7 @@
 //
 // Thread safety: all methods of OnlineStore may be called concurrently.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -63,6 +64,27 @@ struct OnlineRecord {
   std::vector<std::pair<std::string, FeatureValue>> values;
 
   bool operator==(const OnlineRecord&) const = default;
+};
+
+/// A record as ReadShared hands it out: immutable, and shared by the store's
+/// record cache and every reader of it (a cached record is decoded once,
+/// not once per read, and never copied). The one thing a reader may add is
+/// `json`: the JSON text of each value, rendered by the first reader that
+/// wants it (the serving layer) and reused by the next ones; the store
+/// never reads it.
+struct SharedRecord : OnlineRecord {
+  struct Json {
+    std::string text;            ///< the values' JSON texts, one after the other
+    std::vector<uint32_t> ends;  ///< where value i's text ends in `text`
+  };
+  SharedRecord() = default;
+  SharedRecord(const SharedRecord&) = delete;
+  SharedRecord& operator=(const SharedRecord&) = delete;
+  ~SharedRecord() { delete json.load(std::memory_order_relaxed); }
+
+  /// Null until a reader sets it, once (compare-exchange from null: of two
+  /// readers rendering at once, one's text is kept); then never changed.
+  mutable std::atomic<const Json*> json{nullptr};
 };
 
 /// One part of an entity key: the value of one join key (string or int).
@@ -155,6 +177,14 @@ class OnlineStore {
   [[nodiscard]] virtual Result<std::vector<std::optional<OnlineRecord>>> Read(
       const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
       TimestampMicros now) = 0;
+
+  /// Read, with the records shared instead of copied: result[i] is null when
+  /// keys[i] is missing or expired. The same rules and errors as Read. The
+  /// default wraps Read; a store with a cache of decoded records (RocksDB)
+  /// hands out the cached records themselves.
+  [[nodiscard]] virtual Result<std::vector<std::shared_ptr<const SharedRecord>>> ReadShared(
+      const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+      TimestampMicros now);
 
   /// Removes every record of `feature_set` (when the feature set is
   /// deleted); other feature sets are untouched. OK when there is none.

@@ -183,6 +183,40 @@ TEST_P(OnlineStoreConformanceTest, MissingKeysAreNullopt) {
   EXPECT_EQ(empty_write, (WriteResult{0, 0}));
 }
 
+TEST_P(OnlineStoreConformanceTest, ReadSharedAnswersAsReadDoes) {
+  ASSERT_OK(store_->Write("fs", {{Key("a"), Rec(kT0, kT0, {{"x", int64_t{1}}, {"s", "one"}})},
+                                 {Key("old"), Rec(kT0 - 100, 0, {{"x", int64_t{2}}})},
+                                 {Key("c"), Rec(kT0, 0, {{"l", List({1.5, {}})}})}}));
+  const std::vector<EntityKey> keys = {Key("b"), Key("a"), Key("old"), Key("c"), Key("a")};
+  // Twice each: the second read may come from a cache.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int64_t ttl : {int64_t{0}, int64_t{50}}) {
+      ASSERT_OK_AND_ASSIGN(auto read, store_->Read("fs", keys, ttl, kT0 + 10));
+      ASSERT_OK_AND_ASSIGN(auto shared, store_->ReadShared("fs", keys, ttl, kT0 + 10));
+      ASSERT_EQ(shared.size(), keys.size());
+      for (size_t i = 0; i < keys.size(); ++i) {
+        ASSERT_EQ(shared[i] != nullptr, read[i].has_value()) << pass << " " << ttl << " " << i;
+        if (shared[i]) EXPECT_EQ(static_cast<const OnlineRecord&>(*shared[i]), *read[i]) << i;
+      }
+      EXPECT_EQ(shared[2] != nullptr, ttl == 0);  // expired with the ttl
+    }
+  }
+  // A record a reader holds does not change when the key is rewritten;
+  // the next read sees the new one.
+  ASSERT_OK_AND_ASSIGN(auto before, store_->ReadShared("fs", {Key("a")}, 0, kT0));
+  ASSERT_OK(store_->Write("fs", {{Key("a"), Rec(kT0 + 1, 0, {{"x", int64_t{9}}})}}));
+  ASSERT_OK_AND_ASSIGN(auto after, store_->ReadShared("fs", {Key("a")}, 0, kT0));
+  ASSERT_TRUE(before[0] && after[0]);
+  EXPECT_EQ(before[0]->values[0].second, FeatureValue(int64_t{1}));
+  EXPECT_EQ(after[0]->values[0].second, FeatureValue(int64_t{9}));
+  ASSERT_OK_AND_ASSIGN(auto none, store_->ReadShared("fs", {}, 0, kT0));
+  EXPECT_TRUE(none.empty());
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, store_->ReadShared("", {Key("u")}, 0, kT0));
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, store_->ReadShared("fs", {EntityKey{}}, 0, kT0));
+  ASSERT_OK(store_->Close());
+  EXPECT_ERROR(ErrorCode::kUnavailable, store_->ReadShared("fs", {Key("u")}, 0, kT0));
+}
+
 // ---------------------------------------------------------------------------
 // Newer wins
 

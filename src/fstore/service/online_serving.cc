@@ -5,6 +5,7 @@
 #include <cmath>
 #include <list>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -356,7 +357,7 @@ json::value ArrowValueToJson(const arrow::Array& array, int64_t i) {
 // A clock-reading feature's values now, for each lookup that has a record.
 Result<std::vector<json::value>> EvaluateAtReadTime(
     const ReadTimeFeature& rt, const Feature& feature, const std::vector<EntityKey>& keys,
-    const std::vector<std::optional<OnlineRecord>>& records, TimestampMicros now) {
+    const std::vector<std::shared_ptr<const SharedRecord>>& records, TimestampMicros now) {
   const int64_t n = static_cast<int64_t>(keys.size());
   std::vector<std::shared_ptr<arrow::Field>> fields;
   std::vector<std::shared_ptr<arrow::Array>> arrays;
@@ -409,7 +410,7 @@ class OnlineServing::Cache {
   Cache(size_t capacity, int64_t ttl_micros) : capacity_(capacity), ttl_micros_(ttl_micros) {}
 
   bool Get(const std::string& key, const std::string& feature_set, TimestampMicros now,
-           std::optional<OnlineRecord>* out) {
+           std::shared_ptr<const SharedRecord>* out) {
     std::lock_guard lock(mutex_);
     auto it = map_.find(key);
     if (it == map_.end()) return false;
@@ -425,7 +426,7 @@ class OnlineServing::Cache {
   }
 
   void Put(const std::string& key, const std::string& feature_set, TimestampMicros now,
-           const std::optional<OnlineRecord>& record, uint64_t generation) {
+           const std::shared_ptr<const SharedRecord>& record, uint64_t generation) {
     std::lock_guard lock(mutex_);
     if (generation != Generation(feature_set)) return;  // written meanwhile
     auto it = map_.find(key);
@@ -454,7 +455,7 @@ class OnlineServing::Cache {
  private:
   struct Entry {
     std::string key;
-    std::optional<OnlineRecord> record;
+    std::shared_ptr<const SharedRecord> record;
     TimestampMicros expires;
     uint64_t generation;
   };
@@ -565,6 +566,33 @@ class JsonWriter {
     serializer_.reset(&v);
     Drain();
   }
+  /// The text of record.values[v], as Feature gives it, from the record's
+  /// JSON text (SharedRecord::json), which the first caller renders for all
+  /// its values.
+  void RenderedFeature(const SharedRecord& record, size_t v) {
+    const SharedRecord::Json* json = record.json.load(std::memory_order_acquire);
+    if (!json) {
+      // Rendered at the end of this writer's text, then moved out.
+      auto rendered = std::make_unique<SharedRecord::Json>();
+      const size_t at = text_.size();
+      rendered->ends.reserve(record.values.size());
+      for (const auto& value : record.values) {
+        Feature(value.second);
+        rendered->ends.push_back(static_cast<uint32_t>(text_.size() - at));
+      }
+      rendered->text.assign(text_, at);
+      text_.resize(at);
+      const SharedRecord::Json* expected = nullptr;
+      if (record.json.compare_exchange_strong(expected, rendered.get(),
+                                              std::memory_order_acq_rel)) {
+        json = rendered.release();
+      } else {
+        json = expected;  // another reader's, the same text
+      }
+    }
+    const uint32_t begin = v ? json->ends[v - 1] : 0;
+    text_.append(json->text, begin, json->ends[v] - begin);
+  }
   /// A feature value, as FeatureValueToJson would give it, without building
   /// a json::value: numbers by std::to_chars, strings needing no escape
   /// copied (a batch response is thousands of values; through json::value
@@ -628,7 +656,7 @@ struct Lookup {
 Result<std::vector<std::optional<json::value>>> EvaluateCrossSet(
     const OnlineServing::Snapshot& snapshot, const ServingSet::CrossSetFeature& cs,
     const Feature& feature, const std::map<const ServingSet*, std::vector<Lookup>>& lookups,
-    const std::map<const ServingSet*, std::vector<std::optional<OnlineRecord>>>& records,
+    const std::map<const ServingSet*, std::vector<std::shared_ptr<const SharedRecord>>>& records,
     const ServingSet* own, TimestampMicros now) {
   const auto& own_lookups = lookups.at(own);
   const int64_t n = static_cast<int64_t>(own_lookups.size());
@@ -1024,10 +1052,10 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     uint64_t generation = 0;
     std::vector<EntityKey> keys;
     Status status;
-    std::vector<std::optional<OnlineRecord>> got;
+    std::vector<std::shared_ptr<const SharedRecord>> got;
     double seconds = 0;
   };
-  std::map<const ServingSet*, std::vector<std::optional<OnlineRecord>>> records;
+  std::map<const ServingSet*, std::vector<std::shared_ptr<const SharedRecord>>> records;
   std::vector<SetRead> set_reads;
   size_t reads = 0, hits = 0, missed = 0;
   for (const auto& [s, list] : lookups) {
@@ -1043,7 +1071,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
         std::string cache_key = name;
         cache_key.push_back('\0');
         cache_key += EncodeEntityKey(list[i].key);
-        std::optional<OnlineRecord> cached;
+        std::shared_ptr<const SharedRecord> cached;
         if (cache_->Get(cache_key, name, now, &cached)) {
           ++hits;
           // The cache holds records regardless of the ttl: expire here.
@@ -1070,8 +1098,8 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     for (size_t k; (k = next_read.fetch_add(1, std::memory_order_relaxed)) < set_reads.size();) {
       SetRead& read = set_reads[k];
       const auto read_started = std::chrono::steady_clock::now();
-      auto got = online_->Read(read.set->feature_set.name, read.keys,
-                               cache_ ? 0 : read.set->ttl_micros, now);
+      auto got = online_->ReadShared(read.set->feature_set.name, read.keys,
+                                     cache_ ? 0 : read.set->ttl_micros, now);
       if (got.ok()) {
         read.got = std::move(got).ValueUnsafe();
       } else {
@@ -1127,7 +1155,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   // evaluated at read time if any, and where its value sat in the last
   // record (records of a set list their values in the same order).
   struct Source {
-    const std::vector<std::optional<OnlineRecord>>* records;
+    const std::vector<std::shared_ptr<const SharedRecord>>* records;
     const std::vector<std::optional<json::value>>* evaluated;
     size_t used;  ///< its set's index in `used`
     size_t position = 0;
@@ -1143,20 +1171,23 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   // position).
   auto write_value = [&](JsonWriter& w, Source& source, size_t f, size_t index) {
     const RequestedFeature& r = requested[f];
-    const std::optional<OnlineRecord>& record = (*source.records)[index];
+    const std::shared_ptr<const SharedRecord>& record = (*source.records)[index];
     if (source.evaluated) {
       if ((*source.evaluated)[index]) return w.Value(*(*source.evaluated)[index]);
     } else if (record) {
       const auto& values = record->values;
-      if (source.position < values.size() &&
-          values[source.position].first == r.feature->name) {
-        return w.Feature(values[source.position].second);
-      }
-      for (size_t v = 0; v < values.size(); ++v) {
-        if (values[v].first == r.feature->name) {
-          source.position = v;
-          return w.Feature(values[v].second);
+      size_t v = source.position;
+      if (v >= values.size() || values[v].first != r.feature->name) {
+        for (v = 0; v < values.size() && values[v].first != r.feature->name; ++v) {
         }
+      }
+      if (v < values.size()) {
+        source.position = v;
+        // A record held elsewhere too (the store's record cache, the
+        // serving cache) is rendered once and its text reused; one only
+        // this request holds is rendered in place.
+        if (record.use_count() > 1) return w.RenderedFeature(*record, v);
+        return w.Feature(values[v].second);
       }
     }
     if (r.feature->default_value) return w.Value(*r.feature->default_value);

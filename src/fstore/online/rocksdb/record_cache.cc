@@ -1,6 +1,7 @@
 #include "fstore/online/rocksdb/record_cache.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -10,33 +11,48 @@ namespace fstore {
 
 namespace {
 
-/// One cached record: a single allocation holding the header, the key bytes
-/// and the value bytes.
+/// One cached record: a single allocation holding the header (with the
+/// shared record) and the key bytes.
 struct Entry {
   uint32_t key_size;
-  uint32_t value_size;
+  uint32_t charge;  ///< the bytes it counts for (header, key, ApproximateBytes)
   /// Read since the CLOCK hand last passed (written under a shared lock).
   std::atomic<uint8_t> referenced;
+  RecordCache::Value record;
 
   const char* data() const { return reinterpret_cast<const char*>(this + 1); }
   char* data() { return reinterpret_cast<char*>(this + 1); }
   std::string_view key() const { return {data(), key_size}; }
-  std::string_view value() const { return {data() + key_size, value_size}; }
-  size_t bytes() const { return sizeof(Entry) + key_size + value_size; }
+  size_t bytes() const { return charge; }
 };
 
-Entry* NewEntry(std::string_view key, std::string_view value) {
-  void* memory = ::operator new(sizeof(Entry) + key.size() + value.size());
-  auto* e = new (memory) Entry{static_cast<uint32_t>(key.size()),
-                               static_cast<uint32_t>(value.size()), {0}};
+Entry* NewEntry(std::string_view key, RecordCache::Value record, size_t charge) {
+  void* memory = ::operator new(sizeof(Entry) + key.size());
+  auto* e = new (memory) Entry{static_cast<uint32_t>(key.size()), static_cast<uint32_t>(charge),
+                               {0}, std::move(record)};
   std::memcpy(e->data(), key.data(), key.size());
-  std::memcpy(e->data() + key.size(), value.data(), value.size());
   return e;
 }
 
 void FreeEntry(Entry* e) {
   e->~Entry();
   ::operator delete(e);
+}
+
+size_t HeapBytes(const std::string& s) {
+  return s.capacity() > std::string().capacity() ? s.capacity() + 1 : 0;
+}
+
+/// The heap bytes of a value and an allowance for its JSON text.
+size_t ValueBytes(const FeatureValue& v) {
+  if (const std::string* s = std::get_if<std::string>(&v)) return HeapBytes(*s) + s->size() + 2;
+  if (const ListValue* list = std::get_if<ListValue>(&v)) {
+    size_t n = list->items.capacity() * sizeof(FeatureValue) + 2;
+    for (const FeatureValue& item : list->items) n += ValueBytes(item) + 1;
+    return n;
+  }
+  if (std::holds_alternative<TimestampValue>(v)) return 32;  // "2024-01-01T00:00:00.000000Z"
+  return 24;  // a number's shortest digits, true, false, null
 }
 
 /// A hash slot; empty when entry is null. The full hash is kept so that a
@@ -52,18 +68,26 @@ uint64_t Hash(std::string_view key) { return std::hash<std::string_view>{}(key);
 size_t ShardOf(uint64_t hash) { return hash >> 60; }
 static_assert(RecordCache::kShards == 16);
 
-/// Prefetches the first cache lines of an entry (header, key, most of a
-/// record of 10 features).
+/// Prefetches an entry's header and key.
 void PrefetchEntry(const Entry* e) {
   const char* p = reinterpret_cast<const char*>(e);
   __builtin_prefetch(p);
   __builtin_prefetch(p + 64);
-  __builtin_prefetch(p + 128);
 }
 
 constexpr size_t kMinSlots = 64;
 
 }  // namespace
+
+size_t ApproximateBytes(const SharedRecord& record) {
+  // The object and shared_ptr's control block (make_shared: one allocation).
+  size_t n = sizeof(SharedRecord) + 16;
+  n += record.values.capacity() * sizeof(record.values[0]);
+  for (const auto& [name, value] : record.values) {
+    n += HeapBytes(name) + ValueBytes(value) + sizeof(uint32_t);
+  }
+  return n;
+}
 
 /// Open addressing with linear probing, at most half full, backward-shift
 /// deletion (no tombstones). Callers hold `mutex` (shared for the const
@@ -119,13 +143,14 @@ class RecordCache::Shard {
     if (at != npos) EraseAt(at);
   }
 
-  /// Caches `value` for `key` unless it is cached already (evicting to make
-  /// room).
-  void Put(uint64_t hash, std::string_view key, std::string_view value) {
+  /// Caches `record` for `key` unless it is cached already (evicting to
+  /// make room).
+  void Put(uint64_t hash, std::string_view key, const Value& record) {
     // Cached already: by another reader since this one looked, with the
-    // same value (no write came in between, or the fill is not made).
+    // same record (no write came in between, or the fill is not made).
     if (Find(hash, key) != npos) return;
-    const size_t need = sizeof(Entry) + key.size() + value.size();
+    const size_t need = sizeof(Entry) + key.size() + ApproximateBytes(*record);
+    if (need > UINT32_MAX) return;
     if (need + kMinSlots * sizeof(Slot) > capacity_) return;  // never fits
     // Room for one more slot within the load factor: grow while the slots
     // stay under a quarter of the capacity, then evict instead.
@@ -141,7 +166,7 @@ class RecordCache::Shard {
     if (bytes() + need > capacity_) return;
     size_t i = hash & mask_;
     while (slots_[i].entry) i = (i + 1) & mask_;
-    slots_[i] = Slot{hash, NewEntry(key, value)};
+    slots_[i] = Slot{hash, NewEntry(key, record, need)};
     bytes_ += need;
     ++count_;
   }
@@ -235,7 +260,7 @@ RecordCache::RecordCache(size_t capacity_bytes) {
 
 RecordCache::~RecordCache() = default;
 
-void RecordCache::Lookup(std::span<const std::string_view> keys, std::vector<std::string>* values,
+void RecordCache::Lookup(std::span<const std::string_view> keys, std::vector<Value>* values,
                          std::vector<char>* hits, Ticket* ticket) {
   const size_t n = keys.size();
   values->resize(n);
@@ -254,7 +279,7 @@ void RecordCache::Lookup(std::span<const std::string_view> keys, std::vector<std
     ticket->epochs[s] = shards_[s]->epoch;
   }
   // Three passes, so that the cache misses of all keys overlap: the slots,
-  // then the entries, then the keys compared and the values copied.
+  // then the entries, then the keys compared and the records taken.
   for (size_t i = 0; i < n; ++i) {
     const uint64_t h = ticket->hashes[i];
     shards_[ShardOf(h)]->PrefetchSlot(h);
@@ -274,7 +299,7 @@ void RecordCache::Lookup(std::span<const std::string_view> keys, std::vector<std
       e = shards_[ShardOf(h)]->FindEntry(h, keys[i]);
       if (!e) continue;
     }
-    (*values)[i].assign(e->value());
+    (*values)[i] = e->record;
     (*hits)[i] = 1;
     if (e->referenced.load(std::memory_order_relaxed) == 0) {
       e->referenced.store(1, std::memory_order_relaxed);
@@ -300,7 +325,7 @@ std::vector<size_t> ByShard(size_t n, HashOf hash_of) {
 }  // namespace
 
 void RecordCache::Fill(std::span<const std::string_view> keys, const Ticket& ticket,
-                       std::span<const std::pair<size_t, std::string_view>> entries) {
+                       std::span<const std::pair<size_t, Value>> entries) {
   auto hash_of = [&](size_t j) { return ticket.hashes[entries[j].first]; };
   const std::vector<size_t> order = ByShard(entries.size(), hash_of);
   for (size_t b = 0; b < order.size();) {
@@ -311,8 +336,8 @@ void RecordCache::Fill(std::span<const std::string_view> keys, const Ticket& tic
     std::unique_lock lock(shard.mutex);
     if (shard.epoch == ticket.epochs[s]) {
       for (size_t k = b; k < e; ++k) {
-        const auto& [index, value] = entries[order[k]];
-        shard.Put(ticket.hashes[index], keys[index], value);
+        const auto& [index, record] = entries[order[k]];
+        shard.Put(ticket.hashes[index], keys[index], record);
       }
     }
     b = e;

@@ -1,7 +1,10 @@
 #pragma once
 
-// The embedded online store's record cache: the stored value of recently read
-// (feature set, entity key) records, in memory, in front of RocksDB.
+// The embedded online store's record cache: recently read (feature set,
+// entity key) records, decoded (SharedRecord), in memory, in front of
+// RocksDB. A hit hands out the cached record itself (shared, immutable): no
+// copy, no decoding, and the JSON text the serving layer renders for a
+// record (SharedRecord::json) is rendered once while it stays cached.
 //
 // Why not RocksDB's block cache alone: a point lookup through it (file,
 // bloom filter, index block binary search, block cache hash table, data
@@ -15,8 +18,9 @@
 // RocksDB's own row cache is not used: in this RocksDB (7.8) it returns
 // records that a DeleteRange removed.
 //
-// Keys and values are the RocksDB store's (the store key, the encoded or
-// sealed record): the cache holds nothing the store does not. Coherence is
+// Keys are the RocksDB store's keys, values the records stored under them
+// (decrypted, when the store is encrypted at rest: the cache is memory, like
+// a record being served): the cache holds nothing the store does not. Coherence is
 // the store's job, and simple because one process owns the RocksDB
 // directory: every write drops the cached values of the keys it wrote and
 // DeleteFeatureSet erases the set's keys, each bumping the epoch of the
@@ -25,8 +29,8 @@
 // it looked (Lookup's Ticket), so a value read before a write is never
 // cached after it.
 //
-// Bounded: entries (key, value, a few bytes of header) and hash slots count
-// against the capacity, split evenly among the shards; a full shard evicts
+// Bounded: entries (key, the record's memory as ApproximateBytes counts it,
+// a few bytes of header) and hash slots count against the capacity, split evenly among the shards; a full shard evicts
 // with CLOCK (second chance for entries read since the hand last passed).
 // The cache fills only as records are read: a server at rest stays small.
 //
@@ -45,7 +49,15 @@
 #include <string_view>
 #include <vector>
 
+#include "fstore/online/online_store.h"
+
 namespace fstore {
+
+/// The memory a cached record takes: the object, its values and the heap
+/// bytes of its strings and lists, and an allowance for the JSON text of its
+/// values that a reader may add (SharedRecord::json). Approximate (the
+/// allocator's overhead is not counted), and the same for the same record.
+size_t ApproximateBytes(const SharedRecord& record);
 
 class RecordCache {
  public:
@@ -64,20 +76,22 @@ class RecordCache {
     std::array<uint64_t, kShards> epochs{};
   };
 
-  /// Looks up `keys`: for each cached keys[i], (*values)[i] = its value and
+  using Value = std::shared_ptr<const SharedRecord>;
+
+  /// Looks up `keys`: for each cached keys[i], (*values)[i] = its record and
   /// (*hits)[i] = 1; else (*hits)[i] = 0 and (*values)[i] is untouched.
   /// Both vectors are resized to keys.size().
-  void Lookup(std::span<const std::string_view> keys, std::vector<std::string>* values,
+  void Lookup(std::span<const std::string_view> keys, std::vector<Value>* values,
               std::vector<char>* hits, Ticket* ticket);
 
-  /// Caches values read from the store for keys that `ticket`'s Lookup
-  /// missed: `entries` are (index into that lookup's keys, value). A key
-  /// whose shard was written since the lookup is skipped, as is a value
-  /// larger than a shard.
+  /// Caches records read from the store for keys that `ticket`'s Lookup
+  /// missed: `entries` are (index into that lookup's keys, record; not
+  /// null). A key whose shard was written since the lookup is skipped, as is
+  /// a record larger than a shard.
   void Fill(std::span<const std::string_view> keys, const Ticket& ticket,
-            std::span<const std::pair<size_t, std::string_view>> entries);
+            std::span<const std::pair<size_t, Value>> entries);
 
-  /// After the store wrote `keys`: drops their cached values (the next read
+  /// After the store wrote `keys`: drops their cached records (the next read
   /// of each reads the store) and bumps the epoch of every shard they fall
   /// in. Call after the write is visible to readers of the store.
   void Invalidate(std::span<const std::string_view> keys);

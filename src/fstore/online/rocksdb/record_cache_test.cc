@@ -22,24 +22,37 @@ std::vector<std::string_view> Views(const std::vector<std::string>& v) {
   return {v.begin(), v.end()};
 }
 
-/// Looks up one key: its value, or nullopt.
+/// A record holding one string value, `text` (the tests' stand-in for a
+/// record read from the store).
+RecordCache::Value Rec(const std::string& text) {
+  auto record = std::make_shared<SharedRecord>();
+  record->values.emplace_back("v", text);
+  return record;
+}
+
+/// The string value of a record made by Rec.
+std::string TextOf(const RecordCache::Value& record) {
+  return std::get<std::string>(record->values.at(0).second);
+}
+
+/// Looks up one key: its record's text, or nullopt.
 std::optional<std::string> Get(RecordCache& cache, const std::string& key,
                                RecordCache::Ticket* ticket = nullptr) {
   RecordCache::Ticket own;
-  std::vector<std::string> values;
+  std::vector<RecordCache::Value> values;
   std::vector<char> hits;
   std::vector<std::string_view> keys{key};
   cache.Lookup(keys, &values, &hits, ticket ? ticket : &own);
   if (!hits[0]) return std::nullopt;
-  return values[0];
+  return TextOf(values[0]);
 }
 
-/// Looks up one key and, on a miss, fills it with `value`.
+/// Looks up one key and, on a miss, fills it with a record of `value`.
 void GetOrFill(RecordCache& cache, const std::string& key, const std::string& value) {
   RecordCache::Ticket ticket;
   if (Get(cache, key, &ticket)) return;
   std::vector<std::string_view> keys{key};
-  std::vector<std::pair<size_t, std::string_view>> found{{0, value}};
+  std::vector<std::pair<size_t, RecordCache::Value>> found{{0, Rec(value)}};
   cache.Fill(keys, ticket, found);
 }
 
@@ -47,18 +60,21 @@ TEST(RecordCacheTest, MissesThenHitsWhatWasFilled) {
   RecordCache cache(1 << 20);
   std::vector<std::string> keys{"set\0a"s, "set\0b"s, "set\0c"s};
   RecordCache::Ticket ticket;
-  std::vector<std::string> values;
+  std::vector<RecordCache::Value> values;
   std::vector<char> hits;
   cache.Lookup(Views(keys), &values, &hits, &ticket);
   EXPECT_EQ(hits, std::vector<char>({0, 0, 0}));
   // Fill a and c (b was not in the store).
-  std::vector<std::pair<size_t, std::string_view>> found{{0, "value-a"}, {2, "value-c"}};
+  const RecordCache::Value a = Rec("value-a");
+  std::vector<std::pair<size_t, RecordCache::Value>> found{{0, a}, {2, Rec("value-c")}};
   cache.Fill(Views(keys), ticket, found);
   EXPECT_EQ(cache.size(), 2u);
   cache.Lookup(Views(keys), &values, &hits, &ticket);
   EXPECT_EQ(hits, std::vector<char>({1, 0, 1}));
-  EXPECT_EQ(values[0], "value-a");
-  EXPECT_EQ(values[2], "value-c");
+  EXPECT_EQ(TextOf(values[0]), "value-a");
+  EXPECT_EQ(TextOf(values[2]), "value-c");
+  // A hit is the record that was filled, shared, not a copy.
+  EXPECT_EQ(values[0].get(), a.get());
   // An empty value is a value.
   GetOrFill(cache, "set\0d"s, "");
   EXPECT_EQ(Get(cache, "set\0d"s), std::string());
@@ -74,7 +90,7 @@ TEST(RecordCacheTest, AValueReadBeforeAWriteIsNotCachedAfterIt) {
   std::vector<std::string_view> keys{key};
   cache.Invalidate(keys);
   EXPECT_FALSE(Get(cache, key));
-  std::vector<std::pair<size_t, std::string_view>> found{{0, "old"}};
+  std::vector<std::pair<size_t, RecordCache::Value>> found{{0, Rec("old")}};
   cache.Fill(keys, ticket, found);
   EXPECT_FALSE(Get(cache, key)) << "the stale value was cached";
   // A reader that looks after the write caches what it reads.
@@ -165,11 +181,11 @@ TEST(RecordCacheTest, ConcurrentReadersAndWritersLeaveNoStaleValue) {
       std::vector<std::string> keys;
       for (int j = 0; j < 16; ++j) keys.push_back(key_of(rng() % kKeys));
       RecordCache::Ticket ticket;
-      std::vector<std::string> values;
+      std::vector<RecordCache::Value> values;
       std::vector<char> hits;
       cache.Lookup(Views(keys), &values, &hits, &ticket);
       std::vector<std::string> read(keys.size());
-      std::vector<std::pair<size_t, std::string_view>> found;
+      std::vector<std::pair<size_t, RecordCache::Value>> found;
       {
         std::lock_guard lock(store_mutex);
         for (size_t j = 0; j < keys.size(); ++j) {
@@ -177,7 +193,7 @@ TEST(RecordCacheTest, ConcurrentReadersAndWritersLeaveNoStaleValue) {
         }
       }
       for (size_t j = 0; j < keys.size(); ++j) {
-        if (!hits[j]) found.emplace_back(j, read[j]);
+        if (!hits[j]) found.emplace_back(j, Rec(read[j]));
       }
       cache.Fill(Views(keys), ticket, found);
     }

@@ -243,9 +243,20 @@ Result<WriteResult> RocksDbOnlineStore::Write(
 Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
     const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
     TimestampMicros now) {
+  ARROW_ASSIGN_OR_RAISE(auto shared, ReadShared(feature_set, keys, ttl_micros, now));
+  std::vector<std::optional<OnlineRecord>> out(shared.size());
+  for (size_t i = 0; i < shared.size(); ++i) {
+    if (shared[i]) out[i] = static_cast<const OnlineRecord&>(*shared[i]);
+  }
+  return out;
+}
+
+Result<std::vector<std::shared_ptr<const SharedRecord>>> RocksDbOnlineStore::ReadShared(
+    const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+    TimestampMicros now) {
   ARROW_RETURN_NOT_OK(CheckFeatureSetName(feature_set));
   const size_t n = keys.size();
-  std::vector<std::optional<OnlineRecord>> out(n);
+  std::vector<std::shared_ptr<const SharedRecord>> out(n);
   if (n == 0) return out;
   std::vector<std::string> encoded(n);
   std::vector<rocksdb::Slice> slices(n);
@@ -259,33 +270,31 @@ Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
   TimestampMicros oldest = 0;
   if (ttl_micros > 0 && !__builtin_sub_overflow(now, ttl_micros, &oldest)) expiry = true;
 
-  // The record cache first; RocksDB for the keys it does not hold.
+  // The record cache first; RocksDB for the keys it does not hold. A record
+  // read from RocksDB is decoded here, under the lock, so that the cache
+  // can be filled with it.
   std::vector<std::string_view> key_views(encoded.begin(), encoded.end());
-  std::vector<std::string> cached;
   std::vector<char> hits;
   RecordCache::Ticket ticket;
   std::vector<size_t> misses;  // indexes of the keys read from RocksDB
-  std::vector<rocksdb::Slice> miss_slices;
-  std::vector<rocksdb::PinnableSlice> values;
-  std::vector<rocksdb::Status> statuses;
   {
     std::shared_lock lock(mutex_);
     if (!db_) return Closed();
     if (cache_) {
-      cache_->Lookup(key_views, &cached, &hits, &ticket);
+      cache_->Lookup(key_views, &out, &hits, &ticket);
       for (size_t i = 0; i < n; ++i) {
         if (!hits[i]) misses.push_back(i);
       }
     } else {
-      hits.assign(n, 0);
       misses.resize(n);
       for (size_t i = 0; i < n; ++i) misses[i] = i;
     }
     const size_t m = misses.size();
+    std::vector<rocksdb::Slice> miss_slices;
     miss_slices.reserve(m);
     for (size_t i : misses) miss_slices.push_back(slices[i]);
-    values.resize(m);
-    statuses.resize(m);
+    std::vector<rocksdb::PinnableSlice> values(m);
+    std::vector<rocksdb::Status> statuses(m);
     if (m == 1) {
       // One key (most online requests): Get skips MultiGet's batch setup,
       // a tenth of a small request's time in the store.
@@ -295,31 +304,27 @@ Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
       db_->MultiGet(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), m, miss_slices.data(),
                     values.data(), statuses.data());
     }
-    if (cache_ && m > 0) {
-      std::vector<std::pair<size_t, std::string_view>> found;
-      found.reserve(m);
-      for (size_t j = 0; j < m; ++j) {
-        if (statuses[j].ok()) found.emplace_back(misses[j], values[j].ToStringView());
+    std::vector<std::pair<size_t, RecordCache::Value>> found;
+    if (cache_) found.reserve(m);
+    for (size_t j = 0; j < m; ++j) {
+      if (statuses[j].IsNotFound()) continue;
+      if (!statuses[j].ok()) return FromRocksDb(statuses[j], "reading the online store");
+      const size_t i = misses[j];
+      auto record = DecodeOnlineRecord(values[j].ToStringView(), cipher_.get(), encoded[i]);
+      if (!record.ok()) {
+        return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
       }
-      cache_->Fill(key_views, ticket, found);
+      auto shared = std::make_shared<SharedRecord>();
+      static_cast<OnlineRecord&>(*shared) = std::move(record).ValueUnsafe();
+      out[i] = std::move(shared);
+      if (cache_) found.emplace_back(i, out[i]);
     }
+    if (cache_ && !found.empty()) cache_->Fill(key_views, ticket, found);
   }
-  auto decode = [&](size_t i, std::string_view bytes) -> Status {
-    auto record = DecodeOnlineRecord(bytes, cipher_.get(), encoded[i]);
-    if (!record.ok()) {
-      return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
+  if (expiry) {
+    for (auto& record : out) {
+      if (record && record->event_time < oldest) record.reset();
     }
-    if (expiry && record->event_time < oldest) return Status::OK();
-    out[i] = std::move(record).ValueUnsafe();
-    return Status::OK();
-  };
-  for (size_t i = 0; i < n; ++i) {
-    if (hits[i]) ARROW_RETURN_NOT_OK(decode(i, cached[i]));
-  }
-  for (size_t j = 0; j < misses.size(); ++j) {
-    if (statuses[j].IsNotFound()) continue;
-    if (!statuses[j].ok()) return FromRocksDb(statuses[j], "reading the online store");
-    ARROW_RETURN_NOT_OK(decode(misses[j], values[j].ToStringView()));
   }
   return out;
 }

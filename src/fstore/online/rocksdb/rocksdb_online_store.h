@@ -78,6 +78,10 @@ class RocksDbOnlineStore : public OnlineStore {
                                                         const std::vector<EntityKey>& keys,
                                                         int64_t ttl_micros,
                                                         TimestampMicros now) override;
+  /// With the record cache on, hits are the cached records themselves.
+  Result<std::vector<std::shared_ptr<const SharedRecord>>> ReadShared(
+      const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+      TimestampMicros now) override;
   Status DeleteFeatureSet(const std::string& feature_set) override;
   Status Sync() override;
 
