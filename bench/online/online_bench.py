@@ -66,6 +66,7 @@ WORKLOADS = {
 
 
 REDIS_URL = ""  # --redis-url: the online store on that Redis instead of RocksDB
+SERVER_ENV = {}  # --server-env: settings given to fstore serve
 
 
 def env():
@@ -73,6 +74,7 @@ def env():
          if not k.startswith("FSTORE_") and k not in ("DATABASE_URL", "REDIS_URL")}
     if REDIS_URL:
         e["REDIS_URL"] = REDIS_URL
+    e.update(SERVER_ENV)
     return e
 
 
@@ -415,12 +417,20 @@ def main():
     ap.add_argument("--json-out", help="also write every loadgen result here")
     ap.add_argument("--redis-url", default="",
                     help="online store on this Redis (flushed first), not the embedded RocksDB")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for fstore serve (repeatable), e.g. "
+                         "FSTORE_ONLINE_RECORD_CACHE_MB=0")
     ap.add_argument("--pin", action="store_true",
                     help="server and nginx on CPU 1, the load generator on CPU 0")
     ap.add_argument("--stall-probe", type=float, default=10,
                     help="seconds of stall_probe (both CPUs spinning) before the runs; 0: none")
     args = ap.parse_args()
     global REDIS_URL, SERVER_CPUS, LOADGEN_CPUS
+    for setting in args.server_env:
+        name, sep, value = setting.partition("=")
+        if not sep or not name:
+            ap.error(f"--server-env {setting!r}: expected NAME=VALUE")
+        SERVER_ENV[name] = value
     if args.pin:
         SERVER_CPUS, LOADGEN_CPUS = "1", "0"
     REDIS_URL = args.redis_url

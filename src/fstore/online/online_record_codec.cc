@@ -305,6 +305,26 @@ Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes, const Cipher* ci
   return record;
 }
 
+void AppendFeatureValue(const FeatureValue& value, std::string* out) { PutValue(value, out); }
+
+Result<FeatureValue> DecodeFeatureValue(std::string_view bytes) {
+  Reader r(bytes);
+  FeatureValue value;
+  ARROW_RETURN_NOT_OK(GetValue(&r, 0, &value));
+  if (!r.done()) return Corrupt("trailing bytes after a value");
+  return value;
+}
+
+void AppendVarint(uint64_t v, std::string* out) { PutVarint(v, out); }
+
+bool ReadVarint(std::string_view data, size_t* pos, uint64_t* out) {
+  if (*pos > data.size()) return false;
+  Reader r(data.substr(*pos));
+  if (!r.Varint(out)) return false;
+  *pos = data.size() - r.remaining();
+  return true;
+}
+
 Result<std::pair<TimestampMicros, TimestampMicros>> DecodeOnlineRecordTimes(
     std::string_view bytes) {
   Reader r(bytes);

@@ -72,6 +72,17 @@ Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes);
 Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes, const Cipher* cipher,
                                         std::string_view associated_data);
 
+/// The encoding of one value (its tag and payload, as in a record) and its
+/// inverse (the whole of `bytes` is one value; Internal error otherwise).
+/// SharedRecord keeps its values' typed form this way.
+void AppendFeatureValue(const FeatureValue& value, std::string* out);
+Result<FeatureValue> DecodeFeatureValue(std::string_view bytes);
+
+/// A LEB128 varint, as the encoding writes them; ReadVarint reads one at
+/// data[*pos] and moves *pos past it (false when truncated or too long).
+void AppendVarint(uint64_t v, std::string* out);
+bool ReadVarint(std::string_view data, size_t* pos, uint64_t* out);
+
 /// Decodes only (event_time, created_time), for newer-wins comparisons
 /// without decoding the values (either version; no key needed).
 Result<std::pair<TimestampMicros, TimestampMicros>> DecodeOnlineRecordTimes(

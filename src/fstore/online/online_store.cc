@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "fstore/online/redis/redis_online_store.h"
+#include "fstore/online/shared_record.h"
 #include "fstore/online/rocksdb/rocksdb_online_store.h"
 
 namespace fstore {
@@ -14,10 +15,7 @@ Result<std::vector<std::shared_ptr<const SharedRecord>>> OnlineStore::ReadShared
   ARROW_ASSIGN_OR_RAISE(auto records, Read(feature_set, keys, ttl_micros, now));
   std::vector<std::shared_ptr<const SharedRecord>> out(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
-    if (!records[i]) continue;
-    auto shared = std::make_shared<SharedRecord>();
-    static_cast<OnlineRecord&>(*shared) = std::move(*records[i]);
-    out[i] = std::move(shared);
+    if (records[i]) out[i] = std::make_shared<const SharedRecord>(*records[i]);
   }
   return out;
 }

@@ -15,7 +15,6 @@
 //
 // Thread safety: all methods of OnlineStore may be called concurrently.
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -31,6 +30,7 @@
 namespace fstore {
 
 class Cipher;
+class SharedRecord;  // shared_record.h
 
 /// A timestamp feature value (UTC microseconds since the epoch); a type of
 /// its own so that it is not mistaken for an int feature.
@@ -64,27 +64,6 @@ struct OnlineRecord {
   std::vector<std::pair<std::string, FeatureValue>> values;
 
   bool operator==(const OnlineRecord&) const = default;
-};
-
-/// A record as ReadShared hands it out: immutable, and shared by the store's
-/// record cache and every reader of it (a cached record is decoded once,
-/// not once per read, and never copied). The one thing a reader may add is
-/// `json`: the JSON text of each value, rendered by the first reader that
-/// wants it (the serving layer) and reused by the next ones; the store
-/// never reads it.
-struct SharedRecord : OnlineRecord {
-  struct Json {
-    std::string text;            ///< the values' JSON texts, one after the other
-    std::vector<uint32_t> ends;  ///< where value i's text ends in `text`
-  };
-  SharedRecord() = default;
-  SharedRecord(const SharedRecord&) = delete;
-  SharedRecord& operator=(const SharedRecord&) = delete;
-  ~SharedRecord() { delete json.load(std::memory_order_relaxed); }
-
-  /// Null until a reader sets it, once (compare-exchange from null: of two
-  /// readers rendering at once, one's text is kept); then never changed.
-  mutable std::atomic<const Json*> json{nullptr};
 };
 
 /// One part of an entity key: the value of one join key (string or int).
@@ -178,9 +157,9 @@ class OnlineStore {
       const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
       TimestampMicros now) = 0;
 
-  /// Read, with the records shared instead of copied: result[i] is null when
-  /// keys[i] is missing or expired. The same rules and errors as Read. The
-  /// default wraps Read; a store with a cache of decoded records (RocksDB)
+  /// Read, with the records as SharedRecords (shared_record.h): result[i]
+  /// is null when keys[i] is missing or expired. The same rules and errors
+  /// as Read. The default wraps Read; a store with a record cache (RocksDB)
   /// hands out the cached records themselves.
   [[nodiscard]] virtual Result<std::vector<std::shared_ptr<const SharedRecord>>> ReadShared(
       const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,

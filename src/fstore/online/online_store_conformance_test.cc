@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fstore/online/shared_record.h"
 #include "fstore/testing/gtest_util.h"
 
 namespace fstore {
@@ -196,7 +197,7 @@ TEST_P(OnlineStoreConformanceTest, ReadSharedAnswersAsReadDoes) {
       ASSERT_EQ(shared.size(), keys.size());
       for (size_t i = 0; i < keys.size(); ++i) {
         ASSERT_EQ(shared[i] != nullptr, read[i].has_value()) << pass << " " << ttl << " " << i;
-        if (shared[i]) EXPECT_EQ(static_cast<const OnlineRecord&>(*shared[i]), *read[i]) << i;
+        if (shared[i]) EXPECT_EQ(shared[i]->ToRecord(), *read[i]) << i;
       }
       EXPECT_EQ(shared[2] != nullptr, ttl == 0);  // expired with the ttl
     }
@@ -207,8 +208,8 @@ TEST_P(OnlineStoreConformanceTest, ReadSharedAnswersAsReadDoes) {
   ASSERT_OK(store_->Write("fs", {{Key("a"), Rec(kT0 + 1, 0, {{"x", int64_t{9}}})}}));
   ASSERT_OK_AND_ASSIGN(auto after, store_->ReadShared("fs", {Key("a")}, 0, kT0));
   ASSERT_TRUE(before[0] && after[0]);
-  EXPECT_EQ(before[0]->values[0].second, FeatureValue(int64_t{1}));
-  EXPECT_EQ(after[0]->values[0].second, FeatureValue(int64_t{9}));
+  EXPECT_EQ(before[0]->ToRecord().values[0].second, FeatureValue(int64_t{1}));
+  EXPECT_EQ(after[0]->ToRecord().values[0].second, FeatureValue(int64_t{9}));
   ASSERT_OK_AND_ASSIGN(auto none, store_->ReadShared("fs", {}, 0, kT0));
   EXPECT_TRUE(none.empty());
   EXPECT_ERROR(ErrorCode::kInvalidArgument, store_->ReadShared("", {Key("u")}, 0, kT0));

@@ -23,7 +23,9 @@
 #include "fstore/core/duration.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/materialize/feature_validation.h"
+#include "fstore/online/feature_value_json.h"
 #include "fstore/online/online_store.h"
+#include "fstore/online/shared_record.h"
 #include "fstore/registry/definitions.h"
 #include "fstore/registry/registry.h"
 
@@ -370,16 +372,16 @@ Result<std::vector<json::value>> EvaluateAtReadTime(
       if (records[i]) {
         switch (in.from) {
           case ReadTimeFeature::Input::From::kEventTime:
-            v = TimestampValue{records[i]->event_time};
+            v = TimestampValue{records[i]->event_time()};
             break;
           case ReadTimeFeature::Input::From::kKey:
             std::visit([&](const auto& part) { v = part; }, keys[i][in.key_index]);
             break;
-          case ReadTimeFeature::Input::From::kValue:
-            for (const auto& [name, value] : records[i]->values) {
-              if (name == in.value_name) v = value;
-            }
+          case ReadTimeFeature::Input::From::kValue: {
+            size_t cursor = 0;
+            if (auto found = records[i]->Find(in.value_name, &cursor)) v = found->Decode();
             break;
+          }
         }
       }
       ARROW_RETURN_NOT_OK(AppendValue(builder.get(), v));
@@ -548,84 +550,13 @@ namespace {
 class JsonWriter {
  public:
   std::string& text() { return text_; }
-  void String(std::string_view s) {
-    const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
-      return static_cast<unsigned char>(c) >= 0x20 && c != '"' && c != '\\';
-    });
-    if (plain) {
-      // Nothing to escape (UTF-8 passes through as the serializer's does).
-      text_ += '"';
-      text_.append(s);
-      text_ += '"';
-      return;
-    }
-    serializer_.reset(json::string_view(s.data(), s.size()));
-    Drain();
-  }
+  void String(std::string_view s) { AppendJsonString(s, &text_); }
   void Value(const json::value& v) {
     serializer_.reset(&v);
     Drain();
   }
-  /// The text of record.values[v], as Feature gives it, from the record's
-  /// JSON text (SharedRecord::json), which the first caller renders for all
-  /// its values.
-  void RenderedFeature(const SharedRecord& record, size_t v) {
-    const SharedRecord::Json* json = record.json.load(std::memory_order_acquire);
-    if (!json) {
-      // Rendered at the end of this writer's text, then moved out.
-      auto rendered = std::make_unique<SharedRecord::Json>();
-      const size_t at = text_.size();
-      rendered->ends.reserve(record.values.size());
-      for (const auto& value : record.values) {
-        Feature(value.second);
-        rendered->ends.push_back(static_cast<uint32_t>(text_.size() - at));
-      }
-      rendered->text.assign(text_, at);
-      text_.resize(at);
-      const SharedRecord::Json* expected = nullptr;
-      if (record.json.compare_exchange_strong(expected, rendered.get(),
-                                              std::memory_order_acq_rel)) {
-        json = rendered.release();
-      } else {
-        json = expected;  // another reader's, the same text
-      }
-    }
-    const uint32_t begin = v ? json->ends[v - 1] : 0;
-    text_.append(json->text, begin, json->ends[v] - begin);
-  }
-  /// A feature value, as FeatureValueToJson would give it, without building
-  /// a json::value: numbers by std::to_chars, strings needing no escape
-  /// copied (a batch response is thousands of values; through json::value
-  /// and the serializer they were a tenth of its CPU).
-  void Feature(const FeatureValue& v) {
-    if (const double* d = std::get_if<double>(&v)) {
-      // JSON has no NaN or infinities.
-      if (!std::isfinite(*d)) {
-        text_ += "null";
-        return;
-      }
-      char digits[32];
-      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *d);
-      text_.append(digits, end);
-      // Shortest round-trip digits; a float stays a float to the client
-      // ("2.0", not "2", as the serializer's "2E0" did).
-      if (std::string_view(digits, end - digits).find_first_of(".e") == std::string_view::npos) {
-        text_ += ".0";
-      }
-    } else if (const int64_t* i = std::get_if<int64_t>(&v)) {
-      char digits[24];
-      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *i);
-      text_.append(digits, end);
-    } else if (std::holds_alternative<std::monostate>(v)) {
-      text_ += "null";
-    } else if (const bool* b = std::get_if<bool>(&v)) {
-      text_ += *b ? "true" : "false";
-    } else if (const std::string* str = std::get_if<std::string>(&v)) {
-      String(*str);
-    } else {
-      Value(FeatureValueToJson(v));
-    }
-  }
+  /// A feature value (feature_value_json.h).
+  void Feature(const FeatureValue& v) { AppendFeatureValueJson(v, &text_); }
 
  private:
   void Drain() {
@@ -679,9 +610,8 @@ Result<std::vector<std::optional<json::value>>> EvaluateCrossSet(
       auto it = index_of.find(EncodeEntityKey(own_lookups[i].key));
       if (it != index_of.end() && set_records[it->second]) {
         any[i] = true;
-        for (const auto& [name, value] : set_records[it->second]->values) {
-          if (name == in.feature) v = value;
-        }
+        size_t cursor = 0;
+        if (auto found = set_records[it->second]->Find(in.feature, &cursor)) v = found->Decode();
       }
       ARROW_RETURN_NOT_OK(AppendValue(builder.get(), v));
     }
@@ -1075,7 +1005,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
         if (cache_->Get(cache_key, name, now, &cached)) {
           ++hits;
           // The cache holds records regardless of the ttl: expire here.
-          if (cached && s->ttl_micros > 0 && cached->event_time < now - s->ttl_micros) {
+          if (cached && s->ttl_micros > 0 && cached->event_time() < now - s->ttl_micros) {
             cached.reset();
           }
           out[i] = std::move(cached);
@@ -1122,7 +1052,7 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     auto& out = records[s];
     for (size_t j = 0; j < read.misses.size(); ++j) {
       if (cache_) cache_->Put(read.cache_keys[j], s->feature_set.name, now, got[j], read.generation);
-      if (got[j] && s->ttl_micros > 0 && got[j]->event_time < now - s->ttl_micros) got[j].reset();
+      if (got[j] && s->ttl_micros > 0 && got[j]->event_time() < now - s->ttl_micros) got[j].reset();
       out[read.misses[j]] = std::move(got[j]);
     }
   }
@@ -1151,14 +1081,12 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     read_time[std::make_pair(r.set, r.feature->name)] = std::move(values);
   }
 
-  // Assemble. Per requested feature, once: its set's records, its values
-  // evaluated at read time if any, and where its value sat in the last
-  // record (records of a set list their values in the same order).
+  // Assemble. Per requested feature, once: its set's records and its values
+  // evaluated at read time if any.
   struct Source {
     const std::vector<std::shared_ptr<const SharedRecord>>* records;
     const std::vector<std::optional<json::value>>* evaluated;
     size_t used;  ///< its set's index in `used`
-    size_t position = 0;
   };
   std::vector<Source> sources;
   sources.reserve(requested.size());
@@ -1167,27 +1095,18 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
     sources.push_back(
         {&records[r.set], rt == read_time.end() ? nullptr : &rt->second, used_index(r.set)});
   }
-  // `source` is the writing thread's copy of sources[f] (it remembers a
-  // position).
-  auto write_value = [&](JsonWriter& w, Source& source, size_t f, size_t index) {
+  // A stored value is copied as the JSON text its record holds. `cursor` is
+  // where the previous feature of the run was found in the same record:
+  // features requested in the record's order are each found at once.
+  auto write_value = [&](JsonWriter& w, size_t f, size_t index, size_t* cursor) {
     const RequestedFeature& r = requested[f];
-    const std::shared_ptr<const SharedRecord>& record = (*source.records)[index];
+    const Source& source = sources[f];
     if (source.evaluated) {
       if ((*source.evaluated)[index]) return w.Value(*(*source.evaluated)[index]);
-    } else if (record) {
-      const auto& values = record->values;
-      size_t v = source.position;
-      if (v >= values.size() || values[v].first != r.feature->name) {
-        for (v = 0; v < values.size() && values[v].first != r.feature->name; ++v) {
-        }
-      }
-      if (v < values.size()) {
-        source.position = v;
-        // A record held elsewhere too (the store's record cache, the
-        // serving cache) is rendered once and its text reused; one only
-        // this request holds is rendered in place.
-        if (record.use_count() > 1) return w.RenderedFeature(*record, v);
-        return w.Feature(values[v].second);
+    } else if (const SharedRecord* record = (*source.records)[index].get()) {
+      if (auto value = record->Find(r.feature->name, cursor)) {
+        w.text().append(value->json);
+        return;
       }
     }
     if (r.feature->default_value) return w.Value(*r.feature->default_value);
@@ -1228,8 +1147,6 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
   auto render_runs = [&] {
     for (size_t k; (k = next_run.fetch_add(1, std::memory_order_relaxed)) < runs.size();) {
       Run& run = runs[k];
-      // This thread's copy of the run's sources (each remembers a position).
-      std::vector<Source> own(sources.begin() + run.begin, sources.begin() + run.end);
       JsonWriter w;
       std::string& t = w.text();
       t.reserve(outputs * (run.end - run.begin) * 24);
@@ -1237,10 +1154,11 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
       for (size_t o = 0; o < outputs; ++o) {
         const size_t lookup = lookup_of_output[o * n_used + run.used];
         if (lookup != kNone) {  // (else keyed by another entity: empty)
+          size_t cursor = 0;
           for (size_t f = run.begin; f < run.end; ++f) {
             if (f != run.begin) t += ',';
             t += feature_keys[f];
-            write_value(w, own[f - run.begin], f, lookup);
+            write_value(w, f, lookup, &cursor);
           }
         }
         run.ends.push_back(t.size());

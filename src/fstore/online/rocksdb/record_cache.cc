@@ -39,22 +39,6 @@ void FreeEntry(Entry* e) {
   ::operator delete(e);
 }
 
-size_t HeapBytes(const std::string& s) {
-  return s.capacity() > std::string().capacity() ? s.capacity() + 1 : 0;
-}
-
-/// The heap bytes of a value and an allowance for its JSON text.
-size_t ValueBytes(const FeatureValue& v) {
-  if (const std::string* s = std::get_if<std::string>(&v)) return HeapBytes(*s) + s->size() + 2;
-  if (const ListValue* list = std::get_if<ListValue>(&v)) {
-    size_t n = list->items.capacity() * sizeof(FeatureValue) + 2;
-    for (const FeatureValue& item : list->items) n += ValueBytes(item) + 1;
-    return n;
-  }
-  if (std::holds_alternative<TimestampValue>(v)) return 32;  // "2024-01-01T00:00:00.000000Z"
-  return 24;  // a number's shortest digits, true, false, null
-}
-
 /// A hash slot; empty when entry is null. The full hash is kept so that a
 /// probe compares keys only on a hash match.
 struct Slot {
@@ -80,13 +64,8 @@ constexpr size_t kMinSlots = 64;
 }  // namespace
 
 size_t ApproximateBytes(const SharedRecord& record) {
-  // The object and shared_ptr's control block (make_shared: one allocation).
-  size_t n = sizeof(SharedRecord) + 16;
-  n += record.values.capacity() * sizeof(record.values[0]);
-  for (const auto& [name, value] : record.values) {
-    n += HeapBytes(name) + ValueBytes(value) + sizeof(uint32_t);
-  }
-  return n;
+  // make_shared: the object and the control block in one allocation.
+  return sizeof(SharedRecord) + 16 + record.buffer_bytes();
 }
 
 /// Open addressing with linear probing, at most half full, backward-shift

@@ -1,10 +1,10 @@
 #pragma once
 
 // The embedded online store's record cache: recently read (feature set,
-// entity key) records, decoded (SharedRecord), in memory, in front of
-// RocksDB. A hit hands out the cached record itself (shared, immutable): no
-// copy, no decoding, and the JSON text the serving layer renders for a
-// record (SharedRecord::json) is rendered once while it stays cached.
+// entity key) records, as SharedRecords (each value's name, JSON text and
+// typed encoding in one buffer), in memory, in front of RocksDB. A hit hands
+// out the cached record itself (shared, immutable): no copy, no decoding,
+// no number formatting.
 //
 // Why not RocksDB's block cache alone: a point lookup through it (file,
 // bloom filter, index block binary search, block cache hash table, data
@@ -49,14 +49,12 @@
 #include <string_view>
 #include <vector>
 
-#include "fstore/online/online_store.h"
+#include "fstore/online/shared_record.h"
 
 namespace fstore {
 
-/// The memory a cached record takes: the object, its values and the heap
-/// bytes of its strings and lists, and an allowance for the JSON text of its
-/// values that a reader may add (SharedRecord::json). Approximate (the
-/// allocator's overhead is not counted), and the same for the same record.
+/// The memory a cached record takes: the object (with shared_ptr's control
+/// block) and its buffer. The allocator's overhead is not counted.
 size_t ApproximateBytes(const SharedRecord& record);
 
 class RecordCache {

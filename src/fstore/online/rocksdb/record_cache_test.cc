@@ -25,14 +25,15 @@ std::vector<std::string_view> Views(const std::vector<std::string>& v) {
 /// A record holding one string value, `text` (the tests' stand-in for a
 /// record read from the store).
 RecordCache::Value Rec(const std::string& text) {
-  auto record = std::make_shared<SharedRecord>();
-  record->values.emplace_back("v", text);
-  return record;
+  OnlineRecord record;
+  record.values.emplace_back("v", text);
+  return std::make_shared<const SharedRecord>(record);
 }
 
 /// The string value of a record made by Rec.
 std::string TextOf(const RecordCache::Value& record) {
-  return std::get<std::string>(record->values.at(0).second);
+  size_t cursor = 0;
+  return std::get<std::string>(record->Find("v", &cursor).value().Decode());
 }
 
 /// Looks up one key: its record's text, or nullopt.

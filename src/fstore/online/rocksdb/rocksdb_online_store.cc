@@ -246,7 +246,7 @@ Result<std::vector<std::optional<OnlineRecord>>> RocksDbOnlineStore::Read(
   ARROW_ASSIGN_OR_RAISE(auto shared, ReadShared(feature_set, keys, ttl_micros, now));
   std::vector<std::optional<OnlineRecord>> out(shared.size());
   for (size_t i = 0; i < shared.size(); ++i) {
-    if (shared[i]) out[i] = static_cast<const OnlineRecord&>(*shared[i]);
+    if (shared[i]) out[i] = shared[i]->ToRecord();
   }
   return out;
 }
@@ -271,8 +271,8 @@ Result<std::vector<std::shared_ptr<const SharedRecord>>> RocksDbOnlineStore::Rea
   if (ttl_micros > 0 && !__builtin_sub_overflow(now, ttl_micros, &oldest)) expiry = true;
 
   // The record cache first; RocksDB for the keys it does not hold. A record
-  // read from RocksDB is decoded here, under the lock, so that the cache
-  // can be filled with it.
+  // read from RocksDB is decoded and made a SharedRecord here, under the
+  // lock, so that the cache can be filled with it.
   std::vector<std::string_view> key_views(encoded.begin(), encoded.end());
   std::vector<char> hits;
   RecordCache::Ticket ticket;
@@ -314,16 +314,14 @@ Result<std::vector<std::shared_ptr<const SharedRecord>>> RocksDbOnlineStore::Rea
       if (!record.ok()) {
         return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
       }
-      auto shared = std::make_shared<SharedRecord>();
-      static_cast<OnlineRecord&>(*shared) = std::move(record).ValueUnsafe();
-      out[i] = std::move(shared);
+      out[i] = std::make_shared<const SharedRecord>(*record);
       if (cache_) found.emplace_back(i, out[i]);
     }
     if (cache_ && !found.empty()) cache_->Fill(key_views, ticket, found);
   }
   if (expiry) {
     for (auto& record : out) {
-      if (record && record->event_time < oldest) record.reset();
+      if (record && record->event_time() < oldest) record.reset();
     }
   }
   return out;
