@@ -45,7 +45,7 @@ struct Config {
   int serving_max_entities = 1000;     ///< FSTORE_SERVING_MAX_ENTITIES
   /// FSTORE_ONLINE_RECORD_CACHE_MB: the embedded online store's record
   /// cache (MiB; 0: none). Not used with REDIS_URL.
-  int online_record_cache_mb = 512;
+  int online_record_cache_mb = 1024;
   // Security (issue #7)
   /// FSTORE_AUTH: "auto" (on as soon as one API key exists), "required" (on
   /// even before: nothing but /health and /ready answers without a key).

@@ -176,7 +176,7 @@ class OnlineStore {
 };
 
 /// Opens the online store a URI names:
-///   rocksdb:///abs/dir[?record_cache_mb=N]   (N MiB of record cache, default 512; 0: none)
+///   rocksdb:///abs/dir[?record_cache_mb=N]   (N MiB of record cache, default 1024; 0: none)
 ///   redis://[[user]:password@]host[:port][/db][?options]     one Redis server
 ///   rediss://...                                             the same over TLS
 ///   redis+cluster://[[user]:password@]h1:p1,h2:p2,...[?options]  Redis Cluster

@@ -49,6 +49,12 @@ class SharedRecord {
   /// The record decoded (equal to the one it was built from).
   OnlineRecord ToRecord() const;
 
+  /// Prefetches the buffer into the CPU caches (a reader about to Find in
+  /// many records issues their prefetches ahead).
+  void Prefetch() const {
+    for (size_t at = 0; at < data_.size(); at += 64) __builtin_prefetch(data_.data() + at);
+  }
+
   /// The bytes of its buffer (for the record cache's accounting).
   size_t buffer_bytes() const { return data_.capacity(); }
 

@@ -30,8 +30,9 @@
 // Tuning for point lookups: a bloom filter (10 bits/key, whole keys) in the
 // SST files and in the memtable, a hash index inside data blocks, an LRU
 // block cache (1 GiB, filled as blocks are read), and in front of it all the
-// record cache (record_cache.h): the values of recently read records, looked
-// up a batch at a time, kept coherent with every Write and DeleteFeatureSet.
+// record cache (record_cache.h): recently read records as SharedRecords
+// (ready to serve), looked up a batch at a time, kept coherent with every
+// Write and DeleteFeatureSet.
 
 #include <memory>
 #include <mutex>
@@ -51,7 +52,7 @@ class RecordCache;
 
 struct RocksDbOnlineStoreOptions {
   /// Memory for the record cache (record_cache.h); 0 turns it off.
-  size_t record_cache_bytes = size_t{512} << 20;
+  size_t record_cache_bytes = size_t{1024} << 20;
 };
 
 class RocksDbOnlineStore : public OnlineStore {
