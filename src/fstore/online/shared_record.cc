@@ -7,26 +7,45 @@ namespace fstore {
 
 namespace {
 
-void AppendPart(std::string_view part, std::string* out) {
-  AppendVarint(part.size(), out);
-  out->append(part);
+constexpr size_t kScratchKeptBytes = 64 * 1024;
+
+/// Appends what `write` appends, after its length as a varint. The length
+/// is almost always one byte: written in place, and only a part of 128
+/// bytes or more has its text moved to make room for a longer one.
+template <typename Write>
+void AppendPart(std::string* out, Write write) {
+  const size_t at = out->size();
+  out->push_back('\0');
+  write(out);
+  const size_t n = out->size() - at - 1;
+  if (n < 0x80) {
+    (*out)[at] = static_cast<char>(n);
+    return;
+  }
+  std::string length;
+  AppendVarint(n, &length);
+  (*out)[at] = length[0];
+  out->insert(at + 1, length, 1);
 }
 
 }  // namespace
 
 SharedRecord::SharedRecord(const OnlineRecord& record)
     : event_time_(record.event_time), created_time_(record.created_time) {
-  std::string json, typed;
+  // Built in this thread's scratch string (its capacity kept from record to
+  // record), then copied once: the buffer is one allocation of its exact
+  // size (a record is built for every read the record cache misses, and
+  // for every read from Redis).
+  thread_local std::string buffer;
+  buffer.clear();
   for (const auto& [name, value] : record.values) {
-    json.clear();
-    typed.clear();
-    AppendFeatureValueJson(value, &json);
-    AppendFeatureValue(value, &typed);
-    AppendPart(name, &data_);
-    AppendPart(json, &data_);
-    AppendPart(typed, &data_);
+    AppendPart(&buffer, [&](std::string* out) { out->append(name); });
+    AppendPart(&buffer, [&](std::string* out) { AppendFeatureValueJson(value, out); });
+    AppendPart(&buffer, [&](std::string* out) { AppendFeatureValue(value, out); });
   }
-  data_.shrink_to_fit();
+  data_.assign(buffer);
+  // A record with a huge value does not leave its memory with the thread.
+  if (buffer.capacity() > kScratchKeptBytes) std::string().swap(buffer);
 }
 
 void SharedRecord::Next(size_t* pos, Value* out) const {
