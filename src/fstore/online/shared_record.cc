@@ -38,7 +38,10 @@ SharedRecord::SharedRecord(const OnlineRecord& record)
   // for every read from Redis).
   thread_local std::string buffer;
   buffer.clear();
-  for (const auto& [name, value] : record.values) {
+  for (const auto& entry : record.values) {
+    // (Named, not a structured binding: clang 14 cannot capture one.)
+    const std::string& name = entry.first;
+    const FeatureValue& value = entry.second;
     AppendPart(&buffer, [&](std::string* out) { out->append(name); });
     AppendPart(&buffer, [&](std::string* out) { AppendFeatureValueJson(value, out); });
     AppendPart(&buffer, [&](std::string* out) { AppendFeatureValue(value, out); });
