@@ -118,8 +118,15 @@ def world(fstore_bin, tmp_path_factory):
         "reader_a": cli_key(srv.data_dir, "reader", [a]),
         "writer_a": cli_key(srv.data_dir, "writer", [a]),
     }
-    # The server picks the CLI's keys up within a second.
+    # The server picks the CLI's keys up within a second, but on a timer of
+    # its own (ApiKeyStore reloads every 250 ms): a reload that lands between
+    # two of the CLI calls above already turns authentication on, so an
+    # anonymous 401 does not mean the keys created after it are loaded. Wait
+    # until every key authenticates (the server's snapshots only grow here).
     assert wait_until(lambda: anon.get("/api/v1/entities").status_code == 401, timeout=3)
+    for who, secret in keys.items():
+        c = Client(srv, secret)
+        assert wait_until(lambda: c.get("/api/v1/entities").status_code == 200, timeout=3), who
     yield {"server": srv, "a": a, "b": b, "src": src, "keys": keys, "dir": d}
     srv.stop()
 

@@ -93,6 +93,7 @@ class Reader {
 
   bool done() const { return p_ == end_; }
   size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+  const char* position() const { return p_; }
 
   bool Byte(uint8_t* out) {
     if (p_ == end_) return false;
@@ -231,6 +232,47 @@ void PutValues(const OnlineRecord& record, std::string* out) {
   }
 }
 
+/// Reads a record's header and hands `on_times` its times; when that
+/// returns true, hands `with_values` a reader over the values part in
+/// clear -- the bytes themselves (version 1) or the opened sealed part
+/// (version 2), which is wiped afterwards. The checks and errors of
+/// DecodeOnlineRecord (online_record_codec.h).
+template <typename OnTimes, typename WithValues>
+Status OpenRecord(std::string_view bytes, const Cipher* cipher,
+                  std::string_view associated_data, OnTimes on_times,
+                  WithValues with_values) {
+  Reader r(bytes);
+  TimestampMicros event_time = 0;
+  TimestampMicros created_time = 0;
+  uint8_t version = 0;
+  ARROW_RETURN_NOT_OK(GetHeader(&r, &event_time, &created_time, &version));
+  if (version == kOnlineRecordFormatVersion) {
+    if (cipher != nullptr) {
+      return Internal(
+          "the online record was written without encryption but an encryption key is "
+          "configured (re-materialize the feature set to encrypt it)");
+    }
+    if (!on_times(event_time, created_time)) return Status::OK();
+    return with_values(&r);
+  }
+  if (cipher == nullptr) {
+    return Internal(
+        "the online record is encrypted and no encryption key is configured (set "
+        "FSTORE_ENCRYPTION_KEY or FSTORE_ENCRYPTION_KEY_FILE)");
+  }
+  if (!on_times(event_time, created_time)) return Status::OK();
+  std::string_view sealed;
+  (void)r.Bytes(r.remaining(), &sealed);
+  auto opened = cipher->Open(sealed, associated_data);
+  if (!opened.ok()) {
+    return Internal("the online record cannot be decrypted: " + ErrorMessageOf(opened.status()));
+  }
+  Reader values(*opened);
+  Status st = with_values(&values);
+  OPENSSL_cleanse(opened->data(), opened->size());
+  return st;
+}
+
 }  // namespace
 
 void AppendOnlineRecord(const OnlineRecord& record, std::string* out) {
@@ -276,33 +318,42 @@ Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes) {
 
 Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes, const Cipher* cipher,
                                         std::string_view associated_data) {
-  Reader r(bytes);
   OnlineRecord record;
-  uint8_t version = 0;
-  ARROW_RETURN_NOT_OK(GetHeader(&r, &record.event_time, &record.created_time, &version));
-  if (version == kOnlineRecordFormatVersion) {
-    if (cipher != nullptr) {
-      return Internal(
-          "the online record was written without encryption but an encryption key is "
-          "configured (re-materialize the feature set to encrypt it)");
-    }
-    ARROW_RETURN_NOT_OK(GetValues(&r, &record));
-    return record;
-  }
-  if (cipher == nullptr) {
-    return Internal(
-        "the online record is encrypted and no encryption key is configured (set "
-        "FSTORE_ENCRYPTION_KEY or FSTORE_ENCRYPTION_KEY_FILE)");
-  }
-  std::string_view sealed;
-  (void)r.Bytes(r.remaining(), &sealed);
-  auto opened = cipher->Open(sealed, associated_data);
-  if (!opened.ok()) return Internal("the online record cannot be decrypted: " + ErrorMessageOf(opened.status()));
-  Reader values(*opened);
-  Status st = GetValues(&values, &record);
-  OPENSSL_cleanse(opened->data(), opened->size());
-  ARROW_RETURN_NOT_OK(st);
+  ARROW_RETURN_NOT_OK(OpenRecord(
+      bytes, cipher, associated_data,
+      [&](TimestampMicros event_time, TimestampMicros created_time) {
+        record.event_time = event_time;
+        record.created_time = created_time;
+        return true;
+      },
+      [&](Reader* r) { return GetValues(r, &record); }));
   return record;
+}
+
+Status VisitOnlineRecord(std::string_view bytes, const Cipher* cipher,
+                         std::string_view associated_data, OnlineRecordVisitor* visitor) {
+  return OpenRecord(
+      bytes, cipher, associated_data,
+      [&](TimestampMicros event_time, TimestampMicros created_time) {
+        return visitor->Times(event_time, created_time);
+      },
+      [&](Reader* r) -> Status {
+        uint64_t count;
+        if (!r->Varint(&count)) return Corrupt("truncated value count");
+        if (count > r->remaining() / 2) return Corrupt("value count beyond the value");
+        FeatureValue value;
+        for (uint64_t i = 0; i < count; ++i) {
+          uint64_t n;
+          std::string_view name;
+          if (!r->Varint(&n) || !r->Bytes(n, &name)) return Corrupt("truncated feature name");
+          const char* start = r->position();
+          ARROW_RETURN_NOT_OK(GetValue(r, 0, &value));
+          visitor->Value(name, value,
+                         std::string_view(start, static_cast<size_t>(r->position() - start)));
+        }
+        if (!r->done()) return Corrupt("trailing bytes");
+        return Status::OK();
+      });
 }
 
 void AppendFeatureValue(const FeatureValue& value, std::string* out) { PutValue(value, out); }

@@ -72,6 +72,28 @@ Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes);
 Result<OnlineRecord> DecodeOnlineRecord(std::string_view bytes, const Cipher* cipher,
                                         std::string_view associated_data);
 
+/// Receives a record's parts from VisitOnlineRecord, in the record's order.
+class OnlineRecordVisitor {
+ public:
+  virtual ~OnlineRecordVisitor() = default;
+  /// The record's times, first (before a sealed record is opened); false
+  /// skips its values.
+  virtual bool Times(TimestampMicros event_time, TimestampMicros created_time) = 0;
+  /// Each value: its name, the value decoded, and its encoding as it is in
+  /// the record (AppendFeatureValue's bytes). The views live until the call
+  /// returns.
+  virtual void Value(std::string_view name, const FeatureValue& value,
+                     std::string_view encoded) = 0;
+};
+
+/// DecodeOnlineRecord without building an OnlineRecord: the same checks and
+/// errors, the parts handed to `visitor` as they are read (a reader that
+/// builds its own form of the record, SharedRecord, keeps the values'
+/// encodings as they are instead of encoding them again). On an error the
+/// visitor may have seen some values.
+Status VisitOnlineRecord(std::string_view bytes, const Cipher* cipher,
+                         std::string_view associated_data, OnlineRecordVisitor* visitor);
+
 /// The encoding of one value (its tag and payload, as in a record) and its
 /// inverse (the whole of `bytes` is one value; Internal error otherwise).
 /// SharedRecord keeps its values' typed form this way.

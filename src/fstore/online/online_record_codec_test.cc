@@ -101,6 +101,80 @@ TEST(OnlineRecordCodecTest, RandomMutationsNeverCrash) {
   SUCCEED() << decoded_ok << " mutations still decoded";
 }
 
+/// Collects what VisitOnlineRecord hands over.
+struct Collected : OnlineRecordVisitor {
+  bool take_values = true;
+  OnlineRecord record;
+  std::vector<std::string> encodings;
+  bool Times(TimestampMicros event_time, TimestampMicros created_time) override {
+    record.event_time = event_time;
+    record.created_time = created_time;
+    return take_values;
+  }
+  void Value(std::string_view name, const FeatureValue& value, std::string_view encoded) override {
+    record.values.emplace_back(std::string(name), value);
+    encodings.emplace_back(encoded);
+  }
+};
+
+TEST(OnlineRecordCodecTest, VisitSeesWhatDecodeGives) {
+  using namespace std::literals;
+  const OnlineRecord record = EveryType();
+  auto cipher = *Cipher::FromHex(std::string(64, 'a'));
+  std::string sealed;
+  ASSERT_OK(AppendOnlineRecord(record, cipher.get(), "fs\0key"sv, &sealed));
+  for (const Cipher* key : {static_cast<const Cipher*>(nullptr), cipher.get()}) {
+    const std::string bytes = key ? sealed : EncodeOnlineRecord(record);
+    Collected got;
+    ASSERT_OK(VisitOnlineRecord(bytes, key, "fs\0key"sv, &got));
+    EXPECT_EQ(got.record, record);
+    ASSERT_EQ(got.encodings.size(), record.values.size());
+    for (size_t i = 0; i < record.values.size(); ++i) {
+      std::string expected;
+      AppendFeatureValue(record.values[i].second, &expected);
+      EXPECT_EQ(got.encodings[i], expected) << record.values[i].first;
+    }
+    // Times answered false: the times, no values (a sealed record not opened).
+    Collected times_only;
+    times_only.take_values = false;
+    ASSERT_OK(VisitOnlineRecord(bytes, key, "fs\0other"sv, &times_only));
+    EXPECT_EQ(times_only.record.event_time, record.event_time);
+    EXPECT_TRUE(times_only.record.values.empty());
+  }
+  // The same errors as DecodeOnlineRecord.
+  Collected wrong;
+  auto no_key = VisitOnlineRecord(sealed, nullptr, "fs\0key"sv, &wrong);
+  EXPECT_NE(no_key.message().find("no encryption key is configured"), std::string::npos);
+  auto other_ad = VisitOnlineRecord(sealed, cipher.get(), "fs\0other"sv, &wrong);
+  EXPECT_NE(other_ad.message().find("authentication failed"), std::string::npos);
+  auto clear = VisitOnlineRecord(EncodeOnlineRecord(record), cipher.get(), "fs\0key"sv, &wrong);
+  EXPECT_NE(clear.message().find("written without encryption"), std::string::npos);
+}
+
+TEST(OnlineRecordCodecTest, VisitRefusesWhatDecodeRefuses) {
+  const std::string bytes = EncodeOnlineRecord(EveryType());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    Collected got;
+    Status st = VisitOnlineRecord(std::string_view(bytes.data(), n), nullptr, {}, &got);
+    ASSERT_FALSE(st.ok()) << "prefix of " << n << " bytes visited";
+    EXPECT_EQ(ErrorCodeOf(st), ErrorCode::kInternal);
+  }
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    std::string mutated = bytes;
+    mutated[rng() % mutated.size()] = static_cast<char>(rng());
+    if (rng() % 4 == 0) mutated.resize(rng() % mutated.size());
+    Collected got;
+    auto decoded = DecodeOnlineRecord(mutated);
+    Status st = VisitOnlineRecord(mutated, nullptr, {}, &got);
+    ASSERT_EQ(st.ok(), decoded.ok()) << i;
+    if (st.ok()) {
+      // NaN != NaN: compare the encodings.
+      EXPECT_EQ(EncodeOnlineRecord(got.record), EncodeOnlineRecord(*decoded));
+    }
+  }
+}
+
 TEST(EntityKeyTest, EncodingIsPinnedAndRoundTrips) {
   EXPECT_EQ(EncodeEntityKey({int64_t{1}}), std::string("\x01\x80\x00\x00\x00\x00\x00\x00\x01", 9));
   EXPECT_EQ(EncodeEntityKey({int64_t{-1}}), std::string("\x01\x7f\xff\xff\xff\xff\xff\xff\xff", 9));

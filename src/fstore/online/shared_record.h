@@ -13,6 +13,7 @@
 // that one.
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,9 +22,29 @@
 
 namespace fstore {
 
+class Cipher;  // security/encryption.h
+
 class SharedRecord {
+  struct Private {
+    explicit Private() = default;
+  };
+
  public:
   explicit SharedRecord(const OnlineRecord& record);
+
+  /// Decodes a stored record (online_record_codec.h) straight into a
+  /// SharedRecord: each value's encoding kept as it is stored, no
+  /// OnlineRecord in between (the stores build one for every record they
+  /// read). The checks and errors of DecodeOnlineRecord.
+  static Result<std::shared_ptr<const SharedRecord>> Decode(std::string_view bytes,
+                                                            const Cipher* cipher,
+                                                            std::string_view associated_data);
+
+  /// (For Decode: the buffer as it builds it.)
+  SharedRecord(Private, TimestampMicros event_time, TimestampMicros created_time,
+               std::string_view buffer)
+      : event_time_(event_time), created_time_(created_time), data_(buffer) {}
+
   SharedRecord(const SharedRecord&) = delete;
   SharedRecord& operator=(const SharedRecord&) = delete;
 

@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include "fstore/online/feature_value_json.h"
+#include "fstore/online/online_record_codec.h"
+#include "fstore/security/encryption.h"
 
 namespace fstore {
 namespace {
@@ -124,6 +126,55 @@ TEST(SharedRecordTest, FindsEachValueWithItsJsonText) {
   EXPECT_TRUE(shared.Find("float", &cursor));
   size_t empty_cursor = 0;
   EXPECT_FALSE(SharedRecord(OnlineRecord{}).Find("x", &empty_cursor));
+}
+
+TEST(SharedRecordTest, DecodedFromStoredBytesIsTheOneBuiltFromTheRecord) {
+  using namespace std::literals;
+  OnlineRecord r = EveryType();
+  // A value past the per-thread scratch kept between records (64 KiB).
+  r.values.emplace_back("big", std::string(100'000, 'x'));
+  auto cipher = *Cipher::FromHex(std::string(64, 'c'));
+  std::string sealed;
+  ASSERT_TRUE(AppendOnlineRecord(r, cipher.get(), "fs\0k"sv, &sealed).ok());
+  const SharedRecord built(r);
+  for (const Cipher* key : {static_cast<const Cipher*>(nullptr), cipher.get()}) {
+    auto decoded = SharedRecord::Decode(key ? sealed : EncodeOnlineRecord(r), key, "fs\0k"sv);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    const SharedRecord& shared = **decoded;
+    EXPECT_EQ(shared.event_time(), r.event_time);
+    EXPECT_EQ(shared.created_time(), r.created_time);
+    EXPECT_EQ(EncodeOnlineRecord(shared.ToRecord()), EncodeOnlineRecord(r));
+    size_t a = 0;
+    size_t b = 0;
+    for (const auto& entry : r.values) {
+      auto mine = shared.Find(entry.first, &a);
+      auto theirs = built.Find(entry.first, &b);
+      ASSERT_TRUE(mine && theirs) << entry.first;
+      EXPECT_EQ(mine->json, theirs->json) << entry.first;
+      EXPECT_EQ(mine->typed, theirs->typed) << entry.first;
+    }
+  }
+  // Another small record right after the big one: built from a fresh scratch.
+  auto small = SharedRecord::Decode(EncodeOnlineRecord(EveryType()), nullptr, {});
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(EncodeOnlineRecord((*small)->ToRecord()), EncodeOnlineRecord(EveryType()));
+}
+
+TEST(SharedRecordTest, DecodeRefusesWhatTheCodecRefuses) {
+  using namespace std::literals;
+  const std::string bytes = EncodeOnlineRecord(EveryType());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    EXPECT_FALSE(SharedRecord::Decode(std::string_view(bytes.data(), n), nullptr, {}).ok()) << n;
+  }
+  auto cipher = *Cipher::FromHex(std::string(64, 'c'));
+  auto clear = SharedRecord::Decode(bytes, cipher.get(), "fs\0k"sv);
+  ASSERT_FALSE(clear.ok());
+  EXPECT_NE(clear.status().message().find("written without encryption"), std::string::npos);
+  std::string sealed;
+  ASSERT_TRUE(AppendOnlineRecord(EveryType(), cipher.get(), "fs\0k"sv, &sealed).ok());
+  auto moved = SharedRecord::Decode(sealed, cipher.get(), "fs\0other"sv);
+  ASSERT_FALSE(moved.ok());
+  EXPECT_NE(moved.status().message().find("authentication failed"), std::string::npos);
 }
 
 }  // namespace

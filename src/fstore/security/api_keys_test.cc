@@ -175,6 +175,29 @@ TEST_F(ApiKeyStoreTest, SeesKeysWrittenElsewhereAfterTheRefreshInterval) {
   EXPECT_FALSE(authenticated());
 }
 
+TEST_F(ApiKeyStoreTest, AuthenticationOnDoesNotMeanEveryKeyIsLoaded) {
+  // What a refresh landing between two `fstore keys create` calls leaves: the
+  // first key turns authentication on (anonymous requests get 401) while a
+  // key created a moment later is unknown to the server ("invalid API key")
+  // until the next refresh. Whoever creates keys elsewhere must wait for
+  // those keys, not for authentication to be on (test_security.py `world`).
+  ApiKeyStore server(registry_.get(), false, std::chrono::milliseconds(0));  // no timer
+  ApiKeyStore cli(registry_.get(), false);
+  ASSERT_OK_AND_ASSIGN(bool on, server.Enabled());
+  EXPECT_FALSE(on);
+  ASSERT_OK_AND_ASSIGN(NewApiKey admin, cli.Create(Role::kAdmin, {}, "ops"));
+  ASSERT_OK(server.Reload());  // a refresher tick
+  ASSERT_OK_AND_ASSIGN(NewApiKey reader, cli.Create(Role::kReader, {}, ""));
+  ASSERT_OK_AND_ASSIGN(on, server.Enabled());
+  EXPECT_TRUE(on);
+  EXPECT_TRUE(server.Authenticate(admin.secret).ok());
+  auto refused = server.Authenticate(reader.secret);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().message(), "invalid API key");
+  ASSERT_OK(server.Reload());  // the next tick
+  EXPECT_TRUE(server.Authenticate(reader.secret).ok());
+}
+
 TEST_F(ApiKeyStoreTest, StoredRecordsHoldNoSecret) {
   ApiKeyStore keys(registry_.get(), false);
   ASSERT_OK_AND_ASSIGN(NewApiKey key, keys.Create(Role::kWriter, {}, "x"));

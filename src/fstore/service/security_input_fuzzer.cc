@@ -4,7 +4,8 @@
 // crash, and never a principal for anything but the real secret; and any
 // bytes as a sealed value (an online record, a statistics body, a wrapped
 // Parquet key) are opened by the Cipher -- an error or, only for bytes Seal
-// made, the plaintext -- and as an online record with and without a cipher.
+// made, the plaintext -- and as an online record with and without a cipher,
+// decoded by the codec and straight into a SharedRecord alike.
 #include <unistd.h>
 
 #include <cstddef>
@@ -15,6 +16,7 @@
 
 #include "fstore/core/text.h"
 #include "fstore/online/online_record_codec.h"
+#include "fstore/online/shared_record.h"
 #include "fstore/registry/registry.h"
 #include "fstore/security/api_keys.h"
 #include "fstore/security/encryption.h"
@@ -71,8 +73,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto round = w.cipher->Open(*sealed, "fuzz");
   if (!round.ok() || *round != input) __builtin_trap();
 
-  (void)fstore::DecodeOnlineRecord(input);
-  (void)fstore::DecodeOnlineRecord(input, w.cipher.get(), "fuzz-key");
+  // Straight into a SharedRecord (how the stores read): decodes exactly
+  // when the codec does, to the same record.
+  auto record = fstore::DecodeOnlineRecord(input);
+  auto shared = fstore::SharedRecord::Decode(input, nullptr, {});
+  if (record.ok() != shared.ok()) __builtin_trap();
+  if (record.ok() &&
+      fstore::EncodeOnlineRecord((*shared)->ToRecord()) != fstore::EncodeOnlineRecord(*record)) {
+    __builtin_trap();
+  }
+  auto opened_record = fstore::DecodeOnlineRecord(input, w.cipher.get(), "fuzz-key");
+  auto opened_shared = fstore::SharedRecord::Decode(input, w.cipher.get(), "fuzz-key");
+  if (opened_record.ok() != opened_shared.ok()) __builtin_trap();
   (void)fstore::DecodeOnlineRecordTimes(input);
   return 0;
 }

@@ -14,6 +14,7 @@
 
 #include "fstore/core/text.h"
 #include "fstore/online/online_record_codec.h"
+#include "fstore/online/shared_record.h"
 #include "fstore/online/redis/internal/redis_connection.h"
 #include "fstore/online/redis/internal/redis_key_slot.h"
 
@@ -903,21 +904,17 @@ Result<WriteResult> RedisOnlineStore::Write(
   return result;
 }
 
-Result<std::vector<std::optional<OnlineRecord>>> RedisOnlineStore::Read(
-    const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
-    TimestampMicros now) {
+Status RedisOnlineStore::ReadStored(
+    const std::string& feature_set, const std::vector<EntityKey>& keys,
+    const std::function<Status(size_t, std::string_view, const std::string&)>& take) {
   ARROW_RETURN_NOT_OK(CheckFeatureSetName(feature_set));
   const size_t n = keys.size();
   for (const auto& key : keys) {
     if (key.empty()) return InvalidArgument("entity_key", "an entity key needs at least one part");
   }
-  std::vector<std::optional<OnlineRecord>> out(n);
   std::shared_lock lock(close_mutex_);
   ARROW_RETURN_NOT_OK(CheckOpen());
-  if (n == 0) return out;
-  bool expiry = false;
-  TimestampMicros oldest = 0;
-  if (ttl_micros > 0 && !__builtin_sub_overflow(now, ttl_micros, &oldest)) expiry = true;
+  if (n == 0) return Status::OK();
 
   std::vector<std::string> redis_keys(n);
   for (size_t i = 0; i < n; ++i) redis_keys[i] = RedisKey(feature_set, keys[i]);
@@ -970,17 +967,61 @@ Result<std::vector<std::optional<OnlineRecord>>> RedisOnlineStore::Read(
           return Internal("feature set '" + feature_set +
                           "': a stored value is not an online record (too short or not a string)");
         }
-        auto record = DecodeOnlineRecord(
-            std::string_view(value->str + kHeaderBytes, value->len - kHeaderBytes),
-            options_.cipher.get(), redis_keys[positions[c][k]]);
-        if (!record.ok()) {
-          return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
-        }
-        if (expiry && record->event_time < oldest) continue;
-        out[positions[c][k]] = std::move(record).ValueUnsafe();
+        const size_t i = positions[c][k];
+        ARROW_RETURN_NOT_OK(take(
+            i, std::string_view(value->str + kHeaderBytes, value->len - kHeaderBytes),
+            redis_keys[i]));
       }
     }
   }
+  return Status::OK();
+}
+
+namespace {
+
+/// Records older than *oldest are expired; none (nullopt) when the ttl is
+/// off or now - ttl underflows.
+std::optional<TimestampMicros> OldestLive(int64_t ttl_micros, TimestampMicros now) {
+  TimestampMicros oldest = 0;
+  if (ttl_micros > 0 && !__builtin_sub_overflow(now, ttl_micros, &oldest)) return oldest;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<std::vector<std::optional<OnlineRecord>>> RedisOnlineStore::Read(
+    const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+    TimestampMicros now) {
+  std::vector<std::optional<OnlineRecord>> out(keys.size());
+  const auto oldest = OldestLive(ttl_micros, now);
+  ARROW_RETURN_NOT_OK(ReadStored(
+      feature_set, keys,
+      [&](size_t i, std::string_view bytes, const std::string& redis_key) -> Status {
+        auto record = DecodeOnlineRecord(bytes, options_.cipher.get(), redis_key);
+        if (!record.ok()) {
+          return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
+        }
+        if (!oldest || record->event_time >= *oldest) out[i] = std::move(record).ValueUnsafe();
+        return Status::OK();
+      }));
+  return out;
+}
+
+Result<std::vector<std::shared_ptr<const SharedRecord>>> RedisOnlineStore::ReadShared(
+    const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+    TimestampMicros now) {
+  std::vector<std::shared_ptr<const SharedRecord>> out(keys.size());
+  const auto oldest = OldestLive(ttl_micros, now);
+  ARROW_RETURN_NOT_OK(ReadStored(
+      feature_set, keys,
+      [&](size_t i, std::string_view bytes, const std::string& redis_key) -> Status {
+        auto record = SharedRecord::Decode(bytes, options_.cipher.get(), redis_key);
+        if (!record.ok()) {
+          return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
+        }
+        if (!oldest || (*record)->event_time() >= *oldest) out[i] = std::move(record).ValueUnsafe();
+        return Status::OK();
+      }));
   return out;
 }
 

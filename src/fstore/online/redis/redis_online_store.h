@@ -71,11 +71,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fstore/online/online_store.h"
@@ -151,6 +153,10 @@ class RedisOnlineStore : public OnlineStore {
                                                         const std::vector<EntityKey>& keys,
                                                         int64_t ttl_micros,
                                                         TimestampMicros now) override;
+  /// Redis's bytes decoded straight into SharedRecords.
+  Result<std::vector<std::shared_ptr<const SharedRecord>>> ReadShared(
+      const std::string& feature_set, const std::vector<EntityKey>& keys, int64_t ttl_micros,
+      TimestampMicros now) override;
   /// SCAN MATCH over the feature set's keys (on every master in a cluster)
   /// and UNLINK in batches; each SCAN step has its own deadline.
   Status DeleteFeatureSet(const std::string& feature_set) override;
@@ -166,6 +172,10 @@ class RedisOnlineStore : public OnlineStore {
   using NodePtr = std::shared_ptr<redis_internal::RedisNode>;
 
   Status Connect();
+  /// The checks, MGETs and replies of Read and ReadShared: `take(i, bytes,
+  /// redis_key)` for each key i the store holds, with its stored record.
+  Status ReadStored(const std::string& feature_set, const std::vector<EntityKey>& keys,
+                    const std::function<Status(size_t, std::string_view, const std::string&)>& take);
   /// The node serving `slot` (cluster), or the server; null if unknown.
   NodePtr NodeForSlot(int slot);
   /// The node at "host:port", created when new.

@@ -314,11 +314,11 @@ Result<std::vector<std::shared_ptr<const SharedRecord>>> RocksDbOnlineStore::Rea
       if (statuses[j].IsNotFound()) continue;
       if (!statuses[j].ok()) return FromRocksDb(statuses[j], "reading the online store");
       const size_t i = misses[j];
-      auto record = DecodeOnlineRecord(values[j].ToStringView(), cipher_.get(), encoded[i]);
+      auto record = SharedRecord::Decode(values[j].ToStringView(), cipher_.get(), encoded[i]);
       if (!record.ok()) {
         return Internal("feature set '" + feature_set + "': " + ErrorMessageOf(record.status()));
       }
-      out[i] = std::make_shared<const SharedRecord>(*record);
+      out[i] = std::move(record).ValueUnsafe();
       if (cache_) found.emplace_back(i, out[i]);
     }
     if (cache_ && !found.empty()) cache_->Fill(key_views, ticket, found);
