@@ -27,6 +27,21 @@ struct ApiKeyRecord {
   std::optional<TimestampMicros> revoked_at;
 };
 
+/// A stored key row that cannot be read (damaged, or written by a newer
+/// fstore): still a key, but one that authenticates nothing
+/// (security/api_keys.h).
+struct UnreadableApiKey {
+  std::string id;
+  std::string reason;  ///< the error, naming the key
+  bool operator==(const UnreadableApiKey&) const = default;
+};
+
+/// The registry's API keys as read: one bad row does not hide the others.
+struct ApiKeyListing {
+  std::vector<ApiKeyRecord> keys;           ///< every readable key, revoked ones too
+  std::vector<UnreadableApiKey> unreadable;  ///< the rows left out of `keys`
+};
+
 /// One audit log entry. Never holds a key or a feature value.
 struct AuditEvent {
   int64_t seq = 0;            ///< assigned by the registry on append, increasing

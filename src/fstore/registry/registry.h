@@ -115,12 +115,19 @@ class Registry {
 
   // API keys and the audit log (operations.h, issue #7).
 
-  /// Inserts a key, or replaces the record with its id (revocation).
-  /// InvalidArgument (field "id", "role", "salt", "hash" or "feature_sets")
-  /// for an empty id, role, salt or hash or an empty feature set name.
-  virtual Status PutApiKey(const ApiKeyRecord& key) = 0;
-  /// Every key, revoked ones too, oldest first.
-  virtual Result<std::vector<ApiKeyRecord>> ListApiKeys() = 0;
+  /// Inserts a new key; never replaces one. AlreadyExists (field "id") when
+  /// a key with that id is stored, which is left as it was. InvalidArgument
+  /// (field "id", "role", "salt", "hash" or "feature_sets") for an empty id,
+  /// role, salt or hash or an empty feature set name.
+  virtual Status InsertApiKey(const ApiKeyRecord& key) = 0;
+  /// Sets the key's revoked_at unless it is revoked already, in one
+  /// conditional update that changes no other column: of concurrent calls for
+  /// one key, exactly one returns true. False when the key is already revoked
+  /// or no key has that id.
+  virtual Result<bool> RevokeApiKey(std::string_view id, TimestampMicros revoked_at) = 0;
+  /// Every key, revoked ones too, oldest first; a row that cannot be read is
+  /// reported in `unreadable` instead of failing the call.
+  virtual Result<ApiKeyListing> ListApiKeys() = 0;
   /// Appends an entry; the registry assigns its seq (event.seq is ignored).
   /// Seqs are distinct, also across servers sharing a database, and an append
   /// made after another returned gets a higher one. InvalidArgument for an

@@ -33,6 +33,9 @@ struct RegistryStore {
   RegistryOpener open;
   /// Drops the store (temporary files, a scratch schema); may be empty.
   std::function<void()> drop;
+  /// Runs a statement on the store behind the registry's back (to damage a
+  /// row); empty when the backend's store cannot be reached that way.
+  std::function<Status(const std::string& sql)> run_sql;
 };
 
 /// A backend under test.

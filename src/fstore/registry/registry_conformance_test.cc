@@ -3,6 +3,8 @@
 
 #include "fstore/registry/registry_conformance.h"
 
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -800,17 +802,28 @@ Result<RegistryStore> NewSqliteFileStore() {
   std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("fstore-registry-test-" + NewUuid());
   // The directory does not exist yet: RegistryFromUri creates it.
-  std::string uri = "sqlite://" + (dir / "registry.db").string();
+  std::string path = (dir / "registry.db").string();
+  std::string uri = "sqlite://" + path;
   return RegistryStore{
       .open = [uri] { return RegistryFromUri(uri); },
       .drop = [dir] {
         std::error_code ec;
         std::filesystem::remove_all(dir, ec);
+      },
+      .run_sql = [path](const std::string& sql) -> Status {
+        sqlite3* db = nullptr;
+        int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+        Status status = rc == SQLITE_OK ? Status::OK() : Internal(sql + ": " + sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return status;
       }};
 }
 
 Result<RegistryStore> NewSqliteMemoryStore() {
-  return RegistryStore{.open = [] { return RegistryFromUri("sqlite::memory:"); }, .drop = {}};
+  // Private to its connection: nothing else can reach it (no run_sql).
+  return RegistryStore{
+      .open = [] { return RegistryFromUri("sqlite::memory:"); }, .drop = {}, .run_sql = {}};
 }
 
 }  // namespace
@@ -1164,6 +1177,13 @@ ApiKeyRecord NewApiKey(const std::string& id, TimestampMicros created_at) {
   return key;
 }
 
+/// ListApiKeys' keys; an error when it reports an unreadable row.
+Result<std::vector<ApiKeyRecord>> ListKeys(Registry* registry) {
+  ARROW_ASSIGN_OR_RAISE(ApiKeyListing listing, registry->ListApiKeys());
+  if (!listing.unreadable.empty()) return Internal(listing.unreadable.front().reason);
+  return std::move(listing.keys);
+}
+
 void ExpectSameKey(const ApiKeyRecord& got, const ApiKeyRecord& want) {
   EXPECT_EQ(got.id, want.id);
   EXPECT_EQ(got.name, want.name);
@@ -1244,7 +1264,7 @@ TEST_P(RegistryConformanceTest, MigrationsThreeAndFourAreApplied) {
   ASSERT_OK_AND_ASSIGN(int version, registry_->SchemaVersion());
   EXPECT_EQ(version, 4);
   // Every new table answers, empty.
-  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
   EXPECT_TRUE(keys.empty());
   ASSERT_OK_AND_ASSIGN(auto audit, registry_->ListAudit(AuditFilter{}));
   EXPECT_TRUE(audit.empty());
@@ -1264,11 +1284,11 @@ TEST_P(RegistryConformanceTest, ApiKeysRoundTripWithEveryFieldOldestFirst) {
   reader.name = "dashboards \"ro\" \xc3\xa9";
   reader.revoked_at = kT0 + 50;
   ApiKeyRecord writer = NewApiKey("key_00000000000000c3", kT0 + 3);
-  ASSERT_OK(registry_->PutApiKey(admin));
-  ASSERT_OK(registry_->PutApiKey(reader));
-  ASSERT_OK(registry_->PutApiKey(writer));
+  ASSERT_OK(registry_->InsertApiKey(admin));
+  ASSERT_OK(registry_->InsertApiKey(reader));
+  ASSERT_OK(registry_->InsertApiKey(writer));
 
-  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
   ASSERT_EQ(keys.size(), 3u);
   ExpectSameKey(keys[0], reader);
   ExpectSameKey(keys[1], admin);
@@ -1277,39 +1297,145 @@ TEST_P(RegistryConformanceTest, ApiKeysRoundTripWithEveryFieldOldestFirst) {
   EXPECT_FALSE(keys[1].revoked_at.has_value());
 }
 
-TEST_P(RegistryConformanceTest, PutApiKeyReplacesTheRecordById) {
+TEST_P(RegistryConformanceTest, InsertApiKeyNeverReplacesAStoredKey) {
   ApiKeyRecord key = NewApiKey("key_0000000000000001", kT0);
-  ASSERT_OK(registry_->PutApiKey(key));
-  ASSERT_OK(registry_->PutApiKey(NewApiKey("key_0000000000000002", kT0 + 1)));
-  ApiKeyRecord revoked = key;
-  revoked.revoked_at = kT0 + kMicrosPerHour;
-  revoked.feature_sets = {"only_this"};
-  ASSERT_OK(registry_->PutApiKey(revoked));
+  ASSERT_OK(registry_->InsertApiKey(key));
+  // Another key with the same id (a collision of random ids): refused, and
+  // the stored key keeps its hash, role and feature sets.
+  ApiKeyRecord other = NewApiKey("key_0000000000000001", kT0 + 1);
+  other.role = "admin";
+  other.feature_sets = {};
+  other.salt = "ffeeddccbbaa99887766554433221100";
+  other.hash = std::string(64, 'a');
+  Status status = registry_->InsertApiKey(other);
+  EXPECT_ERROR(ErrorCode::kAlreadyExists, status);
+  EXPECT_EQ(FieldOf(status), "id");
+  EXPECT_NE(status.message().find("'key_0000000000000001'"), std::string::npos) << status;
+  // Nor does inserting the record again, revoked_at unset, undo a revocation.
+  ASSERT_OK_AND_ASSIGN(bool revoked, registry_->RevokeApiKey(key.id, kT0 + 5));
+  ASSERT_TRUE(revoked);
+  EXPECT_ERROR(ErrorCode::kAlreadyExists, registry_->InsertApiKey(key));
 
-  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
-  ASSERT_EQ(keys.size(), 2u);
-  ExpectSameKey(keys[0], revoked);
-  EXPECT_EQ(keys[1].id, "key_0000000000000002");
-  EXPECT_FALSE(keys[1].revoked_at.has_value());
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
+  ASSERT_EQ(keys.size(), 1u);
+  key.revoked_at = kT0 + 5;
+  ExpectSameKey(keys[0], key);
 }
 
-TEST_P(RegistryConformanceTest, PutApiKeyRefusesIncompleteRecords) {
+TEST_P(RegistryConformanceTest, InsertApiKeyRefusesIncompleteRecords) {
   ApiKeyRecord no_id = NewApiKey("", kT0);
-  Status status = registry_->PutApiKey(no_id);
+  Status status = registry_->InsertApiKey(no_id);
   EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
   EXPECT_EQ(FieldOf(status), "id");
   ApiKeyRecord no_hash = NewApiKey("key_0000000000000001", kT0);
   no_hash.hash.clear();
-  status = registry_->PutApiKey(no_hash);
+  status = registry_->InsertApiKey(no_hash);
   EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
   EXPECT_EQ(FieldOf(status), "hash");
   ApiKeyRecord no_role = NewApiKey("key_0000000000000001", kT0);
   no_role.role.clear();
-  status = registry_->PutApiKey(no_role);
+  status = registry_->InsertApiKey(no_role);
   EXPECT_ERROR(ErrorCode::kInvalidArgument, status);
   EXPECT_EQ(FieldOf(status), "role");
-  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
   EXPECT_TRUE(keys.empty());
+}
+
+TEST_P(RegistryConformanceTest, RevokeApiKeySetsRevokedAtOnceAndNothingElse) {
+  ApiKeyRecord key = NewApiKey("key_0000000000000001", kT0);
+  ApiKeyRecord other = NewApiKey("key_0000000000000002", kT0 + 1);
+  ASSERT_OK(registry_->InsertApiKey(key));
+  ASSERT_OK(registry_->InsertApiKey(other));
+  ASSERT_OK_AND_ASSIGN(bool revoked, registry_->RevokeApiKey(key.id, kT0 + 10));
+  EXPECT_TRUE(revoked);
+  // Already revoked: false, and the first revocation's time stays.
+  ASSERT_OK_AND_ASSIGN(revoked, registry_->RevokeApiKey(key.id, kT0 + 20));
+  EXPECT_FALSE(revoked);
+  // No such key: false, and nothing is created.
+  ASSERT_OK_AND_ASSIGN(revoked, registry_->RevokeApiKey("key_ffffffffffffffff", kT0 + 30));
+  EXPECT_FALSE(revoked);
+
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
+  ASSERT_EQ(keys.size(), 2u);
+  key.revoked_at = kT0 + 10;
+  ExpectSameKey(keys[0], key);
+  ExpectSameKey(keys[1], other);
+}
+
+TEST_P(RegistryConformanceTest, ConcurrentRevocationsOfOneKeyHaveOneWinner) {
+  constexpr int kThreads = 8;
+  constexpr int kKeys = 20;
+  auto id_of = [](int k) { return "key_00000000000010" + std::to_string(10 + k); };
+  for (int k = 0; k < kKeys; ++k) {
+    ASSERT_OK(registry_->InsertApiKey(NewApiKey(id_of(k), kT0 + k)));
+  }
+  // Each thread its own connection where the backend shares a store between
+  // connections (the API and the CLI, several servers), else the one registry.
+  std::vector<std::unique_ptr<Registry>> connections(kThreads);
+  if (GetParam().shared_between_connections) {
+    for (auto& connection : connections) {
+      ASSERT_OK_AND_ASSIGN(connection, OpenAnother());
+    }
+  }
+  // Every thread revokes every key, in the same order, each at a time of its
+  // own; won[k][t]: thread t's call revoked key k.
+  std::vector<std::vector<char>> won(kKeys, std::vector<char>(kThreads, 0));
+  std::vector<Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Registry* registry = connections[t] ? connections[t].get() : registry_.get();
+      for (int k = 0; k < kKeys && results[t].ok(); ++k) {
+        auto revoked = registry->RevokeApiKey(id_of(k), kT0 + kMicrosPerHour + t);
+        if (revoked.ok()) {
+          won[k][t] = *revoked;
+        } else {
+          results[t] = revoked.status();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) ASSERT_OK(results[t]);
+  for (auto& connection : connections) {
+    if (connection) ASSERT_OK(connection->Close());
+  }
+
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
+  ASSERT_EQ(keys.size(), static_cast<size_t>(kKeys));
+  for (int k = 0; k < kKeys; ++k) {
+    ASSERT_EQ(std::count(won[k].begin(), won[k].end(), 1), 1) << keys[k].id;
+    // The stored time is the winner's: no later call overwrote it.
+    const auto winner = std::find(won[k].begin(), won[k].end(), 1) - won[k].begin();
+    EXPECT_EQ(keys[k].revoked_at, std::optional<TimestampMicros>(kT0 + kMicrosPerHour + winner))
+        << keys[k].id;
+  }
+}
+
+TEST_P(RegistryConformanceTest, AnUnreadableKeyRowIsReportedAndTheOthersListed) {
+  if (!store_.run_sql) GTEST_SKIP() << "this backend's rows cannot be damaged behind its back";
+  ApiKeyRecord first = NewApiKey("key_0000000000000001", kT0);
+  ApiKeyRecord damaged = NewApiKey("key_0000000000000002", kT0 + 1);
+  ApiKeyRecord last = NewApiKey("key_0000000000000003", kT0 + 2);
+  for (const ApiKeyRecord* key : {&first, &damaged, &last}) {
+    ASSERT_OK(registry_->InsertApiKey(*key));
+  }
+  // Cut short: not a JSON array any more.
+  ASSERT_OK(store_.run_sql("UPDATE api_keys SET feature_sets = '[\"user_profile\"' "
+                           "WHERE id = 'key_0000000000000002'"));
+
+  ASSERT_OK_AND_ASSIGN(ApiKeyListing listing, registry_->ListApiKeys());
+  ASSERT_EQ(listing.keys.size(), 2u);
+  ExpectSameKey(listing.keys[0], first);
+  ExpectSameKey(listing.keys[1], last);
+  ASSERT_EQ(listing.unreadable.size(), 1u);
+  EXPECT_EQ(listing.unreadable[0].id, damaged.id);
+  EXPECT_NE(listing.unreadable[0].reason.find("API key 'key_0000000000000002'"),
+            std::string::npos)
+      << listing.unreadable[0].reason;
+  // Revoking it reads none of its columns.
+  ASSERT_OK_AND_ASSIGN(bool revoked, registry_->RevokeApiKey(damaged.id, kT0 + 10));
+  EXPECT_TRUE(revoked);
 }
 
 TEST_P(RegistryConformanceTest, AuditEventsRoundTripNewestFirstWithIncreasingSeqs) {
@@ -1625,7 +1751,7 @@ TEST_P(RegistryConformanceTest, ConcurrentAddUsageSumsExactly) {
 TEST_P(RegistryConformanceTest, OperationsRecordsDoNotBumpTheChangeSequence) {
   ASSERT_OK(CreateFeatureSet(NewFeatureSet("user_profile")));
   ASSERT_OK_AND_ASSIGN(int64_t before, registry_->ChangeSequence());
-  ASSERT_OK(registry_->PutApiKey(NewApiKey("key_0000000000000001", kT0)));
+  ASSERT_OK(registry_->InsertApiKey(NewApiKey("key_0000000000000001", kT0)));
   ASSERT_OK(registry_->AppendAudit(NewAudit(kT0, "key_a", "materialize", "user_profile")));
   ASSERT_OK(registry_->PutFeatureStatistics({NewStatistics("job-1", "age", "fs-a", kT0)}));
   ASSERT_OK(registry_->AddUsage({NewUsage("2024-03-02", "", "user_profile", "", 1, 1, 1)}));
@@ -1636,7 +1762,7 @@ TEST_P(RegistryConformanceTest, OperationsRecordsDoNotBumpTheChangeSequence) {
 TEST_P(RegistryConformanceTest, OperationsRecordsSurviveReopen) {
   if (!GetParam().persistent) GTEST_SKIP() << "this backend's stores do not outlive a connection";
   ApiKeyRecord key = NewApiKey("key_0000000000000001", kT0);
-  ASSERT_OK(registry_->PutApiKey(key));
+  ASSERT_OK(registry_->InsertApiKey(key));
   ASSERT_OK(registry_->AppendAudit(NewAudit(kT0, "key_a", "materialize", "user_profile")));
   ASSERT_OK(registry_->PutFeatureStatistics({NewStatistics("job-1", "age", "fs-a", kT0)}));
   ASSERT_OK(registry_->AddUsage({NewUsage("2024-03-02", "", "user_profile", "", 1, 1, 1)}));
@@ -1644,7 +1770,7 @@ TEST_P(RegistryConformanceTest, OperationsRecordsSurviveReopen) {
 
   ASSERT_OK_AND_ASSIGN(registry_, OpenAnother());
   ASSERT_OK(registry_->Migrate());
-  ASSERT_OK_AND_ASSIGN(auto keys, registry_->ListApiKeys());
+  ASSERT_OK_AND_ASSIGN(auto keys, ListKeys(registry_.get()));
   ASSERT_EQ(keys.size(), 1u);
   ExpectSameKey(keys[0], key);
   ASSERT_OK_AND_ASSIGN(auto events, registry_->ListAudit(AuditFilter{}));
@@ -1662,7 +1788,8 @@ TEST_P(RegistryConformanceTest, OperationsRecordsSurviveReopen) {
 
 TEST_P(RegistryConformanceTest, OperationsCallsAfterCloseAreUnavailable) {
   ASSERT_OK(registry_->Close());
-  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->PutApiKey(NewApiKey("key_1", kT0)));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->InsertApiKey(NewApiKey("key_1", kT0)));
+  EXPECT_ERROR(ErrorCode::kUnavailable, registry_->RevokeApiKey("key_1", kT0));
   EXPECT_ERROR(ErrorCode::kUnavailable, registry_->ListApiKeys());
   EXPECT_ERROR(ErrorCode::kUnavailable,
                registry_->AppendAudit(NewAudit(kT0, "k", "materialize", "t")));

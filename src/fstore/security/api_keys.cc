@@ -174,13 +174,24 @@ Status ApiKeyStore::Reload() {
 }
 
 Status ApiKeyStore::ReloadLocked() {
-  ARROW_ASSIGN_OR_RAISE(auto records, registry_->ListApiKeys());
+  ARROW_ASSIGN_OR_RAISE(ApiKeyListing listing, registry_->ListApiKeys());
   auto snapshot = std::make_shared<Snapshot>();
-  snapshot->any_key = !records.empty();
-  for (ApiKeyRecord& r : records) {
+  // An unreadable row keeps authentication on (it is a key, maybe the only
+  // one) but is left out of by_id: it authenticates nothing.
+  snapshot->any_key = !listing.keys.empty() || !listing.unreadable.empty();
+  for (ApiKeyRecord& r : listing.keys) {
     if (!r.revoked_at) snapshot->principals.emplace(r.id, PrincipalOf(r));
     snapshot->by_id.emplace(r.id, std::move(r));
   }
+  for (const UnreadableApiKey& bad : listing.unreadable) {
+    // Logged by the reload that finds it, not by each later one (four a
+    // second).
+    if (std::find(unreadable_.begin(), unreadable_.end(), bad) == unreadable_.end()) {
+      spdlog::error("API key {} is skipped, it cannot be read (the other keys are loaded): {}",
+                    bad.id, bad.reason);
+    }
+  }
+  unreadable_ = std::move(listing.unreadable);
   std::lock_guard lock(mu_);
   snapshot_ = std::move(snapshot);
   return Status::OK();
@@ -250,18 +261,26 @@ Result<Authentication> ApiKeyStore::Authenticate(std::optional<std::string_view>
 Result<NewApiKey> ApiKeyStore::Create(Role role, std::vector<std::string> feature_sets,
                                       std::string name) {
   ARROW_ASSIGN_OR_RAISE(NewApiKey key, MakeApiKey(role, std::move(feature_sets), std::move(name)));
-  ARROW_RETURN_NOT_OK(registry_->PutApiKey(key.record));
+  ARROW_RETURN_NOT_OK(registry_->InsertApiKey(key.record));
   if (Status st = Reload(); !st.ok()) spdlog::warn("reloading API keys failed: {}", st.ToString());
   return key;
 }
 
 Result<ApiKeyRecord> ApiKeyStore::Revoke(std::string_view id) {
-  ARROW_ASSIGN_OR_RAISE(auto records, registry_->ListApiKeys());
-  for (ApiKeyRecord& r : records) {
+  ARROW_ASSIGN_OR_RAISE(ApiKeyListing listing, registry_->ListApiKeys());
+  for (const UnreadableApiKey& bad : listing.unreadable) {
+    if (bad.id == id) return Internal(bad.reason);
+  }
+  for (ApiKeyRecord& r : listing.keys) {
     if (r.id != id) continue;
-    if (r.revoked_at) return Conflict("API key " + r.id + " is already revoked");
-    r.revoked_at = NowMicros();
-    ARROW_RETURN_NOT_OK(registry_->PutApiKey(r));
+    bool revoked = false;
+    if (!r.revoked_at) {
+      r.revoked_at = NowMicros();
+      ARROW_ASSIGN_OR_RAISE(revoked, registry_->RevokeApiKey(r.id, *r.revoked_at));
+    }
+    // Not revoked here: it was before, or a concurrent revocation (the API
+    // and the CLI, two servers) got there first.
+    if (!revoked) return Conflict("API key " + r.id + " is already revoked");
     if (Status st = Reload(); !st.ok()) {
       spdlog::warn("reloading API keys failed: {}", st.ToString());
     }
@@ -270,6 +289,11 @@ Result<ApiKeyRecord> ApiKeyStore::Revoke(std::string_view id) {
   return NotFound("no API key with id '" + std::string(id) + "'");
 }
 
-Result<std::vector<ApiKeyRecord>> ApiKeyStore::List() { return registry_->ListApiKeys(); }
+Result<std::vector<ApiKeyRecord>> ApiKeyStore::List() {
+  ARROW_ASSIGN_OR_RAISE(ApiKeyListing listing, registry_->ListApiKeys());
+  // An error naming the bad row rather than a list that leaves a key out.
+  if (!listing.unreadable.empty()) return Internal(listing.unreadable.front().reason);
+  return std::move(listing.keys);
+}
 
 }  // namespace fstore

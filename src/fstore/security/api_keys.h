@@ -68,7 +68,9 @@ struct Authentication {
 /// process) take effect within about that interval, and no request after
 /// the first waits on the registry (before, the request that found the
 /// keys stale reloaded them inline, a registry query on the serving path
-/// four times a second). Thread-safe.
+/// four times a second). A stored key that cannot be read (a damaged row)
+/// is logged and skipped: it authenticates nothing but keeps authentication
+/// on, and the other keys load. Thread-safe.
 class ApiKeyStore {
  public:
   ApiKeyStore(Registry* registry, bool required,
@@ -88,10 +90,13 @@ class ApiKeyStore {
   /// Creates and stores a key; the cache sees it at once.
   Result<NewApiKey> Create(Role role, std::vector<std::string> feature_sets, std::string name);
   /// Revokes a key by id: NotFound for an unknown id, Conflict when already
-  /// revoked. Returns the revoked record.
+  /// revoked (also when a concurrent call revoked it first: of those, exactly
+  /// one succeeds), Internal naming the key when its row cannot be read.
+  /// Returns the revoked record.
   Result<ApiKeyRecord> Revoke(std::string_view id);
   /// Every key, revoked ones too (records carry salt and hash: callers
-  /// showing them must leave those out).
+  /// showing them must leave those out). Internal, naming the key, when a
+  /// stored key cannot be read.
   Result<std::vector<ApiKeyRecord>> List();
 
   /// Reloads now (tests, and after this process changes keys).
@@ -113,6 +118,9 @@ class ApiKeyStore {
   std::mutex mu_;  ///< guards snapshot_
   std::shared_ptr<const Snapshot> snapshot_;
   std::mutex reload_mu_;  ///< one reload at a time
+  /// The rows the last reload could not read (guarded by reload_mu_), so
+  /// that each is logged once.
+  std::vector<UnreadableApiKey> unreadable_;
   std::once_flag refresher_started_;
   /// Started by the first Current(); last, so stopped before the members
   /// it uses go.

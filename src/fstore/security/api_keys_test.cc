@@ -1,10 +1,18 @@
 #include "fstore/security/api_keys.h"
 
+#include <sqlite3.h>
+
+#include <barrier>
 #include <chrono>
+#include <filesystem>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
+#include "fstore/core/ids.h"
 #include "fstore/security/audit_log.h"
 #include "fstore/testing/gtest_util.h"
 
@@ -210,6 +218,185 @@ TEST_F(ApiKeyStoreTest, StoredRecordsHoldNoSecret) {
                                    list[0].hash}) {
     EXPECT_EQ(field.find(key.secret.substr(21)), std::string::npos);
   }
+}
+
+/// ApiKeyStores on a registry file that each store (the server, the CLI)
+/// opens a connection of its own to, as separate processes do; and the file
+/// itself, to damage a stored row.
+class ApiKeyStoreFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("fstore-api-keys-" + NewUuid());
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "registry.db").string();
+    ASSERT_OK_AND_ASSIGN(registry_, Open());
+    ASSERT_OK(registry_->Migrate().status());
+  }
+  void TearDown() override {
+    registry_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  Result<std::unique_ptr<Registry>> Open() { return RegistryFromUri("sqlite://" + path_); }
+
+  /// Cuts the stored feature sets of key `id` short: no longer a JSON array.
+  void DamageKey(const std::string& id) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    const std::string sql = "UPDATE api_keys SET feature_sets = '[\"payments\"' WHERE id = '" +
+                            id + "'";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  std::unique_ptr<Registry> registry_;
+};
+
+/// Collects what spdlog's default logger writes while it lives.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  /// How many of the lines written mention `text`.
+  size_t LinesWith(std::string_view text) {
+    spdlog::default_logger()->flush();
+    std::istringstream lines(out_.str());
+    size_t n = 0;
+    for (std::string line; std::getline(lines, line);) n += line.find(text) != std::string::npos;
+    return n;
+  }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST_F(ApiKeyStoreFileTest, ConcurrentRevocationsOfOneKeyHaveOneWinner) {
+  // The API and the CLI (or two servers) revoking the same keys at once.
+  constexpr int kRevokers = 4;
+  constexpr int kKeys = 30;
+  ApiKeyStore creator(registry_.get(), false, std::chrono::milliseconds(0));
+  std::vector<std::string> ids;
+  for (int k = 0; k < kKeys; ++k) {
+    ASSERT_OK_AND_ASSIGN(NewApiKey key, creator.Create(Role::kReader, {}, ""));
+    ids.push_back(key.record.id);
+  }
+  std::vector<std::unique_ptr<Registry>> connections(kRevokers);
+  std::vector<std::unique_ptr<ApiKeyStore>> revokers(kRevokers);
+  for (int t = 0; t < kRevokers; ++t) {
+    ASSERT_OK_AND_ASSIGN(connections[t], Open());
+    revokers[t] = std::make_unique<ApiKeyStore>(connections[t].get(), false,
+                                                std::chrono::milliseconds(0));
+  }
+  // results[k][t]: revoker t's call for key k. Each key's calls start together.
+  std::vector<std::vector<Result<ApiKeyRecord>>> results(
+      kKeys, std::vector<Result<ApiKeyRecord>>(kRevokers, Internal("not called")));
+  std::barrier start(kRevokers);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kRevokers; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < kKeys; ++k) {
+        start.arrive_and_wait();
+        results[k][t] = revokers[t]->Revoke(ids[k]);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+
+  ASSERT_OK_AND_ASSIGN(auto stored, creator.List());
+  ASSERT_EQ(stored.size(), static_cast<size_t>(kKeys));
+  for (int k = 0; k < kKeys; ++k) {
+    int winners = 0;
+    for (const auto& result : results[k]) {
+      if (result.ok()) {
+        ++winners;
+        // What the winner reports is what is stored: no later call overwrote it.
+        for (const ApiKeyRecord& record : stored) {
+          if (record.id == ids[k]) {
+            EXPECT_EQ(record.revoked_at, result->revoked_at) << ids[k];
+          }
+        }
+      } else {
+        EXPECT_EQ(ErrorCodeOf(result.status()), ErrorCode::kConflict) << result.status();
+        EXPECT_EQ(result.status().message(), "API key " + ids[k] + " is already revoked");
+      }
+    }
+    EXPECT_EQ(winners, 1) << ids[k];
+  }
+}
+
+TEST_F(ApiKeyStoreFileTest, ADamagedKeyRowIsSkippedAndTheOtherKeysStillLoad) {
+  ApiKeyStore cli(registry_.get(), false);
+  ASSERT_OK_AND_ASSIGN(NewApiKey good, cli.Create(Role::kReader, {}, "dashboards"));
+  ASSERT_OK_AND_ASSIGN(NewApiKey damaged, cli.Create(Role::kAdmin, {"payments"}, "ops"));
+  // A server that read the keys before the row was damaged.
+  ApiKeyStore running(registry_.get(), false, std::chrono::milliseconds(0));
+  ASSERT_TRUE(running.Authenticate(damaged.secret).ok());
+  DamageKey(damaged.record.id);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+
+  // A server starting now loads the other key (before, every authenticated
+  // request was answered 503); the damaged one authenticates nothing.
+  ApiKeyStore starting(registry_.get(), false, std::chrono::milliseconds(0));
+  {
+    CapturedLog log;
+    ASSERT_OK_AND_ASSIGN(bool on, starting.Enabled());
+    EXPECT_TRUE(on);
+    ASSERT_OK(starting.Reload());
+    ASSERT_OK(starting.Reload());
+    // Logged, naming the key, by the reload that found it, not by every one.
+    EXPECT_EQ(log.LinesWith(damaged.record.id), 1u);
+  }
+  ASSERT_OK_AND_ASSIGN(Authentication auth, starting.Authenticate(good.secret));
+  ASSERT_NE(auth.principal, nullptr);
+  EXPECT_EQ(auth.principal->key_id, good.record.id);
+  auto refused = starting.Authenticate(damaged.secret);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorCodeOf(refused.status()), ErrorCode::kUnauthenticated);
+  EXPECT_EQ(refused.status().message(), "invalid API key");
+
+  // The running server's next reload drops the damaged key too, and later
+  // revocations still take effect (before, it kept its old keys for good).
+  ASSERT_OK(running.Reload());
+  EXPECT_FALSE(running.Authenticate(damaged.secret).ok());
+  ASSERT_OK(cli.Revoke(good.record.id).status());
+  ASSERT_OK(running.Reload());
+  EXPECT_FALSE(running.Authenticate(good.secret).ok());
+
+  // Listing, and revoking the damaged key, say which key cannot be read.
+  auto list = cli.List();
+  ASSERT_FALSE(list.ok());
+  EXPECT_EQ(ErrorCodeOf(list.status()), ErrorCode::kInternal);
+  EXPECT_NE(list.status().message().find(damaged.record.id), std::string::npos) << list.status();
+  auto revoke = cli.Revoke(damaged.record.id);
+  ASSERT_FALSE(revoke.ok());
+  EXPECT_NE(revoke.status().message().find(damaged.record.id), std::string::npos)
+      << revoke.status();
+}
+
+TEST_F(ApiKeyStoreFileTest, ADamagedOnlyKeyKeepsAuthenticationOn) {
+  ApiKeyStore cli(registry_.get(), false);
+  ASSERT_OK_AND_ASSIGN(NewApiKey key, cli.Create(Role::kAdmin, {}, ""));
+  DamageKey(key.record.id);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  // Skipping the row must not open the server to anonymous requests.
+  ApiKeyStore server(registry_.get(), /*required=*/false, std::chrono::milliseconds(0));
+  ASSERT_OK_AND_ASSIGN(bool on, server.Enabled());
+  EXPECT_TRUE(on);
+  auto anonymous = server.Authenticate(std::nullopt);
+  ASSERT_FALSE(anonymous.ok());
+  EXPECT_EQ(ErrorCodeOf(anonymous.status()), ErrorCode::kUnauthenticated);
+  auto refused = server.Authenticate(key.secret);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ErrorCodeOf(refused.status()), ErrorCode::kUnauthenticated);
 }
 
 TEST(AuditOutcomeOf, MapsStatuses) {

@@ -57,6 +57,11 @@ inline Status CheckApiKey(const ApiKeyRecord& key) {
   return Status::OK();
 }
 
+/// InsertApiKey's error for an id that a stored key has.
+inline Status ApiKeyIdTaken(std::string_view id) {
+  return AlreadyExists("id", "API key " + QuotedText(id) + " already exists");
+}
+
 inline Status CheckAuditEvent(const AuditEvent& event) {
   if (event.action.empty()) return InvalidArgument("action", "an audit event has no action");
   if (event.outcome.empty()) {

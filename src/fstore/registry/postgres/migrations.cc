@@ -97,8 +97,8 @@ CREATE TABLE feature_set_state (
 );
 )sql";
 
-// API keys and the audit log, as SQLite's migration 3: a key row is the key's
-// current record, replaced by id, holding a salted hash (never the secret)
+// API keys and the audit log, as SQLite's migration 3: a key row, written
+// once and then only revoked, holds a salted hash (never the secret)
 // and its feature sets as a JSON array of names. Audit entries are
 // append-only; seq comes from an identity sequence, so concurrent appends
 // from several servers get distinct values (increasing in the order they

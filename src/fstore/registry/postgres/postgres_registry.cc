@@ -293,6 +293,7 @@ Result<std::optional<std::string>> QueryText(PgSession& s, const char* sql, cons
 using registry_internal::Body;
 using registry_internal::DecodeBody;
 
+using registry_internal::ApiKeyIdTaken;
 using registry_internal::CheckApiKey;
 using registry_internal::CheckAuditEvent;
 using registry_internal::CheckSinceDay;
@@ -464,6 +465,29 @@ Status CheckJob(const MaterializationJob& job) {
                            "materialization job " + Quoted(job.id) + " names no feature set");
   }
   return Status::OK();
+}
+
+/// An api_keys row (id, name, role, feature_sets, salt, hash, created_at,
+/// revoked_at); an error naming the key when a column cannot be read.
+Result<ApiKeyRecord> ApiKeyOfRow(const PgRows& rows, int row) {
+  ApiKeyRecord key;
+  key.id = rows.Text(row, 0);
+  key.name = rows.Text(row, 1);
+  key.role = rows.Text(row, 2);
+  ARROW_ASSIGN_OR_RAISE(key.feature_sets, ParseFeatureSetsColumn(rows.Text(row, 3), key.id));
+  key.salt = rows.Text(row, 4);
+  key.hash = rows.Text(row, 5);
+  auto timestamp = [&](int column) -> Result<int64_t> {
+    auto value = rows.Int(row, column);
+    if (value.ok()) return value;
+    return Internal("API key " + Quoted(key.id) + ": " + ErrorMessageOf(value.status()));
+  };
+  ARROW_ASSIGN_OR_RAISE(key.created_at, timestamp(6));
+  if (!rows.IsNull(row, 7)) {
+    ARROW_ASSIGN_OR_RAISE(int64_t revoked_at, timestamp(7));
+    key.revoked_at = revoked_at;
+  }
+  return key;
 }
 
 // ---------------------------------------------------------------------------
@@ -803,52 +827,62 @@ Status PostgresRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
 // ---------------------------------------------------------------------------
 // API keys, the audit log, feature statistics and usage (migrations 3 and 4).
 // None of them takes the registry_state lock or bumps the change sequence.
-// Idempotent writes (a key or statistics replaced) retry like jobs; the
-// additive ones (an audit entry, usage counts) commit with
+// Idempotent writes (statistics replaced) retry like jobs; the others (a key
+// inserted or revoked, an audit entry, usage counts) commit with
 // CommitTransaction(), so a COMMIT whose answer was lost is reported, not
-// retried into a duplicate.
+// retried into a duplicate or into a failure against itself (a key's id
+// taken, or the key already revoked, by the lost attempt).
 
-Status PostgresRegistry::PutApiKey(const ApiKeyRecord& key) {
+Status PostgresRegistry::InsertApiKey(const ApiKeyRecord& key) {
   if (pool_->closed()) return Unavailable("the registry is closed");
   ARROW_RETURN_NOT_OK(CheckApiKey(key));
   std::string feature_sets = FeatureSetsColumn(key.feature_sets);
-  return WithRetry("recording an API key", options_.retry_budget, [&](PgSession& s) {
-    return s.Exec(
-        "INSERT INTO api_keys (id, name, role, feature_sets, salt, hash, created_at, revoked_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, "
-        "feature_sets = excluded.feature_sets, salt = excluded.salt, hash = excluded.hash, "
-        "created_at = excluded.created_at, revoked_at = excluded.revoked_at",
-        key.id, key.name, key.role, feature_sets, key.salt, key.hash, key.created_at,
-        key.revoked_at);
+  return WithRetry("recording an API key", options_.retry_budget, [&](PgSession& s) -> Status {
+    ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
+    ARROW_ASSIGN_OR_RAISE(
+        PgRows inserted,
+        s.Query("INSERT INTO api_keys (id, name, role, feature_sets, salt, hash, created_at, "
+                "revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                key.id, key.name, key.role, feature_sets, key.salt, key.hash, key.created_at,
+                key.revoked_at));
+    if (inserted.size() == 0) return ApiKeyIdTaken(key.id);
+    return s.CommitTransaction();
   });
 }
 
-Result<std::vector<ApiKeyRecord>> PostgresRegistry::ListApiKeys() {
+Result<bool> PostgresRegistry::RevokeApiKey(std::string_view id, TimestampMicros revoked_at) {
   return WithRetry(
-      "listing API keys", options_.retry_budget,
-      [](PgSession& s) -> Result<std::vector<ApiKeyRecord>> {
+      "revoking an API key", options_.retry_budget, [&](PgSession& s) -> Result<bool> {
+        // A concurrent revocation's UPDATE waits for this one's row lock,
+        // then finds revoked_at set and changes nothing.
+        ARROW_RETURN_NOT_OK(s.Exec("BEGIN"));
+        ARROW_ASSIGN_OR_RAISE(PgRows revoked,
+                              s.Query("UPDATE api_keys SET revoked_at = $2 "
+                                      "WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+                                      id, revoked_at));
+        ARROW_RETURN_NOT_OK(s.CommitTransaction());
+        return revoked.size() > 0;
+      });
+}
+
+Result<ApiKeyListing> PostgresRegistry::ListApiKeys() {
+  return WithRetry(
+      "listing API keys", options_.retry_budget, [](PgSession& s) -> Result<ApiKeyListing> {
         ARROW_ASSIGN_OR_RAISE(PgRows rows,
                               s.Query("SELECT id, name, role, feature_sets, salt, hash, "
                                       "created_at, revoked_at FROM api_keys "
                                       "ORDER BY created_at, id"));
-        std::vector<ApiKeyRecord> out;
-        out.reserve(static_cast<size_t>(rows.size()));
+        ApiKeyListing out;
+        out.keys.reserve(static_cast<size_t>(rows.size()));
         for (int row = 0; row < rows.size(); ++row) {
-          ApiKeyRecord key;
-          key.id = rows.Text(row, 0);
-          key.name = rows.Text(row, 1);
-          key.role = rows.Text(row, 2);
-          ARROW_ASSIGN_OR_RAISE(key.feature_sets,
-                                ParseFeatureSetsColumn(rows.Text(row, 3), key.id));
-          key.salt = rows.Text(row, 4);
-          key.hash = rows.Text(row, 5);
-          ARROW_ASSIGN_OR_RAISE(key.created_at, rows.Int(row, 6));
-          if (!rows.IsNull(row, 7)) {
-            ARROW_ASSIGN_OR_RAISE(int64_t revoked_at, rows.Int(row, 7));
-            key.revoked_at = revoked_at;
+          auto key = ApiKeyOfRow(rows, row);
+          if (!key.ok()) {
+            // Reported, not failing the call: one bad row must not hide every key.
+            out.unreadable.push_back({rows.Text(row, 0), ErrorMessageOf(key.status())});
+            continue;
           }
-          out.push_back(std::move(key));
+          out.keys.push_back(std::move(*key));
         }
         return out;
       });

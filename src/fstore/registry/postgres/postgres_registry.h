@@ -91,8 +91,9 @@ class PostgresRegistry final : public Registry {
   Status SetLastScheduledSlot(std::string_view feature_set_id, TimestampMicros slot) override;
 
   // API keys, audit log, statistics, usage (operations.h; migrations 3 and 4).
-  Status PutApiKey(const ApiKeyRecord& key) override;
-  Result<std::vector<ApiKeyRecord>> ListApiKeys() override;
+  Status InsertApiKey(const ApiKeyRecord& key) override;
+  Result<bool> RevokeApiKey(std::string_view id, TimestampMicros revoked_at) override;
+  Result<ApiKeyListing> ListApiKeys() override;
   Status AppendAudit(const AuditEvent& event) override;
   Result<std::vector<AuditEvent>> ListAudit(const AuditFilter& filter) override;
   Status PutFeatureStatistics(const std::vector<FeatureStatisticsRecord>& records) override;

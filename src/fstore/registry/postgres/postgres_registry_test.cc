@@ -137,12 +137,17 @@ Result<RegistryStore> NewPostgresStore() {
     // fixture's SetUp still opens and migrates a registry, so it gets an
     // in-memory SQLite one, which nothing uses.
     [] { GTEST_SKIP() << kNoServer; }();
-    return RegistryStore{.open = [] { return RegistryFromUri("sqlite::memory:"); }, .drop = {}};
+    return RegistryStore{
+        .open = [] { return RegistryFromUri("sqlite::memory:"); }, .drop = {}, .run_sql = {}};
   }
   ARROW_ASSIGN_OR_RAISE(std::string name, CreateScratchDatabase(*url));
   std::string database_url = WithDatabase(*url, name);
-  return RegistryStore{.open = [database_url] { return RegistryFromUri(database_url); },
-                       .drop = [url = *url, name] { DropScratchDatabase(url, name); }};
+  return RegistryStore{
+      .open = [database_url] { return RegistryFromUri(database_url); },
+      .drop = [url = *url, name] { DropScratchDatabase(url, name); },
+      .run_sql = [database_url](const std::string& sql) {
+        return RawQuery(database_url, sql).status();
+      }};
 }
 
 }  // namespace
@@ -777,7 +782,7 @@ TEST_F(PostgresRegistryTest, AVersion2DatabaseMigratesUpWithItsDataIntact) {
   // And the new tables work.
   ApiKeyRecord key{.id = "key_0000000000000001", .name = "ci", .role = "admin",
                    .feature_sets = {}, .salt = "00", .hash = "ff", .created_at = kT0};
-  ASSERT_OK(registry->PutApiKey(key));
+  ASSERT_OK(registry->InsertApiKey(key));
   ASSERT_OK(registry->AppendAudit(AuditEvent{.time = kT0, .key_id = key.id,
                                              .action = "key.create", .target = key.id,
                                              .outcome = "success", .status = 201}));
@@ -786,7 +791,8 @@ TEST_F(PostgresRegistryTest, AVersion2DatabaseMigratesUpWithItsDataIntact) {
       .feature = "age", .computed_at = kT0, .body = "{}"}}));
   ASSERT_OK(registry->AddUsage({UsageCount{.day = "2024-03-02", .key_id = key.id,
                                            .feature_set = fs.name, .requests = 1}}));
-  ASSERT_OK_AND_ASSIGN(auto keys, registry->ListApiKeys());
+  ASSERT_OK_AND_ASSIGN(auto listing, registry->ListApiKeys());
+  const auto& keys = listing.keys;
   EXPECT_EQ(keys.size(), 1u);
   ASSERT_OK_AND_ASSIGN(auto events, registry->ListAudit(AuditFilter{}));
   EXPECT_EQ(events.size(), 1u);

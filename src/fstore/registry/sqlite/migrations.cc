@@ -94,8 +94,8 @@ CREATE TABLE feature_set_state (
 );
 )sql";
 
-// API keys and the audit log (registry/operations.h). A key row is the key's
-// current record, replaced by id (revocation sets revoked_at); it holds a
+// API keys and the audit log (registry/operations.h). A key row is written
+// once, when the key is created, and then only has revoked_at set; it holds a
 // salted hash of the secret, never the secret. feature_sets is a JSON array of
 // feature set names ("[]": every feature set). Audit entries are append-only;
 // seq (AUTOINCREMENT: never reused, even after the newest row is deleted)

@@ -199,6 +199,7 @@ class WriteTransaction {
 using registry_internal::Body;
 using registry_internal::DecodeBody;
 
+using registry_internal::ApiKeyIdTaken;
 using registry_internal::CheckApiKey;
 using registry_internal::CheckAuditEvent;
 using registry_internal::CheckSinceDay;
@@ -696,7 +697,7 @@ Status SqliteRegistry::SetLastScheduledSlot(std::string_view feature_set_id,
 // API keys, the audit log, feature statistics and usage (migrations 3 and 4).
 // Each write is its own transaction and leaves the change sequence alone.
 
-Status SqliteRegistry::PutApiKey(const ApiKeyRecord& key) {
+Status SqliteRegistry::InsertApiKey(const ApiKeyRecord& key) {
   std::lock_guard lock(mu_);
   ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
   ARROW_RETURN_NOT_OK(CheckApiKey(key));
@@ -704,16 +705,27 @@ Status SqliteRegistry::PutApiKey(const ApiKeyRecord& key) {
   ARROW_RETURN_NOT_OK(Run(db,
                           "INSERT INTO api_keys (id, name, role, feature_sets, salt, hash, "
                           "created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-                          "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-                          "role = excluded.role, feature_sets = excluded.feature_sets, "
-                          "salt = excluded.salt, hash = excluded.hash, "
-                          "created_at = excluded.created_at, revoked_at = excluded.revoked_at",
+                          "ON CONFLICT (id) DO NOTHING",
                           key.id, key.name, key.role, FeatureSetsColumn(key.feature_sets),
                           key.salt, key.hash, key.created_at, key.revoked_at));
+  if (sqlite3_changes(db) == 0) return ApiKeyIdTaken(key.id);
   return txn.Commit();
 }
 
-Result<std::vector<ApiKeyRecord>> SqliteRegistry::ListApiKeys() {
+Result<bool> SqliteRegistry::RevokeApiKey(std::string_view id, TimestampMicros revoked_at) {
+  std::lock_guard lock(mu_);
+  ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
+  ARROW_ASSIGN_OR_RAISE(auto txn, WriteTransaction::Begin(db));
+  ARROW_RETURN_NOT_OK(Run(db,
+                          "UPDATE api_keys SET revoked_at = ?2 "
+                          "WHERE id = ?1 AND revoked_at IS NULL",
+                          id, revoked_at));
+  const bool revoked = sqlite3_changes(db) > 0;
+  ARROW_RETURN_NOT_OK(txn.Commit());
+  return revoked;
+}
+
+Result<ApiKeyListing> SqliteRegistry::ListApiKeys() {
   std::lock_guard lock(mu_);
   ARROW_ASSIGN_OR_RAISE(sqlite3 * db, Connection());
   ARROW_ASSIGN_OR_RAISE(Statement stmt,
@@ -721,7 +733,7 @@ Result<std::vector<ApiKeyRecord>> SqliteRegistry::ListApiKeys() {
                                            "SELECT id, name, role, feature_sets, salt, hash, "
                                            "created_at, revoked_at FROM api_keys "
                                            "ORDER BY created_at, id"));
-  std::vector<ApiKeyRecord> out;
+  ApiKeyListing out;
   while (true) {
     ARROW_ASSIGN_OR_RAISE(bool row, stmt.Step());
     if (!row) break;
@@ -729,12 +741,18 @@ Result<std::vector<ApiKeyRecord>> SqliteRegistry::ListApiKeys() {
     key.id = stmt.Text(0);
     key.name = stmt.Text(1);
     key.role = stmt.Text(2);
-    ARROW_ASSIGN_OR_RAISE(key.feature_sets, ParseFeatureSetsColumn(stmt.Text(3), key.id));
+    auto feature_sets = ParseFeatureSetsColumn(stmt.Text(3), key.id);
+    if (!feature_sets.ok()) {
+      // Reported, not failing the call: one bad row must not hide every key.
+      out.unreadable.push_back({key.id, ErrorMessageOf(feature_sets.status())});
+      continue;
+    }
+    key.feature_sets = std::move(*feature_sets);
     key.salt = stmt.Text(4);
     key.hash = stmt.Text(5);
     key.created_at = stmt.Int(6);
     if (!stmt.IsNull(7)) key.revoked_at = stmt.Int(7);
-    out.push_back(std::move(key));
+    out.keys.push_back(std::move(key));
   }
   return out;
 }

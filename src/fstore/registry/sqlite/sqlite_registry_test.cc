@@ -329,7 +329,7 @@ TEST_F(SqliteRegistryTest, AVersion2DatabaseMigratesUpWithItsDataIntact) {
   ApiKeyRecord key{.id = "key_0000000000000001", .name = "ci", .role = "admin",
                    .feature_sets = {"user_profile"}, .salt = "00", .hash = "ff",
                    .created_at = kT0};
-  ASSERT_OK(registry->PutApiKey(key));
+  ASSERT_OK(registry->InsertApiKey(key));
   ASSERT_OK(registry->AppendAudit(AuditEvent{.time = kT0, .key_id = key.id,
                                              .action = "key.create", .target = key.id,
                                              .outcome = "success", .status = 201}));
@@ -338,7 +338,8 @@ TEST_F(SqliteRegistryTest, AVersion2DatabaseMigratesUpWithItsDataIntact) {
       .feature = "age", .computed_at = kT0, .body = "{}"}}));
   ASSERT_OK(registry->AddUsage({UsageCount{.day = "2024-03-02", .key_id = key.id,
                                            .feature_set = fs.name, .requests = 1}}));
-  ASSERT_OK_AND_ASSIGN(auto keys, registry->ListApiKeys());
+  ASSERT_OK_AND_ASSIGN(auto listing, registry->ListApiKeys());
+  const auto& keys = listing.keys;
   ASSERT_EQ(keys.size(), 1u);
   EXPECT_EQ(keys[0].feature_sets, std::vector<std::string>{"user_profile"});
   ASSERT_OK_AND_ASSIGN(auto events, registry->ListAudit(AuditFilter{}));
