@@ -79,8 +79,11 @@ Result<std::shared_ptr<arrow::UInt64Array>> ArrowSortIndices(
     const arrow::RecordBatch& batch, const std::vector<std::string>& columns) {
   ARROW_RETURN_NOT_OK(InitializeCompute());
   std::vector<arrow::compute::SortKey> keys;
-  for (const auto& c : columns) keys.emplace_back(c);
-  arrow::compute::SortOptions options(keys, arrow::compute::NullPlacement::AtStart);
+  for (const auto& c : columns) {
+    keys.emplace_back(c, arrow::compute::SortOrder::Ascending,
+                      arrow::compute::NullPlacement::AtStart);
+  }
+  arrow::compute::SortOptions options(keys);
   auto shared = arrow::RecordBatch::Make(batch.schema(), batch.num_rows(), batch.columns());
   ARROW_ASSIGN_OR_RAISE(auto order, arrow::compute::SortIndices(arrow::Datum(shared), options));
   return std::static_pointer_cast<arrow::UInt64Array>(order);

@@ -52,7 +52,7 @@ void UsageRecorder::AddRequest(std::string_view day, std::string_view key_id,
     entry.day = std::string(day);
     entry.key_id = std::string(key_id);
     for (const SetUse& s : sets) {
-      Shape::Set set{.feature_set = std::string(s.feature_set), .online = s.online};
+      Shape::Set set{.feature_set = std::string(s.feature_set), .features = {}, .online = s.online};
       for (const std::string& f : *s.features) {
         if (std::find(set.features.begin(), set.features.end(), f) == set.features.end()) {
           set.features.push_back(f);

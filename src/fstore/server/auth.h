@@ -68,7 +68,7 @@ struct AccessRule {
   bool open = false;       ///< no key needed, even with authentication on
   Role role = Role::kReader;
   /// The audit action ("feature_set.update"); empty: not audited (reads).
-  std::string_view action;
+  std::string_view action = {};
   AccessTarget target = AccessTarget::kNone;
   ListFilter filter = ListFilter::kNone;
   /// A key limited to feature sets must name one (kFeatureSetQuery): for

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string_view>
@@ -26,9 +27,15 @@ void Must(const fstore::Status& st) {
 
 fstore::FeatureStore* Store() {
   static std::unique_ptr<fstore::FeatureStore> store = [] {
-    auto dir = std::filesystem::temp_directory_path() /
-               ("fstore_serving_fuzzer_" + std::to_string(::getpid()));
+    static const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() /
+        ("fstore_serving_fuzzer_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
+    // Removed when the fuzzer ends normally (at exit).
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    });
     fstore::FeatureStoreOptions options;
     options.registry_uri = "sqlite://" + (dir / "registry.db").string();
     options.offline_store_uri = "file://" + (dir / "offline").string();
