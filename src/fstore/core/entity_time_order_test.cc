@@ -48,9 +48,11 @@ TEST(EntityTimeOrderTest, EqualsArrowsStableSort) {
                        arrow::field("c", cr->type())}),
         n, {key, time, cr});
     ASSERT_OK_AND_ASSIGN(auto fast, EntityTimeOrder(*batch, {"k"}, {"t", "c"}));
-    arrow::compute::SortOptions options(
-        {arrow::compute::SortKey("k"), arrow::compute::SortKey("t"), arrow::compute::SortKey("c")},
-        arrow::compute::NullPlacement::AtStart);
+    constexpr auto kAsc = arrow::compute::SortOrder::Ascending;
+    constexpr auto kNullsFirst = arrow::compute::NullPlacement::AtStart;
+    arrow::compute::SortOptions options({arrow::compute::SortKey("k", kAsc, kNullsFirst),
+                                         arrow::compute::SortKey("t", kAsc, kNullsFirst),
+                                         arrow::compute::SortKey("c", kAsc, kNullsFirst)});
     ASSERT_OK_AND_ASSIGN(auto reference, arrow::compute::SortIndices(arrow::Datum(batch), options));
     EXPECT_TRUE(fast->Equals(*reference)) << (string_keys ? "string keys" : "int keys");
   }

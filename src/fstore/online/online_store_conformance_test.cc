@@ -197,7 +197,9 @@ TEST_P(OnlineStoreConformanceTest, ReadSharedAnswersAsReadDoes) {
       ASSERT_EQ(shared.size(), keys.size());
       for (size_t i = 0; i < keys.size(); ++i) {
         ASSERT_EQ(shared[i] != nullptr, read[i].has_value()) << pass << " " << ttl << " " << i;
-        if (shared[i]) EXPECT_EQ(shared[i]->ToRecord(), *read[i]) << i;
+        if (shared[i]) {
+          EXPECT_EQ(shared[i]->ToRecord(), *read[i]) << i;
+        }
       }
       EXPECT_EQ(shared[2] != nullptr, ttl == 0);  // expired with the ttl
     }

@@ -107,7 +107,9 @@ TEST(SharedRecordTest, FindsEachValueWithItsJsonText) {
     ASSERT_TRUE(found) << name;
     EXPECT_EQ(found->name, name);
     EXPECT_EQ(found->json, Json(value)) << name;
-    if (name != "nan") EXPECT_EQ(found->Decode(), value) << name;
+    if (name != "nan") {
+      EXPECT_EQ(found->Decode(), value) << name;
+    }
   }
   // Out of order: found from the start again.
   cursor = 0;

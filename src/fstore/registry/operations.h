@@ -24,7 +24,7 @@ struct ApiKeyRecord {
   std::string salt;                       ///< hex
   std::string hash;                       ///< hex SHA-256(salt || secret)
   TimestampMicros created_at = 0;
-  std::optional<TimestampMicros> revoked_at;
+  std::optional<TimestampMicros> revoked_at = {};
 };
 
 /// A stored key row that cannot be read (damaged, or written by a newer
@@ -51,16 +51,16 @@ struct AuditEvent {
   std::string target;         ///< what it acted on: a name or id, may be empty
   std::string outcome;        ///< "success" | "denied" | "failure"
   int status = 0;             ///< the HTTP status answered (0 outside HTTP: the CLI)
-  std::string detail;         ///< a short reason (an error message), may be empty
+  std::string detail = {};    ///< a short reason (an error message), may be empty
 };
 
 struct AuditFilter {
-  std::optional<TimestampMicros> since;  ///< time >= since
-  std::optional<TimestampMicros> until;  ///< time < until
-  std::string key_id;                    ///< exact; empty: any
-  std::string action;                    ///< exact, or a prefix ending in '.' ("feature_set."); empty: any
-  std::string target;                    ///< exact; empty: any
-  std::string outcome;                   ///< exact; empty: any
+  std::optional<TimestampMicros> since = {};  ///< time >= since
+  std::optional<TimestampMicros> until = {};  ///< time < until
+  std::string key_id = {};                    ///< exact; empty: any
+  std::string action = {};  ///< exact, or a prefix ending in '.' ("feature_set."); empty: any
+  std::string target = {};                    ///< exact; empty: any
+  std::string outcome = {};                   ///< exact; empty: any
   size_t limit = 100;
 };
 
@@ -82,7 +82,7 @@ struct UsageCount {
   std::string day;          ///< "YYYY-MM-DD" (UTC)
   std::string key_id;       ///< "" without authentication
   std::string feature_set;  ///< name
-  std::string feature;      ///< name, or "" for the feature set row
+  std::string feature = {};  ///< name, or "" for the feature set row
   int64_t requests = 0;
   int64_t entities = 0;        ///< entity rows requested
   int64_t entities_found = 0;  ///< of those, with a live record (online)

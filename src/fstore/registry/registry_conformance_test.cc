@@ -1433,6 +1433,11 @@ TEST_P(RegistryConformanceTest, AnUnreadableKeyRowIsReportedAndTheOthersListed) 
   EXPECT_NE(listing.unreadable[0].reason.find("API key 'key_0000000000000002'"),
             std::string::npos)
       << listing.unreadable[0].reason;
+  // Said as what it is, a stored column, not a request body.
+  EXPECT_NE(listing.unreadable[0].reason.find("not valid JSON"), std::string::npos)
+      << listing.unreadable[0].reason;
+  EXPECT_EQ(listing.unreadable[0].reason.find("request body"), std::string::npos)
+      << listing.unreadable[0].reason;
   // Revoking it reads none of its columns.
   ASSERT_OK_AND_ASSIGN(bool revoked, registry_->RevokeApiKey(damaged.id, kT0 + 10));
   EXPECT_TRUE(revoked);
@@ -1564,7 +1569,9 @@ TEST_P(RegistryConformanceTest, ConcurrentAuditAppendsAllLandWithDistinctSeqs) {
   std::set<int64_t> seqs;
   for (size_t i = 0; i < events.size(); ++i) {
     seqs.insert(events[i].seq);
-    if (i > 0) EXPECT_LT(events[i].seq, events[i - 1].seq);
+    if (i > 0) {
+      EXPECT_LT(events[i].seq, events[i - 1].seq);
+    }
   }
   EXPECT_EQ(seqs.size(), events.size());
   // Each thread's own appends are in its order: newest (highest i) first.

@@ -230,7 +230,9 @@ TEST(ValidateFeatureTest, RulesMustBeConsistent) {
     Status st = ValidateFeature(&f, nullptr).status();
     EXPECT_FALSE(st.ok()) << c.field;
     EXPECT_EQ(FieldOf(st), c.field);
-    if (!st.ok()) EXPECT_EQ(ErrorCodeOf(st), c.code) << c.field << ": " << st.ToString();
+    if (!st.ok()) {
+      EXPECT_EQ(ErrorCodeOf(st), c.code) << c.field << ": " << st.ToString();
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "fstore/core/status.h"
@@ -153,11 +154,13 @@ inline Result<std::vector<std::string>> ParseFeatureSetsColumn(const std::string
     return Internal("registry database: the feature sets of API key " + QuotedText(key_id) +
                     " cannot be read: " + std::string(why));
   };
-  auto json = ParseJson(text);
-  if (!json.ok()) return bad(ErrorMessageOf(json.status()));
-  if (!json->is_array()) return bad("not a JSON array");
+  // Parsed here, not with ParseJson: its errors speak of a request body.
+  boost::system::error_code ec;
+  const boost::json::value json = boost::json::parse(text, ec);
+  if (ec) return bad("not valid JSON (" + ec.message() + ")");
+  if (!json.is_array()) return bad("not a JSON array");
   std::vector<std::string> out;
-  for (const auto& item : json->as_array()) {
+  for (const auto& item : json.as_array()) {
     if (!item.is_string()) return bad("an item is not a string");
     out.emplace_back(item.as_string());
   }
