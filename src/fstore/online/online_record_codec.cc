@@ -206,21 +206,36 @@ Status GetHeader(Reader* r, TimestampMicros* event_time, TimestampMicros* create
 }
 
 // The values part (count, then name/value pairs) up to the end of `r`.
-Status GetValues(Reader* r, OnlineRecord* record) {
+/// Walks the values part (count, then name/value pairs) up to the end of
+/// `r`: `take(name, &value, encoded)` for each, `encoded` being the value's
+/// bytes as stored (take may move from *value). `on_count(count)` first.
+template <typename OnCount, typename Take>
+Status WalkValues(Reader* r, OnCount on_count, Take take) {
   uint64_t count;
   if (!r->Varint(&count)) return Corrupt("truncated value count");
   // Each value takes at least two bytes (name length, tag).
   if (count > r->remaining() / 2) return Corrupt("value count beyond the value");
-  record->values.resize(count);
-  for (auto& [name, value] : record->values) {
+  on_count(static_cast<size_t>(count));
+  FeatureValue value;
+  for (uint64_t i = 0; i < count; ++i) {
     uint64_t n;
-    std::string_view b;
-    if (!r->Varint(&n) || !r->Bytes(n, &b)) return Corrupt("truncated feature name");
-    name.assign(b.data(), b.size());
+    std::string_view name;
+    if (!r->Varint(&n) || !r->Bytes(n, &name)) return Corrupt("truncated feature name");
+    const char* start = r->position();
     ARROW_RETURN_NOT_OK(GetValue(r, 0, &value));
+    take(name, &value, std::string_view(start, static_cast<size_t>(r->position() - start)));
   }
   if (!r->done()) return Corrupt("trailing bytes");
   return Status::OK();
+}
+
+// The values part into `record`.
+Status GetValues(Reader* r, OnlineRecord* record) {
+  return WalkValues(
+      r, [&](size_t count) { record->values.reserve(count); },
+      [&](std::string_view name, FeatureValue* value, std::string_view) {
+        record->values.emplace_back(std::string(name), std::move(*value));
+      });
 }
 
 void PutValues(const OnlineRecord& record, std::string* out) {
@@ -337,22 +352,12 @@ Status VisitOnlineRecord(std::string_view bytes, const Cipher* cipher,
       [&](TimestampMicros event_time, TimestampMicros created_time) {
         return visitor->Times(event_time, created_time);
       },
-      [&](Reader* r) -> Status {
-        uint64_t count;
-        if (!r->Varint(&count)) return Corrupt("truncated value count");
-        if (count > r->remaining() / 2) return Corrupt("value count beyond the value");
-        FeatureValue value;
-        for (uint64_t i = 0; i < count; ++i) {
-          uint64_t n;
-          std::string_view name;
-          if (!r->Varint(&n) || !r->Bytes(n, &name)) return Corrupt("truncated feature name");
-          const char* start = r->position();
-          ARROW_RETURN_NOT_OK(GetValue(r, 0, &value));
-          visitor->Value(name, value,
-                         std::string_view(start, static_cast<size_t>(r->position() - start)));
-        }
-        if (!r->done()) return Corrupt("trailing bytes");
-        return Status::OK();
+      [&](Reader* r) {
+        return WalkValues(
+            r, [](size_t) {},
+            [&](std::string_view name, FeatureValue* value, std::string_view encoded) {
+              visitor->Value(name, *value, encoded);
+            });
       });
 }
 
