@@ -197,8 +197,9 @@ def test_end_to_end(config, infra, start_server, tmp_path):
         amount, n = expected_at(rows, u, t)
         assert row[0] == u
         assert row[2] == amount and row[3] == (None if amount is None else amount * 2), (u, t)
-        # A window with no events counts 0, also before an entity's first event.
-        assert row[4] == (n or 0), (u, t, row)
+        # A window with no events counts 0; before an entity's first event
+        # (no live row) it is null, as online serves an entity it lacks.
+        assert row[4] == n, (u, t, row)
 
     # Batch serving writes Parquet to the offline backend's kind of storage.
     entities = tmp_path / "entities.parquet"

@@ -93,8 +93,8 @@ def historical(api: Api, name: str, erows):
 def expected(rows, user, t):
     mine = [r for r in rows if r[0] == user and r[1] <= t]
     n = sum(1 for r in mine if r[1] >= t - dt.timedelta(hours=12))
-    if not mine:
-        return [None, None, None, None, n]
+    if not mine:  # no live row: the window is null too, as online
+        return [None, None, None, None, None]
     _, et, a = max(mine, key=lambda r: r[1])
     # SQL: NULL > 100 and NULL < 0 are not true, so a NULL amount is 'mid'.
     bucket = "mid" if a is None else ("high" if a > 100 else "neg" if a < 0 else "mid")

@@ -1388,11 +1388,16 @@ std::shared_ptr<arrow::Scalar> DefaultScalar(const Feature& f,
   }
 }
 
+// `values` where an offline row matched, the feature's default elsewhere
+// (the unmatched rows of a plain feature are null already). `computed`:
+// values that exist without a matched row (a window computed from the
+// source), nulled where nothing matched first, so that an entity row with
+// no live row gets what online serving gives an entity it does not have.
 Result<std::shared_ptr<arrow::Array>> WithDefault(const std::shared_ptr<arrow::Array>& values,
                                                   const std::vector<uint8_t>& is_matched,
-                                                  const Feature& f) {
+                                                  const Feature& f, bool computed = false) {
   auto scalar = DefaultScalar(f, values->type());
-  if (!scalar->is_valid) return values;
+  if (!scalar->is_valid && !computed) return values;
   arrow::BooleanBuilder matched;
   ARROW_RETURN_NOT_OK(matched.Reserve(values->length()));
   for (uint8_t m : is_matched) matched.UnsafeAppend(m != 0);
@@ -1788,7 +1793,9 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrievePointInTime(
   for (const PlannedFeature* p : wanted) {
     std::shared_ptr<arrow::Array> values;
     if (p->kind == PlannedFeature::Kind::kWindow) {
-      out.push_back(window_values.at(p->feature.name));
+      ARROW_ASSIGN_OR_RAISE(values, WithDefault(window_values.at(p->feature.name),
+                                                matches.matched, p->feature, /*computed=*/true));
+      out.push_back(values);
       continue;
     }
     if (std::find(clocked.begin(), clocked.end(), p) != clocked.end()) {

@@ -296,6 +296,14 @@ TEST_F(PointInTimeJoinTest, WindowsAreExactBetweenEvents) {
   }
   rows.push_back(rows[3]);  // a peer
   auto plan = Plan("fs", rows, "");
+  // The offline store holds u0-u2's rows only: a u3 row (it has events in
+  // the source) then has no live row, as an entity online serving does not
+  // have, and gets null like u4, which has none anywhere.
+  std::vector<Row> stored;
+  for (const auto& r : rows) {
+    if (r.key != "u3") stored.push_back(r);
+  }
+  WriteOffline("fs", stored);
   std::vector<std::pair<std::string, TimestampMicros>> q;
   for (int i = 0; i < 200; ++i) {
     q.push_back({"u" + std::to_string(rng() % 5),
@@ -309,6 +317,14 @@ TEST_F(PointInTimeJoinTest, WindowsAreExactBetweenEvents) {
   for (size_t i = 0; i < q.size(); ++i) {
     double sum = 0;
     int64_t n = 0, non_null = 0;
+    const bool live = std::any_of(stored.begin(), stored.end(), [&](const Row& r) {
+      return r.key == q[i].first && r.event <= q[i].second;
+    });
+    if (!live) {
+      EXPECT_EQ(got[1][i], kNull) << i;
+      EXPECT_EQ(got[0][i], kNull) << i;
+      continue;
+    }
     for (const auto& r : rows) {
       if (r.key != q[i].first || r.event > q[i].second || r.event < q[i].second - H) continue;
       ++n;
@@ -687,10 +703,38 @@ TEST_F(PointInTimeJoinTest, UnknownFeatureIsRefused) {
 }
 
 TEST_F(PointInTimeJoinTest, EmptyStoreGivesDefaults) {
+  // Nothing materialized: a windowed feature, though computed from the
+  // source, is null too (what the store knew: nothing), as online.
   std::vector<Row> rows{{"u1", kJan1, kJan1, 1.0}};
   auto plan = Plan("fs", rows, "", 7.0);
   EXPECT_EQ(Query(plan, {"amount", "n_1h"}, {{"u1", kJan1}, {"u2", kJan1}}),
-            (std::vector<Values>{{7.0, 7.0}, {1.0, 0.0}}));
+            (std::vector<Values>{{7.0, 7.0}, {kNull, kNull}}));
+}
+
+TEST_F(PointInTimeJoinTest, AWindowWithoutALiveRowIsTheDefaultAsOnline) {
+  // Windowed features follow the feature set's match, as online serving
+  // does for an entity it lacks or holds past the ttl: no row with event
+  // time <= t within the ttl gives the default (or null), a live row the
+  // exact window, 0 for an empty count. ttl 30 min, window 1 hour.
+  std::vector<Row> rows{{"u1", kJan1, kJan1, 1.0}, {"u1", kJan1 + 10 * 60 * kMicrosPerSecond, kJan1, 2.0}};
+  auto plan = Plan("fs", rows, "30m");
+  WriteOffline("fs", rows);
+  const TimestampMicros m = 60 * kMicrosPerSecond;
+  auto got = Query(plan, {"n_1h", "spend_1h"},
+                   {{"u1", kJan1 - 1},         // before u1's first event
+                    {"u1", kJan1 + 20 * m},    // both events in the window, a live row
+                    {"u1", kJan1 + 40 * m},    // the latest row exactly ttl old: still live
+                    {"u1", kJan1 + 40 * m + 1},  // one us past the ttl: no live row
+                    {"u2", kJan1 + 20 * m}});  // an entity never seen
+  EXPECT_EQ(got, (std::vector<Values>{{kNull, 2.0, 2.0, kNull, kNull},
+                                      {kNull, 3.0, 3.0, kNull, kNull}}));
+  // With a default, the default where nothing is live.
+  auto n = std::find_if(plan.features.begin(), plan.features.end(),
+                        [](const auto& p) { return p.feature.name == "n_1h"; });
+  ASSERT_NE(n, plan.features.end());
+  n->feature.default_value = boost::json::value(0);
+  got = Query(plan, {"n_1h"}, {{"u1", kJan1 - 1}, {"u1", kJan1 + 20 * m}, {"u2", kJan1}});
+  EXPECT_EQ(got, (std::vector<Values>{{0.0, 2.0, 0.0}}));
 }
 
 // ------------------------------------------------------------ scenario files
