@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
+import re
+import time
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -44,6 +46,25 @@ def online(api: Api, body, status=200):
     r = api.post("/api/v1/serving/online", body)
     assert r.status_code == status, r.text
     return r.json()
+
+
+def small_set(api: Api, tmp_path: pathlib.Path, rows, **fields):
+    """A new entity and a feature set keyed by it with one int feature x
+    (default -1), its rows (key, event time, x) materialized: returns
+    (entity name, feature set name)."""
+    user = uniq("u")
+    api.create_entity(name=user, join_keys=[f"{user}_id"])
+    src = write(tmp_path / f"{user}.parquet", {
+        f"{user}_id": pa.array([r[0] for r in rows]),
+        "event_timestamp": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
+        "x": pa.array([r[2] for r in rows], pa.int64())})
+    fs = api.create_feature_set(name=uniq("small"), entities=[user], **fields,
+                                source={"type": "file", "path": str(src), "format": "parquet"})
+    api.create_feature(fs["id"], name="x", data_type="int", default_value=-1)
+    times = [r[1] for r in rows]
+    materialize(api, fs["name"], iso(min(times) - dt.timedelta(minutes=1)),
+                iso(max(times) + dt.timedelta(minutes=1)))
+    return user, fs["name"]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +126,18 @@ def test_seed_request_and_response_shape(seed):
     assert isinstance(meta["latency_ms"], float) and 0 <= meta["latency_ms"] < 1000
     assert meta["cache_hit"] is False
     assert meta["missing_entities"] == {}
+
+
+def test_numbers_are_written_as_the_seed_writes_them(seed):
+    """"latency_ms": 5.2, as in the product description, not 5.2E0 (Boost.JSON's
+    own serializer); a float default -1.0 likewise."""
+    r = seed["api"].post("/api/v1/serving/online", {
+        "feature_sets": [seed["activity"]], "entities": {seed["user"]: ["user_123"]},
+        "features": ["spend_30d"]})
+    assert r.status_code == 200, r.text
+    assert re.search(r'"latency_ms":[0-9]+\.[0-9]+[,}]', r.text), r.text
+    assert '"spend_30d":60.0' in r.text, r.text
+    assert "E0" not in r.text and "E-" not in r.text, r.text
 
 
 def test_entity_key_may_be_given_by_join_key_name(seed):
@@ -493,6 +526,65 @@ def test_cache_hits_and_is_invalidated_by_materialization(start_server, tmp_path
     assert online(api, req)["metadata"]["cache_hit"] is True
 
 
+def test_cache_is_bounded_and_drops_the_least_recently_used(start_server, tmp_path):
+    """FSTORE_SERVING_CACHE_ENTRIES bounds the cache in (feature set, entity)
+    records; a request is a cache_hit only when every record came from it."""
+    srv = start_server(env={"SERVING_CACHE_ENABLED": "true", "SERVING_CACHE_TTL": "300",
+                            "FSTORE_SERVING_CACHE_ENTRIES": "2"})
+    api = Api(srv)
+    t = ts("2024-01-01T00:00:00Z")
+    user, fs = small_set(api, tmp_path, [("a", t, 1), ("b", t, 2), ("c", t, 3)])
+    values = {"a": 1, "b": 2, "c": 3}
+
+    def hit(*keys):
+        body = online(api, {"feature_sets": [fs], "entities": {user: list(keys)},
+                            "features": ["x"]})
+        assert body["features"] == {k: {"x": values[k]} for k in keys}
+        return body["metadata"]["cache_hit"]
+
+    assert [hit("a"), hit("b"), hit("c")] == [False, False, False]  # c dropped a
+    assert [hit("c"), hit("b")] == [True, True]  # b is now the most recently used
+    assert hit("a") is False  # a was dropped; back in, it drops c, not b
+    assert [hit("b"), hit("c")] == [True, False]
+    # Three records never fit in two: the same request misses every time.
+    assert [hit("a", "b", "c"), hit("a", "b", "c")] == [False, False]
+
+
+def test_cache_entries_expire_after_the_cache_ttl(start_server, tmp_path):
+    srv = start_server(env={"SERVING_CACHE_ENABLED": "true", "SERVING_CACHE_TTL": "1"})
+    api = Api(srv)
+    user, fs = small_set(api, tmp_path, [("a", ts("2024-01-01T00:00:00Z"), 1)])
+    req = {"feature_sets": [fs], "entities": {user: ["a"]}, "features": ["x"]}
+    assert online(api, req)["metadata"]["cache_hit"] is False
+    assert online(api, req)["metadata"]["cache_hit"] is True
+    time.sleep(1.6)
+    late = online(api, req)
+    assert late["metadata"]["cache_hit"] is False
+    assert late["features"] == {"a": {"x": 1}}
+    assert online(api, req)["metadata"]["cache_hit"] is True
+
+
+def test_a_cached_record_past_its_feature_set_ttl_is_served_as_missing(start_server, tmp_path):
+    """The cache keeps records whatever their age (its own ttl is long here):
+    a cached record older than its feature set's ttl is served as missing."""
+    srv = start_server(env={"SERVING_CACHE_ENABLED": "true", "SERVING_CACHE_TTL": "300"})
+    api = Api(srv)
+    event = dt.datetime.now(UTC)
+    user, fs = small_set(api, tmp_path, [("a", event, 7)], ttl="5s")
+    req = {"feature_sets": [fs], "entities": {user: ["a"]}, "features": ["x"]}
+    first = online(api, req)
+    assert first["features"] == {"a": {"x": 7}}, "not served within the 5s ttl"
+    assert first["metadata"]["cache_hit"] is False
+    cached = online(api, req)
+    assert cached["features"] == {"a": {"x": 7}}
+    assert cached["metadata"]["cache_hit"] is True
+    time.sleep(max(0.0, (event + dt.timedelta(seconds=6) - dt.datetime.now(UTC)).total_seconds()))
+    late = online(api, req)
+    assert late["metadata"]["cache_hit"] is True
+    assert late["features"] == {"a": {"x": -1}}
+    assert late["metadata"]["missing_entities"] == {fs: ["a"]}
+
+
 def test_entity_limit_is_a_413_saying_the_limit(start_server):
     srv = start_server(env={"FSTORE_SERVING_MAX_ENTITIES": "3"})
     api = Api(srv)
@@ -533,7 +625,6 @@ def test_bad_requests(seed, api):
         ({**good, "features": "user_age"}, 400, "invalid_argument", "features"),
         ({**good, "features": [""]}, 400, "invalid_argument", "features[0]"),
         ({**good, "features": ["nope"]}, 400, "invalid_argument", "features[0]"),
-        ({**good, "features": ["no_set:nope"]}, 404, "not_found", None),
         ({**good, "features": [f"{s['profile']}:nope"]}, 400, "invalid_argument", "features[0]"),
         ({**good, "features": ["user_age", "user_age"]}, 400, "invalid_argument", "features"),
         ({**good, "features": []}, 400, "invalid_argument", "features"),
@@ -575,6 +666,28 @@ def test_bad_requests(seed, api):
     assert_error(r, 415, "unsupported_media_type")
     # Nothing broke: the good request still answers the same.
     assert online(api, good)["features"] == {"user_123": {"user_age": 28}}
+
+
+def test_empty_body_is_a_400_naming_feature_sets(api):
+    r = api.post("/api/v1/serving/online", {})
+    err = assert_error(r, 400, "invalid_argument", "feature_sets")
+    assert "feature set" in err["message"], err
+
+
+def test_unknown_feature_is_named_in_the_error(seed):
+    r = seed["api"].post("/api/v1/serving/online", {
+        "feature_sets": [seed["profile"]], "entities": {seed["user"]: ["user_123"]},
+        "features": ["user_age", "no_such_feature"]})
+    err = assert_error(r, 400, "invalid_argument", "features[1]")
+    assert "no_such_feature" in err["message"], err
+
+
+def test_qualified_feature_of_an_unknown_set_is_a_400_naming_it(seed):
+    r = seed["api"].post("/api/v1/serving/online", {
+        "feature_sets": [seed["profile"]], "entities": {seed["user"]: ["user_123"]},
+        "features": ["user_age", "no_such_set:x"]})
+    err = assert_error(r, 400, "invalid_argument", "features[1]")
+    assert "no_such_set" in err["message"], err
 
 
 def test_clock_reading_features_are_evaluated_at_read_time(api, tmp_path):

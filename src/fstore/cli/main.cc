@@ -19,9 +19,9 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
-#include <boost/json/serialize.hpp>
 
 #include "fstore/core/config.h"
+#include "fstore/core/json_text.h"
 #include "fstore/core/text.h"
 #include "fstore/core/time.h"
 #include "fstore/offline/s3_filesystem.h"
@@ -213,7 +213,7 @@ int Materialize(const Config& config, const std::string& feature_set, const std:
   if (!store.ok()) return Fail(store.status());
   auto job = (*store)->MaterializeNow(feature_set, options);
   if (!job.ok()) return Fail(job.status());
-  std::cout << boost::json::serialize(ToJson(*job)) << std::endl;
+  std::cout << SerializeJson(ToJson(*job)) << std::endl;
   if (Status st = (*store)->Close(); !st.ok()) return Fail(st);
   return job->status == JobStatus::kSucceeded ? 0 : kExitFailure;
 }
@@ -232,7 +232,7 @@ int GetOnline(const Config& config, const std::string& feature_set,
   if (!store.ok()) return Fail(store.status());
   auto records = (*store)->DumpOnlineRecords(feature_set, parts);
   if (!records.ok()) return Fail(records.status());
-  std::cout << boost::json::serialize(*records) << std::endl;
+  std::cout << SerializeJson(*records) << std::endl;
   return (*store)->Close().ok() ? 0 : kExitFailure;
 }
 

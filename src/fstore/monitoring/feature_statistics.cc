@@ -8,8 +8,8 @@
 
 #include <arrow/compute/api.h>
 #include <boost/json/array.hpp>
-#include <boost/json/serialize.hpp>
 
+#include "fstore/core/json_text.h"
 #include "fstore/core/text.h"
 #include "fstore/core/time.h"
 #include "fstore/registry/codec.h"
@@ -426,7 +426,7 @@ std::string StatisticsAssociatedData(const FeatureStatisticsRecord& record) {
 
 Result<std::string> SealStatisticsBody(const json::object& body, const Cipher* cipher,
                                        const FeatureStatisticsRecord& record) {
-  std::string text = json::serialize(body);
+  std::string text = SerializeJson(body);
   if (!cipher) return text;
   return cipher->Seal(text, StatisticsAssociatedData(record));
 }

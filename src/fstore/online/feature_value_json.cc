@@ -1,51 +1,14 @@
 #include "fstore/online/feature_value_json.h"
 
 #include <charconv>
-#include <cmath>
 
 #include "fstore/core/time.h"
 
 namespace fstore {
 
-void AppendJsonString(std::string_view s, std::string* out) {
-  out->push_back('"');
-  size_t plain = 0;  // start of the run of bytes that need no escape
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(s, plain, i - plain);
-    plain = i + 1;
-    switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\b': *out += "\\b"; break;
-      case '\f': *out += "\\f"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
-      default: {
-        static constexpr char kHex[] = "0123456789abcdef";
-        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-        out->append(escaped, sizeof escaped);
-      }
-    }
-  }
-  out->append(s, plain, s.size() - plain);
-  out->push_back('"');
-}
-
 void AppendFeatureValueJson(const FeatureValue& value, std::string* out) {
   if (const double* d = std::get_if<double>(&value)) {
-    if (!std::isfinite(*d)) {
-      *out += "null";
-      return;
-    }
-    char digits[32];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *d);
-    out->append(digits, end);
-    if (std::string_view(digits, end - digits).find_first_of(".e") == std::string_view::npos) {
-      *out += ".0";
-    }
+    AppendJsonDouble(*d, out);
   } else if (const int64_t* i = std::get_if<int64_t>(&value)) {
     char digits[24];
     auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *i);

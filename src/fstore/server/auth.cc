@@ -4,9 +4,9 @@
 #include <cctype>
 
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include "fstore/core/json_text.h"
 #include "fstore/core/text.h"
 #include "fstore/server/http_error.h"
 #include "fstore/service/batch_serving.h"
@@ -347,7 +347,7 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
       prune(upstream->as_object().if_contains("source_features"));
     }
     prune(out.if_contains("downstream"));
-    response->body = json::serialize(out);
+    response->body = SerializeJson(out);
     return;
   }
   const char* member = rule.filter == kFeatureSets || rule.filter == kFreshness ? "feature_sets"
@@ -415,7 +415,7 @@ void ServerAuth::FilterList(const AccessRule& rule, const Principal& principal,
   }
   out[member] = std::move(kept);
   out["count"] = count;
-  response->body = json::serialize(out);
+  response->body = SerializeJson(out);
 }
 
 void ServerAuth::After(const HttpRequest& request, const std::shared_ptr<const void>& state_in,

@@ -1,7 +1,8 @@
 #include "fstore/server/http_error.h"
 
 #include <boost/json/object.hpp>
-#include <boost/json/serialize.hpp>
+
+#include "fstore/core/json_text.h"
 
 namespace fstore {
 
@@ -44,7 +45,7 @@ HttpResponse JsonResponse(int http_status, const boost::json::value& body) {
   HttpResponse response;
   response.status = http_status;
   response.content_type = "application/json";
-  response.body = boost::json::serialize(body);
+  response.body = SerializeJson(body);
   return response;
 }
 

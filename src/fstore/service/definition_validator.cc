@@ -7,10 +7,10 @@
 #include <regex>
 
 #include <arrow/type.h>
-#include <boost/json/serialize.hpp>
 
 #include "fstore/core/cron.h"
 #include "fstore/core/duration.h"
+#include "fstore/core/json_text.h"
 #include "fstore/core/time.h"
 #include "fstore/compute/expression.h"
 #include "fstore/compute/postgres_client.h"
@@ -33,7 +33,7 @@ std::string Trimmed(std::string_view s) {
 bool IsNumericType(std::string_view t) { return t == "int" || t == "float"; }
 
 std::string Preview(const json::value& v) {
-  std::string s = json::serialize(v);
+  std::string s = SerializeJson(v);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
 }
@@ -380,9 +380,9 @@ Status CheckRules(ValidationRules* r, const std::string& t) {
   }
   if (r->min_value && r->max_value && *r->min_value > *r->max_value) {
     return Unprocessable("validation_rules.min_value",
-                         "min_value " + json::serialize(json::value(*r->min_value)) +
+                         "min_value " + SerializeJson(json::value(*r->min_value)) +
                              " is greater than max_value " +
-                             json::serialize(json::value(*r->max_value)));
+                             SerializeJson(json::value(*r->max_value)));
   }
   if (r->allowed_values) {
     ARROW_RETURN_NOT_OK(CheckValues("validation_rules.allowed_values", *r->allowed_values, t));

@@ -12,10 +12,10 @@
 #include <arrow/ipc/reader.h>
 #include <arrow/ipc/writer.h>
 #include <parquet/arrow/reader.h>
-#include <boost/json/serialize.hpp>
 
 #include "fstore/compute/source_schema.h"
 #include "fstore/core/columns.h"
+#include "fstore/core/json_text.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/materialize/feature_validation.h"
 #include "fstore/materialize/source_reader.h"
@@ -49,9 +49,16 @@ Result<std::vector<std::string>> StringList(const json::object& body, const char
   return out;
 }
 
-Result<RequestedSet> LoadSet(FeatureStore* store, const std::string& ref) {
+// `field`: where the request named it. An unknown set listed in
+// feature_sets is a resource not found (404); one in a feature's name
+// ("set:feature") makes that name unknown (400).
+Result<RequestedSet> LoadSet(FeatureStore* store, const std::string& ref,
+                             const std::string& field) {
   ARROW_ASSIGN_OR_RAISE(auto fs, store->registry()->FindFeatureSet(ref, false));
-  if (!fs) return NotFound("feature set '" + ref + "' not found");
+  if (!fs && field.starts_with("features")) {
+    return InvalidArgument(field, "unknown feature: feature set '" + ref + "' not found");
+  }
+  if (!fs) return MakeError(ErrorCode::kNotFound, "feature set '" + ref + "' not found", field);
   if (!fs->offline_enabled) {
     return Unprocessable("feature_sets", "feature set '" + fs->name +
                                              "' has offline_enabled false: it keeps no history "
@@ -179,7 +186,7 @@ Result<std::shared_ptr<arrow::Array>> KeyColumn(const EntityFrame& frame, size_t
         }
       } else {
         return InvalidArgument(CellField(r, c, name), "must be an integer join key, not " +
-                                                          json::serialize(v));
+                                                          SerializeJson(v));
       }
       ARROW_RETURN_NOT_OK(b.Append(x));
     }
@@ -191,10 +198,10 @@ Result<std::shared_ptr<arrow::Array>> KeyColumn(const EntityFrame& frame, size_t
     if (v.is_string()) {
       ARROW_RETURN_NOT_OK(b.Append(std::string_view(v.as_string())));
     } else if (v.is_int64() || v.is_uint64()) {
-      ARROW_RETURN_NOT_OK(b.Append(json::serialize(v)));
+      ARROW_RETURN_NOT_OK(b.Append(SerializeJson(v)));
     } else {
       return InvalidArgument(CellField(r, c, name), "must be a string join key, not " +
-                                                        json::serialize(v));
+                                                        SerializeJson(v));
     }
   }
   return b.Finish();
@@ -207,7 +214,7 @@ Result<std::shared_ptr<arrow::Array>> TimeColumn(const EntityFrame& frame) {
     const json::value& v = (*frame.data)[r].as_array()[c];
     if (!v.is_string()) {
       return InvalidArgument(CellField(r, c, frame.columns[c]),
-                             "must be an ISO 8601 timestamp string, not " + json::serialize(v));
+                             "must be an ISO 8601 timestamp string, not " + SerializeJson(v));
     }
     auto t = ParseTimestamp(v.as_string());
     if (!t.ok()) {
@@ -263,7 +270,7 @@ Result<std::shared_ptr<arrow::Array>> OtherColumn(const EntityFrame& frame, size
   ARROW_RETURN_NOT_OK(each([&](const json::value& v) {
     if (v.is_null()) return b.AppendNull();
     if (all_str) return b.Append(std::string_view(v.as_string()));
-    return b.Append(v.is_string() ? std::string(v.as_string()) : json::serialize(v));
+    return b.Append(v.is_string() ? std::string(v.as_string()) : SerializeJson(v));
   }));
   return b.Finish();
 }
@@ -332,14 +339,21 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
                                                  const RequestContext& context) {
   FeatureSelection selection;
   std::vector<std::string> set_refs;
+  // The field that named each set, for its errors: feature_sets[i], or the
+  // first features[i] that names it ("set:feature").
+  std::vector<std::string> set_fields;
   if (body.contains("feature_sets")) {
     ARROW_ASSIGN_OR_RAISE(set_refs, StringList(body, "feature_sets"));
+    for (size_t i = 0; i < set_refs.size(); ++i) {
+      set_fields.push_back("feature_sets[" + std::to_string(i) + "]");
+    }
   }
   ARROW_ASSIGN_OR_RAISE(auto feature_refs, StringList(body, "features"));
   if (!body.contains("feature_sets")) {
     // Without feature_sets, every feature names its set ("set:feature"); the
     // sets are those, in order of first mention.
-    for (const auto& ref : feature_refs) {
+    for (size_t i = 0; i < feature_refs.size(); ++i) {
+      const std::string& ref = feature_refs[i];
       size_t colon = ref.find(':');
       if (colon == std::string::npos || colon == 0) {
         return InvalidArgument("feature_sets", "is required when a feature is not named "
@@ -348,6 +362,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
       std::string set = ref.substr(0, colon);
       if (std::find(set_refs.begin(), set_refs.end(), set) == set_refs.end()) {
         set_refs.push_back(std::move(set));
+        set_fields.push_back("features[" + std::to_string(i) + "]");
       }
     }
   }
@@ -361,8 +376,9 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
     selection.as_of = *t;
   }
   std::vector<RequestedSet>& sets = selection.sets;
-  for (const auto& ref : set_refs) {
-    ARROW_ASSIGN_OR_RAISE(RequestedSet set, LoadSet(store, ref));
+  for (size_t i = 0; i < set_refs.size(); ++i) {
+    const std::string& ref = set_refs[i];
+    ARROW_ASSIGN_OR_RAISE(RequestedSet set, LoadSet(store, ref, set_fields[i]));
     ARROW_RETURN_NOT_OK(context.principal->CheckFeatureSet(set.feature_set.name));
     bool dup = std::any_of(sets.begin(), sets.end(), [&](const RequestedSet& s) {
       return s.feature_set.id == set.feature_set.id;
@@ -450,7 +466,7 @@ Result<FeatureSelection> ResolveFeatureSelection(FeatureStore* store, const json
           if (requested != sets.end()) {
             in_set = std::make_shared<const RequestedSet>(*requested);
           } else {
-            auto loaded = LoadSet(store, set_name);
+            auto loaded = LoadSet(store, set_name, field);
             if (!loaded.ok()) {
               return Unprocessable(field, "feature '" + name + "': its input '" + ref +
                                               "' cannot be retrieved: " +

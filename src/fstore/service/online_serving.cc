@@ -10,8 +10,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <boost/json/serialize.hpp>
-#include <boost/json/serializer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <arrow/api.h>
@@ -21,6 +19,7 @@
 #include "fstore/compute/source_schema.h"
 #include "fstore/materialize/python_step.h"
 #include "fstore/core/duration.h"
+#include "fstore/core/json_text.h"
 #include "fstore/materialize/feature_pipeline.h"
 #include "fstore/materialize/feature_validation.h"
 #include "fstore/online/feature_value_json.h"
@@ -277,7 +276,7 @@ Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type, Fie
       }
     }
     return InvalidArgument(field(), "expected an integer key (the entity's value_type is int), got " +
-                                      json::serialize(v));
+                                      SerializeJson(v));
   }
   if (v.is_string()) {
     *label = std::string(v.as_string());
@@ -288,7 +287,7 @@ Result<EntityKeyPart> KeyPart(const json::value& v, const std::string& type, Fie
     *label = v.is_int64() ? std::to_string(v.as_int64()) : std::to_string(v.as_uint64());
     return EntityKeyPart(*label);
   }
-  return InvalidArgument(field(), "expected a string key, got " + json::serialize(v));
+  return InvalidArgument(field(), "expected a string key, got " + SerializeJson(v));
 }
 
 std::shared_ptr<arrow::DataType> CanonicalType(const std::shared_ptr<arrow::DataType>& type) {
@@ -545,26 +544,15 @@ void OnlineServing::InvalidateFeatureSet(const std::string& feature_set) {
 
 namespace {
 
-/// Appends JSON text: strings and values as boost::json serializes them
-/// (escapes, numbers), the punctuation by the caller.
+/// Appends JSON text (core/json_text.h), the punctuation by the caller.
 class JsonWriter {
  public:
   std::string& text() { return text_; }
   void String(std::string_view s) { AppendJsonString(s, &text_); }
-  void Value(const json::value& v) {
-    serializer_.reset(&v);
-    Drain();
-  }
+  void Value(const json::value& v) { AppendJson(v, &text_); }
+
  private:
-  void Drain() {
-    while (!serializer_.done()) {
-      const std::string_view chunk = serializer_.read(buffer_, sizeof buffer_);
-      text_.append(chunk.data(), chunk.size());
-    }
-  }
   std::string text_;
-  json::serializer serializer_;
-  char buffer_[512];
 };
 
 struct RequestedFeature {
@@ -670,7 +658,14 @@ Result<std::string> OnlineServing::Serve(const json::value& body, TimestampMicro
       if (by_id != snapshot->set_name_of_id.end()) it = snapshot->sets.find(by_id->second);
     }
     if (it == snapshot->sets.end()) {
-      return NotFound("feature set '" + std::string(ref) + "' not found");
+      // An unknown set in a feature's name is an unknown name (400); one
+      // listed in feature_sets is a resource not found (404).
+      if (list == "features") {
+        return InvalidArgument(element(list, i),
+                               "unknown feature: feature set '" + std::string(ref) + "' not found");
+      }
+      return MakeError(ErrorCode::kNotFound, "feature set '" + std::string(ref) + "' not found",
+                       element(list, i));
     }
     if (!it->second.feature_set.online_enabled) {
       return Unprocessable(element(list, i), "feature set '" + it->second.feature_set.name +
