@@ -632,3 +632,61 @@ def test_time_travel_sees_a_superseded_version(server, tmp_path):
     table = pq.ParquetDataset(sorted(str(p) for p in root.rglob("part-*.parquet"))).read()
     versions = sorted((r["user_id"], r["amount"]) for r in table.to_pylist())
     assert versions == [("u1", 1.0), ("u1", 10.0), ("u2", 2.0)]
+
+
+def test_time_travel_rebuilds_a_training_set_across_a_backfill(server, tmp_path):
+    """Without a created_timestamp_field the created time is when the store
+    learned the rows (the wall clock as the run writes them), not the run's
+    range: a training set built before a backfill is rebuilt exactly with
+    as_of = the time it was built, though the backfill re-ran the same range
+    (a corrected value and a late-arriving row). An unchanged row brought
+    again keeps its first version."""
+    api = Api(server)
+    src = tmp_path / "backfill.parquet"
+    t1 = START + dt.timedelta(hours=5)
+
+    def write(rows):
+        pq.write_table(pa.table({
+            "user_id": pa.array([r[0] for r in rows], pa.string()),
+            "event_timestamp": pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
+            "amount": pa.array([r[2] for r in rows], pa.float64())}), src)
+
+    write([("u1", t1, 1.0), ("u2", t1, 2.0)])
+    fs = api.create_feature_set(name=uniq("hist_backfill"), entities=["user"],
+                                source={"type": "file", "path": str(src), "format": "parquet"})
+    api.create_feature(fs["id"], name="amount", data_type="float")
+    before = dt.datetime.now(UTC)
+    materialize(api, fs["name"])
+    built = dt.datetime.now(UTC)  # a training set is built now
+    entity_df = {"columns": ["user_id", "event_timestamp"],
+                 "data": [[u, iso(t1 + dt.timedelta(hours=1))] for u in ("u1", "u2", "u3")]}
+
+    def ask(as_of=None):
+        body = {"feature_sets": [fs["name"]], "entity_df": entity_df, "features": ["amount"]}
+        if as_of is not None:
+            body["as_of"] = iso(as_of)
+        r = post_hist(api, body)
+        assert r.status_code == 200, r.text
+        return [row[2] for row in r.json()["data"]]
+
+    training = ask()
+    assert training == [1.0, 2.0, None]
+    # Later: the source is corrected (u1) and a late row arrives (u3); the
+    # same range is materialized again.
+    write([("u1", t1, 10.0), ("u2", t1, 2.0), ("u3", t1 - dt.timedelta(minutes=1), 3.0)])
+    materialize(api, fs["name"])
+    after = dt.datetime.now(UTC)
+    assert ask() == [10.0, 2.0, 3.0]
+    assert ask(built) == training  # rebuilt exactly as it was
+    assert ask(after) == [10.0, 2.0, 3.0]
+    assert ask(before - US) == [None, None, None]
+    root = server.data_dir / "offline" / fs["name"] / "v1"
+    rows = pq.ParquetDataset(sorted(str(p) for p in root.rglob("part-*.parquet"))).read().to_pylist()
+    # The created times lie within the runs, not at the range's end.
+    for r in rows:
+        assert before <= r["created_timestamp"] <= after, r
+    # u2 came again unchanged: one version, from the first run.
+    u2 = [r for r in rows if r["user_id"] == "u2"]
+    assert len(u2) == 1 and u2[0]["created_timestamp"] <= built, u2
+    assert sorted((r["user_id"], r["amount"]) for r in rows) == [
+        ("u1", 1.0), ("u1", 10.0), ("u2", 2.0), ("u3", 3.0)]

@@ -464,8 +464,13 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job, RunStatistics* 
   int64_t chunk = kMicrosPerDay;
   WindowCarry carry;
   carry.run_end = job->end;
-  // Clock functions see the run's end; created_timestamp (when the source has
-  // none) is the run's end too, so a re-run writes exactly what a clean run does.
+  // Clock functions see the run's end, so a re-run computes exactly what a
+  // clean run does. created_timestamp (when the source has none) is when the
+  // store learns the rows: the wall clock as each chunk is computed, just
+  // before it is written. Time travel (`as_of`) then sees what the store
+  // knew at any moment, also across backfills and re-runs of a range; a row a
+  // re-run brings again unchanged keeps its first created time (the offline
+  // store keeps no identical version, OfflineStore::ReplaceRange).
   const TimestampMicros clock = job->end;
   const std::vector<SourceExpression> pushed_down = PushedDownExpressions(plan);
 
@@ -579,7 +584,7 @@ Status MaterializationEngine::RunChunks(MaterializationJob* job, RunStatistics* 
     auto t1 = std::chrono::steady_clock::now();
     auto computed = std::make_shared<ComputedFeatures>();
     ARROW_ASSIGN_OR_RAISE(*computed,
-                          ComputeFeatures(plan, source, chunk_start, chunk_end, clock, job->end,
+                          ComputeFeatures(plan, source, chunk_start, chunk_end, clock, now_(),
                                           &carry));
     auto t2 = std::chrono::steady_clock::now();
     spdlog::debug("job {} chunk [{}, {}): {} source rows, {} carried; read {:.0f} ms, "

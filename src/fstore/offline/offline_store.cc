@@ -384,7 +384,12 @@ class EntityEventEquals {
 // kept beside it: it is a superseded version, which time travel (`as_of`
 // before the newer created time) still sees. An old row the new rows do not
 // bring again at all is deleted, and so is one the new rows bring with an
-// equal or smaller created time (a re-run of the range replaces it).
+// equal or smaller created time (a re-run of the range replaces it). A new
+// row whose values (every column but the key, event and created times)
+// equal those of the version just before it adds nothing the store did not
+// know: it is dropped and that older version stays current, with its
+// earlier created time (so a re-run that writes the wall clock as created
+// time does not add a version of every unchanged row).
 Result<std::shared_ptr<arrow::Table>> MergePartitionRows(
     const std::shared_ptr<arrow::Table>& old_rows, const std::shared_ptr<arrow::Table>& new_rows,
     const std::vector<std::string>& key_columns, TimestampMicros start, TimestampMicros end) {
@@ -405,6 +410,21 @@ Result<std::shared_ptr<arrow::Table>> MergePartitionRows(
   const auto& event = static_cast<const arrow::TimestampArray&>(
       *combined->GetColumnByName(kEventTimestampColumn)->chunk(0));
   EntityEventEquals same(*combined, key_columns);
+  std::vector<std::shared_ptr<arrow::Array>> values;  // the columns a version differs in
+  for (int c = 0; c < combined->num_columns(); ++c) {
+    const std::string& name = combined->field(c)->name();
+    if (name == kEventTimestampColumn || name == kCreatedTimestampColumn ||
+        std::find(key_columns.begin(), key_columns.end(), name) != key_columns.end()) {
+      continue;
+    }
+    values.push_back(combined->column(c)->chunk(0));
+  }
+  const auto equal_options = arrow::EqualOptions::Defaults().nans_equal(true);
+  auto same_values = [&](int64_t a, int64_t b) {
+    return std::all_of(values.begin(), values.end(), [&](const auto& v) {
+      return v->RangeEquals(a, a + 1, b, *v, equal_options);
+    });
+  };
 
   // Linear pass over the sorted order, a run of equal (key, event time) at a
   // time, then within it a run of equal created time (not relying on the
@@ -428,6 +448,7 @@ Result<std::shared_ptr<arrow::Table>> MergePartitionRows(
         }
       }
     }
+    std::optional<int64_t> previous;  // the version kept last in this run
     for (int64_t k = i; k < j;) {
       int64_t best = row_at(k);
       bool has_new = best >= first_new;
@@ -436,10 +457,13 @@ Result<std::shared_ptr<arrow::Table>> MergePartitionRows(
         best = std::max(best, row_at(m));
         has_new = has_new || row_at(m) >= first_new;
       }
-      if (!in_range || has_new || (newest_new && created.Value(best) < *newest_new)) {
-        keep.UnsafeAppend(best);
-      }
       k = m;
+      if (!in_range || has_new || (newest_new && created.Value(best) < *newest_new)) {
+        // (A run's new rows are all in range; `best` is new when has_new.)
+        if (has_new && previous && same_values(*previous, best)) continue;
+        keep.UnsafeAppend(best);
+        previous = best;
+      }
     }
     i = j;
   }

@@ -155,7 +155,9 @@ class OfflineStore {
   /// outside [start, end), the new rows of that date, and the current rows
   /// inside [start, end) that a new row supersedes (same entity key and event
   /// time, a greater created time: kept as an older version for time
-  /// travel); other current rows inside the range are gone. It is
+  /// travel; but a new row whose feature values equal the version before it
+  /// is dropped, that version staying current with its earlier created
+  /// time); other current rows inside the range are gone. It is
   /// deduplicated to one row per (entity key, event time, created time)
   /// (a new row over an old one, the later row of `rows` over an earlier),
   /// sorted by key, event time and created time, and written (integer keys

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -268,6 +269,31 @@ TEST_F(OfflineStoreTest, ARewriteKeepsTheVersionsItSupersedes) {
   // versions go, it is the only one.
   ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC1 - 1, 7}}, "c").status());
   EXPECT_EQ(ReadRows(kJan1, kJan2), Strings({{1, kJan1 + 1, kC1 - 1, 7}}));
+}
+
+TEST_F(OfflineStoreTest, ARowBroughtAgainUnchangedKeepsItsFirstCreatedTime) {
+  // What a re-run does that writes the wall clock as created time: every
+  // row comes again with a later created time, most of them unchanged.
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2}}, "a")
+                .status());
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC2, 1}, {2, kJan1 + 2, kC2, 20}}, "b")
+                .status());
+  // (1, +1) unchanged: no second version, known since kC1. (2, +2) changed:
+  // both versions.
+  EXPECT_EQ(ReadRows(kJan1, kJan2),
+            Strings({{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2}, {2, kJan1 + 2, kC2, 20}}));
+  // A third run, (2, +2) back to its first value: a version again (it
+  // differs from the one just before it), and (1, +1) still once.
+  ASSERT_OK(Replace(kJan1, kJan2, {{1, kJan1 + 1, kC2 + 5, 1}, {2, kJan1 + 2, kC2 + 5, 2}}, "c")
+                .status());
+  EXPECT_EQ(ReadRows(kJan1, kJan2),
+            Strings({{1, kJan1 + 1, kC1, 1}, {2, kJan1 + 2, kC1, 2}, {2, kJan1 + 2, kC2, 20},
+                     {2, kJan1 + 2, kC2 + 5, 2}}));
+  // NaN equals NaN here: a row holding one, brought again, is one version.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  ASSERT_OK(Replace(kJan2, kJan3, {{3, kJan2 + 1, kC1, nan}}, "d").status());
+  ASSERT_OK(Replace(kJan2, kJan3, {{3, kJan2 + 1, kC2, nan}}, "e").status());
+  EXPECT_EQ(ReadRows(kJan2, kJan3).size(), 1u);
 }
 
 TEST_F(OfflineStoreTest, ASubDayRewriteKeepsSupersededVersionsOnlyInsideItsRange) {
@@ -692,12 +718,13 @@ TEST_F(OfflineStoreTest, StringAndCompositeKeys) {
        TimestampArray({kJan1, kJan1, kJan1}), TimestampArray({kC1, kC1, kC2})});
   ASSERT_OK(store_->ReplaceRange("users", 1, {"user"}, kJan1, kJan2, single, "j").status());
   ASSERT_OK_AND_ASSIGN(auto users, store_->Read("users", 1, kJan1, kJan2));
-  ASSERT_EQ(users->num_rows(), 3);  // a; b's two versions, oldest first
+  // a; b once: with no feature column its later version differs in nothing,
+  // so the first stays (ARowBroughtAgainUnchangedKeepsItsFirstCreatedTime).
+  ASSERT_EQ(users->num_rows(), 2);
   EXPECT_EQ(users->column(0)->GetScalar(0).ValueOrDie()->ToString(), "a");
+  EXPECT_EQ(users->column(0)->GetScalar(1).ValueOrDie()->ToString(), "b");
   EXPECT_EQ(users->column(2)->GetScalar(1).ValueOrDie()->ToString(),
             arrow::TimestampScalar(kC1, Ts()).ToString());
-  EXPECT_EQ(users->column(2)->GetScalar(2).ValueOrDie()->ToString(),
-            arrow::TimestampScalar(kC2, Ts()).ToString());
 }
 
 TEST_F(OfflineStoreTest, TimestampsBefore1970) {
