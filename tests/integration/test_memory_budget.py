@@ -18,10 +18,17 @@ few partitions ahead), not the store: measured peaks (VmHWM) were 194 MB for
 0.2M rows over 30 days, 235 MB for 2M, 298 MB for 8M over 30 days (267k-row
 partitions), 344 MB for 16M over 30 days, and 215 MB for these 8M rows over
 120 days; about 58 MB of it is the server at rest.
+
+A windowed feature (COUNT(*) over 7 days) of the same feature set, asked for
+a few entity rows spread over the 120 days, is recomputed from the whole
+source range: the source is read a chunk of days at a time, keeping only the
+asked entities' rows, under the same budget (before, the whole range was
+read at once and the server did not fit in it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import pathlib
@@ -43,6 +50,8 @@ ENTITIES = 50_000
 FEATURE_ROWS = 8_000_000
 ENTITY_ROWS = 300_000
 FEATURES = ["f0", "f1", "f2", "f3", "f4"]
+WINDOW_DAYS = 7
+WINDOW_ENTITY_ROWS = 2_000
 BUDGET = 256 << 20
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup/memory")
 
@@ -92,7 +101,13 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_a_feature_set_twice_the_memory_budget_is_retrieved_whole(fstore_bin, tmp_path):
+@pytest.fixture(scope="module")
+def big_set(fstore_bin, tmp_path_factory, request):
+    """The source (8M rows) materialized by an unconstrained server: a dict
+    with the data directory, the source path, the feature set's name, the
+    composite keys (user * seconds + second, unique) and a generator."""
+    tmp_path = tmp_path_factory.mktemp("memory-budget")
+    failed_before = request.session.testsfailed
     rng = np.random.default_rng(11)
     seconds = DAYS * 86400
     # One row per (entity, second): which of two equal rows is kept is not
@@ -114,6 +129,7 @@ def test_a_feature_set_twice_the_memory_budget_is_retrieved_whole(fstore_bin, tm
     pq.write_table(source, src, row_group_size=1 << 20)
     arrow_bytes = source.nbytes + rows * 8  # + the created_timestamp column
     assert arrow_bytes > 1.9 * BUDGET  # the point of the test
+    del source, users, event_s
 
     data_dir = tmp_path / "data"
     name = uniq("big")
@@ -134,37 +150,29 @@ def test_a_feature_set_twice_the_memory_budget_is_retrieved_whole(fstore_bin, tm
                                    "wait": True}, timeout=600)
         assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
         assert r.json()["rows_written_offline"] == rows
+        # Computed from the source at retrieval time: nothing to materialize.
+        api.create_feature(fs["id"], name=f"n_{WINDOW_DAYS}d", data_type="int",
+                           transformation="COUNT(*)", window_size=f"{WINDOW_DAYS}d")
     finally:
         assert loader.stop() == 0
+    yield {"data_dir": data_dir, "src": src, "name": name, "keys": np.sort(keys), "rng": rng}
+    # ~1 GB of source, store and output: gone once checked, so a suite run
+    # does not carry it to the end (kept for a look when a test fails).
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
-    # Entity rows over every day, some before any event of their entity.
-    e_users = rng.integers(0, ENTITIES + 500, ENTITY_ROWS)  # some unknown
-    e_s = rng.integers(0, seconds + 86400, ENTITY_ROWS)
-    e_times = (np.datetime64("2024-01-01T00:00:00", "us") +
-               e_s.astype("timedelta64[s]")).astype("datetime64[us]")
-    entities = pa.table({"user_id": pa.array(e_users, pa.int64()),
-                         "event_timestamp": pa.array(e_times, pa.timestamp("us", tz="UTC"))})
-    entity_path = tmp_path / "entities.parquet"
-    pq.write_table(entities, entity_path)
-    del source
-    out = tmp_path / "out.parquet"
 
+@contextlib.contextmanager
+def server_within_budget(data_dir):
+    """A server over `data_dir` in a cgroup whose hard memory limit is BUDGET;
+    where none can be created, its peak resident memory is held to BUDGET at
+    the end instead. It must exit 0."""
     group = MemoryCgroup.create(BUDGET)
     server = FstoreServer(data_dir, env={"MAX_COMPUTE_THREADS": "2"})
     try:
         if group is not None:
             group.add(server.proc.pid)
-        api = Api(server)
-        r = api.post("/api/v1/serving/batch", {
-            "feature_sets": [name], "features": FEATURES,
-            "entity_source": {"path": str(entity_path)}, "output": {"path": str(out)},
-            "batch_rows": 100_000})
-        assert r.status_code in (200, 202), r.text
-        job = r.json()["id"]
-        wait_until(lambda: api.get(f"/api/v1/serving/batch/{job}").json()["status"]
-                   in ("succeeded", "failed"), timeout=300, interval=0.5)
-        final = api.get(f"/api/v1/serving/batch/{job}").json()
-        assert final["status"] == "succeeded", final
+        yield server
         peak = peak_rss(server.proc.pid)
         if group is not None:
             print(f"cgroup limit {BUDGET >> 20} MB, max usage "
@@ -177,6 +185,35 @@ def test_a_feature_set_twice_the_memory_budget_is_retrieved_whole(fstore_bin, tm
         if group is not None:
             group.remove()
     assert code == 0, server.output()
+
+
+def test_a_feature_set_twice_the_memory_budget_is_retrieved_whole(big_set, tmp_path):
+    rng = big_set["rng"]
+    seconds = DAYS * 86400
+    name, src = big_set["name"], big_set["src"]
+    # Entity rows over every day, some before any event of their entity.
+    e_users = rng.integers(0, ENTITIES + 500, ENTITY_ROWS)  # some unknown
+    e_s = rng.integers(0, seconds + 86400, ENTITY_ROWS)
+    e_times = (np.datetime64("2024-01-01T00:00:00", "us") +
+               e_s.astype("timedelta64[s]")).astype("datetime64[us]")
+    entities = pa.table({"user_id": pa.array(e_users, pa.int64()),
+                         "event_timestamp": pa.array(e_times, pa.timestamp("us", tz="UTC"))})
+    entity_path = tmp_path / "entities.parquet"
+    pq.write_table(entities, entity_path)
+    out = tmp_path / "out.parquet"
+
+    with server_within_budget(big_set["data_dir"]) as server:
+        api = Api(server)
+        r = api.post("/api/v1/serving/batch", {
+            "feature_sets": [name], "features": FEATURES,
+            "entity_source": {"path": str(entity_path)}, "output": {"path": str(out)},
+            "batch_rows": 100_000})
+        assert r.status_code in (200, 202), r.text
+        job = r.json()["id"]
+        wait_until(lambda: api.get(f"/api/v1/serving/batch/{job}").json()["status"]
+                   in ("succeeded", "failed"), timeout=300, interval=0.5)
+        final = api.get(f"/api/v1/serving/batch/{job}").json()
+        assert final["status"] == "succeeded", final
 
     got = pq.read_table(out).to_pandas()
     assert len(got) == ENTITY_ROWS
@@ -191,6 +228,43 @@ def test_a_feature_set_twice_the_memory_budget_is_retrieved_whole(fstore_bin, tm
     sample = sample.set_index("index").sort_index()
     for f in FEATURES:
         np.testing.assert_array_equal(sample[f].to_numpy(), want[f].to_numpy(), err_msg=f)
-    # ~1 GB of source, store and output: gone once checked, so a suite run
-    # does not carry it to the end (kept for a look when the test fails).
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_window_over_the_whole_range_is_retrieved_within_the_budget(big_set):
+    """A few entity rows spread over the 120 days ask for COUNT(*) over 7
+    days: the window's source range is the whole source (8M rows), read in
+    chunks of days, each cut to the asked entities' rows."""
+    rng = np.random.default_rng(13)
+    seconds = DAYS * 86400
+    window = WINDOW_DAYS * 86400
+    e_users = rng.integers(0, ENTITIES + 50, WINDOW_ENTITY_ROWS)  # some unknown
+    e_s = np.sort(rng.integers(0, seconds + 86400, WINDOW_ENTITY_ROWS))
+    e_s[0], e_s[-1] = 0, seconds + 86399  # the range's ends
+    rng.shuffle(e_s)
+    start = dt.datetime(2024, 1, 1)
+    data = [[int(u), (start + dt.timedelta(seconds=int(s))).strftime("%Y-%m-%dT%H:%M:%S")]
+            for u, s in zip(e_users, e_s)]
+    feature = f"n_{WINDOW_DAYS}d"
+    with server_within_budget(big_set["data_dir"]) as server:
+        r = Api(server).session.post(server.url("/api/v1/serving/historical"), json={
+            "feature_sets": [big_set["name"]], "features": [feature],
+            "entity_df": {"columns": ["user_id", "event_timestamp"], "data": data}},
+            timeout=300)
+        assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["columns"] == ["user_id", "event_timestamp", feature]
+    assert [row[0] for row in body["data"]] == e_users.tolist()  # order kept
+    got = [row[2] for row in body["data"]]
+    # The source's events of each entity row's user in [t - 7 days, t], from
+    # the sorted composite keys (user * seconds + second); null without any
+    # event at or before t (no live row).
+    keys = big_set["keys"]
+    base = e_users * seconds
+    at_t = base + np.minimum(e_s, seconds - 1)
+    upto_t = np.searchsorted(keys, at_t, side="right")
+    first = np.searchsorted(keys, base, side="left")
+    in_window = upto_t - np.searchsorted(keys, base + np.maximum(e_s - window, 0), side="left")
+    want = [int(n) if live else None for n, live in zip(in_window, upto_t > first)]
+    assert sum(w is None for w in want) > 0 and sum(w is not None for w in want) > 1000
+    assert got == want

@@ -3,6 +3,7 @@
 #include <arrow/api.h>
 #include <arrow/compute/api.h>
 #include <arrow/dataset/api.h>
+#include <parquet/properties.h>
 
 #include "fstore/core/compute_init.h"
 #include "fstore/compute/source_schema.h"
@@ -145,6 +146,17 @@ Result<std::shared_ptr<arrow::Table>> ReadFileRange(const FeatureSet& fs,
   // be its own rows.
   ARROW_RETURN_NOT_OK(builder->BatchReadahead(2));
   ARROW_RETURN_NOT_OK(builder->FragmentReadahead(2));
+  if (fs.source->format != "csv") {
+    // Nor does Arrow's Parquet reader pre-buffer (its default): that reads
+    // the projected columns of every row group the scan will visit up
+    // front, to coalesce requests to object stores. File sources are local,
+    // and one not ordered by time has every row group in every range: each
+    // read (a materialization chunk, a window's chunk in historical
+    // retrieval) held the whole file's columns at once.
+    auto parquet = std::make_shared<ds::ParquetFragmentScanOptions>();
+    parquet->arrow_reader_properties->set_pre_buffer(false);
+    ARROW_RETURN_NOT_OK(builder->FragmentScanOptions(std::move(parquet)));
+  }
   ARROW_ASSIGN_OR_RAISE(auto scanner, builder->Finish());
   auto scanned = scanner->ToTable();
   if (!scanned.ok()) {

@@ -859,11 +859,21 @@ void GatherRaw(const uint8_t* src, const uint8_t* valid, const int64_t* rows,
                  out);
 }
 
-// Threads a partition is merged and gathered on (the calling thread and
-// kJoinThreads - 1 more), each over one key range; ranges of fewer groups
-// than kMinGroupsPerRange are not worth a thread.
-constexpr int kJoinThreads = 2;
+// A partition is merged and gathered over key ranges of the groups, one
+// range per thread at most; ranges of fewer groups than kMinGroupsPerRange
+// are not worth a thread.
 constexpr int64_t kMinGroupsPerRange = 4096;
+
+// The threads a join of `n` entity rows runs on (the calling thread
+// included): `requested` (PointInTimeQuery::threads, 0: one per core), but
+// no more than its key ranges (at most n / kMinGroupsPerRange) and one
+// reading ahead can keep busy.
+int JoinThreads(int requested, int64_t n) {
+  const int64_t threads =
+      requested > 0 ? requested : std::max(1u, std::thread::hardware_concurrency());
+  const int64_t useful = 1 + std::max<int64_t>(1, n / kMinGroupsPerRange);
+  return static_cast<int>(std::min(threads, useful));
+}
 
 // One key range of a partition's join: groups [group_lo, group_hi) and the
 // partition's rows [row_lo, row_hi) with their keys; what it matched.
@@ -897,9 +907,9 @@ Status ForEachBatchRun(const PartitionRows& p, const std::vector<int64_t>& rows,
 // at most this many partitions plus the one being joined.
 constexpr size_t kPartitionsAhead = 1;
 
-// The join's work as tasks on kJoinThreads threads (the caller and
-// kJoinThreads - 1 more), never more threads than that, so that the work on
-// the critical path is not time-sliced against reading ahead:
+// The join's work as tasks on a given number of threads (the caller and
+// threads - 1 more), never more threads than that, so that the work on the
+// critical path is not time-sliced against reading ahead:
 //   - group: grouping the entity rows (once, first);
 //   - read(i): reading partition i (0 = the latest), at most
 //     kPartitionsAhead beyond the oldest partition not yet finished;
@@ -924,12 +934,13 @@ class JoinTasks {
     std::function<Status(size_t, PartitionRows*)> finish;
   };
 
-  JoinTasks(Work work, size_t partitions) : work_(std::move(work)), read_(partitions) {}
+  JoinTasks(Work work, size_t partitions, int threads)
+      : work_(std::move(work)), read_(partitions), threads_(threads) {}
 
-  /// Runs every task on the calling thread and kJoinThreads - 1 more.
+  /// Runs every task on the calling thread and threads - 1 more.
   Status Run() {
     std::vector<std::thread> helpers;
-    for (int t = 1; t < kJoinThreads; ++t) helpers.emplace_back([this] { Loop(); });
+    for (int t = 1; t < threads_; ++t) helpers.emplace_back([this] { Loop(); });
     Loop();
     for (auto& t : helpers) t.join();
     return status_;
@@ -1060,6 +1071,7 @@ class JoinTasks {
   size_t next_finish_ = 0;  // partitions [0, next_finish_) are finished
   std::vector<size_t> next_merge_;  // per range: the next partition it merges
   std::vector<bool> range_busy_;
+  const int threads_;
 };
 
 // The as-of join of the entity rows (`keys`: EntityKeyColumns) with the
@@ -1113,7 +1125,12 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
   const std::vector<std::shared_ptr<arrow::DataType>> requested_types = column_types;
   EntityGroups& g = *groups;
   AsOfState state;
-  // Key ranges: groups [range_lo[r], range_lo[r + 1]).
+  // Key ranges: groups [range_lo[r], range_lo[r + 1]), one per thread at
+  // most. Ranges of keys, not a hash of them: both sides are in key order,
+  // so a range merges against one contiguous slice of every (key-sorted)
+  // partition, found by binary search; a hash split would make every thread
+  // scan every partition whole.
+  const int threads = JoinThreads(q.threads, n);
   std::vector<int64_t> range_lo;
 
   // Output columns: the event time and fixed-width features gathered value by
@@ -1181,7 +1198,8 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
       state.unresolved[k] = g.group_begin[k + 1] - g.group_begin[k];
     }
     const int64_t num_groups = g.num_groups();
-    const int ranges = num_groups >= 2 * kMinGroupsPerRange ? kJoinThreads : 1;
+    const int ranges =
+        static_cast<int>(std::clamp<int64_t>(num_groups / kMinGroupsPerRange, 1, threads));
     for (int r = 0; r <= ranges; ++r) range_lo.push_back(num_groups * r / ranges);
     for (auto& parts : parts_of) parts.resize(static_cast<size_t>(ranges));
     return ranges;
@@ -1305,7 +1323,7 @@ Result<AsOfMatches> AsOfJoin(OfflineStore* offline, const PointInTimeQuery& q,
     recycler.Put(p);
     return Status::OK();
   };
-  JoinTasks tasks(std::move(work), days.size());
+  JoinTasks tasks(std::move(work), days.size(), threads);
   ARROW_RETURN_NOT_OK(tasks.Run());
   if (!out_schema) {  // no partition with rows: nothing matched
     out_schema = make_schema();
@@ -1457,40 +1475,187 @@ Result<std::shared_ptr<arrow::Array>> PerDistinctTime(int64_t n, TimeOf time_of,
   return Unpermute(all, order);
 }
 
-// The source rows of [start, end) with `columns`, for windows recomputed at
-// the entity rows' times. A feature set with a Python transformation has its
-// windows over the step's output: every source column is read and the step
-// run over them first, as a materialization does.
-Result<std::shared_ptr<arrow::Table>> WindowSourceRows(const FeatureSet& fs,
-                                                       const std::vector<std::string>& columns,
-                                                       TimestampMicros start, TimestampMicros end) {
-  auto unreadable = [&](const arrow::Status& status) {
-    return Unprocessable("feature_sets", "the windowed features of feature set '" + fs.name +
+// Reads a feature set's source rows for windows recomputed at the entity
+// rows' times, one event-time range at a time, projected to `columns`. A
+// feature set with a Python transformation has its windows over the step's
+// output: every source column is read and the step run over them first, as a
+// materialization does (range by range too: the step is row-wise,
+// python_step.h).
+class WindowSourceReader {
+ public:
+  /// `fs` must outlive the reader.
+  WindowSourceReader(const FeatureSet& fs, std::vector<std::string> columns)
+      : fs_(fs), columns_(std::move(columns)) {}
+
+  /// The rows with event time in [start, end); *bytes_read: the in-memory
+  /// size of the source columns read for them (before the Python step).
+  Result<std::shared_ptr<arrow::Table>> Read(TimestampMicros start, TimestampMicros end,
+                                             int64_t* bytes_read) {
+    SourceReadStats stats;
+    if (!fs_.python_transformation) {
+      auto source = ReadSourceRange(fs_, columns_, start, end, &stats);
+      if (!source.ok()) return Unreadable(source.status());
+      *bytes_read = stats.bytes;
+      return *source;
+    }
+    if (source_columns_.empty()) {
+      if (!fs_.source) return Unreadable(InvalidArgument("source", "the feature set has no source"));
+      auto schema = RequireSourceSchema(*fs_.source);
+      if (!schema.ok()) return Unreadable(schema.status());
+      source_columns_ = (*schema)->field_names();
+    }
+    auto source = ReadSourceRange(fs_, source_columns_, start, end, &stats);
+    if (!source.ok()) return Unreadable(source.status());
+    *bytes_read = stats.bytes;
+    if (!python_) {  // once, after the first read (a source error comes first)
+      ARROW_ASSIGN_OR_RAISE(auto spec, PythonSpecOf(fs_));
+      ARROW_ASSIGN_OR_RAISE(python_, PythonTransformation::Make(std::move(spec)));
+    }
+    auto transformed = ApplyPythonStep(*python_, *source, columns_);
+    if (!transformed.ok()) {
+      return MakeError(ErrorCodeOf(transformed.status()),
+                       "feature set '" + fs_.name + "': its python_transformation, run over the "
+                       "source rows its windows aggregate, failed: " +
+                           ErrorMessageOf(transformed.status()),
+                       "python_transformation");
+    }
+    return *transformed;
+  }
+
+ private:
+  Status Unreadable(const arrow::Status& status) const {
+    return Unprocessable("feature_sets", "the windowed features of feature set '" + fs_.name +
                                              "' are computed from its source, which cannot be "
                                              "read: " + ErrorMessageOf(status));
-  };
-  SourceReadStats stats;
-  if (!fs.python_transformation) {
-    auto source = ReadSourceRange(fs, columns, start, end, &stats);
-    if (!source.ok()) return unreadable(source.status());
-    return *source;
   }
-  if (!fs.source) return unreadable(InvalidArgument("source", "the feature set has no source"));
-  auto schema = RequireSourceSchema(*fs.source);
-  if (!schema.ok()) return unreadable(schema.status());
-  auto source = ReadSourceRange(fs, (*schema)->field_names(), start, end, &stats);
-  if (!source.ok()) return unreadable(source.status());
-  ARROW_ASSIGN_OR_RAISE(auto spec, PythonSpecOf(fs));
-  ARROW_ASSIGN_OR_RAISE(auto python, PythonTransformation::Make(std::move(spec)));
-  auto transformed = ApplyPythonStep(*python, *source, columns);
-  if (!transformed.ok()) {
-    return MakeError(ErrorCodeOf(transformed.status()),
-                     "feature set '" + fs.name + "': its python_transformation, run over the "
-                     "source rows its windows aggregate, failed: " +
-                         ErrorMessageOf(transformed.status()),
-                     "python_transformation");
+
+  const FeatureSet& fs_;
+  const std::vector<std::string> columns_;
+  std::vector<std::string> source_columns_;  // with a Python step: every source column
+  std::shared_ptr<PythonTransformation> python_;
+};
+
+// The source columns a chunk of WindowEvents aims at reading, in bytes in
+// memory. As a materialization's chunks (materialization_engine.cc), a chunk
+// is a day first, then as many days as the last chunk's rate says fit,
+// between 1 and kMaxWindowChunkDays; by bytes rather than rows, as a Python
+// step reads every source column. Reading a chunk takes a few times its size
+// at its peak (the reader's copies); a smaller target means more reads,
+// each a scan of the whole source when it is not in time order.
+constexpr double kWindowChunkTargetBytes = 16 << 20;
+constexpr int64_t kMaxWindowChunkDays = 31;
+
+// The source rows of the entities asked about (null keys or times are no
+// entity's) that windows of up to `range` at the entity rows' times can see,
+// projected to `columns`, by (group, event time, created time, input order)
+// -- the materialization's order, which decides first_value/last_value among
+// peers; *groups and *times: each row's group and event time.
+//
+// The source is read in chunks of event time, in time order, each cut down
+// to the asked entities' rows before the next is read: the memory held is a
+// chunk plus the rows kept, not the source's range, however many entities
+// the source has. Peers (equal group, time and created time) are in the same
+// chunk, in source order, so the stable sort gives the order a single read
+// of the whole range would.
+Result<std::shared_ptr<arrow::RecordBatch>> WindowEvents(const PointInTimeQuery& q,
+                                                         const EntityGroups& g,
+                                                         const std::vector<std::string>& columns,
+                                                         int64_t range, std::vector<int64_t>* groups,
+                                                         std::vector<int64_t>* times) {
+  const FeaturePlan& plan = *q.plan;
+  const FeatureSet& fs = plan.feature_set;
+  const int64_t n = q.times->length();
+  const int64_t* t = q.times->raw_values();
+  const int64_t min_t = *std::min_element(t, t + n), max_t = *std::max_element(t, t + n);
+  const TimestampMicros start = min_t - range, end = max_t + 1;
+  const bool with_created = !fs.created_timestamp_field.empty();
+  std::string key;
+  std::unordered_map<std::string, int64_t> group_of_key;
+  for (int64_t k = 0; k < g.num_groups(); ++k) {
+    EncodeKey(g.keys, g.row_of_group(k), &key);
+    group_of_key.emplace(key, k);
   }
-  return *transformed;
+  WindowSourceReader reader(fs, columns);
+  // The rows kept, chunk by chunk in time order (a chunk's in source order),
+  // with each one's group, event time and created time.
+  std::vector<std::shared_ptr<arrow::RecordBatch>> kept;
+  std::shared_ptr<arrow::RecordBatch> none_kept;  // the first chunk's, emptied
+  std::vector<int64_t> kept_groups, kept_times, kept_created;
+  int64_t chunk = kMicrosPerDay;
+  for (TimestampMicros from = start; from < end;) {
+    const TimestampMicros to = end - from <= chunk ? end : from + chunk;
+    int64_t bytes_read = 0;
+    ARROW_ASSIGN_OR_RAISE(auto source, reader.Read(from, to, &bytes_read));
+    ARROW_ASSIGN_OR_RAISE(auto batch, source->CombineChunksToBatch());
+    source.reset();
+    std::vector<std::shared_ptr<arrow::Array>> keys;
+    for (size_t c = 0; c < plan.key_columns.size(); ++c) {
+      ARROW_ASSIGN_OR_RAISE(auto col, CastTo(batch->GetColumnByName(plan.key_columns[c]),
+                                             g.keys[c]->type(), plan.key_columns[c]));
+      keys.push_back(col);
+    }
+    auto event = TimestampsAsInt64(batch->GetColumnByName(fs.timestamp_field));
+    std::shared_ptr<arrow::Int64Array> created;
+    if (with_created) {
+      created = TimestampsAsInt64(batch->GetColumnByName(fs.created_timestamp_field));
+    }
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < batch->num_rows(); ++i) {
+      if (event->IsNull(i)) continue;
+      if (created && created->IsNull(i)) continue;
+      if (created && q.as_of && created->Value(i) > *q.as_of) continue;
+      bool null_key = false;
+      for (const auto& k : keys) null_key = null_key || k->IsNull(i);
+      if (null_key) continue;
+      EncodeKey(keys, i, &key);
+      auto it = group_of_key.find(key);
+      if (it == group_of_key.end()) continue;
+      rows.push_back(i);
+      kept_groups.push_back(it->second);
+      kept_times.push_back(event->Value(i));
+      if (created) kept_created.push_back(created->Value(i));
+    }
+    ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(rows));
+    ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(batch, index));
+    if (!rows.empty()) {
+      kept.push_back(taken.record_batch());
+    } else if (kept.empty() && !none_kept) {
+      none_kept = taken.record_batch();
+    }
+    // The next chunk: as many days as this one's rate says fit in
+    // kWindowChunkTargetBytes; twice as many when it read nothing (the
+    // range may begin before the source's first event), so that an empty
+    // day does not make the next chunk as long as can be.
+    const double bytes_per_day = static_cast<double>(bytes_read) /
+                                 (static_cast<double>(to - from) / kMicrosPerDay);
+    const double days = bytes_per_day > 0 ? std::round(kWindowChunkTargetBytes / bytes_per_day)
+                                          : 2.0 * static_cast<double>(chunk / kMicrosPerDay);
+    chunk = std::clamp<int64_t>(static_cast<int64_t>(days), 1, kMaxWindowChunkDays) * kMicrosPerDay;
+    from = to;
+  }
+  std::shared_ptr<arrow::RecordBatch> all = none_kept;
+  if (!kept.empty()) {
+    ARROW_ASSIGN_OR_RAISE(auto table, arrow::Table::FromRecordBatches(kept[0]->schema(), kept));
+    kept.clear();
+    ARROW_ASSIGN_OR_RAISE(all, table->CombineChunksToBatch());
+  }
+  std::vector<int64_t> order(kept_groups.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (kept_groups[a] != kept_groups[b]) return kept_groups[a] < kept_groups[b];
+    if (kept_times[a] != kept_times[b]) return kept_times[a] < kept_times[b];
+    if (with_created) return kept_created[a] < kept_created[b];
+    return false;
+  });
+  groups->reserve(order.size());
+  times->reserve(order.size());
+  for (int64_t r : order) {
+    groups->push_back(kept_groups[r]);
+    times->push_back(kept_times[r]);
+  }
+  ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(order));
+  ARROW_ASSIGN_OR_RAISE(auto sorted, cp::Take(all, index));
+  return sorted.record_batch();
 }
 
 // A windowed feature whose argument reads the clock: the argument depends on
@@ -1578,58 +1743,8 @@ Result<std::map<std::string, std::shared_ptr<arrow::Array>>> WindowsAtRows(
   std::shared_ptr<arrow::RecordBatch> events;
   std::vector<int64_t> event_groups, event_times;
   if (n > 0) {
-    const int64_t* t = q.times->raw_values();
-    const int64_t min_t = *std::min_element(t, t + n), max_t = *std::max_element(t, t + n);
-    ARROW_ASSIGN_OR_RAISE(auto source,
-                          WindowSourceRows(fs, columns, min_t - range, max_t + 1));
-    ARROW_ASSIGN_OR_RAISE(auto batch, source->CombineChunksToBatch());
-    std::vector<std::shared_ptr<arrow::Array>> keys;
-    for (size_t c = 0; c < plan.key_columns.size(); ++c) {
-      ARROW_ASSIGN_OR_RAISE(auto col, CastTo(batch->GetColumnByName(plan.key_columns[c]),
-                                             g.keys[c]->type(), plan.key_columns[c]));
-      keys.push_back(col);
-    }
-    auto times = TimestampsAsInt64(batch->GetColumnByName(fs.timestamp_field));
-    std::shared_ptr<arrow::Int64Array> created;
-    if (!fs.created_timestamp_field.empty()) {
-      created = TimestampsAsInt64(batch->GetColumnByName(fs.created_timestamp_field));
-    }
-    // Source rows of the entities asked about (null keys or times are no
-    // entity's), by (group, event time, created time, input order) -- the
-    // materialization's order, which decides first_value/last_value among peers.
-    std::vector<int64_t> rows, group(static_cast<size_t>(batch->num_rows()), -1);
-    std::string key;
-    std::unordered_map<std::string, int64_t> group_of_key;
-    for (int64_t k = 0; k < g.num_groups(); ++k) {
-      EncodeKey(g.keys, g.row_of_group(k), &key);
-      group_of_key.emplace(key, k);
-    }
-    for (int64_t i = 0; i < batch->num_rows(); ++i) {
-      if (times->IsNull(i)) continue;
-      if (created && created->IsNull(i)) continue;
-      if (created && q.as_of && created->Value(i) > *q.as_of) continue;
-      bool null_key = false;
-      for (const auto& k : keys) null_key = null_key || k->IsNull(i);
-      if (null_key) continue;
-      EncodeKey(keys, i, &key);
-      auto it = group_of_key.find(key);
-      if (it == group_of_key.end()) continue;
-      group[i] = it->second;
-      rows.push_back(i);
-    }
-    std::stable_sort(rows.begin(), rows.end(), [&](int64_t a, int64_t b) {
-      if (group[a] != group[b]) return group[a] < group[b];
-      if (times->Value(a) != times->Value(b)) return times->Value(a) < times->Value(b);
-      if (created) return created->Value(a) < created->Value(b);
-      return false;
-    });
-    ARROW_ASSIGN_OR_RAISE(auto index, Int64ArrayOf(rows));
-    ARROW_ASSIGN_OR_RAISE(auto taken, cp::Take(batch, index));
-    events = taken.record_batch();
-    for (int64_t r : rows) {
-      event_groups.push_back(group[r]);
-      event_times.push_back(times->Value(r));
-    }
+    ARROW_ASSIGN_OR_RAISE(events,
+                          WindowEvents(q, g, columns, range, &event_groups, &event_times));
   }
   ARROW_ASSIGN_OR_RAISE(auto ev_groups, Int64ArrayOf(event_groups));
   ARROW_ASSIGN_OR_RAISE(auto ev_times, Int64ArrayOf(event_times));

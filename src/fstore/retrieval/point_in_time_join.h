@@ -14,8 +14,10 @@
 // the latest date needed backwards: an entity row matched in a partition is
 // final (earlier partitions only hold earlier events), so the memory held is
 // the entity rows, their matched rows and a few partitions (the one joined
-// and two read ahead on two threads of the call's own) -- never the store.
-// Only the key, time and requested feature columns are read.
+// and two read ahead, on threads of the call's own: PointInTimeQuery::
+// threads, which do not add to it) -- never the store. Only the key, time
+// and requested feature columns are read. Windowed features read the source
+// likewise, a chunk of days at a time, keeping only the asked entities' rows.
 
 #include <cstdint>
 #include <memory>
@@ -49,6 +51,9 @@ struct PointInTimeQuery {
   /// Time travel: only offline rows created at or before it (and source rows
   /// whose created_timestamp_field is at or before it, for windows).
   std::optional<TimestampMicros> as_of;
+  /// Threads the join runs on, the calling thread included (fewer when the
+  /// entity rows are too few to split); 0: one per core.
+  int threads = 0;
 };
 
 /// One array per query.features entry, aligned with the entity rows (same

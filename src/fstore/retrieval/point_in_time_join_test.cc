@@ -2,8 +2,9 @@
 // at t is seen at t, not at t - 1us), ttl edges, time travel with as_of, ties,
 // duplicate and unknown entity rows, several partitions, several feature sets
 // with different ttls, int and string keys, and windows evaluated between
-// events from the source (checked against a brute-force frame); and the
-// scenario files of testdata/join_scenarios/ (JoinScenarios).
+// events from the source (checked against a brute-force frame, also over a
+// range read in several chunks); the same results whatever the thread count;
+// and the scenario files of testdata/join_scenarios/ (JoinScenarios).
 
 #include "fstore/retrieval/point_in_time_join.h"
 
@@ -176,6 +177,7 @@ class PointInTimeJoinTest : public ::testing::Test {
     EXPECT_OK(t.Finish(&times));
     q.times = times;
     q.as_of = as_of;
+    q.threads = threads_;
     auto result = RetrievePointInTime(offline_.get(), q);
     EXPECT_OK(result.status());
     std::vector<Values> out;
@@ -200,6 +202,7 @@ class PointInTimeJoinTest : public ::testing::Test {
   fs::path dir_;
   std::unique_ptr<OfflineStore> offline_;
   bool int_keys_ = false;
+  int threads_ = 0;  // PointInTimeQuery::threads of Query
 };
 
 constexpr TimestampMicros H = kMicrosPerHour;
@@ -412,6 +415,154 @@ TEST_F(PointInTimeJoinTest, ManyEntitiesMatchABruteForceJoin) {
       }
       EXPECT_GT(matched, 5000);
     }
+  }
+}
+
+// The join's thread count changes how each partition is split into key
+// ranges (one per thread: 1, 2, then 3 ranges here, as the entity rows have
+// more than 3 * 4096 groups), never what it gives: the same values, windows
+// included, with each count, for int and string keys.
+TEST_F(PointInTimeJoinTest, ThreadCountsGiveIdenticalResults) {
+  for (bool ints : {true, false}) {
+    int_keys_ = ints;
+    const std::string name = ints ? "threads_int" : "threads_str";
+    std::mt19937_64 rng(23);
+    std::vector<Row> rows;
+    for (int i = 0; i < 60000; ++i) {
+      rows.push_back({std::to_string(rng() % 20000),
+                      kJan1 + static_cast<int64_t>(rng() % (4 * 24 * 3600)) * kMicrosPerSecond,
+                      kJan1, static_cast<double>(i)});
+    }
+    auto plan = Plan(name, rows, "");
+    WriteOffline(name, rows);
+    // Every key once (20,000 groups, with 1,000 unknown ones), then more rows.
+    std::vector<std::pair<std::string, TimestampMicros>> q;
+    for (int k = 0; k < 21000; ++k) {
+      q.push_back({std::to_string(k),
+                   kJan1 + static_cast<int64_t>(rng() % (5 * 24 * 3600)) * kMicrosPerSecond});
+    }
+    for (int i = 0; i < 9000; ++i) {
+      q.push_back({std::to_string(rng() % 21000),
+                   kJan1 + static_cast<int64_t>(rng() % (5 * 24 * 3600)) * kMicrosPerSecond});
+    }
+    threads_ = 1;
+    const std::vector<Values> one = Query(plan, {"amount", "n_1h"}, q);
+    ASSERT_EQ(one.size(), 2u);
+    const int64_t matched =
+        std::count_if(one[0].begin(), one[0].end(), [](const auto& v) { return v.has_value(); });
+    EXPECT_GT(matched, 15000) << name;
+    for (int threads : {2, 3, 0}) {
+      threads_ = threads;
+      EXPECT_EQ(Query(plan, {"amount", "n_1h"}, q), one) << name << ", threads " << threads;
+    }
+  }
+}
+
+// Windows recomputed over a range of many days read the source a chunk of
+// days at a time (a day, then up to 31: here [start, start + 1d), then 31
+// days twice, then the rest, start being the earliest entity row's time
+// less the window). Values agree with a brute-force frame, also for events
+// and entity rows on the chunks' edges and for peers (equal event times),
+// whose order decides first_value and last_value.
+TEST_F(PointInTimeJoinTest, WindowsOverManyDaysMatchABruteForceFrame) {
+  constexpr TimestampMicros D = kMicrosPerDay;
+  const TimestampMicros start = kJan1;  // the earliest entity row is at start + 3 days
+  const std::vector<TimestampMicros> edges{start, start + D, start + 32 * D, start + 63 * D};
+  std::mt19937_64 rng(31);
+  std::vector<Row> rows;
+  auto key = [&] { return "u" + std::to_string(rng() % 6); };
+  auto amount = [&]() -> std::optional<double> {
+    if (rng() % 8 == 0) return std::nullopt;
+    return static_cast<double>(rng() % 1000);
+  };
+  for (int i = 0; i < 4000; ++i) {
+    rows.push_back({key(), start - 2 * D + static_cast<int64_t>(rng() % (75 * 24 * 3600)) *
+                                              kMicrosPerSecond,
+                    kJan1, amount()});
+    if (rng() % 5 == 0) rows.push_back({rows.back().key, rows.back().event, kJan1, amount()});
+  }
+  for (TimestampMicros edge : edges) {  // events on and next to the edges, with peers
+    for (TimestampMicros t : {edge - 1, edge, edge, edge + 1}) {
+      for (int k = 0; k < 6; ++k) rows.push_back({"u" + std::to_string(k), t, kJan1, amount()});
+    }
+  }
+  std::shuffle(rows.begin(), rows.end(), rng);  // source order is not time order
+
+  Entity user;
+  user.name = "user";
+  user.join_keys = {"user_id"};
+  user.value_type = "string";
+  FeatureSet set;
+  set.id = NewUuid();
+  set.name = "long";
+  set.entities = {"user"};
+  set.source = SourceDefinition{"file", WriteSource("long", rows), "parquet", "", "", ""};
+  const std::string over =
+      " OVER (PARTITION BY user_id ORDER BY event_timestamp RANGE BETWEEN INTERVAL '3 days' "
+      "PRECEDING AND CURRENT ROW)";
+  std::vector<Feature> features(4);
+  features[0].name = "n_3d";
+  features[0].data_type = "int";
+  features[0].transformation = "COUNT(*)";
+  features[0].window_size = "3d";
+  features[1].name = "spend_3d";
+  features[1].data_type = "float";
+  features[1].transformation = "SUM(amount)";
+  features[1].window_size = "3d";
+  features[2].name = "first_3d";
+  features[2].data_type = "float";
+  features[2].transformation = "first_value(amount)" + over;
+  features[3].name = "last_3d";
+  features[3].data_type = "float";
+  features[3].transformation = "last_value(amount)" + over;
+  auto schema = arrow::schema({arrow::field("user_id", arrow::utf8()),
+                               arrow::field("event_timestamp", kTs),
+                               arrow::field("amount", arrow::float64())});
+  ASSERT_OK_AND_ASSIGN(auto plan, PlanMaterialization(set, features, {user}, schema));
+  WriteOffline("long", rows);
+
+  std::vector<std::pair<std::string, TimestampMicros>> q{{"u0", start + 3 * D}};
+  for (TimestampMicros edge : edges) {
+    for (TimestampMicros t : {edge - 1, edge, edge + 1, edge + 3 * D, edge + 3 * D + 1}) {
+      if (t < start + 3 * D) continue;
+      for (int k = 0; k < 7; ++k) q.push_back({"u" + std::to_string(k), t});
+    }
+  }
+  for (int i = 0; i < 400; ++i) {
+    q.push_back({"u" + std::to_string(rng() % 7),
+                 start + 3 * D + static_cast<int64_t>(rng() % (68 * 24 * 3600)) * kMicrosPerSecond});
+  }
+  ASSERT_EQ(std::min_element(q.begin(), q.end(),
+                             [](const auto& a, const auto& b) { return a.second < b.second; })
+                ->second,
+            start + 3 * D);
+  auto got = Query(plan, {"n_3d", "spend_3d", "first_3d", "last_3d"}, q);
+  ASSERT_EQ(got.size(), 4u);
+  for (size_t i = 0; i < q.size(); ++i) {
+    const auto& [k, t] = q[i];
+    // The frame's rows in (time, source order).
+    std::vector<size_t> frame;
+    bool live = false;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      if (rows[r].key != k || rows[r].event > t) continue;
+      live = true;
+      if (rows[r].event >= t - 3 * D) frame.push_back(r);
+    }
+    std::stable_sort(frame.begin(), frame.end(),
+                     [&](size_t a, size_t b) { return rows[a].event < rows[b].event; });
+    SCOPED_TRACE(k + " at " + FormatTimestamp(t));
+    if (!live) {
+      for (const auto& values : got) EXPECT_EQ(values[i], kNull);
+      continue;
+    }
+    std::optional<double> sum;
+    for (size_t r : frame) {
+      if (rows[r].amount) sum = sum.value_or(0) + *rows[r].amount;
+    }
+    EXPECT_EQ(got[0][i], std::optional<double>(static_cast<double>(frame.size())));
+    EXPECT_EQ(got[1][i], sum);
+    EXPECT_EQ(got[2][i], frame.empty() ? kNull : rows[frame.front()].amount);
+    EXPECT_EQ(got[3][i], frame.empty() ? kNull : rows[frame.back()].amount);
   }
 }
 

@@ -38,7 +38,7 @@ struct FeatureStoreOptions {
   std::string registry_uri;       ///< sqlite://..., postgresql://...
   std::string offline_store_uri;  ///< file:///abs/dir | s3://bucket[/prefix]
   std::string online_store_uri;   ///< rocksdb:///abs/dir (redis:// later)
-  int compute_threads = 0;        ///< materialization workers; 0: one per core
+  int compute_threads = 0;        ///< materialization workers, point-in-time join threads; 0: one per core
   bool run_scheduler = false;     ///< trigger materialization_schedule runs
   /// Resume jobs a previous process left queued or running (the server does;
   /// the CLI does not).

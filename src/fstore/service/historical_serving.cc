@@ -530,6 +530,7 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
     q.entity_keys = arrow::RecordBatch::Make(arrow::schema(key_fields), rows, key_arrays);
     q.times = times;
     q.as_of = selection.as_of;
+    q.threads = store->options().compute_threads;
     ARROW_ASSIGN_OR_RAISE(auto values, RetrievePointInTime(store->offline_store(), q));
     for (size_t i = 0; i < s.wanted.size(); ++i) outputs[s.output_slot[i]] = values[i];
   }
@@ -554,6 +555,7 @@ Result<std::vector<std::shared_ptr<arrow::Array>>> RetrieveFeatureSelection(
         q.entity_keys = arrow::RecordBatch::Make(arrow::schema(key_fields), rows, key_arrays);
         q.times = times;
         q.as_of = selection.as_of;
+        q.threads = store->options().compute_threads;
         ARROW_ASSIGN_OR_RAISE(auto values, RetrievePointInTime(store->offline_store(), q));
         fields.push_back(arrow::field(in.feature, values[0]->type()));
         arrays.push_back(values[0]);
