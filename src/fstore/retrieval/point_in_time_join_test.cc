@@ -97,21 +97,34 @@ class PointInTimeJoinTest : public ::testing::Test {
     return path;
   }
 
-  // A feature set over a source of `rows`, with features `amount` (the
-  // column; default_value `amount_default` when given) and `spend_1h`
-  // (SUM(amount) over 1 hour) and `n_1h` (COUNT(*) over 1 hour).
-  FeaturePlan Plan(const std::string& name, const std::vector<Row>& rows, const std::string& ttl,
-                   std::optional<double> amount_default = std::nullopt) {
+  // The entity "user", keyed by user_id of `value_type`.
+  static Entity User(const std::string& value_type) {
     Entity user;
     user.name = "user";
     user.join_keys = {"user_id"};
-    user.value_type = int_keys_ ? "int" : "string";
+    user.value_type = value_type;
+    return user;
+  }
+
+  // A feature set of "user" named `name` over the Parquet file `source`.
+  static FeatureSet SetOver(const std::string& name, const std::string& source,
+                            const std::string& ttl = "") {
     FeatureSet set;
     set.id = NewUuid();
     set.name = name;
     set.entities = {"user"};
     set.ttl = ttl;
-    set.source = SourceDefinition{"file", WriteSource(name, rows), "parquet", "", "", ""};
+    set.source = SourceDefinition{"file", source, "parquet", "", "", ""};
+    return set;
+  }
+
+  // A feature set over a source of `rows`, with features `amount` (the
+  // column; default_value `amount_default` when given) and `spend_1h`
+  // (SUM(amount) over 1 hour) and `n_1h` (COUNT(*) over 1 hour).
+  FeaturePlan Plan(const std::string& name, const std::vector<Row>& rows, const std::string& ttl,
+                   std::optional<double> amount_default = std::nullopt) {
+    Entity user = User(int_keys_ ? "int" : "string");
+    FeatureSet set = SetOver(name, WriteSource(name, rows), ttl);
     std::vector<Feature> features(3);
     features[0].name = "amount";
     features[0].data_type = "float";
@@ -488,15 +501,8 @@ TEST_F(PointInTimeJoinTest, WindowsOverManyDaysMatchABruteForceFrame) {
   }
   std::shuffle(rows.begin(), rows.end(), rng);  // source order is not time order
 
-  Entity user;
-  user.name = "user";
-  user.join_keys = {"user_id"};
-  user.value_type = "string";
-  FeatureSet set;
-  set.id = NewUuid();
-  set.name = "long";
-  set.entities = {"user"};
-  set.source = SourceDefinition{"file", WriteSource("long", rows), "parquet", "", "", ""};
+  Entity user = User("string");
+  FeatureSet set = SetOver("long", WriteSource("long", rows));
   const std::string over =
       " OVER (PARTITION BY user_id ORDER BY event_timestamp RANGE BETWEEN INTERVAL '3 days' "
       "PRECEDING AND CURRENT ROW)";
@@ -587,15 +593,8 @@ TEST_F(PointInTimeJoinTest, StringBoolAndLaterAddedFeatures) {
   // Fixed-width features are gathered value by value, others taken per
   // partition batch; a feature the stored rows lack is null where a row
   // matched (as a null value is), its default where none did.
-  Entity user;
-  user.name = "user";
-  user.join_keys = {"user_id"};
-  user.value_type = "string";
-  FeatureSet set;
-  set.id = NewUuid();
-  set.name = "mixed";
-  set.entities = {"user"};
-  set.source = SourceDefinition{"file", (dir_ / "none.parquet").string(), "parquet", "", "", ""};
+  Entity user = User("string");
+  FeatureSet set = SetOver("mixed", (dir_ / "none.parquet").string());
   std::vector<Feature> features(4);
   features[0].name = "amount";
   features[0].data_type = "float";
@@ -695,15 +694,8 @@ TEST_F(PointInTimeJoinTest, FixedWidthFeaturesReadRawAgreeWithTheBatchPath) {
   // raw (OfflineStore::ReadFixedWidth); asking for a string feature too
   // reads them as record batches. Both give the same values: nulls, a
   // feature the stored rows lack, a value from an earlier partition.
-  Entity user;
-  user.name = "user";
-  user.join_keys = {"user_id"};
-  user.value_type = "int";
-  FeatureSet set;
-  set.id = NewUuid();
-  set.name = "raw";
-  set.entities = {"user"};
-  set.source = SourceDefinition{"file", (dir_ / "none.parquet").string(), "parquet", "", "", ""};
+  Entity user = User("int");
+  FeatureSet set = SetOver("raw", (dir_ / "none.parquet").string());
   std::vector<Feature> features(4);
   features[0].name = "amount";
   features[0].data_type = "float";
