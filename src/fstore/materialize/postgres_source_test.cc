@@ -505,6 +505,8 @@ TEST_F(PostgresSourceTest, PushdownGivesTheEmbeddedEnginesValues) {
         << names[i] << "\n" << offline[i]->schema()->ToString() << "\n"
         << offline[0]->schema()->ToString();
     for (int c = 0; c < offline[0]->num_columns(); ++c) {
+      // The created times are when each run wrote its rows: they differ.
+      if (offline[0]->schema()->field(c)->name() == "created_timestamp") continue;
       EXPECT_TRUE(offline[i]->column(c)->Equals(*offline[0]->column(c)))
           << names[i] << " vs pg_push, column " << offline[0]->schema()->field(c)->name() << "\n"
           << offline[i]->column(c)->ToString() << "\n" << offline[0]->column(c)->ToString();
