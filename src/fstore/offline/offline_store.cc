@@ -374,6 +374,82 @@ class EntityEventEquals {
   std::shared_ptr<arrow::TimestampArray> event_;
 };
 
+// Equality of the feature values (every column but the key columns, event
+// and created times) of two rows of one table: null equals null, and a
+// number equals another with the same bits (NaN too). Fixed-width, bool
+// and string columns are compared in place; others (lists) by Arrow's
+// RangeEquals, which costs more per call.
+class ValuesEqual {
+ public:
+  // `table` must be in one chunk per column.
+  ValuesEqual(const arrow::Table& table, const std::vector<std::string>& key_columns) {
+    for (int c = 0; c < table.num_columns(); ++c) {
+      const std::string& name = table.field(c)->name();
+      if (name == kEventTimestampColumn || name == kCreatedTimestampColumn ||
+          std::find(key_columns.begin(), key_columns.end(), name) != key_columns.end()) {
+        continue;
+      }
+      Column column;
+      column.array = table.column(c)->chunk(0);
+      const arrow::DataType& type = *column.array->type();
+      if (type.id() == arrow::Type::STRING || type.id() == arrow::Type::BINARY) {
+        column.kind = Column::kBinary;
+      } else if (type.id() == arrow::Type::BOOL) {
+        column.kind = Column::kBool;
+      } else if (arrow::is_fixed_width(type.id()) && type.id() != arrow::Type::DICTIONARY &&
+                 type.byte_width() > 0 && column.array->data()->buffers.size() > 1 &&
+                 column.array->data()->buffers[1]) {
+        column.kind = Column::kFixed;
+        column.width = type.byte_width();
+        column.values = column.array->data()->buffers[1]->data() +
+                        column.array->offset() * column.width;
+      }
+      columns_.push_back(std::move(column));
+    }
+  }
+
+  bool operator()(int64_t a, int64_t b) const {
+    for (const Column& c : columns_) {
+      const bool null_a = c.array->IsNull(a), null_b = c.array->IsNull(b);
+      if (null_a != null_b) return false;
+      if (null_a) continue;
+      switch (c.kind) {
+        case Column::kFixed:
+          if (std::memcmp(c.values + a * c.width, c.values + b * c.width, c.width) != 0) {
+            return false;
+          }
+          break;
+        case Column::kBinary: {
+          const auto& binary = static_cast<const arrow::BinaryArray&>(*c.array);
+          if (binary.GetView(a) != binary.GetView(b)) return false;
+          break;
+        }
+        case Column::kBool: {
+          const auto& bools = static_cast<const arrow::BooleanArray&>(*c.array);
+          if (bools.Value(a) != bools.Value(b)) return false;
+          break;
+        }
+        case Column::kOther:
+          if (!c.array->RangeEquals(a, a + 1, b, *c.array,
+                                    arrow::EqualOptions::Defaults().nans_equal(true))) {
+            return false;
+          }
+          break;
+      }
+    }
+    return true;
+  }
+
+ private:
+  struct Column {
+    enum Kind { kFixed, kBinary, kBool, kOther } kind = kOther;
+    std::shared_ptr<arrow::Array> array;
+    const uint8_t* values = nullptr;  // kFixed: the value of row 0
+    int width = 0;                    // kFixed: bytes per value
+  };
+  std::vector<Column> columns_;
+};
+
 // A date partition's new content: `old_rows` (its current rows) and `new_rows`
 // (what a ReplaceRange of [start, end) brings for that date), sorted by key
 // columns, event time and created time, with one row per (key, event time,
@@ -410,21 +486,7 @@ Result<std::shared_ptr<arrow::Table>> MergePartitionRows(
   const auto& event = static_cast<const arrow::TimestampArray&>(
       *combined->GetColumnByName(kEventTimestampColumn)->chunk(0));
   EntityEventEquals same(*combined, key_columns);
-  std::vector<std::shared_ptr<arrow::Array>> values;  // the columns a version differs in
-  for (int c = 0; c < combined->num_columns(); ++c) {
-    const std::string& name = combined->field(c)->name();
-    if (name == kEventTimestampColumn || name == kCreatedTimestampColumn ||
-        std::find(key_columns.begin(), key_columns.end(), name) != key_columns.end()) {
-      continue;
-    }
-    values.push_back(combined->column(c)->chunk(0));
-  }
-  const auto equal_options = arrow::EqualOptions::Defaults().nans_equal(true);
-  auto same_values = [&](int64_t a, int64_t b) {
-    return std::all_of(values.begin(), values.end(), [&](const auto& v) {
-      return v->RangeEquals(a, a + 1, b, *v, equal_options);
-    });
-  };
+  ValuesEqual same_values(*combined, key_columns);
 
   // Linear pass over the sorted order, a run of equal (key, event time) at a
   // time, then within it a run of equal created time (not relying on the

@@ -14,6 +14,7 @@
 
 #include <arrow/api.h>
 #include <arrow/filesystem/api.h>
+#include <arrow/json/from_string.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <parquet/arrow/reader.h>
@@ -294,6 +295,53 @@ TEST_F(OfflineStoreTest, ARowBroughtAgainUnchangedKeepsItsFirstCreatedTime) {
   ASSERT_OK(Replace(kJan2, kJan3, {{3, kJan2 + 1, kC1, nan}}, "d").status());
   ASSERT_OK(Replace(kJan2, kJan3, {{3, kJan2 + 1, kC2, nan}}, "e").status());
   EXPECT_EQ(ReadRows(kJan2, kJan3).size(), 1u);
+}
+
+TEST_F(OfflineStoreTest, AVersionIsNewWhenAnyColumnOfAnyTypeChanges) {
+  // Five entities at one event time, written twice (created kC1, then kC2):
+  // 1 unchanged, 2 a string changed, 3 a bool, 4 a list, 5 only nulls
+  // (unchanged), 6 a null that became a value.
+  auto table = [](TimestampMicros created, const char* strings, const char* bools,
+                  const char* lists, const char* ints) {
+    auto column = [](const std::shared_ptr<arrow::DataType>& type, const char* json) {
+      return arrow::json::ArrayFromJSONString(type, json).ValueOrDie();
+    };
+    return arrow::Table::Make(
+        arrow::schema({arrow::field("user_id", arrow::int64()), arrow::field("event_timestamp", Ts()),
+                       arrow::field("created_timestamp", Ts()), arrow::field("s", arrow::utf8()),
+                       arrow::field("b", arrow::boolean()),
+                       arrow::field("l", arrow::list(arrow::int64())),
+                       arrow::field("i", arrow::int64())}),
+        {column(arrow::int64(), "[1, 2, 3, 4, 5, 6]"),
+         TimestampArray(std::vector<TimestampMicros>(6, kJan1 + 1)),
+         TimestampArray(std::vector<TimestampMicros>(6, created)), column(arrow::utf8(), strings),
+         column(arrow::boolean(), bools), column(arrow::list(arrow::int64()), lists),
+         column(arrow::int64(), ints)});
+  };
+  ASSERT_OK(store_->ReplaceRange("mixed", 1, {"user_id"}, kJan1, kJan2,
+                                 table(kC1, R"(["a", "b", "c", "d", null, "f"])",
+                                       "[true, true, true, true, null, true]",
+                                       "[[1], [2], [3], [4, 5], null, [6]]",
+                                       "[1, 2, 3, 4, null, null]"),
+                                 "a")
+                .status());
+  ASSERT_OK(store_->ReplaceRange("mixed", 1, {"user_id"}, kJan1, kJan2,
+                                 table(kC2, R"(["a", "B", "c", "d", null, "f"])",
+                                       "[true, true, false, true, null, true]",
+                                       "[[1], [2], [3], [4, 6], null, [6]]",
+                                       "[1, 2, 3, 4, null, 6]"),
+                                 "b")
+                .status());
+  ASSERT_OK_AND_ASSIGN(auto read, store_->Read("mixed", 1, kJan1, kJan2));
+  ASSERT_OK_AND_ASSIGN(auto batch, read->CombineChunksToBatch());
+  std::map<int64_t, std::vector<TimestampMicros>> versions;
+  const auto& keys = static_cast<const arrow::Int64Array&>(*batch->GetColumnByName("user_id"));
+  const auto& created =
+      static_cast<const arrow::TimestampArray&>(*batch->GetColumnByName("created_timestamp"));
+  for (int64_t r = 0; r < batch->num_rows(); ++r) versions[keys.Value(r)].push_back(created.Value(r));
+  using V = std::vector<TimestampMicros>;
+  EXPECT_EQ(versions, (std::map<int64_t, V>{{1, V{kC1}}, {2, V{kC1, kC2}}, {3, V{kC1, kC2}},
+                                            {4, V{kC1, kC2}}, {5, V{kC1}}, {6, V{kC1, kC2}}}));
 }
 
 TEST_F(OfflineStoreTest, ASubDayRewriteKeepsSupersededVersionsOnlyInsideItsRange) {
