@@ -19,6 +19,14 @@ failed, and p99 is under the workload's budget (docs ARCHITECTURE.md,
     .venv/bin/python bench/online/online_bench.py [--quick] [--duration 10]
         [--connections 32] [--workloads 1x10,1x50,100x50,100x250] [--no-nginx]
         [--server-io-threads 0] [--json-out results.json] [--stall-probe 10]
+        [--repeat 1]
+
+With --repeat N, each workload's fstore and nginx ladders run N times,
+alternating (fstore, nginx, fstore, nginx, ...), and the tables give per rate
+the median over the runs (errors: the sum), judge "held" on those medians,
+and list each run's p99. Each run also records the hypervisor's steal time
+over it (machine-wide "cpu" line of /proc/stat, both CPUs summed, and per CPU)
+as ms stolen per second of the run.
 
 Before the runs, bench/online/stall_probe spins one thread on each CPU and
 reports how often each CPU was taken away for more than 0.5 ms: on a shared
@@ -31,6 +39,7 @@ import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -337,18 +346,42 @@ def cpu_seconds(pids):
     return total
 
 
+def steal_ticks():
+    """Steal time so far (USER_HZ ticks) of the "cpu" line of /proc/stat (all
+    CPUs summed) and of each "cpuN" line: {"cpu": ..., "cpu0": ..., ...}."""
+    ticks = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu"):
+            break
+        fields = line.split()
+        # user nice system idle iowait irq softirq steal ...
+        ticks[fields[0]] = int(fields[8]) if len(fields) > 8 else 0
+    return ticks
+
+
 def loadgen(port, path, rate, duration, connections, bodies, server_pids=()):
     cpu0 = cpu_seconds(server_pids)
     cmd = [str(LOADGEN_BIN), "--port", str(port), "--path", path, "--rate", str(rate),
            "--duration", str(duration), "--connections", str(connections), "--bodies", str(bodies)]
+    steal0, t0 = steal_ticks(), time.monotonic()
     out = subprocess.run(pinned(cmd, LOADGEN_CPUS), capture_output=True, text=True,
                          timeout=duration + 60)
+    steal1, elapsed = steal_ticks(), time.monotonic() - t0
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["server_cpu_s"] = cpu_seconds(server_pids) - cpu0
     done = result["completed"] + result["non200"]
     result["server_cpu_us_per_req"] = result["server_cpu_s"] * 1e6 / done if done else 0.0
+    # Hypervisor steal over the run (from just before the load generator
+    # started to just after it exited): ms stolen per second, "cpu" summed
+    # over all CPUs, "cpuN" each CPU.
+    ms_per_tick = 1000 / os.sysconf("SC_CLK_TCK")
+    steal = {c: (steal1[c] - steal0[c]) * ms_per_tick / elapsed
+             for c in steal1 if c in steal0}
+    result["steal_ms_per_s"] = steal.pop("cpu", 0.0)
+    result["steal_ms_per_s_by_cpu"] = steal
+    result["steal_window_s"] = elapsed
     return result
 
 
@@ -357,47 +390,97 @@ def held(r, budget_ms):
             and r["p99_us"] <= budget_ms * 1000)
 
 
-def ladder(port, path, rates, duration, connections, bodies, budget_ms, label, pids):
+def ladder(port, path, rates, duration, connections, bodies, label, pids):
     # Warm-up at the lowest rate (page cache, RocksDB block cache, allocator).
     loadgen(port, path, rates[0], min(duration, 2), connections, bodies)
     results = []
     for rate in rates:
         r = loadgen(port, path, rate, duration, connections, bodies, pids)
         results.append(r)
+        by_cpu = ", ".join(f"{c} {v:.1f}" for c, v in sorted(r["steal_ms_per_s_by_cpu"].items()))
         log(f"  {label:6s} {rate:>6} req/s: achieved {r['achieved_rate']:>8.0f}, "
             f"p50 {r['p50_us'] / 1000:.3f} ms, p99 {r['p99_us'] / 1000:.3f} ms, "
             f"p99.9 {r['p999_us'] / 1000:.3f} ms, errors {r['errors']}, "
             f"server CPU {r['server_cpu_us_per_req']:.0f} us/req, loadgen CPU "
-            f"{r['loadgen_cpu_s'] / r['duration_s'] * 100:.0f}%")
+            f"{r['loadgen_cpu_s'] / r['duration_s'] * 100:.0f}%, steal "
+            f"{r['steal_ms_per_s']:.1f} ms/s ({by_cpu})")
         if r["achieved_rate"] < 0.9 * rate:
             break  # saturated: higher rates only queue more
         time.sleep(0.5)
-    best = max((r["target_rate"] for r in results if held(r, budget_ms)), default=None)
-    return results, best
+    return results
+
+
+MEDIAN_KEYS = ("achieved_rate", "p50_us", "p99_us", "p999_us", "max_us",
+               "server_cpu_us_per_req", "steal_ms_per_s")
+
+
+def combine_runs(runs):
+    """The ladders of the repeats (a list of lists of loadgen results) as one
+    row per target rate: the median over the runs that reached that rate of
+    each of MEDIAN_KEYS, the errors summed, "runs" how many runs reached it
+    and "p99_runs_us" each one's p99 (in the order of the runs)."""
+    by_rate = {}
+    for results in runs:
+        for r in results:
+            by_rate.setdefault(r["target_rate"], []).append(r)
+    rows = []
+    for rate in sorted(by_rate):
+        rs = by_rate[rate]
+        row = {"target_rate": rate, "runs": len(rs), "errors": sum(r["errors"] for r in rs),
+               "p99_runs_us": [r["p99_us"] for r in rs]}
+        for k in MEDIAN_KEYS:
+            row[k] = statistics.median(r[k] for r in rs)
+        rows.append(row)
+    return rows
+
+
+def highest_held(rows, budget_ms, repeats):
+    """The highest rate held on the medians; a rate that some run did not
+    reach (its ladder stopped lower) is not counted as held."""
+    return max((r["target_rate"] for r in rows
+                if r["runs"] == repeats and held(r, budget_ms)), default=None)
 
 
 def fmt_ms(us):
     return f"{us / 1000:.3f}"
 
 
-def print_workload_table(name, budget_ms, nbytes, fs_results, ngx_results):
-    print(f"\n### {name}: p99 budget {budget_ms:g} ms, response {nbytes:,} bytes\n")
+def runs_note(row, repeats):
+    return f" ({row['runs']} of {repeats} runs)" if row["runs"] < repeats else ""
+
+
+def print_workload_table(name, budget_ms, nbytes, fs_rows, ngx_rows, repeats):
+    """fs_rows, ngx_rows: combine_runs() of the repeats' ladders."""
+    medians = f"; median of {repeats} runs per rate" if repeats > 1 else ""
+    print(f"\n### {name}: p99 budget {budget_ms:g} ms, response {nbytes:,} bytes{medians}\n")
+    each = " p99 ms of each run |" if repeats > 1 else ""
     print("| target req/s | fstore achieved | p50 ms | p99 ms | p99.9 ms | max ms | errors "
-          "| server CPU us/req | nginx achieved | p50 ms | p99 ms | p99.9 ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    rates = sorted({r["target_rate"] for r in fs_results + ngx_results})
-    by_rate_fs = {r["target_rate"]: r for r in fs_results}
-    by_rate_ngx = {r["target_rate"]: r for r in ngx_results}
+          f"| server CPU us/req | steal ms/s |{each} nginx achieved | p50 ms | p99 ms | p99.9 ms "
+          "| steal ms/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if repeats > 1 else "")
+          + "---:|---:|---:|---:|---:|")
+    rates = sorted({r["target_rate"] for r in fs_rows + ngx_rows})
+    by_rate_fs = {r["target_rate"]: r for r in fs_rows}
+    by_rate_ngx = {r["target_rate"]: r for r in ngx_rows}
     for rate in rates:
         f = by_rate_fs.get(rate)
         n = by_rate_ngx.get(rate)
-        fs_cells = (f"{f['achieved_rate']:,.0f} | {fmt_ms(f['p50_us'])} | {fmt_ms(f['p99_us'])} | "
-                    f"{fmt_ms(f['p999_us'])} | {fmt_ms(f['max_us'])} | {f['errors']} | "
-                    f"{f['server_cpu_us_per_req']:.0f}"
-                    if f else "(saturated) | | | | | |")
-        ngx_cells = (f"{n['achieved_rate']:,.0f} | {fmt_ms(n['p50_us'])} | {fmt_ms(n['p99_us'])} | "
-                     f"{fmt_ms(n['p999_us'])}" if n else ("-" if not ngx_results else "(saturated)") +
-                     " | | |")
+        if f:
+            fs_cells = (f"{f['achieved_rate']:,.0f} | {fmt_ms(f['p50_us'])} | "
+                        f"{fmt_ms(f['p99_us'])} | {fmt_ms(f['p999_us'])} | {fmt_ms(f['max_us'])} | "
+                        f"{f['errors']} | {f['server_cpu_us_per_req']:.0f} | "
+                        f"{f['steal_ms_per_s']:.1f}")
+            if repeats > 1:
+                fs_cells += (" | " + " / ".join(fmt_ms(p) for p in f["p99_runs_us"])
+                             + runs_note(f, repeats))
+        else:
+            fs_cells = "(saturated) | | | | | | |" + (" |" if repeats > 1 else "")
+        if n:
+            ngx_cells = (f"{n['achieved_rate']:,.0f}{runs_note(n, repeats)} | "
+                         f"{fmt_ms(n['p50_us'])} | {fmt_ms(n['p99_us'])} | "
+                         f"{fmt_ms(n['p999_us'])} | {n['steal_ms_per_s']:.1f}")
+        else:
+            ngx_cells = ("-" if not ngx_rows else "(saturated)") + " | | | |"
         print(f"| {rate:,.0f} | {fs_cells} | {ngx_cells} |")
 
 
@@ -414,7 +497,8 @@ def main():
     ap.add_argument("--server-io-threads", type=int, default=0,
                     help="fstore serve --io-threads (0: one per core)")
     ap.add_argument("--bodies", type=int, default=1000, help="distinct request bodies per workload")
-    ap.add_argument("--json-out", help="also write every loadgen result here")
+    ap.add_argument("--json-out", help="also write every loadgen result here (per workload "
+                    "and server, a list of each repeat's ladder)")
     ap.add_argument("--redis-url", default="",
                     help="online store on this Redis (flushed first), not the embedded RocksDB")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -424,7 +508,12 @@ def main():
                     help="server and nginx on CPU 1, the load generator on CPU 0")
     ap.add_argument("--stall-probe", type=float, default=10,
                     help="seconds of stall_probe (both CPUs spinning) before the runs; 0: none")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each workload's ladders N times (fstore and nginx alternating) "
+                         "and report the median of the runs per rate")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     global REDIS_URL, SERVER_CPUS, LOADGEN_CPUS
     for setting in args.server_env:
         name, sep, value = setting.partition("=")
@@ -481,15 +570,24 @@ def main():
                 if args.rates:
                     rates = [int(r) for r in args.rates.split(",")]
                 log(f"workload {w} ({n_ent} entities x {n_sets * FEATURES_PER_SET} features)")
-                fs_res, fs_best = ladder(port, SERVING_PATH, rates, duration, args.connections,
-                                         bodies[w], budget, "fstore", [proc.pid])
-                ngx_res, ngx_best = [], None
-                if ngx:
-                    ngx_res, ngx_best = ladder(ngx_port, f"/{w}.json", rates, duration,
-                                               args.connections, bodies[w], budget, "nginx",
-                                               nginx_worker_pids(ngx.pid))
-                raw[w] = {"fstore": fs_res, "nginx": ngx_res}
-                summary.append((w, budget, len(static[w]), fs_best, ngx_best, fs_res, ngx_res))
+                fs_runs, ngx_runs = [], []
+                for i_run in range(args.repeat):
+                    run = f" (run {i_run + 1} of {args.repeat})" if args.repeat > 1 else ""
+                    if run:
+                        log(f" fstore{run}")
+                    fs_runs.append(ladder(port, SERVING_PATH, rates, duration, args.connections,
+                                          bodies[w], "fstore", [proc.pid]))
+                    if ngx:
+                        if run:
+                            log(f" nginx{run}")
+                        ngx_runs.append(ladder(ngx_port, f"/{w}.json", rates, duration,
+                                               args.connections, bodies[w], "nginx",
+                                               nginx_worker_pids(ngx.pid)))
+                raw[w] = {"fstore": fs_runs, "nginx": ngx_runs}
+                fs_rows, ngx_rows = combine_runs(fs_runs), combine_runs(ngx_runs)
+                fs_best = highest_held(fs_rows, budget, args.repeat)
+                ngx_best = highest_held(ngx_rows, budget, args.repeat)
+                summary.append((w, budget, len(static[w]), fs_best, ngx_best, fs_rows, ngx_rows))
             server_rss = rss_mb(proc.pid)
         finally:
             proc.terminate()
@@ -498,7 +596,9 @@ def main():
                 ngx.terminate()
                 ngx.wait(30)
 
-    print(f"fstore online serving, open loop: {duration:g} s per rate, {args.connections} "
+    medians = (f", median of {args.repeat} runs per rate (fstore and nginx ladders "
+               f"alternating)" if args.repeat > 1 else "")
+    print(f"fstore online serving, open loop: {duration:g} s per rate{medians}, {args.connections} "
           f"keep-alive connections, {ENTITIES:,} entities, {SETS} feature sets x "
           f"{FEATURES_PER_SET} features ({'Redis ' + REDIS_URL if REDIS_URL else 'RocksDB with its record cache'}, no serving cache); latency from the scheduled "
           f"send time; nginx (1 worker) serving a static copy of a response as the ceiling; "
@@ -519,11 +619,21 @@ def main():
         fsb = f"{fs_best:,.0f} req/s" if fs_best else "none of the ladder"
         ngb = "-" if args.no_nginx else (f"{ngx_best:,.0f} req/s" if ngx_best else "none")
         print(f"| {w} | {budget:g} ms | {nbytes:,} | {fsb} | {ngb} |")
-    for w, budget, nbytes, _, _, fs_res, ngx_res in summary:
-        print_workload_table(w, budget, nbytes, fs_res, ngx_res)
+    for w, budget, nbytes, _, _, fs_rows, ngx_rows in summary:
+        print_workload_table(w, budget, nbytes, fs_rows, ngx_rows, args.repeat)
     print(f"\nfstore server RSS after the runs: {server_rss:.0f} MB; "
           "held = achieved >= 99% of target, no errors, p99 within the budget; "
           "a ladder stops after a rate achieved below 90% of its target")
+    if args.repeat > 1:
+        print(f"\nWith {args.repeat} runs: achieved, latencies, server CPU and steal are the "
+              "medians over the runs that reached the rate, errors their sum; held is judged on "
+              "those medians, and a rate that some run did not reach (its ladder stopped "
+              "lower) is not counted as held")
+    print(f"\nsteal ms/s: the hypervisor's steal time over each run, /proc/stat \"cpu\" "
+          f"(all CPUs summed), in ms per second of the run; /proc/stat counts in ticks of "
+          f"{1000 / os.sysconf('SC_CLK_TCK'):g} ms, so a {duration:g} s run resolves "
+          f"{1000 / os.sysconf('SC_CLK_TCK') / duration:g} ms/s (the per-CPU figures in the "
+          f"log round each CPU separately)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(raw, indent=1))
 
