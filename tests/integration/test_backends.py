@@ -263,6 +263,42 @@ def test_replicas_sharing_a_postgres_registry_see_each_others_changes(
                       timeout=10)
 
 
+def test_a_materialization_by_one_replica_reaches_the_others_serving_cache(
+        infra, start_server, tmp_path):
+    """Two servers on one registry and one Redis, each with a serving cache: a
+    materialization run by one reaches the other's answers within its poll
+    (about a second), not after SERVING_CACHE_TTL (an hour here)."""
+    tag = uniq("cache")
+    env = config_env("postgres-redis-s3", infra, tag)
+    env.update({"SERVING_CACHE_ENABLED": "true", "SERVING_CACHE_TTL": "3600"})
+    a = Api(start_server(env=env))
+    b = Api(start_server(env=env))
+    rows = source_rows(seed=29)
+    name = define(a, write_source(tmp_path / "src.parquet", rows))
+    mid, end = T0 + dt.timedelta(days=DAYS // 2), T0 + dt.timedelta(days=DAYS)
+    assert materialize(a, name, end_date=iso(mid))["status"] == "succeeded"
+    # Users whose latest amount changes in the second half of the range.
+    changed = sorted({u for u, _, _ in rows
+                      if expected_at(rows, u, mid)[0] is not None
+                      and expected_at(rows, u, mid)[0] != expected_at(rows, u, end)[0]})
+    assert len(changed) >= 3, changed
+    users = changed[:3]
+    assert wait_until(lambda: b.post("/api/v1/serving/online", {
+        "feature_sets": [name], "entities": {"user": users},
+        "features": ["amount"]}).status_code == 200, timeout=10)
+    first = online(b, name, users)
+    assert [first["features"][u]["amount"] for u in users] == \
+        [expected_at(rows, u, mid)[0] for u in users]
+    assert online(b, name, users)["metadata"]["cache_hit"] is True
+
+    assert materialize(a, name, start_date=iso(mid))["status"] == "succeeded"
+    want = [expected_at(rows, u, end)[0] for u in users]
+    assert wait_until(lambda: [online(b, name, users)["features"][u]["amount"]
+                               for u in users] == want, timeout=10)
+    # And B caches the new records again.
+    assert online(b, name, users)["metadata"]["cache_hit"] is True
+
+
 def test_servers_starting_at_once_on_a_new_postgres_registry_all_come_up(
         infra, fstore_bin, tmp_path):
     # Their migrations race on an empty database: an advisory lock orders

@@ -20,6 +20,11 @@ Result<std::vector<std::shared_ptr<const SharedRecord>>> OnlineStore::ReadShared
   return out;
 }
 
+Result<std::optional<std::vector<int64_t>>> OnlineStore::WriteVersions(
+    const std::vector<std::string>& /*feature_sets*/) {
+  return std::nullopt;
+}
+
 Result<std::unique_ptr<OnlineStore>> OnlineStoreFromUri(const std::string& uri,
                                                         std::shared_ptr<const Cipher> cipher) {
   size_t sep = uri.find("://");

@@ -169,6 +169,16 @@ class OnlineStore {
   /// deleted); other feature sets are untouched. OK when there is none.
   [[nodiscard]] virtual Status DeleteFeatureSet(const std::string& feature_set) = 0;
 
+  /// For a store that several processes share (Redis): a counter per
+  /// feature set that moves after every Write that changed a record of it
+  /// and every DeleteFeatureSet of it, made by any process; result[i] is
+  /// feature_sets[i]'s (0 when it was never written). A process caching
+  /// records in front of the store polls it to learn of writes made by
+  /// others. nullopt (the default) for a store only one process opens
+  /// (RocksDB), whose writes that process sees directly.
+  [[nodiscard]] virtual Result<std::optional<std::vector<int64_t>>> WriteVersions(
+      const std::vector<std::string>& feature_sets);
+
   /// Makes every write that returned before this call durable (survives a
   /// process or machine crash). The materializer calls it before committing
   /// its watermark.

@@ -396,6 +396,52 @@ TEST_P(OnlineStoreConformanceTest, DeleteFeatureSetRemovesOnlyItsRecords) {
   ASSERT_OK(store_->DeleteFeatureSet("never_written"));
 }
 
+// A store several processes share counts each feature set's writes, so that
+// a process caching records learns of another's writes.
+TEST_P(OnlineStoreConformanceTest, WriteVersionsMoveWithEveryChangeAndAreSeenByAnotherOpening) {
+  ASSERT_OK_AND_ASSIGN(auto start, store_->WriteVersions({"fs", "other"}));
+  if (!start.has_value()) GTEST_SKIP() << "a store of one process: no write versions";
+  EXPECT_EQ(*start, (std::vector<int64_t>{0, 0}));
+  // Another opening of the same data stands for another process.
+  ASSERT_OK_AND_ASSIGN(auto other, instance_.open());
+  auto versions = [](OnlineStore* s) {
+    auto v = s->WriteVersions({"fs", "other"});
+    EXPECT_TRUE(v.ok() && v->has_value()) << v.status().ToString();
+    return v.ok() && v->has_value() ? **v : std::vector<int64_t>{-1, -1};
+  };
+  ASSERT_OK(store_->Write("fs", {{Key("u"), Rec(kT0, 0, {{"v", int64_t{1}}})},
+                                 {Key("w"), Rec(kT0, 0, {})}}));
+  const auto written = versions(other.get());
+  EXPECT_GT(written[0], 0);
+  EXPECT_EQ(written[1], 0);
+  // A write that changes nothing (an older record, no records) leaves it.
+  ASSERT_OK_AND_ASSIGN(auto ignored, store_->Write("fs", {{Key("u"), Rec(kT0 - 1, 0, {})}}));
+  EXPECT_EQ(ignored, (WriteResult{0, 1}));
+  ASSERT_OK(store_->Write("fs", {}));
+  EXPECT_EQ(versions(other.get()), written);
+  // The other's writes and deletes move it for this one, per set.
+  ASSERT_OK(other->Write("other", {{Key("u"), Rec(kT0, 0, {})}}));
+  const auto other_written = versions(store_.get());
+  EXPECT_EQ(other_written[0], written[0]);
+  EXPECT_GT(other_written[1], 0);
+  ASSERT_OK(other->DeleteFeatureSet("fs"));
+  const auto deleted = versions(store_.get());
+  EXPECT_GT(deleted[0], other_written[0]);
+  EXPECT_EQ(deleted[1], other_written[1]);
+  // The count is no record: the set's records are gone, the other set's kept.
+  ASSERT_OK_AND_ASSIGN(auto gone, store_->Read("fs", {Key("u"), Key("w")}, 0, kT0));
+  EXPECT_FALSE(gone[0].has_value());
+  EXPECT_FALSE(gone[1].has_value());
+  ASSERT_OK_AND_ASSIGN(auto kept, store_->Read("other", {Key("u")}, 0, kT0));
+  EXPECT_TRUE(kept[0].has_value());
+  ASSERT_OK_AND_ASSIGN(auto none, store_->WriteVersions({}));
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+  EXPECT_ERROR(ErrorCode::kInvalidArgument, store_->WriteVersions({""}));
+  ASSERT_OK(other->Close());
+  EXPECT_ERROR(ErrorCode::kUnavailable, other->WriteVersions({"fs"}));
+}
+
 TEST_P(OnlineStoreConformanceTest, InvalidArguments) {
   OnlineRecord r = Rec(1, 1, {});
   EXPECT_ERROR(ErrorCode::kInvalidArgument, store_->Write("", {{Key("u"), r}}));

@@ -514,6 +514,7 @@ OnlineServing::~OnlineServing() { Stop(); }
 
 Status OnlineServing::Start() {
   ARROW_RETURN_NOT_OK(Refresh());
+  CheckWriteVersions();  // the versions before any record is cached
   if (options_.poll_interval.count() > 0) {
     poll_thread_.Start(options_.poll_interval, [this] { Poll(); });
   }
@@ -529,6 +530,36 @@ void OnlineServing::Poll() {
     Status st = Refresh();
     if (!st.ok()) spdlog::warn("online serving: refreshing definitions failed: {}", st.ToString());
   }
+  CheckWriteVersions();
+}
+
+void OnlineServing::CheckWriteVersions() {
+  if (!cache_) return;
+  auto snapshot = snapshot_.load();
+  if (!snapshot) return;
+  std::vector<std::string> names;
+  names.reserve(snapshot->sets.size());
+  for (const auto& [name, set] : snapshot->sets) names.push_back(name);
+  auto got = online_->WriteVersions(names);
+  if (!got.ok()) {
+    // The store is down: serving fails too; the next poll compares again
+    // (the versions only grow, so no write is missed).
+    spdlog::debug("online serving: reading write versions failed: {}", got.status().ToString());
+    return;
+  }
+  if (!got->has_value()) return;  // a store only this process writes
+  const std::vector<int64_t>& versions = **got;
+  std::lock_guard lock(versions_mutex_);
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto [it, first] = write_versions_.try_emplace(names[i], versions[i]);
+    // A set seen for the first time after the start may have cached records
+    // from before its version was known: drop them too.
+    if ((first && write_versions_seen_) || (!first && it->second != versions[i])) {
+      cache_->Invalidate(names[i]);
+    }
+    it->second = versions[i];
+  }
+  write_versions_seen_ = true;
 }
 
 Status OnlineServing::Refresh() {

@@ -30,8 +30,10 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -79,6 +81,11 @@ class OnlineServing {
   Status Refresh();
   /// Drops cached records of `feature_set` (its online records changed).
   void InvalidateFeatureSet(const std::string& feature_set);
+  /// With the serving cache on a store other processes write too (Redis):
+  /// drops the cached records of every feature set whose
+  /// OnlineStore::WriteVersions moved since the last call, i.e. that another
+  /// server or the CLI wrote. The poll thread calls it each poll_interval.
+  void CheckWriteVersions();
 
   /// Serves one request body: the response as JSON text. `now` decides ttl
   /// expiry (UTC micros).
@@ -114,6 +121,10 @@ class OnlineServing {
   /// (by runs of one set's features).
   static constexpr size_t kParallelJsonValues = 2048;
   std::mutex refresh_mutex_;  // one rebuild at a time
+  /// The store's write version of each set as last seen (CheckWriteVersions).
+  std::mutex versions_mutex_;
+  std::map<std::string, int64_t, std::less<>> write_versions_;
+  bool write_versions_seen_ = false;
 
   PeriodicThread poll_thread_;
 };

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -63,6 +64,10 @@ class CountingOnlineStore : public OnlineStore {
     return store_->DeleteFeatureSet(feature_set);
   }
   Status Sync() override { return store_->Sync(); }
+  Result<std::optional<std::vector<int64_t>>> WriteVersions(
+      const std::vector<std::string>& feature_sets) override {
+    return store_->WriteVersions(feature_sets);
+  }
 
   /// Every multi-get since the last call (Read and ReadShared alike).
   std::vector<Call> TakeCalls() {
@@ -300,6 +305,66 @@ TEST_F(OnlineServingTest, WithTheServingCacheOnlyTheMissesAreReadOncePerSet) {
   Serve(first);
   EXPECT_THAT(KeysPerRead(counting_->TakeCalls()),
               UnorderedElementsAre(Pair("b", ElementsAre(10u))));
+}
+
+// Another process (another server, the CLI) writes to a shared Redis: its
+// writes reach this server's serving cache through the store's write
+// versions, which the poll thread checks every poll_interval.
+TEST_F(OnlineServingTest, WritesByAnotherProcessDropTheCachedRecordsOfTheirSet) {
+  const char* url = std::getenv("FSTORE_TEST_REDIS_URL");
+  if (url == nullptr || *url == '\0') GTEST_SKIP() << "FSTORE_TEST_REDIS_URL is not set";
+  std::string uri = url;
+  uri += (uri.find('?') == std::string::npos ? "?" : "&");
+  uri += "prefix=online_serving_test_" + std::to_string(::getpid()) + ":";
+  ASSERT_OK_AND_ASSIGN(auto mine, OnlineStoreFromUri(uri));
+  ASSERT_OK_AND_ASSIGN(auto theirs, OnlineStoreFromUri(uri));
+  auto write = [&](const std::string& set, double x) {
+    OnlineRecord r;
+    r.event_time = kEventTime + static_cast<int64_t>(x);
+    r.values.emplace_back(set + "_x", FeatureValue(x));
+    ASSERT_OK(theirs->Write(set, {{EntityKey{"u1"}, std::move(r)}}).status());
+  };
+  write("a", 1);
+  write("b", 1);
+  counting_ = std::make_unique<CountingOnlineStore>(mine.get());
+  OnlineServingOptions options;
+  options.cache_enabled = true;
+  StartServing(options);
+  const std::string body =
+      R"({"feature_sets": ["a", "b"], "entities": {"user": ["u1"]}, "features": ["a_x", "b_x"]})";
+  auto a_x = [](const json::value& v) { return v.at("features").at("u1").at("a_x").as_double(); };
+  EXPECT_EQ(a_x(Serve(body)), 1.0);
+  EXPECT_TRUE(Serve(body).at("metadata").at("cache_hit").as_bool());
+  counting_->TakeCalls();
+
+  // The other process writes a: until the versions are checked this server
+  // answers from its cache (bounded by SERVING_CACHE_TTL without them) ...
+  write("a", 2);
+  json::value stale = Serve(body);
+  EXPECT_EQ(a_x(stale), 1.0);
+  EXPECT_TRUE(stale.at("metadata").at("cache_hit").as_bool());
+  // ... after the check a is read again, b still comes from the cache.
+  serving_->CheckWriteVersions();
+  json::value fresh = Serve(body);
+  EXPECT_EQ(a_x(fresh), 2.0);
+  EXPECT_FALSE(fresh.at("metadata").at("cache_hit").as_bool());
+  EXPECT_THAT(KeysPerRead(counting_->TakeCalls()),
+              UnorderedElementsAre(Pair("a", ElementsAre(1u))));
+  // Nothing written since: the next check drops nothing.
+  serving_->CheckWriteVersions();
+  EXPECT_TRUE(Serve(body).at("metadata").at("cache_hit").as_bool());
+  EXPECT_TRUE(counting_->TakeCalls().empty());
+
+  // A feature set deleted by the other process is dropped too.
+  ASSERT_OK(theirs->DeleteFeatureSet("b"));
+  serving_->CheckWriteVersions();
+  json::value after_delete = Serve(body);
+  EXPECT_TRUE(after_delete.at("features").at("u1").at("b_x").is_null());
+  EXPECT_EQ(a_x(after_delete), 2.0);
+
+  serving_.reset();
+  counting_.reset();
+  ASSERT_OK(theirs->DeleteFeatureSet("a"));
 }
 
 }  // namespace

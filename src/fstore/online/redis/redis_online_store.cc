@@ -901,7 +901,68 @@ Result<WriteResult> RedisOnlineStore::Write(
       }
     }
   }
+  // After the records: a process that sees the new version reads them.
+  if (result.applied > 0) ARROW_RETURN_NOT_OK(BumpWriteVersion(feature_set));
   return result;
+}
+
+std::string RedisOnlineStore::WriteVersionsKey() const { return options_.prefix + "write-versions"; }
+
+Status RedisOnlineStore::BumpWriteVersion(const std::string& feature_set) {
+  const std::string key = WriteVersionsKey();
+  std::vector<PendingCommand> bump(1);
+  AppendCommand(&bump[0].request, {"HINCRBY", key, feature_set, "1"});
+  if (options_.cluster) bump[0].slot = redis_internal::KeySlot(key);
+  ARROW_RETURN_NOT_OK(RunCommands(&bump, OperationDeadline()));
+  if (bump[0].reply->type != REDIS_REPLY_INTEGER) {
+    return bump[0].reply->type == REDIS_REPLY_ERROR
+               ? ErrorReply(ReplyText(bump[0].reply.get()),
+                            "counting a write of feature set '" + feature_set + "'")
+               : Internal("redis: an unexpected reply to HINCRBY");
+  }
+  return Status::OK();
+}
+
+Result<std::optional<std::vector<int64_t>>> RedisOnlineStore::WriteVersions(
+    const std::vector<std::string>& feature_sets) {
+  for (const auto& name : feature_sets) ARROW_RETURN_NOT_OK(CheckFeatureSetName(name));
+  std::shared_lock lock(close_mutex_);
+  ARROW_RETURN_NOT_OK(CheckOpen());
+  std::vector<int64_t> out;
+  out.reserve(feature_sets.size());
+  const std::string key = WriteVersionsKey();
+  for (size_t start = 0; start < feature_sets.size(); start += kRedisPipelineCommands) {
+    const size_t count = std::min(kRedisPipelineCommands, feature_sets.size() - start);
+    std::vector<std::string_view> args = {"HMGET", key};
+    for (size_t i = start; i < start + count; ++i) args.push_back(feature_sets[i]);
+    std::vector<PendingCommand> get(1);
+    AppendCommand(&get[0].request, std::span<const std::string_view>(args));
+    if (options_.cluster) get[0].slot = redis_internal::KeySlot(key);
+    ARROW_RETURN_NOT_OK(RunCommands(&get, OperationDeadline()));
+    const redisReply* reply = get[0].reply.get();
+    if (reply->type == REDIS_REPLY_ERROR) {
+      return ErrorReply(ReplyText(reply), "reading the feature sets' write versions");
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
+      return Internal("redis: an HMGET reply of an unexpected shape");
+    }
+    for (size_t k = 0; k < count; ++k) {
+      const redisReply* e = reply->element[k];
+      int64_t version = 0;
+      if (e->type == REDIS_REPLY_STRING) {
+        std::string_view text = ReplyText(e);
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), version);
+        if (ec != std::errc() || end != text.data() + text.size()) {
+          return Internal("redis: the write version of feature set '" + feature_sets[start + k] +
+                          "' is not a number");
+        }
+      } else if (e->type != REDIS_REPLY_NIL) {
+        return Internal("redis: an HMGET reply of an unexpected shape");
+      }
+      out.push_back(version);
+    }
+  }
+  return std::optional<std::vector<int64_t>>(std::move(out));
 }
 
 Status RedisOnlineStore::ReadStored(
@@ -1082,7 +1143,7 @@ Status RedisOnlineStore::DeleteFeatureSet(const std::string& feature_set) {
       }
     } while (cursor != "0");
   }
-  return Status::OK();
+  return BumpWriteVersion(feature_set);
 }
 
 Status RedisOnlineStore::Sync() {

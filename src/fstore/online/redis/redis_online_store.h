@@ -41,6 +41,12 @@
 // set's keys are exactly those matching prefix "fs:" name '\0' '*'. No hash
 // tag: a feature set's keys spread over every slot and so every master.
 //
+// Write versions: one Redis hash, key = prefix "write-versions", field =
+// feature set name, value = a counter HINCRBY'd after every Write that
+// applied a record of the set and every DeleteFeatureSet of it. Servers
+// sharing the store poll it (WriteVersions, one HMGET) to drop records they
+// cached of a set another process wrote. One key, so one slot in a cluster.
+//
 // Newer-wins is decided on the server, atomically per key, by a Lua script
 // (EVALSHA, EVAL on NOSCRIPT) that compares the stored header with the new
 // one bytewise and writes only when the new one is not lower. Several
@@ -162,12 +168,18 @@ class RedisOnlineStore : public OnlineStore {
   Status DeleteFeatureSet(const std::string& feature_set) override;
   /// Sends nothing: durability is Redis's own (see the top of this file).
   Status Sync() override;
+  /// HMGET of the write-versions hash (see the top of this file).
+  Result<std::optional<std::vector<int64_t>>> WriteVersions(
+      const std::vector<std::string>& feature_sets) override;
 
   /// The Redis key of (feature set, entity key) (for tests and tools).
   std::string RedisKey(const std::string& feature_set, const EntityKey& key) const;
 
  private:
   explicit RedisOnlineStore(RedisOnlineStoreOptions options);
+  std::string WriteVersionsKey() const;
+  /// HINCRBY of the feature set's write version, after a write or delete.
+  Status BumpWriteVersion(const std::string& feature_set);
 
   using NodePtr = std::shared_ptr<redis_internal::RedisNode>;
 

@@ -696,15 +696,22 @@ TEST(RedisClusterTest, KeysSpreadOverEveryMasterAndReadBack) {
     EXPECT_GT(cluster.Keys(n), 500) << "node " << n;  // about a third each
     total += cluster.Keys(n);
   }
-  EXPECT_EQ(total, 3000);
+  EXPECT_EQ(total, 3000 + 1);  // and the write-versions hash
   ASSERT_OK_AND_ASSIGN(auto read, store->Read("fs", keys, 0, kT0));
   for (int64_t i = 0; i < 3000; ++i) {
     ASSERT_TRUE(read[i].has_value()) << i;
     EXPECT_EQ(*read[i], records[i].second);
   }
   ASSERT_OK(store->CheckHealth());
+  ASSERT_OK_AND_ASSIGN(auto versions, store->WriteVersions({"fs"}));
+  EXPECT_EQ(versions, (std::vector<int64_t>{1}));  // one call: one count
   ASSERT_OK(store->DeleteFeatureSet("fs"));
-  for (int n = 0; n < 3; ++n) EXPECT_EQ(cluster.Keys(n), 0) << "node " << n;
+  ASSERT_OK_AND_ASSIGN(versions, store->WriteVersions({"fs"}));
+  EXPECT_EQ(versions, (std::vector<int64_t>{2}));
+  // Only the write-versions hash is left, on the node of its slot.
+  total = 0;
+  for (int n = 0; n < 3; ++n) total += cluster.Keys(n);
+  EXPECT_EQ(total, 1);
   // No node was asked for a slot it does not serve.
   for (int n = 0; n < 3; ++n) EXPECT_EQ(cluster.ErrorCount(n, "MOVED"), 0);
 }
