@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include <arrow/api.h>
+#include <arrow/filesystem/localfs.h>
 #include <arrow/io/api.h>
 #include <arrow/json/from_string.h>
 #include <boost/json/parse.hpp>
@@ -27,6 +28,7 @@
 
 #include "fstore/core/ids.h"
 #include "fstore/core/time.h"
+#include "fstore/offline/fault_injecting_filesystem.h"
 #include "fstore/testing/gtest_util.h"
 
 #ifndef FSTORE_SOURCE_DIR
@@ -286,6 +288,46 @@ TEST_F(PointInTimeJoinTest, LooksBackAcrossPartitionsWithIntKeys) {
                    {{"7", kJan1 + 24 * 10 * H}, {"8", kJan1 + 24 * 10 * H}, {"7", kJan1 + 48 * H},
                     {"8", kJan1 + 25 * H - 1}, {"9", kJan1 + 50 * H}});
   EXPECT_EQ(got[0], (Values{2.0, 8.0, 1.0, kNull, kNull}));
+}
+
+// The join reads only the date partitions its entity rows' times need: from
+// the earliest time minus the ttl to the latest time (without a ttl, from
+// the first partition), never a later one.
+TEST_F(PointInTimeJoinTest, ReadsOnlyThePartitionsTheEntityRowsTimesNeed) {
+  std::vector<Row> rows;
+  for (int day = 0; day < 10; ++day) {  // Jan 1-10, noon
+    rows.push_back({"u1", kJan1 + day * 24 * H + 12 * H, kJan1, static_cast<double>(day + 1)});
+  }
+  auto with_ttl = Plan("ttl", rows, "1d");
+  auto without_ttl = Plan("forever", rows, "");
+  WriteOffline("ttl", rows);
+  WriteOffline("forever", rows);
+  // The same files, seen through a filesystem that records what is opened.
+  auto watched = std::make_shared<FaultInjectingFileSystem>(
+      std::make_shared<arrow::fs::LocalFileSystem>());
+  ASSERT_OK_AND_ASSIGN(offline_, OfflineStore::Make(watched, (dir_ / "offline").string()));
+  auto dates_opened = [&] {
+    std::set<std::string> dates;
+    for (const auto& path : watched->opened()) {
+      auto at = path.find("/date=");
+      EXPECT_NE(at, std::string::npos) << path;
+      if (at != std::string::npos) dates.insert(path.substr(at + 6, 10));
+    }
+    watched->ClearOpened();
+    return dates;
+  };
+  // Jan 5 18:00 and Jan 6 06:00, ttl 1 day: Jan 4 18:00 to Jan 6 06:00.
+  const std::vector<std::pair<std::string, TimestampMicros>> q{
+      {"u1", kJan1 + 4 * 24 * H + 18 * H}, {"u1", kJan1 + 5 * 24 * H + 6 * H}};
+  watched->ClearOpened();
+  EXPECT_EQ(Query(with_ttl, {"amount"}, q)[0], (Values{5.0, 5.0}));
+  EXPECT_EQ(dates_opened(), (std::set<std::string>{"2024-01-04", "2024-01-05", "2024-01-06"}));
+  // Without a ttl any earlier row may match, but nothing after Jan 6.
+  EXPECT_EQ(Query(without_ttl, {"amount"}, q)[0], (Values{5.0, 5.0}));
+  auto dates = dates_opened();
+  ASSERT_FALSE(dates.empty());
+  EXPECT_LE(*dates.rbegin(), "2024-01-06");
+  EXPECT_EQ(dates.count("2024-01-06"), 1u);
 }
 
 TEST_F(PointInTimeJoinTest, SeveralFeatureSetsWithTheirOwnTtls) {
