@@ -298,7 +298,7 @@ TEST_F(OfflineStoreTest, ARowBroughtAgainUnchangedKeepsItsFirstCreatedTime) {
 }
 
 TEST_F(OfflineStoreTest, AVersionIsNewWhenAnyColumnOfAnyTypeChanges) {
-  // Five entities at one event time, written twice (created kC1, then kC2):
+  // Six entities at one event time, written twice (created kC1, then kC2):
   // 1 unchanged, 2 a string changed, 3 a bool, 4 a list, 5 only nulls
   // (unchanged), 6 a null that became a value.
   auto table = [](TimestampMicros created, const char* strings, const char* bools,

@@ -929,38 +929,37 @@ Result<std::optional<std::vector<int64_t>>> RedisOnlineStore::WriteVersions(
   std::shared_lock lock(close_mutex_);
   ARROW_RETURN_NOT_OK(CheckOpen());
   std::vector<int64_t> out;
-  out.reserve(feature_sets.size());
+  if (feature_sets.empty()) return std::optional<std::vector<int64_t>>(std::move(out));
+  // One HMGET of every set: one key, one command, one round trip.
   const std::string key = WriteVersionsKey();
-  for (size_t start = 0; start < feature_sets.size(); start += kRedisPipelineCommands) {
-    const size_t count = std::min(kRedisPipelineCommands, feature_sets.size() - start);
-    std::vector<std::string_view> args = {"HMGET", key};
-    for (size_t i = start; i < start + count; ++i) args.push_back(feature_sets[i]);
-    std::vector<PendingCommand> get(1);
-    AppendCommand(&get[0].request, std::span<const std::string_view>(args));
-    if (options_.cluster) get[0].slot = redis_internal::KeySlot(key);
-    ARROW_RETURN_NOT_OK(RunCommands(&get, OperationDeadline()));
-    const redisReply* reply = get[0].reply.get();
-    if (reply->type == REDIS_REPLY_ERROR) {
-      return ErrorReply(ReplyText(reply), "reading the feature sets' write versions");
-    }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != count) {
+  std::vector<std::string_view> args = {"HMGET", key};
+  args.insert(args.end(), feature_sets.begin(), feature_sets.end());
+  std::vector<PendingCommand> get(1);
+  AppendCommand(&get[0].request, std::span<const std::string_view>(args));
+  if (options_.cluster) get[0].slot = redis_internal::KeySlot(key);
+  ARROW_RETURN_NOT_OK(RunCommands(&get, OperationDeadline()));
+  const redisReply* reply = get[0].reply.get();
+  if (reply->type == REDIS_REPLY_ERROR) {
+    return ErrorReply(ReplyText(reply), "reading the feature sets' write versions");
+  }
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements != feature_sets.size()) {
+    return Internal("redis: an HMGET reply of an unexpected shape");
+  }
+  out.reserve(feature_sets.size());
+  for (size_t k = 0; k < feature_sets.size(); ++k) {
+    const redisReply* e = reply->element[k];
+    int64_t version = 0;
+    if (e->type == REDIS_REPLY_STRING) {
+      std::string_view text = ReplyText(e);
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), version);
+      if (ec != std::errc() || end != text.data() + text.size()) {
+        return Internal("redis: the write version of feature set '" + feature_sets[k] +
+                        "' is not a number");
+      }
+    } else if (e->type != REDIS_REPLY_NIL) {
       return Internal("redis: an HMGET reply of an unexpected shape");
     }
-    for (size_t k = 0; k < count; ++k) {
-      const redisReply* e = reply->element[k];
-      int64_t version = 0;
-      if (e->type == REDIS_REPLY_STRING) {
-        std::string_view text = ReplyText(e);
-        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), version);
-        if (ec != std::errc() || end != text.data() + text.size()) {
-          return Internal("redis: the write version of feature set '" + feature_sets[start + k] +
-                          "' is not a number");
-        }
-      } else if (e->type != REDIS_REPLY_NIL) {
-        return Internal("redis: an HMGET reply of an unexpected shape");
-      }
-      out.push_back(version);
-    }
+    out.push_back(version);
   }
   return std::optional<std::vector<int64_t>>(std::move(out));
 }
